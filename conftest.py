@@ -1,0 +1,28 @@
+"""Repository-wide pytest set-up: the optional corpus tier and the shared fixture plugins."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytest_plugins: list[str] = []
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Collect the corpus tier only when FERRYMAN_CORPUS points at a corpus."""
+    if os.environ.get("FERRYMAN_CORPUS"):
+        return
+    kept = [item for item in items if item.get_closest_marker("corpus") is None]
+    deselected = [item for item in items if item.get_closest_marker("corpus") is not None]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    """The corpus named by FERRYMAN_CORPUS (the tier is deselected when it is unset)."""
+    path = Path(os.environ["FERRYMAN_CORPUS"]).resolve()
+    if not path.is_dir():
+        raise pytest.UsageError(f"FERRYMAN_CORPUS={path} is not a directory")
+    return path
