@@ -17,6 +17,6 @@ class Finding(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     severity: Severity
-    path: str  # field path in the source object, e.g. "spec.pytorchReplicaSpecs.Worker.template.spec.hostNetwork"
+    path: str  # source field path, e.g. "spec.pytorchReplicaSpecs.Worker.template.spec.hostNetwork"
     message: str  # what happens and the remedy
     code: str  # stable machine-readable identifier, e.g. "host-network"
