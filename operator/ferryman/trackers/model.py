@@ -2,6 +2,11 @@
 
 Times are integer milliseconds since the Unix epoch (MLflow's unit); steps are integers; metric series travel
 as column batches so a reader never has to hold a whole history in memory.
+
+A reader (`TrackerReader`) streams a source; a writer (`TrackerWriter`) fills a destination. The migration
+engine (`ferryman.migrate`) drives both: it finds already-migrated runs through the writer (`migrated_runs`,
+keyed by the `ferryman.source` identity), resumes each metric key after its high-water mark, and verifies by
+reading the destination back through `TrackerWriter.reader()`.
 """
 
 from __future__ import annotations
@@ -10,6 +15,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import BinaryIO, Protocol
+
+SOURCE_TAG = "ferryman.source"  # tag on every destination run: the source identity it was copied from
+COMPLETE_TAG = "ferryman.complete"  # set by `finish_run` once everything of the run is written
 
 
 class RunStatus(StrEnum):
@@ -135,5 +143,89 @@ class TrackerReader(Protocol):
     def logged_models(self, experiment: Experiment) -> Iterator[LoggedModel]: ...
 
     def outcomes(self) -> list[Outcome]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(slots=True)
+class DestinationRun:
+    """A run already present in the destination, found by the source identity it carries."""
+
+    key: str  # destination run id
+    source: str  # the `ferryman.source` identity
+    complete: bool  # `finish_run` ran: params, tags, metrics and artifacts are all written
+    source_state: str | None = None  # what `finish_run` recorded of the source run (status and end time)
+
+
+class TrackerWriter(Protocol):
+    """A destination. The engine calls it from several threads, but never concurrently for the same run.
+
+    Resume contract: for one run the engine hands over each metric key's points in source order, and after a
+    crash `high_water_marks` must never report more points for a key than were handed over (a count of points
+    stored is correct, since writes are in order; a writer that may lose the tail of a write reports less).
+    The engine then skips that many source points, so nothing is lost and nothing is written twice.
+    """
+
+    def ensure_experiment(self, experiment: Experiment) -> str:
+        """Find or create the destination experiment of this source experiment; return its key."""
+        ...
+
+    def migrated_runs(self, experiment_key: str) -> dict[str, DestinationRun]:
+        """Every run of the destination experiment that carries a `ferryman.source` identity, by identity."""
+        ...
+
+    def create_run(self, experiment_key: str, run: Run, source: str) -> str:
+        """Create the run with its name, status RUNNING, start time and user, tagged with `source`; return
+        its key. Params, tags, notes and the parent are written by the calls below."""
+        ...
+
+    def set_parent(self, run_key: str, parent_key: str) -> None:
+        """Nest the run under another destination run (both are destination keys)."""
+        ...
+
+    def write_params(self, run_key: str, params: dict[str, str]) -> list[Outcome]:
+        """Write params not yet present. Values the destination cannot hold whole are kept whole elsewhere
+        (e.g. as an artifact) and reported."""
+        ...
+
+    def write_tags(self, run_key: str, tags: dict[str, str], notes: str | None = None) -> list[Outcome]:
+        """Set tags and the run notes (idempotent)."""
+        ...
+
+    def high_water_marks(self, run_key: str) -> dict[str, int]:
+        """Number of points stored per metric key (see the resume contract above)."""
+        ...
+
+    def write_metrics(self, run_key: str, batches: list[MetricBatch]) -> None:
+        """Append points with their original steps and timestamps; batches of several keys may come
+        together."""
+        ...
+
+    def stored_artifacts(self, run_key: str) -> dict[str, int]:
+        """Files already stored for the run: relative path -> size in bytes."""
+        ...
+
+    def write_artifact(self, run_key: str, artifact: Artifact) -> Outcome | None:
+        """Store one file at its relative path; return an outcome if it could not be stored exactly."""
+        ...
+
+    def finish_run(self, run_key: str, run: Run) -> None:
+        """Set the final status and end time of the source run and mark the run complete."""
+        ...
+
+    def write_registered_model(self, model: RegisteredModel, run_keys: dict[str, str]) -> list[Outcome]:
+        """Create the model and its versions, aliases and stages (idempotent); `run_keys` maps source run keys
+        to destination run keys so versions are re-linked to the migrated runs."""
+        ...
+
+    def write_logged_model(
+        self, model: LoggedModel, experiment_key: str, run_keys: dict[str, str]
+    ) -> list[Outcome]:
+        """Create an MLflow 3 logged model (idempotent) linked to the migrated run."""
+        ...
+
+    def reader(self) -> TrackerReader:
+        """A reader over this destination, used to verify the migration."""
+        ...
 
     def close(self) -> None: ...
