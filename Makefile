@@ -29,3 +29,6 @@ bench: install
 
 demo: install
 	$(BIN)/ferryman convert examples/ --report text
+
+crds: install
+	$(BIN)/python -m ferryman.api.resources crds

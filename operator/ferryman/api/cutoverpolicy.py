@@ -1,0 +1,131 @@
+"""CutoverPolicy (cluster-scoped): which PyTorchJobs move to Trainer v2, and how far they go."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import ConfigDict, Field
+
+from ferryman.api.base import Condition, KubeModel, LabelSelector, StatusModel, conditions_field
+from ferryman.api.crd import CustomResource, PrinterColumn, cel
+from ferryman.convert.options import LauncherStrategy, RuntimeRules, TrainerAPI
+
+
+class CutoverMode(StrEnum):
+    PLAN = "Plan"  # convert every selected job and report findings; create nothing
+    MIRROR = "Mirror"  # also create the converted TrainJob side by side, owned by the policy
+    TAKEOVER = "Takeover"  # serve PyTorchJobs with TrainJobs they own, mirroring status back (v1 uninstalled)
+
+
+class MirrorSettings(KubeModel):
+    suspend: bool = Field(
+        default=True, description="Create mirrored TrainJobs suspended (no GPUs used) or running."
+    )
+
+
+class TakeoverSettings(KubeModel):
+    v1_controller_removed: bool = Field(
+        default=False,
+        alias="v1ControllerRemoved",
+        description="Confirms Training Operator v1 no longer runs (alongside it, each job would run twice).",
+    )
+
+
+class RateLimit(KubeModel):
+    creations_per_minute: int = Field(default=60, ge=1, le=6000, description="TrainJobs created per minute.")
+    burst: int = Field(default=10, ge=1, le=1000, description="TrainJobs that may be created at once.")
+
+
+class CutoverPolicySpec(KubeModel):
+    """Selects PyTorchJobs and says how far their cutover to Trainer v2 goes."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "self.mode != 'Takeover' || (has(self.takeover) && self.takeover.v1ControllerRemoved)",
+                "mode Takeover requires takeover.v1ControllerRemoved: true "
+                "(uninstall Training Operator v1 first, or every job would run twice)",
+            ),
+            (
+                "!has(self.mirror) || self.mode != 'Plan'",
+                "mirror settings apply to modes Mirror and Takeover, not Plan",
+            ),
+        )
+    )
+
+    mode: CutoverMode = CutoverMode.PLAN
+    namespace_selector: LabelSelector = Field(
+        default_factory=LabelSelector, description="Namespaces whose PyTorchJobs are selected (empty: all)."
+    )
+    selector: LabelSelector = Field(
+        default_factory=LabelSelector, description="Labels of the selected PyTorchJobs (empty: all)."
+    )
+    runtime_rules: RuntimeRules = Field(default_factory=RuntimeRules)
+    launcher: LauncherStrategy = Field(
+        default=LauncherStrategy.TORCHRUN,
+        description="How jobs not started by a distributed launcher keep their distributed semantics.",
+    )
+    trainer_api: TrainerAPI | None = Field(
+        default=None,
+        alias="trainerAPI",
+        description="TrainJob API flavour to emit; discovered from the installed TrainJob CRD when unset.",
+    )
+    mirror: MirrorSettings | None = None
+    takeover: TakeoverSettings | None = None
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+
+
+class SeverityCounts(StatusModel):
+    blocker: int = 0
+    warning: int = 0
+    info: int = 0
+
+
+class Blocker(StatusModel):
+    code: str
+    jobs: int
+    example: str = Field(description="namespace/name of one job it blocks")
+    message: str = ""
+
+
+class TrainJobCounts(StatusModel):
+    created: int = 0
+    adopted: int = 0
+    existing: int = 0
+    pending: int = 0
+    conflicts: int = 0
+
+
+class CutoverPolicyStatus(StatusModel):
+    observed_generation: int | None = None
+    conditions: list[Condition] = conditions_field()
+    trainer_api: str | None = Field(default=None, alias="trainerAPI")
+    jobs: int = Field(default=0, description="PyTorchJobs selected")
+    convertible: int = Field(default=0, description="selected jobs without blockers")
+    blocked: int = Field(default=0, description="selected jobs with at least one blocker")
+    findings: SeverityCounts = Field(default_factory=SeverityCounts)
+    top_blockers: list[Blocker] = Field(default_factory=list, max_length=10)
+    train_jobs: TrainJobCounts = Field(default_factory=TrainJobCounts)
+    report_config_map: str | None = Field(
+        default=None, description="namespace/name of the ConfigMap holding the full per-job report"
+    )
+
+
+CUTOVER_POLICY = CustomResource(
+    kind="CutoverPolicy",
+    plural="cutoverpolicies",
+    scope="Cluster",
+    spec=CutoverPolicySpec,
+    status=CutoverPolicyStatus,
+    short_names=("cop",),
+    description="Drives a cluster-wide cutover of PyTorchJobs (kubeflow.org/v1) to Trainer v2 TrainJobs.",
+    printer_columns=(
+        PrinterColumn("Mode", ".spec.mode"),
+        PrinterColumn("Jobs", ".status.jobs", "integer"),
+        PrinterColumn("Blocked", ".status.blocked", "integer"),
+        PrinterColumn("Created", ".status.trainJobs.created", "integer"),
+        PrinterColumn("Ready", ".status.conditions[?(@.type=='Ready')].status"),
+        PrinterColumn("Trainer", ".status.trainerAPI", priority=1),
+        PrinterColumn("Report", ".status.reportConfigMap", priority=1),
+    ),
+)
