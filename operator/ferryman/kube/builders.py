@@ -1,0 +1,264 @@
+"""Pure builders of the objects the operator creates: plain dicts, no I/O, easy to test."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from ferryman.api.crd import API_VERSION
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "ferryman"}
+POLICY_LABEL = "ferryman.dev/policy"
+MODE_LABEL = "ferryman.dev/mode"
+SOURCE_UID_LABEL = "ferryman.dev/source-uid"
+MIGRATION_LABEL = "ferryman.dev/experimentmigration"
+
+# Keys never copied from a user's object onto one ferryman creates: GitOps tracking would make ArgoCD prune
+# the child, and other controllers' bookkeeping belongs to the source object only.
+_FOREIGN_METADATA_PREFIXES = ("argocd.argoproj.io/", "kopf.zalando.org/", "kubectl.kubernetes.io/")
+_FOREIGN_METADATA_KEYS = {"app.kubernetes.io/instance"}
+
+GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+WORKER_UID = 65532
+
+
+def owner_reference(owner: dict[str, Any], *, controller: bool = True) -> dict[str, Any]:
+    """An ownerReference to `owner` (a full object). Deletion is not blocked: GC removes the child after."""
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": controller,
+        "blockOwnerDeletion": False,
+    }
+
+
+def clean_metadata_map(values: dict[str, str] | None) -> dict[str, str]:
+    return {
+        key: value
+        for key, value in (values or {}).items()
+        if key not in _FOREIGN_METADATA_KEYS and not key.startswith(_FOREIGN_METADATA_PREFIXES)
+    }
+
+
+def build_trainjob(
+    converted: dict[str, Any],
+    *,
+    source: dict[str, Any],
+    policy: dict[str, Any],
+    takeover: bool,
+    suspend: bool,
+) -> dict[str, Any]:
+    """The TrainJob ferryman creates for `source` (a PyTorchJob) from the converter's output.
+
+    Mirror: owned by the CutoverPolicy (deleting the policy removes the mirrors; removing the PyTorchJob from
+    git does not kill a comparison run). Takeover: owned by the PyTorchJob, which it now serves.
+    """
+    trainjob = copy.deepcopy(converted)
+    metadata = trainjob.setdefault("metadata", {})
+    metadata["namespace"] = source["metadata"]["namespace"]
+    metadata["labels"] = {
+        **clean_metadata_map(metadata.get("labels")),
+        **MANAGED_BY,
+        POLICY_LABEL: policy["metadata"]["name"],
+        MODE_LABEL: "takeover" if takeover else "mirror",
+        SOURCE_UID_LABEL: source["metadata"]["uid"],
+    }
+    metadata["annotations"] = clean_metadata_map(metadata.get("annotations"))
+    metadata["ownerReferences"] = [owner_reference(source if takeover else policy)]
+    trainjob["spec"]["suspend"] = suspend
+    return trainjob
+
+
+@dataclass(frozen=True)
+class SecretEnv:
+    """An environment variable a migration worker reads from a Secret key."""
+
+    name: str
+    secret: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where migration pods run; the defaults put them on GPU nodes."""
+
+    node_selector: dict[str, str] = field(default_factory=lambda: dict(GPU_NODE_SELECTOR))
+    tolerations: tuple[dict[str, Any], ...] = (GPU_TOLERATION,)
+    resources: dict[str, Any] = field(
+        default_factory=lambda: {
+            "requests": {"cpu": "500m", "memory": "1Gi"},
+            "limits": {"memory": "4Gi"},
+        }
+    )
+    affinity: dict[str, Any] | None = None
+    priority_class_name: str | None = None
+
+
+@dataclass(frozen=True)
+class MigrationWorkload:
+    """What `build_migration_job` needs to know about one ExperimentMigration run."""
+
+    migration: dict[str, Any]  # the ExperimentMigration object (name, namespace, uid)
+    job_name: str
+    image: str
+    shards: int
+    spec_config_map: str  # holds the migration spec the workers run (no secrets in it)
+    service_account: str
+    secret_env: tuple[SecretEnv, ...] = ()
+    placement: Placement = field(default_factory=Placement)
+    backoff_limit_per_index: int = 4
+    image_pull_policy: str = "IfNotPresent"
+
+
+def worker_labels(migration: dict[str, Any]) -> dict[str, str]:
+    return {**MANAGED_BY, MIGRATION_LABEL: migration["metadata"]["name"]}
+
+
+def _restricted_container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def build_migration_job(workload: MigrationWorkload) -> dict[str, Any]:
+    """An Indexed Job whose pods run `ferryman migrate`, one shard each, under PodSecurity `restricted`.
+
+    A failed or killed pod is replaced by the Job controller (per-index backoff) and resumes from the
+    migration ledger in the destination; progress goes to the ExperimentMigration's status.
+    """
+    migration = workload.migration
+    name, namespace = migration["metadata"]["name"], migration["metadata"]["namespace"]
+    placement = workload.placement
+    env: list[dict[str, Any]] = [
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+        {"name": "FERRYMAN_SHARDS", "value": str(workload.shards)},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
+    env += [
+        {"name": s.name, "valueFrom": {"secretKeyRef": {"name": s.secret, "key": s.key}}}
+        for s in workload.secret_env
+    ]
+    container: dict[str, Any] = {
+        "name": "migrate",
+        "image": workload.image,
+        "imagePullPolicy": workload.image_pull_policy,
+        "command": ["ferryman"],
+        "args": [
+            "migrate",
+            "-f",
+            "/etc/ferryman/migration.yaml",
+            "--shard-from-env",
+            "--report-to",
+            f"experimentmigration/{namespace}/{name}",
+        ],
+        "env": env,
+        "resources": copy.deepcopy(placement.resources),
+        "securityContext": _restricted_container_security(),
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "spec", "mountPath": "/etc/ferryman", "readOnly": True},
+        ],
+    }
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": workload.service_account,
+        "restartPolicy": "Never",
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": WORKER_UID,
+            "runAsGroup": WORKER_UID,
+            "fsGroup": WORKER_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [
+            {"name": "tmp", "emptyDir": {"sizeLimit": "8Gi"}},
+            {"name": "spec", "configMap": {"name": workload.spec_config_map}},
+        ],
+        "nodeSelector": dict(placement.node_selector),
+        "tolerations": [dict(t) for t in placement.tolerations],
+    }
+    if placement.affinity:
+        pod_spec["affinity"] = copy.deepcopy(placement.affinity)
+    if placement.priority_class_name:
+        pod_spec["priorityClassName"] = placement.priority_class_name
+    labels = worker_labels(migration)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": workload.job_name,
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference(migration)],
+        },
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": workload.shards,
+            "parallelism": workload.shards,
+            "backoffLimitPerIndex": workload.backoff_limit_per_index,
+            "podFailurePolicy": {
+                "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]
+            },
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+
+def build_worker_rbac(migration: dict[str, Any], service_account: str) -> list[dict[str, Any]]:
+    """ServiceAccount, Role and RoleBinding: workers may read and patch only their own migration's status."""
+    name, namespace = migration["metadata"]["name"], migration["metadata"]["namespace"]
+    metadata = {
+        "name": service_account,
+        "namespace": namespace,
+        "labels": worker_labels(migration),
+        "ownerReferences": [owner_reference(migration)],
+    }
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": copy.deepcopy(metadata)},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": copy.deepcopy(metadata),
+            "rules": [
+                {
+                    "apiGroups": [API_VERSION.split("/")[0]],
+                    "resources": ["experimentmigrations/status"],
+                    "resourceNames": [name],
+                    "verbs": ["get", "patch"],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": copy.deepcopy(metadata),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": service_account},
+            "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}],
+        },
+    ]
+
+
+def build_config_map(
+    name: str, namespace: str, data: dict[str, str], owner: dict[str, Any], labels: dict[str, str]
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {**MANAGED_BY, **labels},
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "data": data,
+    }

@@ -1,0 +1,68 @@
+"""Thin async I/O helpers over lightkube: idempotent create, status writes with optimistic concurrency."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from lightkube import ApiError, AsyncClient, codecs
+from lightkube.core.resource import Resource
+from lightkube.types import PatchType
+
+FIELD_MANAGER = "ferryman"
+
+
+@contextlib.contextmanager
+def tolerate_gone_or_conflict() -> Iterator[None]:
+    """Treat 404 (already gone) and 409 (already there, or changed meanwhile) as "continue"."""
+    try:
+        yield
+    except ApiError as error:
+        if error.status.code not in (404, 409):
+            raise
+
+
+async def create_if_missing(client: AsyncClient, body: dict[str, Any]) -> bool:
+    """Create `body` (any kind lightkube knows) unless its name is taken; True when this call created it."""
+    try:
+        await client.create(codecs.from_dict(body), field_manager=FIELD_MANAGER)
+    except ApiError as error:
+        if error.status.code == 409:
+            return False
+        raise
+    return True
+
+
+async def get_or_none(
+    client: AsyncClient, res: type[Resource], name: str, namespace: str | None = None
+) -> Any | None:
+    try:
+        return await client.get(res, name, namespace=namespace)  # type: ignore[type-var]
+    except ApiError as error:
+        if error.status.code == 404:
+            return None
+        raise
+
+
+async def patch_status(
+    client: AsyncClient,
+    res: type[Resource],
+    name: str,
+    status: dict[str, Any],
+    *,
+    namespace: str | None = None,
+    resource_version: str | None = None,
+) -> Any:
+    """Merge-patch `status`; with `resource_version`, the write fails with 409 if the object changed since."""
+    patch: dict[str, Any] = {"status": status}
+    if resource_version is not None:
+        patch["metadata"] = {"resourceVersion": resource_version}
+    return await client.patch(
+        res.Status,  # type: ignore[attr-defined]
+        name,
+        patch,
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+        field_manager=FIELD_MANAGER,
+    )
