@@ -55,6 +55,8 @@ class Tracker:
 
 
 TRACKERS: list[Tracker] = [
+    Tracker("neptune", ("neptune-export:",), "ferryman.trackers.neptune:open_reader",
+            "ferryman.trackers.neptune:open_writer"),
     Tracker("mlflow", ("http://", "https://"), "ferryman.trackers.mlflow:open_reader",
             "ferryman.trackers.mlflow:open_writer"),
     Tracker("mlflow", ("sqlite:", "postgresql:", "postgresql+", "mysql:", "mysql+"),
