@@ -5,6 +5,9 @@ Each command keeps its heavy imports inside its body so `ferryman convert` never
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import click
 
 from ferryman import __version__
@@ -15,6 +18,125 @@ from ferryman import __version__
 def cli() -> None:
     """Move PyTorchJobs to Kubeflow Trainer v2 and experiments between trackers."""
 
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Write here: a file, or a directory mirroring the inputs.")
+@click.option("--in-place", is_flag=True, help="Rewrite the files, changing only the converted jobs.")
+@click.option("--report", "report_format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@click.option("--trainer-api", type=click.Choice(["v2.0", "v2.1", "v2.2"]), default="v2.2", show_default=True,
+              help="TrainJob flavour: v2.0 podSpecOverrides, v2.1 podTemplateOverrides, v2.2 runtimePatches.")
+@click.option("--strict", is_flag=True, help="Exit 1 when any job has a blocker.")
+@click.option("--emit-runtime", is_flag=True,
+              help="Derive a namespaced TrainingRuntime for pod settings a TrainJob cannot patch.")
+@click.option("--force", is_flag=True, help="Emit TrainJobs even for blocked jobs.")
+@click.option("--launcher", type=click.Choice(["torchrun", "env"]), default="torchrun", show_default=True,
+              help="How plain `python train.py` entrypoints stay distributed.")
+@click.option("--runtime-rules", type=click.Path(path_type=Path, dir_okay=False),
+              help="YAML file mapping accelerator resources to runtimes.")
+@click.option("--template/--no-template", default=None,
+              help="Treat inputs as envsubst templates (default: detected from $VAR placeholders).")
+def convert(
+    paths: tuple[str, ...],
+    output: Path | None,
+    in_place: bool,
+    report_format: str,
+    trainer_api: str,
+    strict: bool,
+    emit_runtime: bool,
+    force: bool,
+    launcher: str,
+    runtime_rules: Path | None,
+    template: bool | None,
+) -> None:
+    """Convert the PyTorchJobs in manifest files (PATH: a file, a directory or - for stdin) to TrainJobs.
+
+    Without -o or --in-place the converted manifests go to stdout and the report to stderr.
+    Exit codes: 0 converted, 1 blockers with --strict, 2 usage or parse errors.
+    """
+    from ferryman.convert.options import ConvertOptions, LauncherStrategy, RuntimeRules, TrainerAPI
+    from ferryman.convert_files import UsageError, load_runtime_rules, run_convert
+
+    try:
+        options = ConvertOptions(
+            trainer_api=TrainerAPI(trainer_api),
+            launcher=LauncherStrategy(launcher),
+            runtime_rules=load_runtime_rules(runtime_rules) if runtime_rules else RuntimeRules(),
+            emit_runtime=emit_runtime,
+            force=force,
+        )
+        if output is not None and str(output).endswith(("/", "\\")):
+            output.mkdir(parents=True, exist_ok=True)
+        code = run_convert(
+            list(paths), options, output=output, in_place=in_place, report_format=report_format,
+            strict=strict, template=template,
+        )
+    except UsageError as error:
+        raise click.UsageError(str(error)) from None
+    sys.exit(code)
+
+
+@cli.group()
+def dev() -> None:
+    """Developer tooling: a local control plane built by `make cluster-bins`."""
+
+
+@dev.group("cluster")
+def dev_cluster() -> None:
+    """A local etcd + kube-apiserver (+ controllers, scheduler, kwok fake nodes) on 127.0.0.1."""
+
+
+@dev_cluster.command("up")
+@click.option("--controllers/--no-controllers", default=True, show_default=True,
+              help="Run kube-controller-manager, kube-scheduler and kwok with fake (GPU) nodes.")
+@click.option("--trainer-api", type=click.Choice(["v2.0", "v2.1", "v2.2"]), default="v2.2", show_default=True,
+              help="Flavour of the upstream Trainer CRDs to install.")
+def dev_cluster_up(controllers: bool, trainer_api: str) -> None:
+    """Start the cluster in the background (state in .cache/dev-cluster/)."""
+    from ferryman.convert.options import TrainerAPI
+    from ferryman.dev.cluster import ClusterError, ClusterSpec, cluster_up, dev_state_dir
+
+    spec = ClusterSpec(controllers=controllers, kwok=controllers, trainer_api=TrainerAPI(trainer_api))
+    try:
+        plane = cluster_up(dev_state_dir(), spec, lambda message: click.echo(message, err=True))
+    except ClusterError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"KUBECONFIG={plane.kubeconfig}")
+
+
+@dev_cluster.command("down")
+def dev_cluster_down() -> None:
+    """Stop the cluster and delete its etcd data."""
+    from ferryman.dev.cluster import cluster_down, dev_state_dir
+
+    click.echo("stopped" if cluster_down(dev_state_dir()) else "no dev cluster was running", err=True)
+
+
+@dev_cluster.command("env")
+def dev_cluster_env() -> None:
+    """Print `export KUBECONFIG=...` for `eval $(ferryman dev cluster env)`."""
+    import shlex
+
+    from ferryman.dev.cluster import ControlPlane, dev_state_dir
+
+    plane = ControlPlane.load(dev_state_dir())
+    if not plane.running():
+        raise click.ClickException("no dev cluster is running; start one with `ferryman dev cluster up`")
+    click.echo(f"export KUBECONFIG={shlex.quote(str(plane.kubeconfig))}")
+
+
+
+@cli.command("operator")
+@click.option("--liveness", default="http://0.0.0.0:8080/healthz", show_default=True,
+              help="Liveness endpoint URL ('' to disable).")
+@click.option("--verbose", is_flag=True, help="Log kopf's debug output.")
+def operator_command(liveness: str, verbose: bool) -> None:
+    """Run the ferryman operator (CutoverPolicy and ExperimentMigration) against the current kubeconfig."""
+    from ferryman.controller.run import run_operator
+
+    run_operator(liveness=liveness or None, verbose=verbose)
 
 def main() -> None:
     cli()

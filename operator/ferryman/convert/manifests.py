@@ -1,0 +1,704 @@
+"""Manifest streams: find the PyTorchJobs in a YAML or JSON stream, convert them, and write the stream back.
+
+Pure: text in, text and records out. What is recognised as a PyTorchJob (``apiVersion: kubeflow.org/v1``):
+
+* a document of the stream, or an item of a ``kind: List`` (``kubectl get -o yaml``), live dumps included;
+* a PyTorchJob object nested anywhere in another object: AppWrapper ``spec.components[].template`` and the
+  older ``spec.resources.GenericItems[].generictemplate``, Katib ``spec.trialTemplate.trialSpec``, custom
+  wrappers;
+* a YAML string holding one, such as an Argo Workflow ``resource.manifest`` (templates, DAG and steps alike).
+
+Each converted job is replaced where it stands, by splicing the new text into the source: comments, key
+order, quoting and every other document stay byte for byte. A derived TrainingRuntime (``emit_runtime``)
+goes in a document of its own just before the document that uses it. A blocked job is left unchanged.
+
+envsubst templates: a stream is a template when a PyTorchJob in it carries a ``$VAR`` or ``${VAR}``
+placeholder outside container ``command``, ``args`` and env values (where ``$VAR`` is ordinary shell or
+Kubernetes syntax), unless the caller decides. In template mode placeholders may stand in numeric fields
+(``replicas: $NUM_NODES`` becomes ``numNodes: $NUM_NODES``), and placeholders in string fields are written
+double-quoted so that they remain strings once substituted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import yaml
+
+from ferryman.convert.findings import Finding, Severity
+from ferryman.convert.job import convert_pytorchjob
+from ferryman.convert.options import Conversion, ConvertOptions
+from ferryman.convert.placeholders import contains_placeholder, is_placeholder
+
+_Loader: Any
+_BaseDumper: Any
+try:
+    _Loader, _BaseDumper = yaml.CSafeLoader, yaml.CSafeDumper
+except AttributeError:  # PyYAML built without libyaml
+    _Loader, _BaseDumper = yaml.SafeLoader, yaml.SafeDumper
+
+PYTORCHJOB_GROUP = "kubeflow.org/"
+PYTORCHJOB_API_VERSION = "kubeflow.org/v1"
+# Keys whose values a template may hold as a bare placeholder standing for a number.
+_NUMERIC_KEYS = frozenset(
+    {"numNodes", "numProcPerNode", "activeDeadlineSeconds", "terminationGracePeriodSeconds", "replicas"}
+)
+# Where `$VAR` is shell or Kubernetes `$(VAR)` syntax rather than an envsubst placeholder.
+_SHELL_KEYS = frozenset({"command", "args", "value"})
+_PathKey = str | int
+# `kubectl wait pytorchjob/x`, `kubectl get pytorchjobs`, `pytorchjobs.kubeflow.org/x`
+_PYTORCHJOB_REFERENCE = re.compile(r"\bpytorchjobs?(?:\.kubeflow\.org)?[/ ]", re.IGNORECASE)
+
+
+class ManifestError(ValueError):
+    """The stream is not valid YAML/JSON; `line` and `column` are 1-based when known."""
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.column = column
+
+    def __str__(self) -> str:
+        where = f"line {self.line}, column {self.column}: " if self.line is not None else ""
+        return f"{where}{self.message}"
+
+
+@dataclass
+class JobResult:
+    """One PyTorchJob found in the stream and what became of it."""
+
+    document: int  # index of the document in the stream (0-based)
+    location: str  # field path of the job inside its document, "" when the document is the job
+    wrapper: str | None  # kind of the enclosing object, None for a top-level job
+    name: str | None
+    namespace: str | None
+    conversion: Conversion | None  # None when the job was not converted at all (unsupported apiVersion)
+    findings: list[Finding] = field(default_factory=list)  # paths relative to the document
+
+    @property
+    def trainjob_name(self) -> str | None:
+        if self.conversion is None or self.conversion.trainjob is None:
+            return None
+        name = self.conversion.trainjob.get("metadata", {}).get("name")
+        return name if isinstance(name, str) else None
+
+    @property
+    def status(self) -> str:
+        """converted | forced (emitted despite blockers) | blocked | unsupported."""
+        if self.conversion is None:
+            return "unsupported"
+        if self.conversion.trainjob is None:
+            return "blocked"
+        return "forced" if self.conversion.blocked else "converted"
+
+    @property
+    def blocked(self) -> bool:
+        return any(f.severity is Severity.BLOCKER for f in self.findings)
+
+
+@dataclass
+class StreamResult:
+    text: str  # the converted stream; the input unchanged when nothing was converted
+    jobs: list[JobResult]
+    template: bool  # converted in template mode
+
+    @property
+    def changed(self) -> bool:
+        return any(job.status in ("converted", "forced") for job in self.jobs)
+
+
+@dataclass
+class _Document:
+    index: int
+    node: yaml.Node
+    data: Any
+
+
+@dataclass
+class _Found:
+    document: _Document
+    path: list[_PathKey]
+    obj: dict[str, Any]
+    in_string: bool  # the job is a YAML string (Argo `resource.manifest`) at `path`
+    wrapper: str | None
+
+
+@dataclass
+class _Edit:
+    start: int
+    end: int
+    text: str
+
+
+def convert_stream(text: str, options: ConvertOptions, template: bool | None = None) -> StreamResult:
+    """Convert every PyTorchJob in a YAML/JSON stream. `template`: None detects envsubst templates."""
+    documents = parse_stream(text)
+    found = [job for document in documents for job in _find_jobs(document)]
+    if template is None:
+        template = any(_has_placeholder(job.obj) for job in found)
+    options = replace(options, template=template)
+    results: list[JobResult] = []
+    converted: list[tuple[_Found, Conversion]] = []
+    for job in found:
+        result = _convert_one(job, options)
+        results.append(result)
+        if result.conversion is not None and result.conversion.trainjob is not None:
+            converted.append((job, result.conversion))
+    if not converted:
+        return StreamResult(text=text, jobs=results, template=template)
+    if _is_json(text, documents):
+        out = _rewrite_json(documents[0], converted)
+    else:
+        out = _rewrite_yaml(text, documents, converted, template)
+    return StreamResult(text=out, jobs=results, template=template)
+
+
+def parse_stream(text: str) -> list[_Document]:
+    """The non-empty documents of a stream, with their node trees (for source positions)."""
+    loader = _Loader(text)
+    documents: list[_Document] = []
+    try:
+        index = 0
+        while loader.check_node():
+            node = loader.get_node()
+            data = loader.construct_document(node)
+            if data is not None:
+                documents.append(_Document(index, node, data))
+            index += 1
+    except yaml.YAMLError as error:
+        raise _manifest_error(error, text) from None
+    finally:
+        loader.dispose()
+    return documents
+
+
+def _manifest_error(error: yaml.YAMLError, text: str) -> ManifestError:
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    context = getattr(error, "context", None)
+    message = f"not valid YAML: {context + ', ' if context else ''}{problem}"
+    if "{{" in text:
+        message += " (a Helm/Go template? render it first, e.g. with `helm template`, and convert the output)"
+    if mark is None:
+        return ManifestError(message)
+    return ManifestError(message, mark.line + 1, mark.column + 1)
+
+
+# -- finding the jobs -----------------------------------------------------------------------------------
+
+
+def _is_pytorchjob(obj: dict[str, Any]) -> bool:
+    api_version = obj.get("apiVersion")
+    return (
+        obj.get("kind") == "PyTorchJob"
+        and isinstance(api_version, str)
+        and api_version.startswith(PYTORCHJOB_GROUP)
+    )
+
+
+def _find_jobs(document: _Document) -> Iterator[_Found]:
+    data = document.data
+    if isinstance(data, dict) and _is_pytorchjob(data):
+        yield _Found(document, [], data, False, None)
+        return
+    wrapper = data.get("kind") if isinstance(data, dict) else None
+    yield from _walk(document, data, [], str(wrapper) if wrapper else None)
+
+
+def _walk(document: _Document, value: Any, path: list[_PathKey], wrapper: str | None) -> Iterator[_Found]:
+    items: Any
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return
+    for key, child in items:
+        if isinstance(child, dict):
+            if _is_pytorchjob(child):
+                yield _Found(document, [*path, key], child, False, wrapper)
+            else:
+                yield from _walk(document, child, [*path, key], wrapper)
+        elif isinstance(child, list):
+            yield from _walk(document, child, [*path, key], wrapper)
+        elif isinstance(child, str) and "PyTorchJob" in child and "\n" in child:
+            embedded = _load_embedded(child)
+            if embedded is not None:
+                yield _Found(document, [*path, key], embedded, True, wrapper)
+
+
+def _load_embedded(text: str) -> dict[str, Any] | None:
+    try:
+        obj = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return None
+    return obj if isinstance(obj, dict) and _is_pytorchjob(obj) else None
+
+
+def _has_placeholder(value: Any, key: _PathKey | None = None) -> bool:
+    if isinstance(value, str):
+        return key not in _SHELL_KEYS and contains_placeholder(value)
+    if isinstance(value, dict):
+        return any(_has_placeholder(v, k) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_placeholder(v, key) for v in value)
+    return False
+
+
+def format_path(path: list[_PathKey]) -> str:
+    """`["spec", "components", 0, "template"]` -> `spec.components[0].template`."""
+    out = ""
+    for key in path:
+        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else str(key))
+    return out
+
+
+# -- converting -----------------------------------------------------------------------------------------
+
+
+def _convert_one(job: _Found, options: ConvertOptions) -> JobResult:
+    location = format_path(job.path)
+    metadata = job.obj.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    name = metadata.get("name") or metadata.get("generateName")
+    namespace = metadata.get("namespace")
+    if namespace is None and job.wrapper is not None and isinstance(job.document.data, dict):
+        wrapper_meta = job.document.data.get("metadata")
+        namespace = wrapper_meta.get("namespace") if isinstance(wrapper_meta, dict) else None
+    result = JobResult(
+        document=job.document.index,
+        location=location,
+        wrapper=job.wrapper,
+        name=str(name) if name is not None else None,
+        namespace=str(namespace) if namespace is not None else None,
+        conversion=None,
+    )
+    if job.obj.get("apiVersion") != PYTORCHJOB_API_VERSION:
+        result.findings.append(
+            Finding(
+                severity=Severity.BLOCKER,
+                path=_join(location, "apiVersion"),
+                message=f"apiVersion {job.obj.get('apiVersion')} is not {PYTORCHJOB_API_VERSION}, the only "
+                "PyTorchJob version ferryman reads; upgrade the job to the v1 API first",
+                code="unsupported-api-version",
+            )
+        )
+        return result
+    provisional = _provisional_name(job) if name is None else None
+    source = job.obj if provisional is None else {**job.obj, "metadata": {**metadata, "name": provisional}}
+    conversion = convert_pytorchjob(source, options)
+    result.conversion = conversion
+    result.findings.extend(
+        f.model_copy(update={"path": _join(location, f.path)}) for f in conversion.findings
+    )
+    if provisional is not None and conversion.trainjob is not None:
+        _unname(conversion.trainjob)
+        result.findings.append(
+            Finding(
+                severity=Severity.INFO,
+                path=_join(location, "metadata.name"),
+                message=f"the job has no name of its own ({job.wrapper} names it), so the TrainJob has none "
+                "either; values derived from the name (a derived runtime, MASTER_ADDR with --launcher env) "
+                f"use {provisional!r}",
+                code="name-from-wrapper",
+            )
+        )
+    if conversion.trainjob is not None:
+        result.findings.extend(_wrapper_findings(job))
+    return result
+
+
+def _provisional_name(job: _Found) -> str | None:
+    """For a nameless job inside a wrapper (a Katib trial spec, say): the wrapper's name stands in."""
+    if job.wrapper is None or not isinstance(job.document.data, dict):
+        return None
+    wrapper_meta = job.document.data.get("metadata")
+    wrapper_meta = wrapper_meta if isinstance(wrapper_meta, dict) else {}
+    wrapper_name = wrapper_meta.get("name") or str(wrapper_meta.get("generateName") or "").rstrip("-")
+    return str(wrapper_name) if wrapper_name else "job"
+
+
+def _unname(trainjob: dict[str, Any]) -> None:
+    metadata = trainjob.get("metadata")
+    if isinstance(metadata, dict):
+        metadata.pop("name", None)
+        if not metadata:
+            del trainjob["metadata"]
+
+
+def _join(location: str, path: str) -> str:
+    if not location:
+        return path
+    if not path:
+        return location
+    return f"{location}{path}" if path.startswith("[") else f"{location}.{path}"
+
+
+def _wrapper_findings(job: _Found) -> list[Finding]:
+    """What the enclosing object says about the job that no longer holds once it is a TrainJob."""
+    data = job.document.data
+    if job.wrapper is None or not isinstance(data, dict):
+        return []
+    findings: list[Finding] = []
+    if job.wrapper == "AppWrapper" and len(job.path) >= 2:
+        component = _get(data, job.path[:-1])
+        for key in ("podSets", "custompodresources"):
+            if isinstance(component, dict) and component.get(key):
+                findings.append(
+                    Finding(
+                        severity=Severity.WARNING,
+                        path=format_path([*job.path[:-1], key]),
+                        message=f"the AppWrapper component's {key} describe the PyTorchJob's pods; rewrite "
+                        "them for the TrainJob's JobSet (one replicated job `node`, numNodes pods)",
+                        code="appwrapper-podsets",
+                    )
+                )
+    if job.wrapper == "Experiment" and job.path[-1:] == ["trialSpec"]:
+        findings.extend(_katib_findings(data, job.path[:-1]))
+    if job.wrapper == "List":
+        return findings
+    references = [
+        p for p, s in _strings(data, []) if p[: len(job.path)] != job.path and _PYTORCHJOB_REFERENCE.search(s)
+    ]
+    if references:
+        findings.append(
+            Finding(
+                severity=Severity.WARNING,
+                path=format_path(references[0]),
+                message=f"{len(references)} other field(s) of this {job.wrapper} refer to PyTorchJobs "
+                "(status checks, kubectl commands); point them at the TrainJob (conditions Complete/Failed)",
+                code="wrapper-references-pytorchjob",
+            )
+        )
+    return findings
+
+
+def _katib_findings(data: dict[str, Any], trial_path: list[_PathKey]) -> list[Finding]:
+    trial = _get(data, trial_path)
+    if not isinstance(trial, dict):
+        return []
+    findings = []
+    if trial.get("primaryContainerName") not in (None, "node"):
+        findings.append(("primaryContainerName", "the TrainJob's training container is named `node`"))
+    if "Succeeded" in str(trial.get("successCondition", "")):
+        findings.append(
+            ("successCondition", "a TrainJob reports success as condition `Complete`, not `Succeeded`")
+        )
+    if "training.kubeflow.org/" in json.dumps(trial.get("primaryPodLabels", {})):
+        findings.append(
+            (
+                "primaryPodLabels",
+                "TrainJob pods carry no training.kubeflow.org labels; node 0 has "
+                "batch.kubernetes.io/job-completion-index=0",
+            )
+        )
+    return [
+        Finding(
+            severity=Severity.WARNING,
+            path=format_path([*trial_path, key]),
+            message=f"{message}; update the Katib trial template",
+            code="katib-trial-template",
+        )
+        for key, message in findings
+    ]
+
+
+def _strings(value: Any, path: list[_PathKey]) -> Iterator[tuple[list[_PathKey], str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, child in value.items():
+            yield from _strings(child, [*path, key])
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            yield from _strings(child, [*path, index])
+
+
+def _get(data: Any, path: list[_PathKey]) -> Any:
+    for key in path:
+        data = data[key]
+    return data
+
+
+# -- writing --------------------------------------------------------------------------------------------
+
+
+def _is_json(text: str, documents: list[_Document]) -> bool:
+    return len(documents) == 1 and text.lstrip()[:1] in ("{", "[")
+
+
+def _rewrite_json(document: _Document, converted: list[tuple[_Found, Conversion]]) -> str:
+    data = document.data
+    runtimes: list[dict[str, Any]] = []
+    for job, conversion in converted:
+        assert conversion.trainjob is not None
+        if conversion.runtime is not None:
+            runtimes.append(conversion.runtime)
+        new: Any = (
+            json.dumps(conversion.trainjob, indent=2, ensure_ascii=False)
+            if job.in_string
+            else conversion.trainjob
+        )
+        data = _set(data, job.path, new)
+    if runtimes:
+        if isinstance(data, dict) and data.get("kind") == "List" and isinstance(data.get("items"), list):
+            data = {**data, "items": [*runtimes, *data["items"]]}
+        else:
+            data = {"apiVersion": "v1", "kind": "List", "items": [*runtimes, data]}
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def _set(data: Any, path: list[_PathKey], value: Any) -> Any:
+    if not path:
+        return value
+    data[path[0]] = _set(data[path[0]], path[1:], value)
+    return data
+
+
+def _rewrite_yaml(
+    text: str, documents: list[_Document], converted: list[tuple[_Found, Conversion]], template: bool
+) -> str:
+    by_document: dict[int, list[tuple[_Found, Conversion]]] = {}
+    for job, conversion in converted:
+        by_document.setdefault(job.document.index, []).append((job, conversion))
+    edits: list[_Edit] = []
+    for document in documents:
+        jobs = by_document.get(document.index)
+        if jobs:
+            edits.extend(_document_edits(text, document, jobs, template))
+    out = []
+    position = 0
+    for edit in sorted(edits, key=lambda e: e.start):
+        out.append(text[position : edit.start])
+        out.append(edit.text)
+        position = edit.end
+    out.append(text[position:])
+    return "".join(out)
+
+
+def _document_edits(
+    text: str, document: _Document, jobs: list[tuple[_Found, Conversion]], template: bool
+) -> list[_Edit]:
+    start, end = _content_span(text, document.node)
+    runtimes = "".join(
+        dump_yaml(conversion.runtime, template) + "---\n"
+        for _, conversion in jobs
+        if conversion.runtime is not None
+    )
+    if len(jobs) == 1 and not jobs[0][0].path:
+        trainjob = jobs[0][1].trainjob
+        return [_Edit(start, end, _at_line_start(text, start) + runtimes + dump_yaml(trainjob, template))]
+    edits = [_job_edit(text, document.node, job, conversion, template) for job, conversion in jobs]
+    if all(edit is not None for edit in edits):
+        spliced = _apply(text[start:end], [_Edit(e.start - start, e.end - start, e.text) for e in edits if e])
+        if _parses_to(spliced, _replaced(document.data, jobs)):
+            edits_ok = [e for e in edits if e is not None]
+            if runtimes:
+                edits_ok.append(_Edit(start, start, _at_line_start(text, start) + runtimes))
+            return edits_ok
+    # The jobs could not be replaced in place (aliases, merge keys): write the whole document anew.
+    data = _replaced(document.data, jobs)
+    return [_Edit(start, end, _at_line_start(text, start) + runtimes + dump_yaml(data, template))]
+
+
+def _replaced(data: Any, jobs: list[tuple[_Found, Conversion]]) -> Any:
+    """A copy of a document with its jobs replaced by their TrainJobs (for the fallback and the check)."""
+    data = json.loads(json.dumps(data, default=str))
+    for job, conversion in jobs:
+        new: Any = conversion.trainjob
+        if job.in_string:
+            new = dump_yaml(new, False)
+        data = _set(data, job.path, new)
+    return data
+
+
+def _parses_to(text: str, expected: Any) -> bool:
+    try:
+        loaded = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return False
+    return _normalise(loaded) == _normalise(expected, strings_as_yaml=True)
+
+
+def _normalise(value: Any, strings_as_yaml: bool = False) -> Any:
+    """Compare documents structurally; embedded manifests compare by their parsed content."""
+    if isinstance(value, dict):
+        return {str(k): _normalise(v, strings_as_yaml) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalise(v, strings_as_yaml) for v in value]
+    if isinstance(value, str) and "\n" in value and "kind:" in value:
+        try:
+            return _normalise(yaml.load(value, Loader=_Loader))
+        except yaml.YAMLError:
+            return value
+    return json.loads(json.dumps(value, default=str))
+
+
+def _apply(text: str, edits: list[_Edit]) -> str:
+    out, position = [], 0
+    for edit in sorted(edits, key=lambda e: e.start):
+        out.append(text[position : edit.start])
+        out.append(edit.text)
+        position = edit.end
+    out.append(text[position:])
+    return "".join(out)
+
+
+def _at_line_start(text: str, position: int) -> str:
+    """A newline when `position` is preceded by something on its line (for example `--- `)."""
+    line_start = text.rfind("\n", 0, position) + 1
+    return "" if text[line_start:position].strip() == "" else "\n"
+
+
+def _job_edit(
+    text: str, root: yaml.Node, job: _Found, conversion: Conversion, template: bool
+) -> _Edit | None:
+    located = _locate(text, root, job.path)
+    if located is None:
+        return None
+    key_node, node = located
+    trainjob = conversion.trainjob
+    if job.in_string:
+        rendered = dump_yaml(trainjob, template)
+        if isinstance(node, yaml.ScalarNode) and node.style == "|" and key_node is not None:
+            indent = " " * (key_node.start_mark.column + 2)
+            body = "".join(indent + line if line else line for line in rendered.splitlines(keepends=True))
+            return _Edit(node.start_mark.index, _scalar_end(text, node), "|\n" + body)
+        return _Edit(node.start_mark.index, node.end_mark.index, json.dumps(rendered, ensure_ascii=False))
+    if isinstance(node, yaml.MappingNode) and node.flow_style:
+        return _Edit(node.start_mark.index, node.end_mark.index, json.dumps(trainjob, ensure_ascii=False))
+    start, end = _content_span(text, node)
+    indent = " " * node.start_mark.column
+    rendered = dump_yaml(trainjob, template)
+    lines = rendered.splitlines(keepends=True)
+    body = lines[0] + "".join(indent + line if line.strip() else line for line in lines[1:])
+    return _Edit(start, end, body)
+
+
+def _scalar_end(text: str, node: yaml.Node) -> int:
+    """End of a block scalar's last content line (its trailing blank lines are kept)."""
+    start = node.start_mark.index
+    stop = start + len(text[start : node.end_mark.index].rstrip())
+    return stop + 1 if text[stop : stop + 1] == "\n" else stop
+
+
+def _locate(text: str, root: yaml.Node, path: list[_PathKey]) -> tuple[yaml.Node | None, yaml.Node] | None:
+    """The (key node, value node) at `path`, or None when the value is not written at that place in the text
+    (an alias or a merge key brings it from elsewhere)."""
+    node: yaml.Node = root
+    key_node: yaml.Node | None = None
+    for key in path:
+        parent = node
+        if isinstance(parent, yaml.MappingNode) and isinstance(key, str):
+            pairs = [(k, v) for k, v in parent.value if isinstance(k, yaml.ScalarNode) and k.value == key]
+            if len(pairs) != 1:
+                return None
+            key_node, node = pairs[0]
+            if not (
+                key_node.end_mark.index <= node.start_mark.index
+                and node.end_mark.index <= parent.end_mark.index
+            ):
+                return None
+            between = text[key_node.end_mark.index : node.start_mark.index]
+            if "*" in between or "<<" in between or not between.lstrip().startswith(":"):
+                return None
+        elif isinstance(parent, yaml.SequenceNode) and isinstance(key, int):
+            node = parent.value[key]
+            key_node = None
+            previous_end = parent.value[key - 1].end_mark.index if key else parent.start_mark.index
+            if node.start_mark.index < previous_end or text[node.start_mark.index] == "*":
+                return None
+        else:
+            return None
+        if key_node is not None and key_node.start_mark.index < parent.start_mark.index:
+            return None  # a merged pair: written under the anchor, not here
+    return key_node, node
+
+
+def _content_span(text: str, node: yaml.Node) -> tuple[int, int]:
+    """Start and end of a node's own text: comment and blank lines after it are not part of it, a comment
+    on its last line is."""
+    start, end = node.start_mark.index, node.end_mark.index
+    if not isinstance(node, yaml.CollectionNode) or node.flow_style:
+        return start, end
+    # A block collection ends where the next token starts: walk back over trailing comments and blank lines,
+    # but not into the last block scalar, whose lines may look like comments.
+    last: yaml.Node = node
+    while isinstance(last, yaml.CollectionNode) and not last.flow_style and last.value:
+        last = last.value[-1][1] if isinstance(last, yaml.MappingNode) else last.value[-1]
+    floor = max(start, min(last.end_mark.index, end))
+    while end > floor:
+        line_start = text.rfind("\n", floor, end - 1) + 1
+        if line_start <= floor:
+            break
+        stripped = text[line_start:end].strip()
+        if stripped and not stripped.startswith("#"):
+            break
+        end = line_start
+    return start, end
+
+
+# -- serialising ----------------------------------------------------------------------------------------
+
+
+class _Dumper(_BaseDumper):
+    """Block style; multi-line strings as literal blocks."""
+
+    template = False
+
+
+class _TemplateDumper(_Dumper):
+    """Also double-quotes placeholders in string fields so that they stay strings once substituted."""
+
+    template = True
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if "\n" in value:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    if getattr(dumper, "template", False) and contains_placeholder(value):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+
+
+class Placeholder(str):
+    """A template placeholder standing for a number, written bare (`numNodes: $NUM_NODES`)."""
+
+    __slots__ = ()
+
+
+def _represent_placeholder(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", str(value))
+
+
+_Dumper.add_representer(str, _represent_str)
+_Dumper.add_representer(Placeholder, _represent_placeholder)
+
+
+def _mark_numeric_placeholders(value: Any, key: _PathKey | None = None) -> Any:
+    if isinstance(value, dict):
+        return {k: _mark_numeric_placeholders(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mark_numeric_placeholders(v) for v in value]
+    if key in _NUMERIC_KEYS and is_placeholder(value):
+        return Placeholder(value)
+    return value
+
+
+def dump_yaml(obj: Any, template: bool = False) -> str:
+    """One YAML document, block style, keys in the object's order."""
+    if template:
+        obj = _mark_numeric_placeholders(obj)
+    return yaml.dump(
+        obj,
+        Dumper=_TemplateDumper if template else _Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=1 << 30,
+    )

@@ -1,0 +1,150 @@
+"""Conversion reports: one record per source PyTorchJob, rendered as text for people or JSON for pipelines."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from ferryman.convert.findings import Severity
+from ferryman.convert.manifests import JobResult
+
+_SEVERITY_ORDER = {Severity.BLOCKER: 0, Severity.WARNING: 1, Severity.INFO: 2}
+
+
+@dataclass
+class FileReport:
+    """What happened to one input file: its jobs, or the error that stopped it."""
+
+    file: str
+    jobs: list[JobResult] = field(default_factory=list)
+    template: bool = False
+    error: str | None = None  # why the file could not be converted (parse or I/O error)
+    line: int | None = None  # where in the file, 1-based, when known
+    column: int | None = None
+    written: str | None = None  # where the converted stream went, when it was written to a file
+
+
+def job_record(file: str, job: JobResult, template: bool = False) -> dict[str, Any]:
+    """The JSON record of one source job."""
+    conversion = job.conversion
+    runtime_ref: dict[str, Any] | None = None
+    num_nodes: Any = None
+    if conversion is not None and conversion.trainjob is not None:
+        spec = conversion.trainjob.get("spec", {})
+        runtime_ref = spec.get("runtimeRef")
+        num_nodes = spec.get("trainer", {}).get("numNodes")
+    derived = conversion.runtime if conversion is not None and job.trainjob_name else None
+    return {
+        "file": file,
+        "document": job.document,
+        "location": job.location,
+        "wrapper": job.wrapper,
+        "name": job.name,
+        "namespace": job.namespace,
+        "status": job.status,
+        "trainjob": job.trainjob_name,
+        "runtimeRef": runtime_ref,
+        "numNodes": num_nodes,
+        "derivedRuntime": derived.get("metadata", {}).get("name") if derived else None,
+        "template": template,
+        "findings": [
+            {"severity": str(f.severity), "code": f.code, "path": f.path, "message": f.message}
+            for f in sorted(job.findings, key=lambda f: _SEVERITY_ORDER[f.severity])
+        ],
+    }
+
+
+def summary(reports: list[FileReport]) -> dict[str, Any]:
+    statuses = Counter(job.status for report in reports for job in report.jobs)
+    severities = Counter(str(f.severity) for report in reports for job in report.jobs for f in job.findings)
+    return {
+        "files": len(reports),
+        "errors": sum(1 for report in reports if report.error),
+        "jobs": sum(statuses.values()),
+        "converted": statuses["converted"],
+        "forced": statuses["forced"],
+        "blocked": statuses["blocked"],
+        "unsupported": statuses["unsupported"],
+        "findings": {str(s): severities[str(s)] for s in Severity},
+    }
+
+
+def render_json(reports: list[FileReport]) -> str:
+    document = {
+        "jobs": [job_record(r.file, job, r.template) for r in reports for job in r.jobs],
+        "errors": [
+            {"file": r.file, "line": r.line, "column": r.column, "message": r.error}
+            for r in reports
+            if r.error
+        ],
+        "summary": summary(reports),
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+_STATUS_TEXT = {
+    "converted": "converted",
+    "forced": "converted despite blockers (--force)",
+    "blocked": "NOT converted: blocked",
+    "unsupported": "NOT converted: unsupported",
+}
+
+
+def render_text(reports: list[FileReport]) -> str:
+    lines: list[str] = []
+    for report in reports:
+        if report.error:
+            where = "".join(f":{n}" for n in (report.line, report.column) if n is not None)
+            lines.append(f"{report.file}{where}: error: {report.error}")
+            continue
+        if not report.jobs:
+            continue
+        header = report.file + ("  (envsubst template)" if report.template else "")
+        if report.written:
+            header += f"  -> {report.written}"
+        lines.append(header)
+        for job in report.jobs:
+            lines.extend(_job_lines(job))
+        lines.append("")
+    lines.append(_summary_line(summary(reports)))
+    return "\n".join(lines) + "\n"
+
+
+def _job_lines(job: JobResult) -> list[str]:
+    name = job.name or "<unnamed>"
+    source = f"{job.namespace}/{name}" if job.namespace else name
+    where = f"doc {job.document}" + (f", {job.wrapper} {job.location}" if job.location else "")
+    line = f"  PyTorchJob {source} [{where}]: {_STATUS_TEXT[job.status]}"
+    if job.trainjob_name:
+        record = job_record("", job)
+        details = []
+        if record["runtimeRef"]:
+            details.append(f"runtime {record['runtimeRef'].get('name')}")
+        if record["numNodes"] is not None:
+            details.append(f"{record['numNodes']} node(s)")
+        if record["derivedRuntime"]:
+            details.append(f"derived TrainingRuntime {record['derivedRuntime']}")
+        line += f" -> TrainJob {job.trainjob_name}" + (f" ({', '.join(details)})" if details else "")
+    lines = [line]
+    for finding in sorted(job.findings, key=lambda f: _SEVERITY_ORDER[f.severity]):
+        lines.append(f"    {finding.severity:<7}  {finding.code}  {finding.path}")
+        lines.append(f"             {finding.message}")
+    return lines
+
+
+def _summary_line(totals: dict[str, Any]) -> str:
+    parts = [f"{totals['jobs']} PyTorchJob(s) in {totals['files']} file(s): {totals['converted']} converted"]
+    if totals["forced"]:
+        parts.append(f"{totals['forced']} forced despite blockers")
+    parts.append(f"{totals['blocked']} blocked")
+    if totals["unsupported"]:
+        parts.append(f"{totals['unsupported']} unsupported")
+    findings = totals["findings"]
+    parts.append(
+        f"findings: {findings['blocker']} blocker, {findings['warning']} warning, {findings['info']} info"
+    )
+    if totals["errors"]:
+        parts.append(f"{totals['errors']} file(s) with errors")
+    return "; ".join(parts)
