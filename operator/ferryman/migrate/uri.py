@@ -55,6 +55,7 @@ class Tracker:
 
 
 TRACKERS: list[Tracker] = [
+    Tracker("tensorboard", ("tensorboard:",), "ferryman.trackers.tensorboard:open_reader", None),
     Tracker("neptune", ("neptune-export:",), "ferryman.trackers.neptune:open_reader",
             "ferryman.trackers.neptune:open_writer"),
     Tracker("mlflow", ("http://", "https://"), "ferryman.trackers.mlflow:open_reader",
