@@ -89,11 +89,11 @@ class Blocker(StatusModel):
 
 
 class TrainJobCounts(StatusModel):
-    created: int = 0
-    adopted: int = 0
-    existing: int = 0
-    pending: int = 0
-    conflicts: int = 0
+    present: int = Field(default=0, description="TrainJobs serving this policy's jobs")
+    adopted: int = Field(default=0, description="of those, pre-existing TrainJobs adopted")
+    pending: int = Field(default=0, description="TrainJobs waiting for the creation rate limit")
+    conflicts: int = Field(default=0, description="names held by a different TrainJob, left alone")
+    skipped: int = Field(default=0, description="jobs not served: finished or started under v1")
 
 
 class CutoverPolicyStatus(StatusModel):
@@ -123,7 +123,7 @@ CUTOVER_POLICY = CustomResource(
         PrinterColumn("Mode", ".spec.mode"),
         PrinterColumn("Jobs", ".status.jobs", "integer"),
         PrinterColumn("Blocked", ".status.blocked", "integer"),
-        PrinterColumn("Created", ".status.trainJobs.created", "integer"),
+        PrinterColumn("TrainJobs", ".status.trainJobs.present", "integer"),
         PrinterColumn("Ready", ".status.conditions[?(@.type=='Ready')].status"),
         PrinterColumn("Trainer", ".status.trainerAPI", priority=1),
         PrinterColumn("Report", ".status.reportConfigMap", priority=1),

@@ -1,0 +1,41 @@
+"""What the operator keeps in memory between handler calls (kopf's memo carries one `OperatorContext`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from lightkube import AsyncClient
+
+from ferryman.controller.cutover import PolicyState
+from ferryman.convert.options import TrainerAPI
+
+
+@dataclass
+class OperatorContext:
+    client: AsyncClient
+    namespace: str  # where the operator keeps its own objects (policy report ConfigMaps)
+    image: str  # the image migration workers run
+    trainer_api: TrainerAPI | None = None  # served TrainJob flavour; None until the TrainJob CRD is seen
+    policies: dict[str, PolicyState] = field(default_factory=dict)
+
+    @classmethod
+    def from_environment(cls) -> OperatorContext:
+        return cls(
+            client=AsyncClient(field_manager="ferryman"),
+            namespace=os.environ.get("FERRYMAN_NAMESPACE", "ferryman-system"),
+            image=os.environ.get("FERRYMAN_IMAGE", "ghcr.io/ferryman-dev/ferryman:latest"),
+        )
+
+
+def context(memo: kopf.Memo | Any) -> OperatorContext:
+    ctx = memo.ferryman
+    assert isinstance(ctx, OperatorContext)
+    return ctx
+
+
+def values(index: kopf.Index[Any, Any]) -> dict[Any, Any]:
+    """A kopf index whose keys hold one value each, as a plain dict."""
+    return {key: next(iter(store)) for key, store in index.items()}

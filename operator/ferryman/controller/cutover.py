@@ -1,0 +1,264 @@
+"""CutoverPolicy logic, pure: jobs a policy selects, their plans, the TrainJob action each needs, status.
+
+No I/O here: the handler in `controller.policy` feeds it the operator's in-memory indexes and applies
+what it decides.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from ferryman.api.cutoverpolicy import CutoverMode, CutoverPolicySpec
+from ferryman.controller.takeover import is_finished, was_started_elsewhere
+from ferryman.convert.findings import Finding, Severity
+from ferryman.convert.job import convert_pytorchjob
+from ferryman.convert.options import ConvertOptions, TrainerAPI
+from ferryman.kube.builders import MODE_LABEL, POLICY_LABEL, SOURCE_UID_LABEL, build_trainjob
+
+ADOPTED_ANNOTATION = "ferryman.dev/adopted"
+TOP_BLOCKERS = 10
+
+
+@dataclass(frozen=True)
+class RuntimeCatalog:
+    """Installed runtimes: ClusterTrainingRuntime names, (namespace, name) of TrainingRuntimes."""
+
+    cluster: frozenset[str] = frozenset()
+    namespaced: frozenset[tuple[str, str]] = frozenset()
+
+    def missing(self, trainjob: dict[str, Any]) -> Finding | None:
+        ref = trainjob["spec"].get("runtimeRef") or {}
+        name, kind = ref.get("name", ""), ref.get("kind", "ClusterTrainingRuntime")
+        namespace = trainjob["metadata"].get("namespace", "")
+        found = (namespace, name) in self.namespaced if kind == "TrainingRuntime" else name in self.cluster
+        if found:
+            return None
+        return Finding(
+            severity=Severity.BLOCKER,
+            path="spec.runtimeRef",
+            code="runtime-missing",
+            message=f"{kind} {name!r} is not installed in the cluster: install it, or add a runtime rule "
+            "to the CutoverPolicy that picks an installed runtime",
+        )
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """One selected PyTorchJob, converted."""
+
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    findings: tuple[Finding, ...]
+    trainjob: dict[str, Any] | None  # None when blocked
+    finished: bool  # Succeeded or Failed under v1: history, never re-run
+    started_elsewhere: bool  # v1 wrote status: a Takeover must not start it again
+
+    @property
+    def blocked(self) -> bool:
+        return self.trainjob is None
+
+
+def convert_options(spec: CutoverPolicySpec, served: TrainerAPI) -> ConvertOptions:
+    return ConvertOptions(
+        trainer_api=spec.trainer_api or served, launcher=spec.launcher, runtime_rules=spec.runtime_rules
+    )
+
+
+def selects(spec: CutoverPolicySpec, pytorchjob: dict[str, Any], namespace_labels: dict[str, str]) -> bool:
+    return spec.namespace_selector.matches(namespace_labels) and spec.selector.matches(
+        pytorchjob["metadata"].get("labels")
+    )
+
+
+def plan_job(pytorchjob: dict[str, Any], options: ConvertOptions, runtimes: RuntimeCatalog) -> JobPlan:
+    metadata = pytorchjob["metadata"]
+    conversion = convert_pytorchjob(pytorchjob, options)
+    findings = list(conversion.findings)
+    trainjob = None if conversion.blocked else conversion.trainjob
+    if trainjob is not None:
+        trainjob = {**trainjob, "metadata": {**trainjob["metadata"], "namespace": metadata["namespace"]}}
+        missing = runtimes.missing(trainjob)
+        if missing is not None:
+            findings.append(missing)
+            trainjob = None
+    return JobPlan(
+        namespace=metadata["namespace"],
+        name=metadata["name"],
+        uid=metadata.get("uid", ""),
+        resource_version=metadata.get("resourceVersion", ""),
+        findings=tuple(findings),
+        trainjob=trainjob,
+        finished=is_finished(pytorchjob),
+        started_elsewhere=was_started_elsewhere(pytorchjob),
+    )
+
+
+class Action(StrEnum):
+    CREATE = "create"  # no TrainJob by that name yet
+    ADOPT = "adopt"  # an equivalent TrainJob exists without ferryman's labels: label and own it
+    UPDATE = "update"  # ours, but owner or suspension must follow a mode change
+    KEEP = "keep"  # ours and as wanted
+    CONFLICT = "conflict"  # a different TrainJob holds the name: left alone, reported
+    SKIP = "skip"  # nothing to create (blocked, finished, or started by v1 under Takeover)
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    desired: dict[str, Any] | None = None
+    patch: dict[str, Any] | None = None
+    reason: str = ""
+
+
+def _essence(trainjob: dict[str, Any]) -> Any:
+    spec = trainjob.get("spec") or {}
+    trainer = spec.get("trainer") or {}
+    return (
+        (spec.get("runtimeRef") or {}).get("name"),
+        trainer.get("image"),
+        trainer.get("numNodes"),
+        trainer.get("command"),
+        trainer.get("args"),
+    )
+
+
+def decide(
+    plan: JobPlan,
+    pytorchjob: dict[str, Any],
+    policy: dict[str, Any],
+    spec: CutoverPolicySpec,
+    existing: dict[str, Any] | None,
+) -> Decision:
+    """What the TrainJob serving `plan` needs under the policy's mode (Mirror or Takeover)."""
+    takeover = spec.mode is CutoverMode.TAKEOVER
+    if plan.trainjob is None:
+        return Decision(Action.SKIP, reason="blocked")
+    labels = (existing or {}).get("metadata", {}).get("labels") or {}
+    ours = labels.get(SOURCE_UID_LABEL) == plan.uid
+    if not ours and plan.finished:
+        return Decision(Action.SKIP, reason="finished under Training Operator v1")
+    if takeover and not ours and plan.started_elsewhere:
+        return Decision(Action.SKIP, reason="started by Training Operator v1")
+    if takeover:
+        suspend = bool(((pytorchjob.get("spec") or {}).get("runPolicy") or {}).get("suspend"))
+    else:
+        suspend = spec.mirror.suspend if spec.mirror is not None else True
+    desired = build_trainjob(
+        plan.trainjob, source=pytorchjob, policy=policy, takeover=takeover, suspend=suspend
+    )
+    if existing is None:
+        return Decision(Action.CREATE, desired)
+    if _essence(existing) != _essence(desired):
+        reason = "a TrainJob with another runtime, image, node count or command has the name"
+        return Decision(Action.CONFLICT, reason=reason)
+    if not ours:
+        if labels.get(SOURCE_UID_LABEL):
+            return Decision(Action.CONFLICT, reason="the TrainJob serves another PyTorchJob")
+        patch = {
+            "metadata": {
+                "labels": desired["metadata"]["labels"],
+                "annotations": {ADOPTED_ANNOTATION: "true"},
+                "ownerReferences": [
+                    *(existing["metadata"].get("ownerReferences") or []),
+                    *desired["metadata"]["ownerReferences"],
+                ],
+            }
+        }
+        return Decision(Action.ADOPT, desired, patch)
+    if labels.get(POLICY_LABEL) != policy["metadata"]["name"]:
+        owner = labels.get(POLICY_LABEL)
+        return Decision(Action.CONFLICT, reason=f"the TrainJob belongs to CutoverPolicy {owner}")
+    wanted_mode = desired["metadata"]["labels"][MODE_LABEL]
+    if labels.get(MODE_LABEL) == wanted_mode:
+        return Decision(Action.KEEP, desired)
+    patch = {
+        "metadata": {
+            "labels": {MODE_LABEL: wanted_mode},
+            "ownerReferences": desired["metadata"]["ownerReferences"],
+        },
+        "spec": {"suspend": desired["spec"]["suspend"]},
+    }
+    return Decision(Action.UPDATE, desired, patch)
+
+
+@dataclass
+class TokenBucket:
+    """Creation rate limit: `rate` per second, at most `burst` at once."""
+
+    rate: float
+    burst: int
+    tokens: float = -1.0
+    updated: float = 0.0
+
+    def take(self, wanted: int, now: float) -> int:
+        if self.tokens < 0:
+            self.tokens, self.updated = float(self.burst), now
+        self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        granted = min(wanted, int(self.tokens))
+        self.tokens -= granted
+        return granted
+
+    def wait(self) -> float:
+        """Seconds until the next token."""
+        return max(0.0, (1.0 - self.tokens) / self.rate)
+
+
+@dataclass
+class PolicyState:
+    """What the operator remembers about one policy between reconciliations (rebuilt after a restart)."""
+
+    options_key: str = ""
+    plans: dict[tuple[str, str], JobPlan] = field(default_factory=dict)
+    bucket: TokenBucket | None = None
+    report_digest: str = ""
+
+
+def summarise(plans: dict[tuple[str, str], JobPlan]) -> dict[str, Any]:
+    severities: Counter[str] = Counter()
+    blocker_jobs: Counter[str] = Counter()
+    examples: dict[str, tuple[str, str]] = {}
+    for key in sorted(plans):
+        plan = plans[key]
+        severities.update(f.severity.value for f in plan.findings)
+        for code in sorted({f.code for f in plan.findings if f.severity is Severity.BLOCKER}):
+            blocker_jobs[code] += 1
+            if code not in examples:
+                message = next(f.message for f in plan.findings if f.code == code)
+                examples[code] = (f"{plan.namespace}/{plan.name}", message)
+    blocked = sum(1 for plan in plans.values() if plan.blocked)
+    ranked = sorted(blocker_jobs.items(), key=lambda item: (-item[1], item[0]))[:TOP_BLOCKERS]
+    return {
+        "jobs": len(plans),
+        "convertible": len(plans) - blocked,
+        "blocked": blocked,
+        "findings": {severity.value: severities.get(severity.value, 0) for severity in Severity},
+        "topBlockers": [
+            {"code": code, "jobs": count, "example": examples[code][0], "message": examples[code][1][:512]}
+            for code, count in ranked
+        ],
+    }
+
+
+def render_report(policy_name: str, plans: dict[tuple[str, str], JobPlan]) -> str:
+    """The full per-job report (JSON), as stored in the policy's report ConfigMap."""
+    jobs = [
+        {
+            "namespace": plan.namespace,
+            "name": plan.name,
+            "trainJob": plan.trainjob["metadata"]["name"] if plan.trainjob else None,
+            "blocked": plan.blocked,
+            "findings": [
+                {"severity": f.severity.value, "code": f.code, "path": f.path, "message": f.message}
+                for f in plan.findings
+            ],
+        }
+        for _, plan in sorted(plans.items())
+    ]
+    return json.dumps({"policy": policy_name, "summary": summarise(plans), "jobs": jobs}, indent=1)

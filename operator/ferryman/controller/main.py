@@ -1,0 +1,157 @@
+"""kopf handler registrations, and nothing else: the logic lives in the modules these call.
+
+PyTorchJobs are only indexed and watched (no change-detecting handlers): kopf never writes an annotation
+or finalizer on them. State lives in memory (rebuilt from the indexes on restart) and on ferryman's own kinds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from ferryman.api.crd import GROUP, VERSION
+from ferryman.controller import policy, serving
+from ferryman.controller.context import OperatorContext, context
+from ferryman.controller.discovery import TRAINJOB_CRD, served_trainer_api
+from ferryman.controller.settings import configure, resync_seconds
+from ferryman.kube.builders import MODE_LABEL
+
+TRAINER = ("trainer.kubeflow.org", "v1alpha1")
+_DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+
+
+def _trimmed(body: kopf.Body) -> dict[str, Any]:
+    """A compact, plain copy of an object for the indexes: no managedFields, no last-applied annotation."""
+    metadata = body["metadata"]
+    kept = {
+        key: metadata[key]
+        for key in ("name", "namespace", "uid", "resourceVersion", "generation", "labels", "ownerReferences")
+        if key in metadata
+    }
+    annotations = {
+        key: value
+        for key, value in (metadata.get("annotations") or {}).items()
+        if key not in _DROPPED_ANNOTATIONS
+    }
+    if annotations:
+        kept["annotations"] = annotations
+    trimmed = {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": kept}
+    for section in ("spec", "status"):
+        if section in body:
+            trimmed[section] = body[section]
+    return kopf_plain(trimmed)
+
+
+def kopf_plain(value: Any) -> Any:
+    """A plain-dict deep copy of a kopf body (or any nested mapping)."""
+    if isinstance(value, Mapping):
+        return {key: kopf_plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [kopf_plain(item) for item in value]
+    return value
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    configure(settings)
+    memo.ferryman = OperatorContext.from_environment()
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    await context(memo).client.close()
+
+
+@kopf.on.probe(id="policies")
+def policies_probe(memo: kopf.Memo, **_: Any) -> int:
+    return len(context(memo).policies)
+
+
+# Indexes: kopf lists and watches these, and runs no other handler until all are filled.
+
+
+@kopf.index("kubeflow.org", "v1", "pytorchjobs")
+def pytorchjobs(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): _trimmed(body)}
+
+
+@kopf.index(*TRAINER, "trainjobs")
+def trainjobs(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): _trimmed(body)}
+
+
+@kopf.index("jobset.x-k8s.io", "v1alpha2", "jobsets")
+def jobsets(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any] | None:
+    if serving.owning_trainjob(kopf_plain(body)) is None:
+        return None
+    return {(namespace, name): {"metadata": {"name": name}, "status": kopf_plain(body.get("status") or {})}}
+
+
+@kopf.index("", "v1", "namespaces")
+def namespace_labels(name: str, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
+    return {name: dict(labels)}
+
+
+@kopf.index(*TRAINER, "clustertrainingruntimes")
+def cluster_runtimes(name: str, **_: Any) -> dict[Any, Any]:
+    return {name: True}
+
+
+@kopf.index(*TRAINER, "trainingruntimes")
+def namespaced_runtimes(namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): True}
+
+
+def _is_trainjob_crd(name: str | None, **_: Any) -> bool:
+    return name == TRAINJOB_CRD
+
+
+@kopf.index("apiextensions.k8s.io", "v1", "customresourcedefinitions", when=_is_trainjob_crd)
+def trainer_flavour(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
+    flavour = served_trainer_api(kopf_plain(body))
+    return None if flavour is None else {"served": flavour}
+
+
+def _indexes(kwargs: dict[str, Any]) -> dict[str, kopf.Index[Any, Any]]:
+    names = "pytorchjobs trainjobs jobsets namespace_labels cluster_runtimes namespaced_runtimes"
+    return {name: kwargs[name] for name in names.split()}
+
+
+# CutoverPolicy: a timer per policy (policies are few), re-planning from the indexes.
+
+
+@kopf.timer(GROUP, VERSION, "cutoverpolicies", interval=resync_seconds(), id="reconcile")
+async def cutover_policy(
+    body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any
+) -> None:
+    ctx = context(memo)
+    flavours: kopf.Index[str, Any] = kwargs["trainer_flavour"]
+    ctx.trainer_api = next(iter(flavours["served"])) if "served" in flavours else None
+    await policy.reconcile_policy(ctx, body, _indexes(kwargs), logger)
+
+
+@kopf.on.event(GROUP, VERSION, "cutoverpolicies")
+def forget_policy(type: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    if type == "DELETED":
+        context(memo).policies.pop(name, None)
+
+
+# Takeover: TrainJob and JobSet status flows back into the PyTorchJob served.
+
+
+@kopf.on.event(*TRAINER, "trainjobs", labels={MODE_LABEL: "takeover"})
+async def takeover_trainjob(
+    namespace: str | None, name: str, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any
+) -> None:
+    await serving.mirror_status(context(memo), namespace or "", name, _indexes(kwargs), logger)
+
+
+@kopf.on.event("jobset.x-k8s.io", "v1alpha2", "jobsets")
+async def takeover_jobset(
+    body: kopf.Body, namespace: str | None, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any
+) -> None:
+    owner = serving.owning_trainjob(kopf_plain(body))
+    if owner is not None:
+        await serving.mirror_status(context(memo), namespace or "", owner, _indexes(kwargs), logger)

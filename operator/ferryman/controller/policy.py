@@ -1,0 +1,257 @@
+"""The CutoverPolicy handler: plan every selected PyTorchJob, create or adopt TrainJobs, write status.
+
+It runs as a timer on the policy (never on PyTorchJobs) and reads PyTorchJobs, TrainJobs, namespaces and
+runtimes from kopf's in-memory indexes, which kopf fills before any handler runs: a restarted operator
+re-plans from a complete picture, and nothing is stored on the PyTorchJobs themselves.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import logging
+import time
+from typing import Any, cast
+
+import kopf
+from lightkube import ApiError, codecs
+from lightkube.types import PatchType
+
+from ferryman.api.crd import API_VERSION
+from ferryman.api.cutoverpolicy import CutoverMode, CutoverPolicySpec
+from ferryman.controller.context import OperatorContext, values
+from ferryman.controller.cutover import (
+    ADOPTED_ANNOTATION,
+    Action,
+    Decision,
+    JobPlan,
+    PolicyState,
+    RuntimeCatalog,
+    TokenBucket,
+    convert_options,
+    decide,
+    plan_job,
+    render_report,
+    selects,
+    summarise,
+)
+from ferryman.convert.options import TrainerAPI
+from ferryman.kube.builders import POLICY_LABEL, build_config_map
+from ferryman.kube.client import FIELD_MANAGER, patch_status, tolerate_gone_or_conflict
+from ferryman.kube.conditions import set_condition
+from ferryman.kube.resources import CutoverPolicy, TrainJob
+
+CONFIG_MAP_LIMIT = 900_000  # ConfigMaps hold at most 1 MiB; larger reports are stored gzipped
+
+
+def _as_body(obj: dict[str, Any]) -> kopf.Body:
+    """An indexed object as the body kopf posts Events for."""
+    return kopf.Body(cast(kopf.RawBody, obj))
+
+
+def report_config_map_name(policy_name: str) -> str:
+    return f"ferryman-plan-{policy_name}"[:253]
+
+
+async def reconcile_policy(
+    ctx: OperatorContext,
+    body: kopf.Body,
+    indexes: dict[str, kopf.Index[Any, Any]],
+    logger: logging.Logger | kopf.Logger,
+) -> None:
+    name = body["metadata"]["name"]
+    generation = body["metadata"].get("generation")
+    spec = CutoverPolicySpec.model_validate(dict(body.get("spec") or {}))
+    state = ctx.policies.setdefault(name, PolicyState())
+    served = ctx.trainer_api
+    options = convert_options(spec, served or TrainerAPI.V2_2)
+    runtimes = RuntimeCatalog(
+        cluster=frozenset(indexes["cluster_runtimes"]),
+        namespaced=frozenset(indexes["namespaced_runtimes"]),
+    )
+    options_key = repr((options, sorted(runtimes.cluster), sorted(runtimes.namespaced)))
+    if options_key != state.options_key:
+        state.options_key, state.plans = options_key, {}
+
+    pytorchjobs = values(indexes["pytorchjobs"])
+    namespaces = values(indexes["namespace_labels"])
+    plans: dict[tuple[str, str], JobPlan] = {}
+    for key, job in pytorchjobs.items():
+        if not selects(spec, job, namespaces.get(key[0], {})):
+            continue
+        plan = state.plans.get(key)
+        if plan is None or plan.resource_version != job["metadata"].get("resourceVersion"):
+            plan = plan_job(job, options, runtimes)
+        plans[key] = plan
+    state.plans = plans
+
+    policy = {"apiVersion": API_VERSION, "kind": "CutoverPolicy", "metadata": dict(body["metadata"])}
+    trainjobs = values(indexes["trainjobs"])
+    counts = {"present": 0, "adopted": 0, "pending": 0, "conflicts": 0, "skipped": 0}
+    trainer_missing = served is None and spec.mode is not CutoverMode.PLAN
+    if spec.mode is not CutoverMode.PLAN and not trainer_missing:
+        counts = await _serve(ctx, spec, policy, state, plans, pytorchjobs, trainjobs, logger)
+
+    status = summarise(plans)
+    status["trainJobs"] = counts
+    status["trainerAPI"] = options.trainer_api.value
+    status["observedGeneration"] = generation
+    status["reportConfigMap"] = await _write_report(ctx, name, policy, state, plans)
+    status["conditions"] = _conditions(body, spec, status, counts, trainer_missing)
+    await _write_status(ctx, body, status)
+    if counts["pending"]:
+        assert state.bucket is not None
+        message = f"{counts['pending']} TrainJobs wait for the creation rate limit"
+        raise kopf.TemporaryError(message, delay=max(state.bucket.wait(), 0.5))
+
+
+async def _serve(
+    ctx: OperatorContext,
+    spec: CutoverPolicySpec,
+    policy: dict[str, Any],
+    state: PolicyState,
+    plans: dict[tuple[str, str], JobPlan],
+    pytorchjobs: dict[tuple[str, str], dict[str, Any]],
+    trainjobs: dict[tuple[str, str], dict[str, Any]],
+    logger: logging.Logger | kopf.Logger,
+) -> dict[str, int]:
+    """Create, adopt or update the TrainJobs the mode asks for, within the rate limit."""
+    rate = spec.rate_limit.creations_per_minute / 60.0
+    if state.bucket is None or (state.bucket.rate, state.bucket.burst) != (rate, spec.rate_limit.burst):
+        state.bucket = TokenBucket(rate=rate, burst=spec.rate_limit.burst)
+    decisions: list[tuple[JobPlan, Decision]] = []
+    for key, plan in sorted(plans.items()):
+        existing = None
+        if plan.trainjob is not None:
+            existing = trainjobs.get((plan.namespace, plan.trainjob["metadata"]["name"]))
+        decisions.append((plan, decide(plan, pytorchjobs[key], policy, spec, existing)))
+
+    counts = {"present": 0, "adopted": 0, "pending": 0, "conflicts": 0, "skipped": 0}
+    creations = [(plan, d) for plan, d in decisions if d.action is Action.CREATE]
+    granted = state.bucket.take(len(creations), time.monotonic())
+    for plan, decision in creations[:granted]:
+        assert decision.desired is not None
+        with tolerate_gone_or_conflict():
+            await ctx.client.create(codecs.from_dict(decision.desired), field_manager=FIELD_MANAGER)
+            kopf.info(
+                _as_body(pytorchjobs[(plan.namespace, plan.name)]),
+                reason="TrainJobCreated",
+                message=f"CutoverPolicy {policy['metadata']['name']} created TrainJob "
+                f"{decision.desired['metadata']['name']} ({spec.mode.value})",
+            )
+        counts["present"] += 1
+    counts["pending"] = len(creations) - granted
+    for plan, decision in decisions:
+        if decision.action in (Action.ADOPT, Action.UPDATE):
+            assert decision.desired is not None and decision.patch is not None
+            with tolerate_gone_or_conflict():
+                await ctx.client.patch(
+                    TrainJob,
+                    decision.desired["metadata"]["name"],
+                    decision.patch,
+                    namespace=plan.namespace,
+                    patch_type=PatchType.MERGE,
+                    field_manager=FIELD_MANAGER,
+                )
+            if decision.action is Action.ADOPT:
+                logger.info(f"adopted TrainJob {plan.namespace}/{decision.desired['metadata']['name']}")
+        if decision.action in (Action.ADOPT, Action.UPDATE, Action.KEEP):
+            counts["present"] += 1
+        counts["conflicts"] += decision.action is Action.CONFLICT
+        counts["skipped"] += decision.action is Action.SKIP and not plan.blocked
+        if decision.action is Action.CONFLICT:
+            kopf.warn(
+                _as_body(pytorchjobs[(plan.namespace, plan.name)]),
+                reason="TrainJobConflict",
+                message=f"not served by CutoverPolicy {policy['metadata']['name']}: {decision.reason}",
+            )
+    policy_name = policy["metadata"]["name"]
+    counts["adopted"] = sum(
+        1
+        for trainjob in trainjobs.values()
+        if (trainjob["metadata"].get("labels") or {}).get(POLICY_LABEL) == policy_name
+        and (trainjob["metadata"].get("annotations") or {}).get(ADOPTED_ANNOTATION) == "true"
+    )
+    if granted:
+        logger.info(f"created {granted} TrainJobs, {counts['pending']} wait for the rate limit")
+    return counts
+
+
+async def _write_report(
+    ctx: OperatorContext,
+    name: str,
+    policy: dict[str, Any],
+    state: PolicyState,
+    plans: dict[tuple[str, str], JobPlan],
+) -> str:
+    cm_name = report_config_map_name(name)
+    text = render_report(name, plans)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    if digest != state.report_digest:
+        encoded = text.encode()
+        config_map = build_config_map(cm_name, ctx.namespace, {}, policy, {POLICY_LABEL: name})
+        if len(encoded) > CONFIG_MAP_LIMIT:
+            config_map["binaryData"] = {"report.json.gz": base64.b64encode(gzip.compress(encoded)).decode()}
+        else:
+            config_map["data"] = {"report.json": text}
+        try:
+            await ctx.client.create(codecs.from_dict(config_map), field_manager=FIELD_MANAGER)
+        except ApiError as error:
+            if error.status.code != 409:
+                raise
+            await ctx.client.replace(codecs.from_dict(config_map), field_manager=FIELD_MANAGER)
+        state.report_digest = digest
+    return f"{ctx.namespace}/{cm_name}"
+
+
+def _conditions(
+    body: kopf.Body,
+    spec: CutoverPolicySpec,
+    status: dict[str, Any],
+    counts: dict[str, int],
+    trainer_missing: bool,
+) -> list[dict[str, Any]]:
+    generation = body["metadata"].get("generation")
+    conditions = list((body.get("status") or {}).get("conditions") or [])
+    summary = f"{status['jobs']} jobs selected, {status['blocked']} blocked"
+    if trainer_missing:
+        ready = (False, "TrainerNotInstalled", "the TrainJob CRD (trainer.kubeflow.org) is not installed")
+    elif counts["pending"]:
+        ready = (False, "RateLimited", f"{summary}; {counts['pending']} TrainJobs wait for the rate limit")
+    elif spec.mode is CutoverMode.PLAN:
+        ready = (True, "Planned", summary)
+    else:
+        served = (
+            f"{counts['present']} TrainJobs, {counts['conflicts']} conflicts, {counts['skipped']} not served"
+        )
+        ready = (True, "Mirrored" if spec.mode is CutoverMode.MIRROR else "Serving", f"{summary}; {served}")
+    conditions = set_condition(conditions, "Ready", *ready, observed_generation=generation)
+    conditions = set_condition(
+        conditions,
+        "Progressing",
+        bool(counts["pending"]),
+        "Creating" if counts["pending"] else "Idle",
+        f"{counts['pending']} TrainJobs to create" if counts["pending"] else "",
+        observed_generation=generation,
+    )
+    return conditions
+
+
+async def _write_status(ctx: OperatorContext, body: kopf.Body, status: dict[str, Any]) -> None:
+    """Write only what changed, guarded by the resourceVersion the handler saw."""
+    current = body.get("status") or {}
+    if all(current.get(key) == value for key, value in status.items()):
+        return
+    try:
+        await patch_status(
+            ctx.client,
+            CutoverPolicy,
+            body["metadata"]["name"],
+            status,
+            resource_version=body["metadata"]["resourceVersion"],
+        )
+    except ApiError as error:
+        if error.status.code == 409:
+            raise kopf.TemporaryError("the CutoverPolicy changed meanwhile; retrying", delay=1) from error
+        raise

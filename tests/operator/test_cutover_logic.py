@@ -1,0 +1,198 @@
+"""CutoverPolicy logic without a cluster: selection, plans, TrainJob decisions, rate limit, v1 status."""
+
+from typing import Any
+
+import pytest
+
+from ferryman.api.cutoverpolicy import CutoverPolicySpec
+from ferryman.controller.cutover import (
+    Action,
+    RuntimeCatalog,
+    TokenBucket,
+    convert_options,
+    decide,
+    plan_job,
+    render_report,
+    selects,
+    summarise,
+)
+from ferryman.controller.discovery import served_trainer_api
+from ferryman.controller.takeover import pytorchjob_status
+from ferryman.convert.options import TrainerAPI
+
+RUNTIMES = RuntimeCatalog(cluster=frozenset({"torch-distributed"}))
+POLICY = {
+    "apiVersion": "ferryman.dev/v1alpha1",
+    "kind": "CutoverPolicy",
+    "metadata": {"name": "cutover", "uid": "policy-uid"},
+}
+
+
+def pytorchjob(name: str = "bert", *, gpus: int = 1, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    container = {
+        "name": "pytorch",
+        "image": "registry.example.com/bert:1",
+        "command": ["torchrun", "train.py"],
+        "resources": {"limits": {"nvidia.com/gpu": gpus}},
+    }
+    spec = {"containers": [container], **(extra or {})}
+    return {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {"name": name, "namespace": "team-a", "uid": f"{name}-uid", "resourceVersion": "1"},
+        "spec": {
+            "pytorchReplicaSpecs": {
+                "Master": {"replicas": 1, "template": {"spec": spec}},
+                "Worker": {"replicas": 2, "template": {"spec": spec}},
+            }
+        },
+    }
+
+
+def spec(**fields: Any) -> CutoverPolicySpec:
+    return CutoverPolicySpec.model_validate(fields)
+
+
+def test_selection_by_namespace_and_job_labels() -> None:
+    policy = spec(namespaceSelector={"matchLabels": {"cutover": "yes"}}, selector={
+        "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["prod"]}]
+    })
+    job = pytorchjob()
+    assert selects(policy, job, {"cutover": "yes"})
+    assert not selects(policy, job, {})
+    job["metadata"]["labels"] = {"tier": "prod"}
+    assert not selects(policy, job, {"cutover": "yes"})
+
+
+def test_plan_flags_missing_runtime_as_blocker() -> None:
+    options = convert_options(spec(), TrainerAPI.V2_2)
+    plan = plan_job(pytorchjob(), options, RUNTIMES)
+    assert not plan.blocked and plan.trainjob is not None
+    assert plan.trainjob["metadata"]["namespace"] == "team-a"
+    missing = plan_job(pytorchjob(), options, RuntimeCatalog())
+    assert missing.blocked
+    assert any(f.code == "runtime-missing" and "torch-distributed" in f.message for f in missing.findings)
+
+
+def test_summary_counts_and_top_blockers() -> None:
+    options = convert_options(spec(), TrainerAPI.V2_2)
+    plans = {
+        ("team-a", "ok"): plan_job(pytorchjob("ok"), options, RUNTIMES),
+        ("team-a", "net"): plan_job(pytorchjob("net", extra={"hostNetwork": True}), options, RUNTIMES),
+        ("team-a", "norun"): plan_job(pytorchjob("norun"), options, RuntimeCatalog()),
+    }
+    summary = summarise(plans)
+    assert summary["jobs"] == 3 and summary["blocked"] == 2 and summary["convertible"] == 1
+    assert summary["findings"]["blocker"] >= 2
+    codes = {entry["code"]: entry for entry in summary["topBlockers"]}
+    assert codes["runtime-missing"]["example"] == "team-a/norun"
+    assert '"name": "net"' in render_report("cutover", plans)
+
+
+def _plan_and_job(name: str = "bert") -> tuple[Any, dict[str, Any]]:
+    job = pytorchjob(name)
+    return plan_job(job, convert_options(spec(), TrainerAPI.V2_2), RUNTIMES), job
+
+
+def test_mirror_creates_suspended_then_keeps() -> None:
+    plan, job = _plan_and_job()
+    mirror = spec(mode="Mirror")
+    decision = decide(plan, job, POLICY, mirror, None)
+    assert decision.action is Action.CREATE and decision.desired is not None
+    assert decision.desired["spec"]["suspend"] is True
+    assert decision.desired["metadata"]["ownerReferences"][0]["kind"] == "CutoverPolicy"
+    assert decide(plan, job, POLICY, mirror, decision.desired).action is Action.KEEP
+
+
+def test_switch_to_takeover_reowns_and_resumes() -> None:
+    plan, job = _plan_and_job()
+    mirrored = decide(plan, job, POLICY, spec(mode="Mirror"), None).desired
+    takeover = spec(mode="Takeover", takeover={"v1ControllerRemoved": True})
+    decision = decide(plan, job, POLICY, takeover, mirrored)
+    assert decision.action is Action.UPDATE and decision.patch is not None
+    assert decision.patch["spec"] == {"suspend": False}
+    assert decision.patch["metadata"]["ownerReferences"][0]["kind"] == "PyTorchJob"
+
+
+def test_equivalent_foreign_trainjob_is_adopted_and_a_different_one_is_a_conflict() -> None:
+    plan, job = _plan_and_job()
+    desired = decide(plan, job, POLICY, spec(mode="Mirror"), None).desired
+    assert desired is not None
+    handmade = {**desired, "metadata": {"name": desired["metadata"]["name"], "namespace": "team-a"}}
+    adopt = decide(plan, job, POLICY, spec(mode="Mirror"), handmade)
+    assert adopt.action is Action.ADOPT and adopt.patch is not None
+    assert adopt.patch["metadata"]["annotations"] == {"ferryman.dev/adopted": "true"}
+    different = {**handmade, "spec": {**handmade["spec"], "trainer": {"image": "other", "numNodes": 9}}}
+    assert decide(plan, job, POLICY, spec(mode="Mirror"), different).action is Action.CONFLICT
+
+
+def test_takeover_leaves_jobs_started_by_v1_alone() -> None:
+    plan_source = pytorchjob()
+    plan_source["status"] = {"conditions": [{"type": "Created", "status": "True"}]}
+    plan = plan_job(plan_source, convert_options(spec(), TrainerAPI.V2_2), RUNTIMES)
+    takeover = spec(mode="Takeover", takeover={"v1ControllerRemoved": True})
+    assert decide(plan, plan_source, POLICY, takeover, None).action is Action.SKIP
+    plan_source["status"]["conditions"].append({"type": "Succeeded", "status": "True"})
+    finished = plan_job(plan_source, convert_options(spec(), TrainerAPI.V2_2), RUNTIMES)
+    assert decide(finished, plan_source, POLICY, spec(mode="Mirror"), None).action is Action.SKIP
+
+
+def test_token_bucket_limits_bursts_and_refills() -> None:
+    bucket = TokenBucket(rate=1.0, burst=3)
+    assert bucket.take(10, now=0.0) == 3
+    assert bucket.take(10, now=0.5) == 0
+    assert bucket.wait() == pytest.approx(0.5)
+    assert bucket.take(10, now=2.0) == 2
+
+
+def trainjob_with(conditions: list[dict[str, Any]], active: int = 0, suspend: bool = False) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "bert"},
+        "spec": {"suspend": suspend},
+        "status": {
+            "conditions": conditions,
+            "jobsStatus": [
+                {"name": "node", "active": active, "ready": active, "succeeded": 0, "failed": 0}
+            ],
+        },
+    }
+
+
+def test_v1_status_follows_the_trainjob_lifecycle() -> None:
+    job = pytorchjob()
+    status = pytorchjob_status(job, trainjob_with([]), None, now="t0")
+    assert [c["type"] for c in status["conditions"]] == ["Created"]
+    job["status"] = status
+    status = pytorchjob_status(job, trainjob_with([], active=3), None, now="t1")
+    running = status["conditions"][-1]
+    assert running["type"] == "Running" and running["reason"] == "PyTorchJobRunning"
+    assert status["replicaStatuses"] == {"Master": {"active": 1}, "Worker": {"active": 2}}
+    assert status["startTime"] == "t1"
+    job["status"] = status
+    done = [{"type": "Complete", "status": "True", "reason": "AllJobsCompleted", "message": "done"}]
+    status = pytorchjob_status(job, trainjob_with(done), None, now="t2")
+    types = {c["type"]: c for c in status["conditions"]}
+    assert status["conditions"][-1]["type"] == "Succeeded"
+    assert types["Succeeded"]["reason"] == "PyTorchJobSucceeded" and types["Running"]["status"] == "False"
+    assert types["Created"]["lastTransitionTime"] == "t0" and status["completionTime"] == "t2"
+
+
+def test_v1_status_failure_comes_from_the_jobset_too() -> None:
+    jobset = {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "FailedJobs",
+                                         "message": "job node-0 failed"}]}}
+    status = pytorchjob_status(pytorchjob(), trainjob_with([]), jobset, now="t")
+    failed = status["conditions"][-1]
+    assert failed["type"] == "Failed" and failed["reason"] == "PyTorchJobFailed"
+    assert "job node-0 failed" in failed["message"]
+
+
+def test_served_flavour_from_crd_schema() -> None:
+    def crd(field: str) -> dict[str, Any]:
+        spec_schema = {"properties": {field: {"type": "array"}}}
+        return {"spec": {"versions": [{"name": "v1alpha1", "served": True, "schema": {
+            "openAPIV3Schema": {"properties": {"spec": spec_schema}}}}]}}
+
+    assert served_trainer_api(crd("runtimePatches")) is TrainerAPI.V2_2
+    assert served_trainer_api(crd("podTemplateOverrides")) is TrainerAPI.V2_1
+    assert served_trainer_api(crd("podSpecOverrides")) is TrainerAPI.V2_0
+    assert served_trainer_api(crd("other")) is None
