@@ -1,0 +1,659 @@
+"""A local Kubernetes control plane from binaries built by `make cluster-bins`: no Docker, loopback only.
+
+etcd (data on tmpfs) and kube-apiserver (RBAC, client-cert admin, service-account signing keys so
+TokenRequest works) always run; kube-controller-manager, kube-scheduler and kwok (fake nodes, some of them
+fake GPU nodes) run on request. Every process gets its own process group and is killed on :meth:`stop`;
+processes of an attached control plane also die with the Python process that started them (PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ferryman.convert.options import TrainerAPI
+from ferryman.dev import upstream
+from ferryman.dev.pki import Pki, create_pki
+
+FIELD_MANAGER = "ferryman-dev"
+GPU_RESOURCE = "nvidia.com/gpu"
+FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+SERVICE_CIDR = "10.0.0.0/24"
+POD_CIDR = "10.244.0.0/16"
+_ETCD_DIR_PREFIX = "ferryman-etcd-"
+
+# component -> (module the wrapper in e2e/bins/<component> pins, binaries it builds)
+_COMPONENTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "etcd": ("go.etcd.io/etcd/server/v3", ("etcd",)),
+    "kubernetes": ("k8s.io/kubernetes", ("kube-apiserver", "kube-controller-manager", "kube-scheduler")),
+    "kwok": ("sigs.k8s.io/kwok", ("kwok",)),
+}
+
+
+class ClusterError(RuntimeError):
+    """The control plane cannot be started (missing binaries, a component that does not come up)."""
+
+
+class Rejected(Exception):
+    """The apiserver refused a request; ``message`` is its Status message."""
+
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(f"{code} {reason}: {message}")
+        self.code, self.reason, self.message = code, reason, message
+
+
+def repo_root() -> Path:
+    """The checkout this package runs from (the directory holding ``e2e/bins``)."""
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "e2e" / "bins").is_dir():
+            return parent
+    raise ClusterError("cannot find e2e/bins above ferryman/dev: the dev cluster needs a ferryman checkout")
+
+
+def pinned_version(component: str, root: Path | None = None) -> str:
+    """The version of ``component`` that its wrapper module ``e2e/bins/<component>/go.mod`` pins."""
+    module, _ = _COMPONENTS[component]
+    gomod = (root or repo_root()) / "e2e" / "bins" / component / "go.mod"
+    found = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", gomod.read_text(), re.MULTILINE)
+    if found is None:
+        raise ClusterError(f"{gomod} does not require {module}")
+    return found.group(1)
+
+
+def binary(name: str, root: Path | None = None) -> Path:
+    """Path of a built binary (e.g. ``kube-apiserver``) in ``.cache/bin/<component>-<version>/``."""
+    root = root or repo_root()
+    component = next(c for c, (_, names) in _COMPONENTS.items() if name in names)
+    path = root / ".cache" / "bin" / f"{component}-{pinned_version(component, root)}" / name
+    if not os.access(path, os.X_OK):
+        raise ClusterError(f"{path} is missing: run `make cluster-bins` to build the control plane binaries")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: start a new session, and get SIGKILL when the parent goes away."""
+    os.setsid()
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class Process:
+    name: str
+    pid: int
+    executable: str
+    log: Path
+
+    def alive(self) -> bool:
+        """Still running, and still the process we started (pids are reused)."""
+        try:
+            with open(f"/proc/{self.pid}/cmdline", "rb") as cmdline:
+                running = cmdline.read().split(b"\0", 1)[0].decode()
+            with open(f"/proc/{self.pid}/stat") as stat:
+                state = stat.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        return running == self.executable and state != "Z"
+
+    def kill(self, grace: float = 5.0) -> None:
+        """SIGTERM the process group, then SIGKILL what is left after ``grace`` seconds."""
+        if not self.alive():
+            return
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, sig)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(self.pid, os.WNOHANG)
+                if not self.alive():
+                    return
+                time.sleep(0.05)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+
+@dataclass
+class ClusterSpec:
+    """What to run. ``trainer_api=None`` installs no upstream CRDs."""
+
+    controllers: bool = True  # kube-controller-manager and kube-scheduler
+    kwok: bool = True
+    gpu_nodes: int = 2
+    cpu_nodes: int = 1
+    gpus_per_node: int = 8
+    trainer_api: TrainerAPI | None = TrainerAPI.V2_2
+    runtimes: bool = True  # the Trainer release's default ClusterTrainingRuntimes
+
+
+@dataclass
+class ControlPlane:
+    """A control plane whose PKI, kubeconfig, logs and state file live in ``state_dir``."""
+
+    state_dir: Path
+    spec: ClusterSpec = field(default_factory=ClusterSpec)
+    detach: bool = False  # processes outlive this Python process (`ferryman dev cluster up`)
+    processes: list[Process] = field(default_factory=list)
+    etcd_dir: Path | None = None
+    apiserver_port: int = 0
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.apiserver_port}"
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    @property
+    def pki(self) -> Pki:
+        return Pki(self.state_dir / "pki")
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self, progress: Callable[[str], None] = lambda _: None) -> ControlPlane:
+        """Start every component and wait until the cluster is usable; on failure nothing is left running."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if not self.detach:
+            atexit.register(self.stop)
+        try:
+            self._start(progress)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self, progress: Callable[[str], None]) -> None:
+        started = time.monotonic()
+        names = ["kube-apiserver", "etcd"]
+        if self.spec.controllers:
+            names += ["kube-controller-manager", "kube-scheduler"]
+        if self.spec.kwok:
+            names.append("kwok")
+        bins = {name: binary(name) for name in names}
+        create_pki(self.pki.directory)
+        progress("starting etcd")
+        etcd_url = self._start_etcd(bins["etcd"])
+        progress("starting kube-apiserver")
+        self._start_apiserver(bins["kube-apiserver"], etcd_url)
+        self._write_kubeconfig()
+        if self.spec.controllers:
+            progress("starting kube-controller-manager and kube-scheduler")
+            self._start_controllers(bins["kube-controller-manager"], bins["kube-scheduler"])
+        if self.spec.kwok:
+            progress("starting kwok")
+            self._start_kwok(bins["kwok"])
+        self._wait_http(f"{self.server}/readyz", "kube-apiserver", timeout=90)
+        client = self.client()
+        if self.spec.kwok:
+            progress(f"adding {self.spec.gpu_nodes} fake GPU nodes and {self.spec.cpu_nodes} fake CPU nodes")
+            create_fake_nodes(client, self.spec)
+        if self.spec.trainer_api is not None:
+            progress(f"installing upstream CRDs (Trainer {self.spec.trainer_api.value} flavour)")
+            install_upstream(client, self.spec.trainer_api, runtimes=self.spec.runtimes)
+        if self.spec.kwok:
+            wait_nodes_ready(client, self.spec.gpu_nodes + self.spec.cpu_nodes)
+        if self.spec.controllers:
+            wait_default_service_account(client, "default")
+        progress(f"cluster ready at {self.server} in {time.monotonic() - started:.1f}s")
+
+    def stop(self) -> None:
+        """Kill every component (apiserver first, etcd last) and remove etcd's tmpfs data."""
+        for process in reversed(self.processes):
+            process.kill()
+        self.processes.clear()
+        if self.etcd_dir is not None:
+            shutil.rmtree(self.etcd_dir, ignore_errors=True)
+            self.etcd_dir = None
+        self.state_file.unlink(missing_ok=True)
+
+    def running(self) -> bool:
+        return bool(self.processes) and all(p.alive() for p in self.processes)
+
+    def client(self) -> Any:
+        """A lightkube client with admin (system:masters) credentials."""
+        from lightkube import Client, KubeConfig
+
+        return Client(KubeConfig.from_file(self.kubeconfig), field_manager=FIELD_MANAGER)
+
+    def token_client(self, token: str, namespace: str | None = None) -> Any:
+        """A lightkube client that authenticates with a bearer token (e.g. one minted by TokenRequest)."""
+        from lightkube import Client, KubeConfig
+        from lightkube.config.models import Cluster, User
+
+        config = KubeConfig.from_one(
+            cluster=Cluster(server=self.server, certificate_auth=str(self.pki.ca_cert)),
+            user=User(token=token),
+            namespace=namespace,
+        )
+        return Client(config, field_manager=FIELD_MANAGER)
+
+    def mint_token(self, namespace: str, service_account: str, expiration_seconds: int = 3600) -> str:
+        """A token for ``namespace/service_account`` from the TokenRequest API."""
+        from lightkube.models.authentication_v1 import TokenRequestSpec
+        from lightkube.resources.core_v1 import ServiceAccount
+
+        request = ServiceAccount.Token(
+            spec=TokenRequestSpec(audiences=[self.server], expirationSeconds=expiration_seconds)
+        )
+        response = self.client().create(request, service_account, namespace=namespace)
+        return str(response.status.token)
+
+    def dry_run_create(self, obj: dict[str, Any], namespace: str = "default") -> dict[str, Any]:
+        """Create ``obj`` with server-side dry-run and strict field validation; the object as admitted.
+
+        Strict validation makes unknown fields an error instead of silently pruning them, so a TrainJob
+        carrying a field its flavour does not know is rejected. Raises :class:`Rejected`.
+        """
+        path = self._collection_path(obj["apiVersion"], obj["kind"], namespace)
+        return self._request("POST", f"{path}?dryRun=All&fieldValidation=Strict", obj)
+
+    def _collection_path(self, api_version: str, kind: str, namespace: str) -> str:
+        base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+        for resource in self._request("GET", base)["resources"]:
+            if resource["kind"] == kind and "/" not in resource["name"]:
+                scope = f"/namespaces/{namespace}" if resource["namespaced"] else ""
+                return f"{base}{scope}/{resource['name']}"
+        raise Rejected(404, "NotFound", f"the server does not serve {kind} in {api_version}")
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        request = urllib.request.Request(
+            self.server + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30, context=self.ssl_context()) as response:
+                return dict(json.load(response))
+        except urllib.error.HTTPError as error:
+            status = json.loads(error.read() or b"{}")
+            raise Rejected(error.code, status.get("reason", ""), status.get("message", str(error))) from None
+
+    # ---------------------------------------------------------------- state file (detached clusters)
+
+    def save(self) -> None:
+        state = {
+            "server": self.server,
+            "apiserver_port": self.apiserver_port,
+            "etcd_dir": str(self.etcd_dir) if self.etcd_dir else None,
+            "processes": [{**p.__dict__, "log": str(p.log)} for p in self.processes],
+        }
+        self.state_file.write_text(json.dumps(state, indent=2))
+
+    @classmethod
+    def load(cls, state_dir: Path) -> ControlPlane:
+        """The control plane recorded in ``state_dir`` (no processes if there is none)."""
+        plane = cls(state_dir)
+        if plane.state_file.exists():
+            state = json.loads(plane.state_file.read_text())
+            plane.apiserver_port = state["apiserver_port"]
+            plane.etcd_dir = Path(state["etcd_dir"]) if state["etcd_dir"] else None
+            plane.processes = [
+                Process(p["name"], p["pid"], p["executable"], Path(p["log"])) for p in state["processes"]
+            ]
+        return plane
+
+    # ---------------------------------------------------------------- components
+
+    def _spawn(self, name: str, argv: Sequence[str | Path]) -> Process:
+        log = self.state_dir / f"{name}.log"
+        with log.open("wb") as out:
+            popen = subprocess.Popen(
+                [str(a) for a in argv],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.state_dir,
+                preexec_fn=None if self.detach else _die_with_parent,
+                start_new_session=self.detach,
+            )
+        process = Process(name, popen.pid, str(argv[0]), log)
+        self.processes.append(process)
+        self.save()
+        return process
+
+    def _start_etcd(self, etcd: Path) -> str:
+        shm = Path("/dev/shm")
+        parent = shm if shm.is_dir() else Path(tempfile.gettempdir())
+        _sweep_stale_etcd_dirs(parent)
+        self.etcd_dir = Path(tempfile.mkdtemp(prefix=f"{_ETCD_DIR_PREFIX}{os.getpid()}-", dir=parent))
+        client_url = f"http://127.0.0.1:{free_port()}"
+        peer_url = f"http://127.0.0.1:{free_port()}"
+        self._spawn(
+            "etcd",
+            [
+                etcd,
+                "--name=ferryman-dev",
+                f"--data-dir={self.etcd_dir}",
+                f"--listen-client-urls={client_url}",
+                f"--advertise-client-urls={client_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=ferryman-dev={peer_url}",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+            ],
+        )
+        self._wait_http(f"{client_url}/health", "etcd", timeout=30)
+        return client_url
+
+    def _start_apiserver(self, apiserver: Path, etcd_url: str) -> None:
+        pki = self.pki
+        self.apiserver_port = free_port()
+        admission = [] if self.spec.controllers else ["--disable-admission-plugins=ServiceAccount"]
+        self._spawn(
+            "kube-apiserver",
+            [
+                apiserver,
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.apiserver_port}",
+                f"--cert-dir={self.state_dir / 'apiserver-certs'}",
+                f"--tls-cert-file={pki.serving_cert}",
+                f"--tls-private-key-file={pki.serving_key}",
+                f"--client-ca-file={pki.ca_cert}",
+                "--authorization-mode=RBAC",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--service-account-issuer={self.server}",
+                f"--service-account-key-file={pki.sa_public_key}",
+                f"--service-account-signing-key-file={pki.sa_private_key}",
+                "--allow-privileged=true",
+                "--enable-priority-and-fairness=false",
+                "--max-requests-inflight=0",
+                "--max-mutating-requests-inflight=0",
+                "--endpoint-reconciler-type=none",
+                "--profiling=false",
+                *admission,
+            ],
+        )
+
+    def _start_controllers(self, kcm: Path, scheduler: Path) -> None:
+        pki = self.pki
+        self._spawn(
+            "kube-controller-manager",
+            [
+                kcm,
+                f"--kubeconfig={self.kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--leader-elect=false",
+                f"--root-ca-file={pki.ca_cert}",
+                f"--service-account-private-key-file={pki.sa_private_key}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+                "--concurrent-gc-syncs=5",
+                "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
+                "--profiling=false",
+            ],
+        )
+        self._spawn(
+            "kube-scheduler",
+            [
+                scheduler,
+                f"--kubeconfig={self.kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--leader-elect=false",
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+                "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
+                "--profiling=false",
+            ],
+        )
+
+    def _start_kwok(self, kwok: Path) -> None:
+        stages = upstream.module_dir("sigs.k8s.io/kwok", pinned_version("kwok")) / "kustomize" / "stage"
+        configs = [
+            stages / "node" / "fast" / "node-initialize.yaml",
+            stages / "node" / "heartbeat" / "node-heartbeat.yaml",
+            stages / "pod" / "fast" / "pod-ready.yaml",
+            stages / "pod" / "fast" / "pod-complete.yaml",
+            stages / "pod" / "fast" / "pod-delete.yaml",
+        ]
+        self._spawn(
+            "kwok",
+            [
+                kwok,
+                f"--config={','.join(str(c) for c in configs)}",
+                f"--kubeconfig={self.kubeconfig}",
+                f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
+                f"--cidr={POD_CIDR}",
+                "--node-ip=10.244.0.1",
+            ],
+        )
+
+    def _write_kubeconfig(self) -> None:
+        pki = self.pki
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "ferryman-dev",
+                    "cluster": {"server": self.server, "certificate-authority": str(pki.ca_cert)},
+                }
+            ],
+            "users": [
+                {
+                    "name": "ferryman-admin",
+                    "user": {"client-certificate": str(pki.admin_cert), "client-key": str(pki.admin_key)},
+                }
+            ],
+            "contexts": [
+                {"name": "ferryman-dev", "context": {"cluster": "ferryman-dev", "user": "ferryman-admin"}}
+            ],
+            "current-context": "ferryman-dev",
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.pki.ca_cert))
+        context.load_cert_chain(str(self.pki.admin_cert), str(self.pki.admin_key))
+        return context
+
+    def _wait_http(self, url: str, what: str, timeout: float) -> None:
+        context = self.ssl_context() if url.startswith("https:") else None
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            dead = [p for p in self.processes if not p.alive()]
+            if dead:
+                name, tail = dead[0].name, dead[0].log_tail()
+                raise ClusterError(f"{name} exited while waiting for {what}; its log ends with:\n{tail}")
+            try:
+                with urllib.request.urlopen(url, timeout=5, context=context) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError) as error:
+                last = str(error)
+            time.sleep(0.2)
+        tail = next((p.log_tail() for p in self.processes if p.name == what), "")
+        raise ClusterError(f"{what} not ready at {url} after {timeout}s ({last}); log ends with:\n{tail}")
+
+
+# -------------------------------------------------------------------- cluster contents
+
+
+def fake_node(name: str, *, gpus: int) -> dict[str, Any]:
+    """A kwok-managed Node; GPU nodes advertise ``nvidia.com/gpu`` and carry the usual NoSchedule taint."""
+    capacity = {"cpu": "64", "memory": "512Gi", "pods": "110", "ephemeral-storage": "1Ti"}
+    labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "type": "kwok"}
+    taints = []
+    if gpus:
+        capacity[GPU_RESOURCE] = str(gpus)
+        labels["nvidia.com/gpu.present"] = "true"
+        taints.append({"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"})
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels, "annotations": {FAKE_NODE_ANNOTATION: "fake"}},
+        "spec": {"taints": taints},
+        "status": {"capacity": capacity, "allocatable": dict(capacity)},
+    }
+
+
+def create_fake_nodes(client: Any, spec: ClusterSpec) -> None:
+    from lightkube import codecs
+
+    nodes = [fake_node(f"gpu-node-{i}", gpus=spec.gpus_per_node) for i in range(spec.gpu_nodes)]
+    nodes += [fake_node(f"cpu-node-{i}", gpus=0) for i in range(spec.cpu_nodes)]
+    for node in nodes:
+        client.apply(codecs.from_dict(node), force=True)
+
+
+def wait_nodes_ready(client: Any, count: int, timeout: float = 60) -> None:
+    from lightkube.resources.core_v1 import Node
+
+    def ready() -> bool:
+        nodes = list(client.list(Node))
+        return len(nodes) >= count and all(
+            any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or [])) for n in nodes
+        )
+
+    _poll(ready, f"{count} fake nodes Ready", timeout)
+
+
+def wait_default_service_account(client: Any, namespace: str, timeout: float = 60) -> None:
+    """Wait until kube-controller-manager has created the namespace's ``default`` ServiceAccount."""
+    from lightkube import ApiError
+    from lightkube.resources.core_v1 import ServiceAccount
+
+    def exists() -> bool:
+        try:
+            client.get(ServiceAccount, "default", namespace=namespace)
+        except ApiError as error:
+            if error.status.code == 404:
+                return False
+            raise
+        return True
+
+    _poll(exists, f"ServiceAccount {namespace}/default", timeout)
+
+
+def install_crds(client: Any, paths: Sequence[Path], timeout: float = 60) -> list[str]:
+    """Server-side apply CRD manifests and wait until each is Established; returns their names."""
+    from lightkube import codecs
+    from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+
+    names = []
+    for path in paths:
+        for doc in upstream.load_documents(path):
+            client.apply(codecs.from_dict(doc), force=True)
+            names.append(doc["metadata"]["name"])
+
+    def established() -> bool:
+        for name in names:
+            crd = client.get(CustomResourceDefinition, name)
+            conditions = (crd.status.conditions if crd.status else None) or []
+            if not any(c.type == "Established" and c.status == "True" for c in conditions):
+                return False
+        return True
+
+    _poll(established, f"CRDs {', '.join(names)} Established", timeout)
+    return names
+
+
+def install_upstream(client: Any, trainer_api: TrainerAPI, *, runtimes: bool = True) -> None:
+    """Install the pinned upstream CRDs (Trainer flavour ``trainer_api``) and the default runtimes."""
+    from lightkube.generic_resource import create_global_resource
+
+    install_crds(client, upstream.upstream_crds(trainer_api))
+    if runtimes:
+        resource = create_global_resource(
+            "trainer.kubeflow.org", "v1alpha1", "ClusterTrainingRuntime", "clustertrainingruntimes"
+        )
+        for runtime in upstream.default_runtimes(trainer_api):
+            client.apply(resource.from_dict(runtime), force=True)
+
+
+def _sweep_stale_etcd_dirs(parent: Path) -> None:
+    """Remove etcd data dirs left on tmpfs by killed runs: their creator is gone and no etcd uses them."""
+    in_use: set[str] = set()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            in_use.update(
+                arg.removeprefix(b"--data-dir=").decode()
+                for arg in cmdline.read_bytes().split(b"\0")
+                if arg.startswith(b"--data-dir=")
+            )
+    for directory in parent.glob(f"{_ETCD_DIR_PREFIX}*"):
+        creator = directory.name.removeprefix(_ETCD_DIR_PREFIX).split("-", 1)[0]
+        if creator.isdigit() and not Path(f"/proc/{creator}").exists() and str(directory) not in in_use:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _poll(condition: Callable[[], bool], what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise ClusterError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.2)
+
+
+def dev_state_dir() -> Path:
+    """Where `ferryman dev cluster` keeps its PKI, kubeconfig, logs and state."""
+    return repo_root() / ".cache" / "dev-cluster"
+
+
+def cluster_up(state_dir: Path, spec: ClusterSpec, progress: Callable[[str], None]) -> ControlPlane:
+    """Start a detached control plane in ``state_dir``, or return the one already running there."""
+    plane = ControlPlane.load(state_dir)
+    if plane.running():
+        progress(f"already running at {plane.server}")
+        return plane
+    plane.stop()  # whatever is left of a previous, half-dead cluster
+    return ControlPlane(state_dir, spec, detach=True).start(progress)
+
+
+def cluster_down(state_dir: Path) -> bool:
+    """Stop the control plane recorded in ``state_dir``; False when there was none."""
+    plane = ControlPlane.load(state_dir)
+    found = bool(plane.processes)
+    plane.stop()
+    return found
+
+
+@contextlib.contextmanager
+def running_cluster(state_dir: Path, spec: ClusterSpec | None = None) -> Iterator[ControlPlane]:
+    """A control plane for the duration of the block; it is torn down even when the block fails."""
+    plane = ControlPlane(state_dir, spec or ClusterSpec())
+    try:
+        yield plane.start()
+    finally:
+        plane.stop()

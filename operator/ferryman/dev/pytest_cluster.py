@@ -1,0 +1,83 @@
+"""pytest fixtures for tests against the local control plane (:mod:`ferryman.dev.cluster`).
+
+* ``cluster``: session-scoped full cluster (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+  kwok with fake GPU and CPU nodes; upstream CRDs in the current Trainer flavour and the default runtimes).
+* ``flavour_cluster``: ``flavour_cluster(TrainerAPI.V2_1)`` gives a control plane serving that Trainer
+  flavour's CRDs. The current flavour is ``cluster`` itself; older flavours get their own small control
+  plane (etcd + kube-apiserver only, started once per session), so tests never swap CRDs under each other.
+* ``kube``: an admin lightkube client of ``cluster``; ``namespace``: a fresh namespace per test.
+
+Every test using ``cluster`` (directly or through these fixtures) is marked ``cluster``.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from ferryman.convert.options import TrainerAPI
+from ferryman.dev.cluster import ClusterSpec, ControlPlane, wait_default_service_account
+
+CURRENT_FLAVOUR = TrainerAPI.V2_2
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.cluster)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    plane = ControlPlane(tmp_path_factory.mktemp("cluster"), ClusterSpec(trainer_api=CURRENT_FLAVOUR))
+    try:
+        yield plane.start()
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def flavour_cluster(
+    cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[TrainerAPI], ControlPlane]]:
+    planes: dict[TrainerAPI, ControlPlane] = {CURRENT_FLAVOUR: cluster}
+
+    def get(trainer_api: TrainerAPI) -> ControlPlane:
+        if trainer_api not in planes:
+            spec = ClusterSpec(controllers=False, kwok=False, trainer_api=trainer_api, runtimes=True)
+            state_dir = tmp_path_factory.mktemp(f"cluster-trainer-{trainer_api.value}")
+            planes[trainer_api] = ControlPlane(state_dir, spec).start()
+        return planes[trainer_api]
+
+    try:
+        yield get
+    finally:
+        for trainer_api, plane in planes.items():
+            if trainer_api is not CURRENT_FLAVOUR:
+                plane.stop()
+
+
+@pytest.fixture(scope="session")
+def kube(cluster: ControlPlane) -> Any:
+    """An admin (system:masters) lightkube client of the session cluster."""
+    return cluster.client()
+
+
+@pytest.fixture
+def namespace(cluster: ControlPlane, kube: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace (with its ``default`` ServiceAccount in place), deleted after the test."""
+    from lightkube.models.meta_v1 import ObjectMeta
+    from lightkube.resources.core_v1 import Namespace
+
+    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:48].strip("-")
+    name = f"t-{stem}-{secrets.token_hex(3)}"
+    kube.create(Namespace(metadata=ObjectMeta(name=name, labels={"ferryman.dev/test": "true"})))
+    wait_default_service_account(kube, name)
+    try:
+        yield name
+    finally:
+        kube.delete(Namespace, name)
