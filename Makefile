@@ -21,7 +21,7 @@ lint: install
 unit: install
 	$(BIN)/pytest -m "not cluster"
 
-test: install lint
+test: install lint cluster-bins
 	$(BIN)/pytest
 
 bench: install
@@ -31,4 +31,13 @@ demo: install
 	$(BIN)/ferryman convert examples/ --report text
 
 crds: install
-	$(BIN)/python -m ferryman.api.resources crds
+	$(BIN)/python -m ferryman.api.resources .
+
+# Control plane binaries (etcd, kube-apiserver/-controller-manager/-scheduler, kwok) from the pinned
+# wrapper modules in e2e/bins/, cached in .cache/bin/<component>-<version>/; rebuilt only when a pin changes.
+cluster-bins:
+	@e2e/bins/build.sh
+
+# A local dev cluster in the background: `eval $$($(BIN)/ferryman dev cluster env)`, `ferryman dev cluster down`.
+cluster: install cluster-bins
+	$(BIN)/ferryman dev cluster up

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from ferryman.api.base import KubeModel
 from ferryman.api.crd import CustomResource, SchemaError, crd_manifest, openapi_schema
-from ferryman.api.resources import RESOURCES, render_crds
+from ferryman.api.resources import GENERATED_DIRECTORIES, RESOURCES, render_generated
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,10 +34,14 @@ def schema_nodes(schema: dict[str, Any], path: str = "") -> Any:
         yield from schema_nodes(schema["additionalProperties"], f"{path}{{}}")
 
 
-def test_crds_directory_is_up_to_date() -> None:
-    rendered = render_crds()
-    on_disk = {path.name: path.read_text() for path in (ROOT / "crds").glob("*.yaml")}
-    assert on_disk == rendered, "crds/ is stale: run `make crds` and commit the result"
+def test_generated_files_are_up_to_date() -> None:
+    for path, text in render_generated(ROOT).items():
+        assert (ROOT / path).is_file() and (ROOT / path).read_text() == text, (
+            f"{path} is stale: run `make crds` and commit the result"
+        )
+    for directory in GENERATED_DIRECTORIES:
+        for path in (ROOT / directory).glob("*.yaml"):
+            assert path.relative_to(ROOT) in render_generated(ROOT), f"{path} is not generated any more"
 
 
 @pytest.mark.parametrize("resource", RESOURCES, ids=lambda r: r.kind)

@@ -1,4 +1,9 @@
-"""The custom resources ferryman serves, and their rendering into `crds/` (`make crds`)."""
+"""The custom resources ferryman serves, and the files generated from them (`make crds`).
+
+`crds/` holds the CRDs (with a kustomization so `deploy/kustomize/base` can include them), the Helm chart
+gets a copy in its `crds/`, and the ArgoCD health checks in `deploy/argocd/health/*.lua` are bundled into
+an `argocd-cm` patch.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,11 @@ RESOURCES: tuple[CustomResource, ...] = (CUTOVER_POLICY,)
 HEADER = "# Generated from operator/ferryman/api by `make crds`; do not edit.\n"
 
 
+GENERATED_DIRECTORIES = ("crds", "deploy/helm/ferryman/crds")
+HEALTH_CHECKS = "deploy/argocd/health"
+ARGOCD_PATCH = "deploy/argocd/argocd-cm-patch.yaml"
+
+
 def render_crds() -> dict[str, str]:
     """File name → YAML text of every CRD."""
     return {
@@ -24,19 +34,51 @@ def render_crds() -> dict[str, str]:
     }
 
 
-def write_crds(directory: Path) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in render_crds().items():
-        path = directory / name
-        path.write_text(text)
-        written.append(path)
-    for stale in directory.glob("*.yaml"):
-        if stale not in written:
-            stale.unlink()
-    return written
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings (the Lua scripts) as readable `|` blocks."""
+
+
+_BlockDumper.add_representer(
+    str,
+    lambda dumper, text: dumper.represent_scalar(
+        "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None
+    ),
+)
+
+
+def render_argocd_patch(root: Path) -> str:
+    """A strategic-merge patch for `argocd-cm` carrying every health check of `deploy/argocd/health`."""
+    data = {}
+    for script in sorted((root / HEALTH_CHECKS).glob("*.lua")):
+        group, kind = script.stem.split("_", 1)
+        data[f"resource.customizations.health.{group}_{kind}"] = script.read_text()
+    patch = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-cm"}, "data": data}
+    return HEADER + yaml.dump(patch, Dumper=_BlockDumper, sort_keys=False, width=120)
+
+
+def render_generated(root: Path) -> dict[Path, str]:
+    """Every generated file (relative to the repository root) and its text."""
+    crds = render_crds()
+    kustomization = HEADER + yaml.safe_dump({"resources": sorted(crds)}, sort_keys=False)
+    files = {Path("crds") / name: text for name, text in crds.items()}
+    files[Path("crds/kustomization.yaml")] = kustomization
+    files.update({Path("deploy/helm/ferryman/crds") / name: text for name, text in crds.items()})
+    files[Path(ARGOCD_PATCH)] = render_argocd_patch(root)
+    return files
+
+
+def write_generated(root: Path) -> list[Path]:
+    files = render_generated(root)
+    for directory in GENERATED_DIRECTORIES:
+        for stale in (root / directory).glob("*.yaml"):
+            if stale.relative_to(root) not in files:
+                stale.unlink()
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    return sorted(files)
 
 
 if __name__ == "__main__":
-    for written_path in write_crds(Path(sys.argv[1] if len(sys.argv) > 1 else "crds")):
+    for written_path in write_generated(Path(sys.argv[1] if len(sys.argv) > 1 else ".")):
         print(f"wrote {written_path}")
