@@ -174,15 +174,17 @@ class TensorBoardReader:
             yield run
 
     def _probe(self, experiment: Experiment, source: _RunSource) -> Run:
-        """The run's params, start and end time: only the hparams records are parsed."""
+        """The run's params, and its start and end time (earliest and latest event); only the hparams records
+        are parsed."""
         first: float | None = None
         last: float | None = None
         params: dict[str, str] = {}
         for path, _ in source.event_files():
             for chunk in read_records(path, self._reporter(path)):
-                if first is None:
-                    first = _wall_time(chunk.record(0))
-                last = _wall_time(chunk.record(len(chunk) - 1))
+                walls = _wall_times(chunk)
+                if len(walls):
+                    first = float(walls.min()) if first is None else min(first, float(walls.min()))
+                    last = float(walls.max()) if last is None else max(last, float(walls.max()))
                 params.update(_hparams_in(chunk))
         name = self.root.name if source.key == "." else source.key
         return Run(
@@ -275,8 +277,16 @@ class TensorBoardReader:
         return report
 
 
-def _wall_time(record: bytes) -> float:
-    return float(Event.FromString(record).wall_time)
+def _wall_times(chunk: RecordChunk) -> np.ndarray:
+    """The non-zero wall times of a chunk's events: read in place where `wall_time` is the first field, as
+    every writer puts it, else parsed."""
+    raw = np.frombuffer(chunk.buffer, dtype=np.uint8)
+    leading = (raw[chunk.starts] == 0x09) & (chunk.lengths >= 9)
+    windows = np.lib.stride_tricks.sliding_window_view(raw, 8)
+    walls = windows[chunk.starts[leading] + 1].copy().view("<f8").ravel()
+    others = [Event.FromString(chunk.record(i)).wall_time for i in np.flatnonzero(~leading).tolist()]
+    walls = np.concatenate([walls, np.asarray(others, dtype=np.float64)])
+    return walls[np.isfinite(walls) & (walls != 0)]
 
 
 def _hparams_in(chunk: RecordChunk) -> dict[str, str]:
