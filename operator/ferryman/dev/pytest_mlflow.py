@@ -1,0 +1,42 @@
+"""Pytest fixtures for real MLflow servers: `mlflow_server_factory` starts as many as a test needs.
+
+Servers started through the session-scoped factory live until the end of the session, so modules share them
+by asking for them in their own module- or session-scoped fixtures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from ferryman.dev.mlflow import MlflowServer, start_mlflow_server
+
+MlflowServerFactory = Callable[..., MlflowServer]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServerFactory]:
+    """`factory(name, workers=2, basic_auth_password=None)` starts a server; all stop at session end."""
+    servers: list[MlflowServer] = []
+
+    def start(name: str = "mlflow", **options: object) -> MlflowServer:
+        server = start_mlflow_server(tmp_path_factory.mktemp(name), **options)  # type: ignore[arg-type]
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_source(mlflow_server_factory: MlflowServerFactory) -> MlflowServer:
+    """A shared MLflow server to hold source data."""
+    return mlflow_server_factory("source")
+
+
+@pytest.fixture(scope="session")
+def mlflow_destination(mlflow_server_factory: MlflowServerFactory) -> MlflowServer:
+    """A shared MLflow server to migrate into (tests use fresh experiment names to stay independent)."""
+    return mlflow_server_factory("destination")

@@ -1,0 +1,541 @@
+"""The migration engine: plan, copy runs in parallel through bounded pipelines, verify.
+
+Each run is copied by one worker thread (writes) fed by one reader thread through a bounded queue, so reading
+the source overlaps writing the destination and memory stays flat whatever a run's size. `workers` runs go
+in parallel. Metric points are handed to the writer in whole requests' worth (multiples of 1,000 points).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import IO, Any
+
+from ferryman.migrate.ledger import Action, after_high_water
+from ferryman.migrate.plan import MigrationError, MigrationRequest, PlannedExperiment, PlannedRun, plan
+from ferryman.migrate.report import MigrationReport, RunResult
+from ferryman.migrate.uri import open_reader, open_writer, redact, tracker_for
+from ferryman.migrate.validate import RunDigest, compare_runs, digest_run, sha256_of, totals
+from ferryman.trackers.model import (
+    SOURCE_TAG,
+    Artifact,
+    MetricBatch,
+    Outcome,
+    OutcomeKind,
+    Run,
+    TrackerReader,
+    TrackerWriter,
+)
+
+POINTS_PER_REQUEST = 1000
+QUEUE_BATCHES = 8  # per run: at most this many source batches wait for the writer
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A snapshot for progress bars and the operator's per-shard status."""
+
+    shard: str
+    phase: str  # planning / copying / verifying / done
+    runs_total: int
+    runs_done: int
+    points_written: int
+    bytes_written: int
+    elapsed: float
+
+    @property
+    def points_per_second(self) -> float:
+        return self.points_written / self.elapsed if self.elapsed > 0 else 0.0
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class _Tracker:
+    """Thread-safe counters behind the progress callback (throttled to a few calls per second)."""
+
+    def __init__(self, shard: str, callback: ProgressCallback | None) -> None:
+        self.shard, self.callback = shard, callback
+        self.lock = threading.Lock()
+        self.started = time.monotonic()
+        self.phase, self.runs_total, self.runs_done, self.points, self.bytes = "planning", 0, 0, 0, 0
+        self._last = 0.0
+
+    def add(self, *, points: int = 0, bytes_: int = 0, runs: int = 0, force: bool = False) -> None:
+        with self.lock:
+            self.points += points
+            self.bytes += bytes_
+            self.runs_done += runs
+            now = time.monotonic()
+            if not force and now - self._last < 0.25:
+                return
+            self._last = now
+            snapshot = Progress(
+                self.shard,
+                self.phase,
+                self.runs_total,
+                self.runs_done,
+                self.points,
+                self.bytes,
+                now - self.started,
+            )
+        if self.callback is not None:
+            self.callback(snapshot)
+
+    def set_phase(self, phase: str, runs_total: int | None = None) -> None:
+        with self.lock:
+            self.phase = phase
+            if runs_total is not None:
+                self.runs_total, self.runs_done = runs_total, 0
+        self.add(force=True)
+
+
+class _HashingReader:
+    """Wraps an artifact stream; counts and hashes what the writer reads from it."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream, self.sha256, self.size = stream, hashlib.sha256(), 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.stream.read(size)
+        self.sha256.update(chunk)
+        self.size += len(chunk)
+        return chunk
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.read(1 << 20):
+            yield chunk
+
+    def __enter__(self) -> _HashingReader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stream.close()
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def _prefetch(batches: Iterator[MetricBatch], stop: threading.Event) -> Iterator[MetricBatch]:
+    """Read on a separate thread into a bounded queue (the reader/writer pipeline of one run)."""
+    pipe: queue.Queue[Any] = queue.Queue(QUEUE_BATCHES)
+    done = object()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        pipe.put(batch, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            pipe.put(done)
+        except BaseException as error:  # handed to the consumer, which raises it
+            pipe.put(error)
+
+    thread = threading.Thread(target=produce, daemon=True, name="ferryman-read")
+    thread.start()
+    while True:
+        item = pipe.get()
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def _split(batch: MetricBatch, count: int) -> tuple[MetricBatch, MetricBatch]:
+    head = MetricBatch(
+        batch.key, batch.steps[:count], batch.timestamps[:count], batch.values[:count], batch.system
+    )
+    tail = MetricBatch(
+        batch.key, batch.steps[count:], batch.timestamps[count:], batch.values[count:], batch.system
+    )
+    return head, tail
+
+
+class Migration:
+    """One migration (or one shard of it): `run()` returns the report."""
+
+    def __init__(
+        self,
+        request: MigrationRequest,
+        progress: ProgressCallback | None = None,
+        reader: TrackerReader | None = None,
+        writer: TrackerWriter | None = None,
+    ) -> None:
+        self.request = request
+        self.kind = tracker_for(request.source).kind
+        self.shard = f"{request.shard_index}/{request.shard_count}"
+        self.progress = _Tracker(self.shard, progress)
+        self._reader, self._writer = reader, writer
+        self.report = MigrationReport(
+            redact(request.source),
+            redact(request.destination),
+            dry_run=request.dry_run,
+            verify_only=request.verify_only,
+            shard=self.shard,
+        )
+        self._outcomes: list[Outcome] = []
+        self._lock = threading.Lock()
+        self._digests: dict[str, RunDigest] = {}
+
+    def _outcome(self, outcomes: list[Outcome] | Outcome | None) -> None:
+        if outcomes is None:
+            return
+        with self._lock:
+            self._outcomes.extend(outcomes if isinstance(outcomes, list) else [outcomes])
+
+    def run(self) -> MigrationReport:
+        request = self.request
+        if not 0 <= request.shard_index < max(request.shard_count, 1):
+            raise MigrationError(f"shard index {request.shard_index} is outside 0..{request.shard_count - 1}")
+        self.report.started = time.time()
+        reader = self._reader or open_reader(request.source, request.source_credentials)
+        try:
+            writer = self._writer or open_writer(request.destination, request.destination_credentials)
+        except BaseException:
+            reader.close()
+            raise
+        try:
+            create = not (request.dry_run or request.verify_only)
+            experiments = plan(reader, writer, request, self.kind, create_experiments=create)
+            runs = [entry for experiment in experiments for entry in experiment.runs]
+            if request.dry_run:
+                self._dry_run(reader, experiments)
+            elif request.verify_only:
+                self._verify(reader, writer, experiments)
+            else:
+                self._copy(reader, writer, experiments)
+                if request.models:
+                    self._models(reader, writer, experiments)
+                if request.verify:
+                    self._verify(reader, writer, experiments)
+            self._outcome(reader.outcomes())
+            self.report.outcomes = self._outcomes
+            self.progress.set_phase("done", len(runs))
+            self.progress.add(runs=len(runs), force=True)
+        finally:
+            self.report.finished = time.time()
+            reader.close()
+            writer.close()
+        return self.report
+
+    # ----------------------------------------------------------------------------------------------- dry run
+
+    def _dry_run(self, reader: TrackerReader, experiments: list[PlannedExperiment]) -> None:
+        self.progress.set_phase("planning", sum(len(e.runs) for e in experiments))
+        for experiment in experiments:
+            for entry in experiment.runs:
+                self.report.runs.append(
+                    RunResult(
+                        experiment.experiment.name,
+                        entry.identity,
+                        entry.run.name,
+                        entry.action.value,
+                        entry.destination,
+                    )
+                )
+                self.progress.add(runs=1)
+        source = totals(
+            self._source_digest(reader, entry.run, with_artifacts=False)
+            for experiment in experiments
+            for entry in experiment.runs
+            if entry.action != Action.SKIP
+        )
+        self.report.source_totals = source.to_dict()
+
+    def _source_digest(self, reader: TrackerReader, run: Run, *, with_artifacts: bool) -> RunDigest:
+        return digest_run(reader, run, with_artifacts=with_artifacts)
+
+    # ---------------------------------------------------------------------------------------------- copying
+
+    def _copy(
+        self, reader: TrackerReader, writer: TrackerWriter, experiments: list[PlannedExperiment]
+    ) -> None:
+        work = [(experiment, entry) for experiment in experiments for entry in experiment.runs]
+        self.progress.set_phase("copying", len(work))
+        for experiment in experiments:  # run shells first, so parents exist before children are linked
+            assert experiment.destination_key is not None
+            for entry in experiment.runs:
+                if entry.action == Action.CREATE:
+                    entry.destination = writer.create_run(
+                        experiment.destination_key, entry.run, entry.identity
+                    )
+        with ThreadPoolExecutor(max(self.request.workers, 1), thread_name_prefix="ferryman-run") as pool:
+            results = list(pool.map(lambda item: self._copy_run(reader, writer, *item), work))
+        self.report.runs.extend(results)
+
+    def _copy_run(
+        self, reader: TrackerReader, writer: TrackerWriter, experiment: PlannedExperiment, entry: PlannedRun
+    ) -> RunResult:
+        result = RunResult(
+            experiment.experiment.name, entry.identity, entry.run.name, entry.action.value, entry.destination
+        )
+        try:
+            if entry.action != Action.SKIP:
+                self._copy_run_data(reader, writer, experiment, entry, result)
+        except Exception as error:
+            result.error = f"{type(error).__name__}: {error}"
+        self.progress.add(runs=1, force=True)
+        return result
+
+    def _copy_run_data(
+        self,
+        reader: TrackerReader,
+        writer: TrackerWriter,
+        experiment: PlannedExperiment,
+        entry: PlannedRun,
+        result: RunResult,
+    ) -> None:
+        run, key = entry.run, entry.destination
+        assert key is not None
+        self._outcome(writer.write_params(key, run.params))
+        self._outcome(
+            writer.write_tags(key, {k: v for k, v in run.tags.items() if k != SOURCE_TAG}, run.notes)
+        )
+        if run.parent_key:
+            parent = self._destination_of(experiment, run.parent_key)
+            if parent is None:
+                self._outcome(
+                    Outcome(
+                        OutcomeKind.SKIPPED,
+                        f"run {entry.identity}/parent",
+                        f"parent run {run.parent_key} is not migrated (not selected)",
+                    )
+                )
+            else:
+                writer.set_parent(key, parent)
+        digest = RunDigest(run)
+        marks = writer.high_water_marks(key) if entry.action == Action.RESUME else {}
+        stop = threading.Event()
+        try:
+            self._copy_metrics(reader, writer, run, key, marks, digest, result, stop)
+        finally:
+            stop.set()
+        if self.request.artifacts:
+            self._copy_artifacts(reader, writer, run, key, entry.action, digest, result)
+        writer.finish_run(key, run)
+        with self._lock:
+            self._digests[entry.identity] = digest
+
+    def _destination_of(self, experiment: PlannedExperiment, source_run_key: str) -> str | None:
+        identity = experiment.identities.get(source_run_key)
+        for entry in experiment.runs:
+            if entry.identity == identity:
+                return entry.destination
+        return None
+
+    def _copy_metrics(
+        self,
+        reader: TrackerReader,
+        writer: TrackerWriter,
+        run: Run,
+        key: str,
+        marks: dict[str, int],
+        digest: RunDigest,
+        result: RunResult,
+        stop: threading.Event,
+    ) -> None:
+        def digested() -> Iterator[MetricBatch]:
+            for batch in _prefetch(reader.metrics(run), stop):
+                digest.add(batch)
+                yield batch
+
+        pending: list[MetricBatch] = []
+        pending_points = 0
+
+        def flush(count: int) -> None:
+            nonlocal pending, pending_points
+            out: list[MetricBatch] = []
+            needed = count
+            while needed and pending:
+                batch = pending[0]
+                if len(batch) <= needed:
+                    out.append(pending.pop(0))
+                    needed -= len(batch)
+                else:
+                    head, pending[0] = _split(batch, needed)
+                    out.append(head)
+                    needed = 0
+            writer.write_metrics(key, out)
+            pending_points -= count
+            result.points_written += count
+            self.progress.add(points=count)
+
+        for batch in after_high_water(digested(), marks):
+            if not len(batch):
+                continue
+            pending.append(batch)
+            pending_points += len(batch)
+            if pending_points >= POINTS_PER_REQUEST * 5:
+                flush(pending_points - pending_points % POINTS_PER_REQUEST)
+        if pending_points:
+            flush(pending_points)
+
+    def _copy_artifacts(
+        self,
+        reader: TrackerReader,
+        writer: TrackerWriter,
+        run: Run,
+        key: str,
+        action: Action,
+        digest: RunDigest,
+        result: RunResult,
+    ) -> None:
+        stored = writer.stored_artifacts(key) if action == Action.RESUME else {}
+        for artifact in reader.artifacts(run):
+            if artifact.path.startswith("ferryman/"):
+                continue
+            if artifact.size is not None and stored.get(artifact.path) == artifact.size:
+                digest.artifacts[artifact.path] = sha256_of(artifact.open)
+                continue
+            hashing: list[_HashingReader] = []
+
+            def open_hashing(artifact: Artifact = artifact, hashing: list[_HashingReader] = hashing) -> Any:
+                hashing.append(_HashingReader(artifact.open()))
+                return hashing[-1]
+
+            try:
+                outcome = writer.write_artifact(
+                    key, Artifact(artifact.path, open_hashing, artifact.size, artifact.sha256)
+                )
+            except OSError as error:
+                self._outcome(
+                    Outcome(OutcomeKind.UNREADABLE, f"run {run.key}/artifact {artifact.path}", str(error))
+                )
+                continue
+            self._outcome(outcome)
+            if hashing:
+                digest.artifacts[artifact.path] = (hashing[-1].size, hashing[-1].sha256.hexdigest())
+                result.artifacts_written += 1
+                result.bytes_written += hashing[-1].size
+                self.progress.add(bytes_=hashing[-1].size)
+
+    # ----------------------------------------------------------------------------------------------- models
+
+    def _models(
+        self, reader: TrackerReader, writer: TrackerWriter, experiments: list[PlannedExperiment]
+    ) -> None:
+        run_keys: dict[str, str] = {}
+        for experiment in experiments:
+            assert experiment.destination_key is not None
+            migrated = writer.migrated_runs(experiment.destination_key)
+            for source_key, identity in experiment.identities.items():
+                if identity in migrated:
+                    run_keys[source_key] = migrated[identity].key
+            try:
+                for logged in reader.logged_models(experiment.experiment):
+                    if logged.run_key is not None and logged.run_key not in run_keys:
+                        continue
+                    self._outcome(writer.write_logged_model(logged, experiment.destination_key, run_keys))
+                    self.report.models["loggedModels"] = self.report.models.get("loggedModels", 0) + 1
+            except Exception as error:
+                self.report.errors.append(
+                    f"logged models of experiment {experiment.experiment.name!r}: {error}"
+                )
+        if self.request.shard_index != 0:
+            return  # the registry is global: shard 0 writes it, once
+        try:
+            for model in reader.registered_models():
+                linked = [v for v in model.versions if v.run_key in run_keys]
+                if self.request.experiments and not linked:
+                    continue  # belongs to experiments outside the selection
+                skipped = [v for v in model.versions if v.run_key and v.run_key not in run_keys]
+                for version in skipped:
+                    self._outcome(
+                        Outcome(
+                            OutcomeKind.SKIPPED,
+                            f"model {model.name} version {version.version}",
+                            f"its run {version.run_key} is not migrated (yet); a re-run links it",
+                        )
+                    )
+                model.versions = [v for v in model.versions if v not in skipped]
+                self._outcome(writer.write_registered_model(model, run_keys))
+                self.report.models["registeredModels"] = self.report.models.get("registeredModels", 0) + 1
+                self.report.models["modelVersions"] = self.report.models.get("modelVersions", 0) + len(
+                    model.versions
+                )
+        except Exception as error:
+            self.report.errors.append(f"registered models: {type(error).__name__}: {error}")
+
+    # ----------------------------------------------------------------------------------------- verification
+
+    def _verify(
+        self, reader: TrackerReader, writer: TrackerWriter, experiments: list[PlannedExperiment]
+    ) -> None:
+        destination_reader = writer.reader()
+        work: list[tuple[PlannedExperiment, PlannedRun, dict[str, Run]]] = []
+        for experiment in experiments:
+            found = next(iter(destination_reader.experiments([experiment.experiment.name])), None)
+            destination_runs: dict[str, Run] = {}
+            if found is not None:
+                for run in destination_reader.runs(found):
+                    identity = run.tags.get(SOURCE_TAG)
+                    if identity:
+                        destination_runs[identity] = run
+            work.extend((experiment, entry, destination_runs) for entry in experiment.runs)
+        self.progress.set_phase("verifying", len(work))
+        results = {r.source: r for r in self.report.runs}
+
+        def verify(
+            item: tuple[PlannedExperiment, PlannedRun, dict[str, Run]],
+        ) -> tuple[RunDigest, RunDigest | None]:
+            experiment, entry, destination_runs = item
+            result = results.get(entry.identity)
+            if result is None:
+                result = results[entry.identity] = RunResult(
+                    experiment.experiment.name, entry.identity, entry.run.name, "verify", entry.destination
+                )
+            with self._lock:
+                source = self._digests.get(entry.identity)
+            if source is None or (
+                self.request.artifacts and not source.artifacts and entry.action == Action.SKIP
+            ):
+                source = digest_run(reader, entry.run, with_artifacts=self.request.artifacts)
+            for key, series in source.series.items():
+                if series.duplicates:
+                    self._outcome(
+                        Outcome(
+                            OutcomeKind.SKIPPED,
+                            f"run {entry.identity}/metric {key}",
+                            f"{series.duplicates} exact repeat(s) of the previous point (same step, "
+                            "timestamp and value) are stored once",
+                        )
+                    )
+            target_run = destination_runs.get(entry.identity)
+            if target_run is None:
+                result.mismatches.append("run missing in the destination")
+                self.progress.add(runs=1)
+                return source, None
+            result.destination = target_run.key
+            target = digest_run(destination_reader, target_run, with_artifacts=self.request.artifacts)
+            parent_identity = experiment.identities.get(entry.run.parent_key or "")
+            parent = destination_runs.get(parent_identity) if parent_identity else None
+            expected_parent = parent.key if parent else None
+            if not self.request.artifacts:
+                source.artifacts.clear()
+            result.mismatches.extend(compare_runs(source, target, destination_reader, expected_parent))
+            self.progress.add(runs=1)
+            return source, target
+
+        with ThreadPoolExecutor(max(self.request.workers, 1), thread_name_prefix="ferryman-verify") as pool:
+            digests = list(pool.map(verify, work))
+        if self.request.verify_only:
+            self.report.runs = list(results.values())
+        self.report.source_totals = totals(s for s, _ in digests).to_dict()
+        self.report.destination_totals = totals(d for _, d in digests if d is not None).to_dict()
+        self.report.verified = True
+
+
+def migrate(request: MigrationRequest, progress: ProgressCallback | None = None) -> MigrationReport:
+    """Run a migration (or one shard of it) and return its report; `report.ok` says whether all went well."""
+    return Migration(request, progress).run()

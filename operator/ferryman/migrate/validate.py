@@ -1,0 +1,239 @@
+"""Verification: compare each source run with its destination run, point by point, and in total.
+
+Per metric key a `SeriesDigest` holds the point count, step and timestamp ranges and an order-independent hash
+of the (step, value) pairs, so two series compare equal exactly when they hold the same multiset of points,
+whatever order either side stores them in. Known, reported outcomes (a long param kept as an artifact) are
+accepted; anything else that differs is a mismatch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ferryman.trackers.model import COMPLETE_TAG, SOURCE_TAG, MetricBatch, Run, TrackerReader
+
+_MASK = (1 << 64) - 1
+_NAN = 0x7FF8_0000_0000_0001
+LONG_VALUES_ARTIFACT = "ferryman/long-values.json"  # where writers keep values too long for the destination
+INTERNAL_PREFIX = "ferryman/"  # artifacts ferryman itself adds to destination runs
+
+
+@dataclass(slots=True)
+class SeriesDigest:
+    count: int = 0
+    step_min: int | None = None
+    step_max: int | None = None
+    ts_min: int | None = None
+    ts_max: int | None = None
+    hash: int = 0
+    duplicates: int = (
+        0  # exact repeats (step, timestamp, value) of the previous point; trackers store them once
+    )
+    last: tuple[int, int, float] | None = None
+
+    def add(self, batch: MetricBatch) -> None:
+        if not batch.values:
+            return
+        steps, values = batch.steps, batch.values
+        if any(map(math.isnan, values)):
+            values = [_NAN if v != v else v for v in values]  # hash(nan) is per object; give NaN one value
+        points = list(zip(steps, batch.timestamps, values, strict=True))
+        repeats = [i for i, point in enumerate(points) if point == (points[i - 1] if i else self.last)]
+        self.last = points[-1]
+        if repeats:
+            self.duplicates += len(repeats)
+            for index in reversed(repeats):
+                del points[index]
+            steps = [p[0] for p in points]
+            values = [p[2] for p in points]
+            if not points:
+                return
+        self.hash = (self.hash + sum(map(hash, zip(steps, values, strict=True)))) & _MASK
+        self.count += len(points)
+        low, high = min(steps), max(steps)
+        self.step_min = low if self.step_min is None else min(self.step_min, low)
+        self.step_max = high if self.step_max is None else max(self.step_max, high)
+        low, high = min(batch.timestamps), max(batch.timestamps)
+        self.ts_min = low if self.ts_min is None else min(self.ts_min, low)
+        self.ts_max = high if self.ts_max is None else max(self.ts_max, high)
+
+    def differences(self, other: SeriesDigest) -> list[str]:
+        found = []
+        if self.count != other.count:
+            found.append(f"{self.count} points at the source, {other.count} in the destination")
+        if (self.step_min, self.step_max) != (other.step_min, other.step_max):
+            found.append(f"steps {self.step_min}..{self.step_max} vs {other.step_min}..{other.step_max}")
+        if (self.ts_min, self.ts_max) != (other.ts_min, other.ts_max):
+            found.append(f"timestamps {self.ts_min}..{self.ts_max} vs {other.ts_min}..{other.ts_max}")
+        if self.hash != other.hash and self.count == other.count:
+            found.append("same number of points but different (step, value) pairs")
+        return found
+
+    def to_dict(self) -> dict[str, int | None]:
+        return {
+            "points": self.count,
+            "duplicates": self.duplicates,
+            "stepMin": self.step_min,
+            "stepMax": self.step_max,
+            "timestampMin": self.ts_min,
+            "timestampMax": self.ts_max,
+        }
+
+
+@dataclass(slots=True)
+class RunDigest:
+    run: Run
+    series: dict[str, SeriesDigest] = field(default_factory=dict)
+    artifacts: dict[str, tuple[int, str]] = field(default_factory=dict)  # path -> (size, sha256)
+
+    def add(self, batch: MetricBatch) -> None:
+        digest = self.series.get(batch.key)
+        if digest is None:
+            digest = self.series[batch.key] = SeriesDigest()
+        digest.add(batch)
+
+    @property
+    def points(self) -> int:
+        return sum(s.count for s in self.series.values())
+
+
+def sha256_of(stream_factory: object) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    with stream_factory() as stream:  # type: ignore[operator]
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def digest_run(reader: TrackerReader, run: Run, *, with_artifacts: bool = True) -> RunDigest:
+    """Read a whole run once and digest it (metrics streamed, artifacts hashed)."""
+    digest = RunDigest(run)
+    for batch in reader.metrics(run):
+        digest.add(batch)
+    if with_artifacts:
+        for artifact in reader.artifacts(run):
+            digest.artifacts[artifact.path] = sha256_of(artifact.open)
+    return digest
+
+
+def _long_values(reader: TrackerReader, run: Run) -> dict[str, dict[str, str]]:
+    for artifact in reader.artifacts(run):
+        if artifact.path == LONG_VALUES_ARTIFACT:
+            with artifact.open() as stream:
+                document = json.loads(stream.read())
+                return document if isinstance(document, dict) else {}
+    return {}
+
+
+def compare_runs(
+    source: RunDigest, destination: RunDigest, destination_reader: TrackerReader, parent_expected: str | None
+) -> list[str]:
+    """Every difference between a source run and its destination run, as readable sentences."""
+    problems: list[str] = []
+    src, dst = source.run, destination.run
+    if src.name and src.name != dst.name:  # a nameless source run gets a generated name
+        problems.append(f"name {src.name!r} became {dst.name!r}")
+    if src.status != dst.status:
+        problems.append(f"status {src.status} became {dst.status}")
+    if src.start_time != dst.start_time:
+        problems.append(f"start time {src.start_time} became {dst.start_time}")
+    if src.end_time != dst.end_time:
+        problems.append(f"end time {src.end_time} became {dst.end_time}")
+    if (src.user or None) != (dst.user or None):
+        problems.append(f"user {src.user!r} became {dst.user!r}")
+    if (src.notes or None) != (dst.notes or None) and not _kept_whole(src.notes, dst.notes):
+        problems.append("notes differ")
+    if parent_expected != dst.parent_key:
+        problems.append(f"parent should be {parent_expected}, is {dst.parent_key}")
+    long_values: dict[str, dict[str, str]] | None = None
+
+    def whole(section: str) -> dict[str, str]:
+        nonlocal long_values
+        if long_values is None:
+            long_values = _long_values(destination_reader, dst)
+        return long_values.get(section, {})
+
+    for section, theirs, ours in (
+        ("params", src.params, dst.params),
+        ("tags", _user_tags(src.tags), _user_tags(dst.tags)),
+    ):
+        for key, value in theirs.items():
+            if ours.get(key) == value:
+                continue
+            if whole(section).get(key) == value:
+                continue  # kept whole as an artifact, reported when copied
+            problems.append(f"{section[:-1]} {key!r} " + ("missing" if key not in ours else "differs"))
+        for key in ours.keys() - theirs.keys():
+            problems.append(f"{section[:-1]} {key!r} only in the destination")
+    for key, digest in source.series.items():
+        other = destination.series.get(key)
+        if other is None:
+            problems.append(f"metric {key!r} missing ({digest.count} points)")
+            continue
+        problems.extend(f"metric {key!r}: {text}" for text in digest.differences(other))
+    for key in destination.series.keys() - source.series.keys():
+        problems.append(f"metric {key!r} only in the destination")
+    copied = {p: v for p, v in destination.artifacts.items() if not p.startswith(INTERNAL_PREFIX)}
+    for path, (size, sha) in source.artifacts.items():
+        found = copied.get(path)
+        if found is None:
+            problems.append(f"artifact {path} missing")
+        elif found != (size, sha):
+            problems.append(f"artifact {path}: size/sha256 {size}/{sha[:12]} vs {found[0]}/{found[1][:12]}")
+    for path in copied.keys() - source.artifacts.keys():
+        problems.append(f"artifact {path} only in the destination")
+    return problems
+
+
+def _kept_whole(source: str | None, destination: str | None) -> bool:
+    return bool(source and destination and source.startswith(destination))
+
+
+def _user_tags(tags: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in tags.items() if k not in (SOURCE_TAG, COMPLETE_TAG)}
+
+
+@dataclass(slots=True)
+class Totals:
+    runs: int = 0
+    params: int = 0
+    tags: int = 0
+    series: int = 0
+    points: int = 0
+    artifacts: int = 0
+    artifact_bytes: int = 0
+
+    def add(self, digest: RunDigest) -> None:
+        self.runs += 1
+        self.params += len(digest.run.params)
+        self.tags += len(_user_tags(digest.run.tags))
+        self.series += len(digest.series)
+        self.points += digest.points
+        self.artifacts += len([p for p in digest.artifacts if not p.startswith(INTERNAL_PREFIX)])
+        self.artifact_bytes += sum(
+            s for p, (s, _) in digest.artifacts.items() if not p.startswith(INTERNAL_PREFIX)
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "runs": self.runs,
+            "params": self.params,
+            "tags": self.tags,
+            "series": self.series,
+            "points": self.points,
+            "artifacts": self.artifacts,
+            "artifactBytes": self.artifact_bytes,
+        }
+
+
+def totals(digests: Iterable[RunDigest]) -> Totals:
+    result = Totals()
+    for digest in digests:
+        result.add(digest)
+    return result
