@@ -23,6 +23,8 @@ HEADER = "# Generated from operator/ferryman/api by `make crds`; do not edit.\n"
 GENERATED_DIRECTORIES = ("crds", "deploy/helm/ferryman/crds")
 HEALTH_CHECKS = "deploy/argocd/health"
 ARGOCD_PATCH = "deploy/argocd/argocd-cm-patch.yaml"
+BASE_RBAC = "deploy/kustomize/base/rbac.yaml"
+HELM_RBAC = "deploy/helm/ferryman/templates/rbac.yaml"
 
 
 def render_crds() -> dict[str, str]:
@@ -56,6 +58,46 @@ def render_argocd_patch(root: Path) -> str:
     return HEADER + yaml.dump(patch, Dumper=_BlockDumper, sort_keys=False, width=120)
 
 
+def render_helm_rbac(root: Path) -> str:
+    """The chart's RBAC, with the ClusterRole rules of the kustomize base: one list of verbs to review."""
+    documents = list(yaml.safe_load_all((root / BASE_RBAC).read_text()))
+    rules = next(doc["rules"] for doc in documents if doc["kind"] == "ClusterRole")
+    rendered_rules = yaml.safe_dump(rules, sort_keys=False, width=120)
+    return (
+        f"{HEADER.replace('operator/ferryman/api', BASE_RBAC)}"
+        "apiVersion: v1\n"
+        "kind: ServiceAccount\n"
+        "metadata:\n"
+        "  name: {{ .Release.Name }}\n"
+        "  namespace: {{ .Release.Namespace }}\n"
+        "  labels:\n"
+        '    {{- include "ferryman.labels" . | nindent 4 }}\n'
+        "---\n"
+        "apiVersion: rbac.authorization.k8s.io/v1\n"
+        "kind: ClusterRole\n"
+        "metadata:\n"
+        "  name: {{ .Release.Name }}-operator\n"
+        "  labels:\n"
+        '    {{- include "ferryman.labels" . | nindent 4 }}\n'
+        f"rules:\n{rendered_rules}"
+        "---\n"
+        "apiVersion: rbac.authorization.k8s.io/v1\n"
+        "kind: ClusterRoleBinding\n"
+        "metadata:\n"
+        "  name: {{ .Release.Name }}-operator\n"
+        "  labels:\n"
+        '    {{- include "ferryman.labels" . | nindent 4 }}\n'
+        "roleRef:\n"
+        "  apiGroup: rbac.authorization.k8s.io\n"
+        "  kind: ClusterRole\n"
+        "  name: {{ .Release.Name }}-operator\n"
+        "subjects:\n"
+        "  - kind: ServiceAccount\n"
+        "    name: {{ .Release.Name }}\n"
+        "    namespace: {{ .Release.Namespace }}\n"
+    )
+
+
 def render_generated(root: Path) -> dict[Path, str]:
     """Every generated file (relative to the repository root) and its text."""
     crds = render_crds()
@@ -64,6 +106,7 @@ def render_generated(root: Path) -> dict[Path, str]:
     files[Path("crds/kustomization.yaml")] = kustomization
     files.update({Path("deploy/helm/ferryman/crds") / name: text for name, text in crds.items()})
     files[Path(ARGOCD_PATCH)] = render_argocd_patch(root)
+    files[Path(HELM_RBAC)] = render_helm_rbac(root)
     return files
 
 
