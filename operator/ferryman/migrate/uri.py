@@ -55,6 +55,9 @@ class Tracker:
 
 
 TRACKERS: list[Tracker] = [
+    Tracker("wandb", ("wandb://",), "ferryman.trackers.wandb.api:open_reader", None),
+    Tracker("wandb", ("wandb:",), "ferryman.trackers.wandb.offline:open_reader",
+            "ferryman.trackers.wandb.writer:open_writer"),
     Tracker("tensorboard", ("tensorboard:",), "ferryman.trackers.tensorboard:open_reader", None),
     Tracker("neptune", ("neptune-export:",), "ferryman.trackers.neptune:open_reader",
             "ferryman.trackers.neptune:open_writer"),
