@@ -196,3 +196,10 @@ def test_served_flavour_from_crd_schema() -> None:
     assert served_trainer_api(crd("podTemplateOverrides")) is TrainerAPI.V2_1
     assert served_trainer_api(crd("podSpecOverrides")) is TrainerAPI.V2_0
     assert served_trainer_api(crd("other")) is None
+
+
+def test_a_malformed_job_becomes_a_blocker_not_a_crash() -> None:
+    job = pytorchjob()
+    job["spec"]["pytorchReplicaSpecs"] = "not a mapping"
+    plan = plan_job(job, convert_options(spec(), TrainerAPI.V2_2), RUNTIMES)
+    assert plan.blocked and plan.findings

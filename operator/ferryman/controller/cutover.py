@@ -78,9 +78,19 @@ def selects(spec: CutoverPolicySpec, pytorchjob: dict[str, Any], namespace_label
 
 def plan_job(pytorchjob: dict[str, Any], options: ConvertOptions, runtimes: RuntimeCatalog) -> JobPlan:
     metadata = pytorchjob["metadata"]
-    conversion = convert_pytorchjob(pytorchjob, options)
-    findings = list(conversion.findings)
-    trainjob = None if conversion.blocked else conversion.trainjob
+    try:
+        conversion = convert_pytorchjob(pytorchjob, options)
+    except Exception as error:  # one malformed job must not stop a cluster-wide plan
+        failure = Finding(
+            severity=Severity.BLOCKER,
+            path="spec",
+            code="conversion-error",
+            message=f"cannot convert: {error}; fix the PyTorchJob or convert it by hand",
+        )
+        findings, trainjob = [failure], None
+    else:
+        findings = list(conversion.findings)
+        trainjob = None if conversion.blocked else conversion.trainjob
     if trainjob is not None:
         trainjob = {**trainjob, "metadata": {**trainjob["metadata"], "namespace": metadata["namespace"]}}
         missing = runtimes.missing(trainjob)
