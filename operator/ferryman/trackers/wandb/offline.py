@@ -114,6 +114,20 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
             return value, pos
 
 
+# `num` (a varint) then a one-byte tag: the common shape of a record, matched in C before the general parser
+_LEAD = re.compile(rb"(?:\x08[\x80-\xff]{0,9}[\x00-\x7f])?([\x00-\x7f])", re.DOTALL)
+
+
+def record_type(payload: bytes) -> int:
+    """`first_field`, with a fast path for records whose type field directly follows `num`."""
+    lead = _LEAD.match(payload)
+    if lead is not None:
+        tag = payload[lead.start(1)]
+        if tag != 0x08:  # 0x08 means the regex backtracked over `num`: let the general parser decide
+            return tag >> 3
+    return first_field(payload)
+
+
 def first_field(payload: bytes) -> int:
     """The record type (oneof field number) of a serialized `Record` without decoding it, or 0 when it
     cannot tell. Python's protobuf writes fields in number order; Go's (wandb-core) writes the plain fields
@@ -375,7 +389,7 @@ class WandbDirReader:
         try:
             payloads = read_payloads(log, damage)
             for payload in payloads:
-                number = first_field(payload)
+                number = record_type(payload)
                 if number in _BULK:
                     continue
                 record = self._new_record()
@@ -738,7 +752,7 @@ class WandbDirReader:
             record = self._new_record()
             parse = record.ParseFromString
             for payload in payloads:
-                number = first_field(payload)
+                number = record_type(payload)
                 if number == F_HISTORY:
                     try:
                         parse(payload)
@@ -894,37 +908,30 @@ class _Series:
         self.system_counts: dict[str, int] = {}
         self.keys: set[str] = set()
         self.full = False
+        self.pending = 0  # user points buffered; drained once they reach `limit` (BATCH per key on average)
+        self.limit = BATCH
         self.next_step = 0
         self.last_time: int | None = None
 
-    def _add(self, key: str, step: int, when: int, value: float) -> None:
-        column = self.columns.get(key)
-        if column is None:
-            column = self.columns[key] = ([], [], [])
-            self.keys.add(key)
-        column[0].append(step)
-        column[1].append(when)
-        column[2].append(value)
-        if len(column[2]) >= BATCH:
-            self.full = True
-
     def history_row(self, history: Any, on_object: Callable[[str, int, int | None, Any], None]) -> None:
+        """One `HistoryRecord`: the hot loop of the reader, kept free of calls for plain numeric items."""
         step: int | None = None
         when: int | None = None
         numbers: list[tuple[str, float]] = []
-        others: dict[str, Any] = {}
+        others: dict[str, Any] | None = None
         nested: dict[str, Any] | None = None
         stamps: dict[str, int] | None = None
         for item in history.item:
-            key = item.key
-            if not key:
-                path = item.nested_key
-                if len(path) != 1:
-                    if nested is None:
-                        nested = {}
-                    _set_path(nested, list(path), _item_value(item))
-                    continue
+            path = item.nested_key  # SDK 0.31 writes every key this way; older SDKs use `key`
+            if len(path) == 1:
                 key = path[0]
+            elif not path:
+                key = item.key
+            else:
+                if nested is None:
+                    nested = {}
+                _set_path(nested, list(path), _item_value(item))
+                continue
             text = item.value_json
             if text:
                 try:
@@ -938,7 +945,7 @@ class _Series:
                     step = int(value)
                     continue
                 if key == "_timestamp":
-                    when = _ms(value)
+                    when = round(value * 1000)
                     continue
                 if key in INTERNAL_KEYS:
                     continue
@@ -949,8 +956,10 @@ class _Series:
                     continue
             if value.__class__ is float:
                 numbers.append((key, value))
-            else:
-                others[key] = value
+                continue
+            if others is None:
+                others = {}
+            others[key] = value
         if nested:
             for key, value in flatten(nested):
                 if key.split(".", 1)[0] in INTERNAL_KEYS:
@@ -959,6 +968,8 @@ class _Series:
                 if number is not None:
                     numbers.append((key, number))
                 else:
+                    if others is None:
+                        others = {}
                     others[key] = value
         self._row(step, when, numbers, others, stamps, on_object)
 
@@ -987,7 +998,7 @@ class _Series:
         step: int | None,
         when: int | None,
         numbers: list[tuple[str, float]],
-        others: dict[str, Any],
+        others: dict[str, Any] | None,
         stamps: dict[str, int] | None,
         on_object: Callable[[str, int, int | None, Any], None],
     ) -> None:
@@ -998,16 +1009,24 @@ class _Series:
             when = self.last_time if self.last_time is not None else 0
         self.last_time = when
         if self.keep:
-            if stamps:
-                for key, value in numbers:
-                    self._add(key, step, stamps.get(key, when), value)
-            else:
-                for key, value in numbers:
-                    self._add(key, step, when, value)
+            columns = self.columns
+            for key, value in numbers:
+                column = columns.get(key)
+                if column is None:
+                    column = columns[key] = ([], [], [])
+                    self.keys.add(key)
+                    self.limit = BATCH * len(columns)
+                column[0].append(step)
+                column[1].append(stamps.get(key, when) if stamps else when)
+                column[2].append(value)
+            self.pending += len(numbers)
+            if self.pending >= self.limit:
+                self.full = True
         else:
             self.keys.update(key for key, _ in numbers)
-        for key, value in others.items():
-            on_object(key, step, when, value)
+        if others:
+            for key, value in others.items():
+                on_object(key, step, when, value)
 
     def stats_row(self, when: int | None, items: Iterable[tuple[str, Any]]) -> None:
         if when is None:
@@ -1050,6 +1069,7 @@ class _Series:
                     times.clear()
                     values.clear()
         self.full = False
+        self.pending = 0
 
 
 def _item_value(item: Any) -> Any:
