@@ -78,6 +78,73 @@ def convert(
     sys.exit(code)
 
 
+@cli.command()
+@click.option("--from", "source", metavar="URI",
+              help="Source: MLflow tracking URI (http(s)://, sqlite:, postgresql:, mlruns path), "
+                   "tensorboard:PATH, wandb:PATH, wandb://ENTITY/PROJECT or neptune-export:PATH.")
+@click.option("--to", "destination", metavar="URI",
+              help="Destination tracking URI (default: an embedded MLflow store, sqlite:///./mlflow.db).")
+@click.option("-f", "--file", "spec_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="Run an ExperimentMigration manifest (its spec) locally instead of --from/--to.")
+@click.option("--experiment", "experiments", multiple=True, metavar="NAME",
+              help="Source experiment (repeatable).")
+@click.option("--since", metavar="TIME",
+              help="Only runs started since: ISO date/time, epoch ms or 7d/12h ago.")
+@click.option("--dry-run", is_flag=True, help="Plan and count; write nothing.")
+@click.option("--workers", type=click.IntRange(1, 64), help="Runs copied in parallel (default 4).")
+@click.option("--report", "report_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the JSON report here.")
+@click.option("--verify-only", is_flag=True,
+              help="Re-check an earlier migration point by point; write nothing.")
+@click.option("--no-verify", is_flag=True, help="Skip the verification after copying.")
+@click.option("--no-artifacts", is_flag=True, help="Do not copy artifacts.")
+@click.option("--shard-index", type=int, help="Copy only this shard of the runs (0-based)...")
+@click.option("--shard-count", type=int, help="...out of this many (runs assigned by a stable hash).")
+@click.option("--shard-from-env", "shard_env", is_flag=True,
+              help="Shard from JOB_COMPLETION_INDEX and FERRYMAN_SHARDS.")
+@click.option("--json", "json_output", is_flag=True, help="Print the JSON report to stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars; print the summary only on failure.")
+def migrate(source: str | None, destination: str | None, spec_file: Path | None,
+            experiments: tuple[str, ...], since: str | None, dry_run: bool, workers: int | None,
+            report_file: Path | None, verify_only: bool, no_verify: bool, no_artifacts: bool,
+            shard_index: int | None, shard_count: int | None, shard_env: bool, json_output: bool,
+            quiet: bool) -> None:
+    """Copy experiments between trackers: resumable, idempotent, verified point by point.
+
+    Exit codes: 0 migrated and verified, 1 mismatches or failed runs (see the report), 2 could not run.
+    """
+    from ferryman.migrate.console import DEFAULT_DESTINATION, request_from_spec, run, shard_from_env
+    from ferryman.migrate.plan import MigrationError, MigrationRequest, parse_since
+
+    try:
+        if spec_file is not None:
+            if source or destination:
+                raise click.UsageError("use either -f or --from/--to")
+            request = request_from_spec(spec_file)
+        elif source:
+            request = MigrationRequest(source, destination or DEFAULT_DESTINATION, since=parse_since(since))
+        else:
+            raise click.UsageError("give --from URI (and --to URI) or -f migration.yaml")
+        if experiments:
+            request.experiments = list(experiments)
+        if since and spec_file is not None:
+            request.since = parse_since(since)
+        request.dry_run = request.dry_run or dry_run
+        request.verify_only = request.verify_only or verify_only
+        request.verify = request.verify and not no_verify
+        request.artifacts = request.artifacts and not no_artifacts
+        if workers is not None:
+            request.workers = workers
+        if shard_env:
+            request.shard_index, request.shard_count = shard_from_env()
+        if shard_index is not None or shard_count is not None:
+            request.shard_index = shard_index or 0
+            request.shard_count = shard_count or request.shard_count
+    except MigrationError as error:
+        raise click.UsageError(str(error)) from None
+    sys.exit(run(request, report_file=report_file, json_output=json_output, quiet=quiet))
+
+
 @cli.group()
 def dev() -> None:
     """Developer tooling: a local control plane built by `make cluster-bins`."""

@@ -55,7 +55,7 @@ def free_port() -> int:
 
 
 def start_mlflow_server(
-    root: Path, *, workers: int = 2, basic_auth_password: str | None = None, timeout: float = 90
+    root: Path, *, workers: int = 1, basic_auth_password: str | None = None, timeout: float = 300
 ) -> MlflowServer:
     """Start `mlflow server` with its SQLite store and artifacts under `root`; wait until it is healthy.
 

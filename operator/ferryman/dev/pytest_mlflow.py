@@ -17,7 +17,7 @@ MlflowServerFactory = Callable[..., MlflowServer]
 
 @pytest.fixture(scope="session")
 def mlflow_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServerFactory]:
-    """`factory(name, workers=2, basic_auth_password=None)` starts a server; all stop at session end."""
+    """`factory(name, workers=1, basic_auth_password=None)` starts a server; all stop at session end."""
     servers: list[MlflowServer] = []
 
     def start(name: str = "mlflow", **options: object) -> MlflowServer:

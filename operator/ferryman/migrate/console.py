@@ -1,0 +1,136 @@
+"""`ferryman migrate` on a terminal: build the request, show progress, write the report, exit code."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ferryman.migrate.copy import Progress, ProgressCallback, migrate
+from ferryman.migrate.plan import MigrationError, MigrationRequest, RunFilter, parse_since
+from ferryman.migrate.report import MigrationReport
+
+DEFAULT_DESTINATION = "sqlite:///./mlflow.db"  # embedded MLflow store, artifacts in ./mlartifacts
+EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
+
+
+def request_from_spec(path: Path) -> MigrationRequest:
+    """A request from an ExperimentMigration manifest (or bare spec); credentials come from the
+    environment (the operator maps the spec's Secret references to FERRYMAN_SOURCE_* / _DESTINATION_*)."""
+    from pydantic import ValidationError
+
+    from ferryman.api.experimentmigration import load_spec
+
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise MigrationError(f"{path}: {error}") from None
+    if not isinstance(document, dict):
+        raise MigrationError(f"{path}: expected an ExperimentMigration manifest (a mapping)")
+    try:
+        spec = load_spec(document)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        raise MigrationError(f"{path}: {problems}") from None
+    selection, options = spec.selection, spec.options
+    return MigrationRequest(
+        source=spec.source.uri,
+        destination=spec.destination.uri,
+        experiments=list(selection.experiments),
+        since=parse_since(selection.since),
+        run_filter=RunFilter(
+            list(selection.runs.names), list(selection.runs.statuses), dict(selection.runs.tags)
+        ),
+        dry_run=options.dry_run,
+        verify=options.verify,
+        verify_only=options.verify_only,
+        workers=options.workers,
+        artifacts=options.artifacts,
+        models=options.models,
+        shard_count=spec.parallelism,
+    )
+
+
+def shard_from_env(env: dict[str, str] | None = None) -> tuple[int, int]:
+    """(index, count) of an Indexed Job pod: JOB_COMPLETION_INDEX and FERRYMAN_SHARDS."""
+    env = dict(os.environ) if env is None else env
+    try:
+        return int(env.get("JOB_COMPLETION_INDEX", "0")), int(env.get("FERRYMAN_SHARDS", "1"))
+    except ValueError:
+        raise MigrationError("JOB_COMPLETION_INDEX and FERRYMAN_SHARDS must be integers") from None
+
+
+@contextmanager
+def progress_display(enabled: bool) -> Iterator[ProgressCallback | None]:
+    """Rich progress bars (runs, points/s, ETA) on a terminal; nothing otherwise."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.progress import Progress as Bars
+
+    bars = Bars(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("runs  {task.fields[points]:>12,} points  {task.fields[rate]:>9,.0f}/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        transient=False,
+    )
+    tasks: dict[str, Any] = {}
+
+    def update(progress: Progress) -> None:
+        task = tasks.get(progress.phase)
+        if task is None:
+            task = tasks[progress.phase] = bars.add_task(progress.phase, total=progress.runs_total or None,
+                                                         points=0, rate=0.0)
+        bars.update(task, completed=progress.runs_done, total=progress.runs_total or None,
+                    points=progress.points_written, rate=progress.points_per_second)
+
+    with bars:
+        yield update
+
+
+def run(request: MigrationRequest, *, report_file: Path | None, json_output: bool, quiet: bool) -> int:
+    """Run the migration and print its summary; returns the exit code."""
+    if request.destination == DEFAULT_DESTINATION and not quiet:
+        database = Path("mlflow.db").resolve()
+        artifacts = database.parent / "mlartifacts"
+        print(f"Destination: embedded MLflow store {database} (artifacts in {artifacts}); "
+              f"browse it with: mlflow ui --backend-store-uri sqlite:///{database}", file=sys.stderr)
+    try:
+        with progress_display(sys.stderr.isatty() and not quiet and not json_output) as callback:
+            report = migrate(request, callback)
+    except MigrationError as error:
+        print(f"ferryman migrate: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as error:  # connection, credentials, corrupt stores: name what failed
+        print(f"ferryman migrate: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    _emit(report, report_file, json_output, quiet)
+    return EXIT_OK if report.ok else EXIT_MISMATCH
+
+
+def _emit(report: MigrationReport, report_file: Path | None, json_output: bool, quiet: bool) -> None:
+    if report_file is not None:
+        report_file.parent.mkdir(parents=True, exist_ok=True)
+        report_file.write_text(report.to_json() + "\n")
+    if json_output:
+        print(report.to_json())
+    elif not quiet or not report.ok:
+        print(report.summary(), file=sys.stderr)
