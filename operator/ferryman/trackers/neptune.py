@@ -90,6 +90,7 @@ KNOWN_TYPES = (*PARAMETER_TYPES, "float_series", *TEXT_SERIES_TYPES, *FILE_TYPES
 TAG_NAMESPACE = "ferryman/tags/"
 SYSTEM_METRICS_ATTRIBUTE = "ferryman/system_metrics"
 SOURCE_STATE_ATTRIBUTE = "ferryman/source_state"
+STATUS_ATTRIBUTE = "ferryman/status"  # the exact run status (Neptune only knows active, failed or not)
 SYSTEM_PREFIXES = ("monitoring/",)  # Neptune 2.x hardware monitoring namespace
 
 TARGET_PART_BYTES = 50 * 1024 * 1024  # the exporter rolls parts over at about 50 MB
@@ -421,6 +422,9 @@ class NeptuneExportReader:
         state = take("sys/state")
         active = str(state).lower() in ("active", "running")
         status = RunStatus.FAILED if failed else RunStatus.RUNNING if active else RunStatus.FINISHED
+        exact = take(STATUS_ATTRIBUTE)
+        if exact in RunStatus.__members__:
+            status = RunStatus(exact)
         start = take("sys/creation_time")
         end = take("sys/ping_time")
         modified = take("sys/modification_time")
@@ -669,7 +673,7 @@ def _decimal_steps(steps: list[int], keys: list[str]) -> pa.Array:
     except pa.ArrowInvalid:
         bad = sorted({key for key, step in zip(keys, steps, strict=True) if abs(step) >= 10**12})
         raise ValueError(
-            f"metric(s) {', '.join(bad)}: steps of 10^12 or more do not fit Neptune's decimal(18,6) step column"
+            f"metric(s) {', '.join(bad)}: steps of 10^12 or more do not fit the decimal(18,6) step column"
         ) from None
 
 
@@ -866,6 +870,7 @@ class NeptuneExportWriter:
             self._value(state, "sys/failed", "bool", run.status in (RunStatus.FAILED, RunStatus.KILLED)),
             self._value(state, TAG_NAMESPACE + COMPLETE_TAG, "string", "true"),
             self._value(state, SOURCE_STATE_ATTRIBUTE, "string", source_state),
+            self._value(state, STATUS_ATTRIBUTE, "string", run.status.value),
         ]
         if run.end_time is not None:
             rows.append(self._value(state, "sys/ping_time", "datetime", run.end_time))
@@ -1014,7 +1019,7 @@ class NeptuneExportWriter:
                         state.system_keys = set(sets[i] or [])
                     elif key == SOURCE_STATE_ATTRIBUTE:
                         state.source_state = strings[i]
-                    elif not key.startswith("sys/"):
+                    elif not key.startswith(("sys/", "ferryman/")):
                         state.params.add(key)
         if state is None:
             return None
