@@ -6,7 +6,6 @@ finding. See ``../shared/notes/trainer-v2.md`` §6 for the mapping and §3 for t
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -89,8 +88,9 @@ def convert_pytorchjob(obj: dict[str, Any], options: ConvertOptions | None = Non
     return _Converter(obj, options).convert()
 
 
-def _path_key(key: str) -> str:
-    return key if re.match(r"^[A-Za-z0-9_-]+$", key) else f"[{key!r}]"
+def _join(path: str, key: str) -> str:
+    """Field paths are dotted with raw keys and ``[i]`` list indexes: ``spec.x.containers[0].env``."""
+    return f"{path}.{key}" if path else key
 
 
 def _env_value_texts(env: list[dict[str, Any]]) -> list[str]:
@@ -101,7 +101,8 @@ class _Converter:
     def __init__(self, obj: dict[str, Any], options: ConvertOptions) -> None:
         self.obj = obj
         self.options = options
-        self.api = options.trainer_api
+        self.api = TrainerAPI(options.trainer_api)
+        self.launcher = LauncherStrategy(options.launcher)
         self.findings: list[Finding] = []
         metadata = _mapping(obj.get("metadata"))
         self.source_metadata: dict[str, Any] = metadata
@@ -120,7 +121,7 @@ class _Converter:
         for key in fields:
             self.report(
                 Severity.WARNING,
-                f"{path}.{_path_key(key)}",
+                _join(path, key),
                 "unknown-field",
                 f"{key!r} is not a field of the v1 API; it was not carried. Remove it or move it where v1 "
                 "expects it",
@@ -329,7 +330,7 @@ class _Converter:
             if key.lower() not in ("master", "worker"):
                 self.report(
                     Severity.BLOCKER,
-                    f"spec.pytorchReplicaSpecs.{_path_key(key)}",
+                    _join("spec.pytorchReplicaSpecs", key),
                     "unknown-replica-type",
                     f"replica type {key!r} is not Master or Worker; v1 rejects it and v2 has no equivalent",
                 )
@@ -478,7 +479,7 @@ class _Converter:
                 continue
             if value is None or value == [] or value == {}:
                 continue
-            fpath = f"{path}.{_path_key(key)}"
+            fpath = _join(path, key)
             if key in patchable:
                 if key == "terminationGracePeriodSeconds":
                     value = self.integer(value, fpath, key)
@@ -559,7 +560,7 @@ class _Converter:
         patch: dict[str, Any] = {}
         trainer: dict[str, Any] = {}
         for key, value in container.items():
-            fpath = f"{path}.{_path_key(key)}"
+            fpath = _join(path, key)
             if key == "name":
                 continue
             if key in ("image", "resources", "env"):
@@ -757,7 +758,7 @@ class _Converter:
             return env, trainer
         entry = classify(trainer.get("command"), trainer.get("args"))
         referenced = v1_env_references([entry.text, *_env_value_texts(env)])
-        wrap = entry.launch is Launch.PLAIN and self.options.launcher is LauncherStrategy.TORCHRUN
+        wrap = entry.launch is Launch.PLAIN and self.launcher is LauncherStrategy.TORCHRUN
         per_node = nproc if isinstance(nproc, int) else 1
         if wrap:
             per_node = 1
@@ -914,7 +915,15 @@ class _Converter:
         self, policy: v1.SchedulingPolicy, path: str, jobset_annotations: dict[str, str]
     ) -> None:
         self.unknown(policy.unknown_fields(), path)
-        if policy.queue:
+        if policy.queue and self.api is TrainerAPI.V2_0:
+            self.report(
+                Severity.WARNING,
+                f"{path}.queue",
+                "volcano-queue",
+                f"Trainer v2.0 has no Volcano integration; queue {policy.queue} is not applied (Kueue "
+                "queues use the kueue.x-k8s.io/queue-name label, which is kept)",
+            )
+        elif policy.queue:
             jobset_annotations[VOLCANO_QUEUE_ANNOTATION] = policy.queue
             self.report(
                 Severity.INFO,
@@ -1005,7 +1014,7 @@ def _diff(a: Any, b: Any, path: str, out: list[str]) -> None:
         return
     if isinstance(a, dict) and isinstance(b, dict):
         for key in a:
-            _diff(a[key], b.get(key), f"{path}.{_path_key(key)}", out)
+            _diff(a[key], b.get(key), _join(path, key), out)
         if any(key not in a for key in b):
             out.append(path)
         return

@@ -10,6 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from ferryman.api.trainjob import API_VERSION, TRAINER_CONTAINER, TRAINER_JOB
+from ferryman.convert.metadata import SOURCE_ANNOTATION
 from ferryman.convert.options import RuntimeRules
 
 ANCESTOR_LABEL = "trainer.kubeflow.org/trainjob-ancestor-step"
@@ -85,17 +86,15 @@ def derived_runtime(
     """A namespaced TrainingRuntime of the ``torch-distributed`` shape whose pod template carries settings a
     TrainJob cannot patch: ``pod_spec`` (without containers), the trainer container ``node`` built from
     ``node_container`` and any further (sidecar) containers already in ``pod_spec``."""
-    containers = [{**node_container, "name": TRAINER_CONTAINER}, *pod_spec.get("containers", [])]
+    containers = [{"name": TRAINER_CONTAINER, **node_container}, *pod_spec.get("containers", [])]
     template: dict[str, Any] = {"spec": {**pod_spec, "containers": containers}}
     if pod_metadata:
         template["metadata"] = pod_metadata
-    metadata: dict[str, Any] = {
-        "name": name,
-        "labels": {FRAMEWORK_LABEL: "torch"},
-        "annotations": {DERIVED_FROM_ANNOTATION: base_runtime, "ferryman.dev/source": source},
-    }
+    metadata: dict[str, Any] = {"name": name}
     if namespace:
         metadata["namespace"] = namespace
+    metadata["labels"] = {FRAMEWORK_LABEL: "torch"}
+    metadata["annotations"] = {DERIVED_FROM_ANNOTATION: base_runtime, SOURCE_ANNOTATION: source}
     spec: dict[str, Any] = {
         "mlPolicy": {"numNodes": 1, "torch": {}},
         "template": {

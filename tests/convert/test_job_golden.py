@@ -1,0 +1,75 @@
+"""Golden conversions of the upstream v1 examples (pinned, from the Go module proxy) and of hand-written jobs.
+
+Each golden file holds, per TrainJob flavour, the emitted TrainJob, the derived runtime (with
+``emit_runtime``) and the findings as ``severity code path``. Regenerate after an intended change with
+``FERRYMAN_UPDATE_GOLDEN=1 pytest tests/convert/test_job_golden.py`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from facts import uncovered_facts
+from trainjob_schema import schema_errors
+
+from ferryman.api.trainjob import parse_trainjob
+from ferryman.convert.job import convert_pytorchjob
+from ferryman.convert.options import ConvertOptions, TrainerAPI
+from ferryman.dev import upstream
+
+DATA = Path(__file__).parent / "data"
+GOLDEN = DATA / "golden"
+PLACEHOLDER_MISMATCH = re.compile(r"'\$\{?\w+\}?' does not match")
+UPDATE = os.environ.get("FERRYMAN_UPDATE_GOLDEN") == "1"
+
+
+def _cases() -> list[Any]:
+    cases = [
+        pytest.param(f"upstream-{path.stem}", doc, False, id=f"upstream/{path.stem}")
+        for path, doc in upstream.pytorchjob_examples()
+    ]
+    for path in sorted((DATA / "jobs").glob("*.yaml")):
+        (doc,) = upstream.load_documents(path)
+        cases.append(pytest.param(path.stem, doc, path.stem == "templated", id=path.stem))
+    return cases
+
+
+def _record(job: dict[str, Any], template: bool) -> dict[str, Any]:
+    record: dict[str, Any] = {}
+    for api in TrainerAPI:
+        for emit_runtime in (False, True):
+            options = ConvertOptions(
+                trainer_api=api, emit_runtime=emit_runtime, force=True, template=template
+            )
+            conversion = convert_pytorchjob(job, options)
+            assert conversion.trainjob is not None
+            errors = schema_errors(conversion.trainjob, api, template=template)
+            # a placeholder quantity (`nvidia.com/gpu: $GPUS`) fails the quantity pattern until substituted
+            assert [e for e in errors if not (template and PLACEHOLDER_MISMATCH.search(e))] == []
+            if not template:
+                parse_trainjob(conversion.trainjob, api)
+            if conversion.runtime is not None:
+                assert schema_errors(conversion.runtime, api) == []
+            assert uncovered_facts(job, conversion) == []
+            record[f"{api.value}{' emit-runtime' if emit_runtime else ''}"] = {
+                "blocked": conversion.blocked,
+                "trainjob": conversion.trainjob,
+                "runtime": conversion.runtime,
+                "findings": [f"{f.severity.value} {f.code} {f.path}" for f in conversion.findings],
+            }
+    return record
+
+
+@pytest.mark.parametrize(("name", "job", "template"), _cases())
+def test_golden(name: str, job: dict[str, Any], template: bool) -> None:
+    record = _record(job, template)
+    golden = GOLDEN / f"{name}.yaml"
+    if UPDATE:
+        golden.write_text(yaml.safe_dump(record, sort_keys=False, width=110), encoding="utf-8")
+    assert golden.exists(), f"no golden file {golden}; run with FERRYMAN_UPDATE_GOLDEN=1"
+    assert record == yaml.safe_load(golden.read_text(encoding="utf-8"))

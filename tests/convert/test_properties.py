@@ -1,0 +1,70 @@
+"""Properties over generated schema-valid PyTorchJobs: total, faithful, deterministic, pure."""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any
+
+from facts import uncovered_facts
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from strategies import pytorchjobs, trainjobs
+from trainjob_schema import schema_errors
+
+from ferryman.api.trainjob import parse_trainjob
+from ferryman.convert.job import convert_pytorchjob
+from ferryman.convert.options import ConvertOptions, LauncherStrategy, TrainerAPI
+
+options = st.builds(
+    ConvertOptions,
+    trainer_api=st.sampled_from(list(TrainerAPI)),
+    launcher=st.sampled_from(list(LauncherStrategy)),
+    emit_runtime=st.booleans(),
+    force=st.booleans(),
+)
+# FERRYMAN_PROPERTY_EXAMPLES raises the example count for a deeper local run (default keeps the suite fast).
+EXAMPLES = int(os.environ.get("FERRYMAN_PROPERTY_EXAMPLES", "50"))
+SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(job=pytorchjobs(), opts=options)
+def test_never_raises_and_every_fact_is_carried_or_reported(
+    job: dict[str, Any], opts: ConvertOptions
+) -> None:
+    before = copy.deepcopy(job)
+    conversion = convert_pytorchjob(job, opts)
+    assert job == before, "the source object was modified"
+    if conversion.trainjob is None:
+        assert conversion.blocked and not opts.force
+        return
+    assert uncovered_facts(job, conversion) == []
+
+
+@SETTINGS
+@given(job=pytorchjobs(), opts=options)
+def test_emitted_objects_validate_against_the_flavours_crd(job: dict[str, Any], opts: ConvertOptions) -> None:
+    conversion = convert_pytorchjob(job, ConvertOptions(**{**opts.__dict__, "force": True}))
+    assert conversion.trainjob is not None
+    assert schema_errors(conversion.trainjob, opts.trainer_api) == []
+    parse_trainjob(conversion.trainjob, opts.trainer_api)
+    if conversion.runtime is not None:
+        assert schema_errors(conversion.runtime, opts.trainer_api) == []
+
+
+@settings(max_examples=25, deadline=None)
+@given(job=pytorchjobs(), opts=options)
+def test_deterministic(job: dict[str, Any], opts: ConvertOptions) -> None:
+    first = convert_pytorchjob(job, opts)
+    second = convert_pytorchjob(copy.deepcopy(job), opts)
+    assert first == second
+
+
+@settings(max_examples=20, deadline=None)
+@given(job=trainjobs(), opts=options)
+def test_trainjob_passes_through_unchanged(job: dict[str, Any], opts: ConvertOptions) -> None:
+    before = copy.deepcopy(job)
+    conversion = convert_pytorchjob(job, opts)
+    assert conversion.trainjob == before
+    assert not conversion.blocked
