@@ -113,7 +113,7 @@ def test_filters_and_since_select_runs(server: WandbApiFixtureServer) -> None:
     since = int((T0 - 3600) * 1000)
     assert [run.key for run in source.runs(experiment, since=since)] == ["base-1"]
     assert json.loads(server.ops("Runs")[-1].variables["filters"]) == {
-        "$and": [{"tags": {"$in": ["legacy", "best"]}}, {"heartbeatAt": {"$gte": "2025-06-15T14:06:40"}}]
+        "$and": [{"tags": {"$in": ["legacy", "best"]}}, {"createdAt": {"$gte": "2025-06-15T14:06:40"}}]
     }
     assert list(reader(server).experiments(["other-project"])) == []
 

@@ -360,7 +360,7 @@ class NeptuneExportReader:
         return self._projects[experiment.key]
 
     def runs(self, experiment: Experiment, since: int | None = None) -> Iterator[Run]:
-        """Runs of the project; `since` keeps runs whose last activity (end, else start) is at or after it."""
+        """Runs of the project; `since` keeps runs started at or after it (ms)."""
         for stem, files in _run_files(self._project_dir(experiment)).items():
             if not files.parts:
                 continue  # only journals: a run the writer has not finished
@@ -376,8 +376,7 @@ class NeptuneExportReader:
             run = self._load_run(experiment, stem, files.parts)
             if run is None:
                 continue
-            last = run.end_time if run.end_time is not None else run.start_time
-            if since is not None and last is not None and last < since:
+            if since is not None and (run.start_time or 0) < since:
                 continue
             yield run
 

@@ -213,11 +213,11 @@ class WandbApiReader:
         yield Experiment(key=key, name=self.project, description=project.get("description") or None)
 
     def runs(self, experiment: Experiment, since: int | None = None) -> Iterator[Run]:
-        """Runs in creation order; `since` keeps runs with a heartbeat at or after it (server-side filter)."""
+        """Runs in creation order; `since` keeps runs created at or after it (a server-side filter)."""
         filters = dict(self.filters)
         if since is not None:
             stamp = datetime.fromtimestamp(since / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-            condition = {"heartbeatAt": {"$gte": stamp}}
+            condition = {"createdAt": {"$gte": stamp}}
             filters = {"$and": [filters, condition]} if filters else condition
         listing = self._call("listing runs", lambda: iter(self._api.runs(experiment.key, filters=filters)))
         pending: deque[Future[Any]] = deque()
@@ -232,8 +232,7 @@ class WandbApiReader:
                     return
                 source = pending.popleft().result()
                 run = self._to_run(experiment, source)
-                last = run.end_time if run.end_time is not None else run.start_time
-                if since is not None and last is not None and last < since:
+                if since is not None and (run.start_time or 0) < since:
                     continue
                 with self._lock:
                     self._runs[run.key] = source
