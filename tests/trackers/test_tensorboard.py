@@ -24,12 +24,20 @@ from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
 from tensorboardX.proto.tensor_pb2 import TensorProto
 from tensorboardX.proto.tensor_shape_pb2 import TensorShapeProto
 from tensorboardX.record_writer import masked_crc32c as tbx_masked_crc32c
+from tensorboardX.summary import hparams
 
 from ferryman.migrate.uri import open_reader
 from ferryman.trackers.model import MetricBatch, OutcomeKind, Run
-from ferryman.trackers.tensorboard import TensorBoardReader
+from ferryman.trackers.tensorboard import TensorBoardReader, _glance
 from ferryman.trackers.tensorboard_events import EventDecoder
-from ferryman.trackers.tfrecord import frame, masked_crc32c, read_records
+from ferryman.trackers.tfrecord import (
+    first_record,
+    frame,
+    last_record,
+    masked_crc32c,
+    read_records,
+    records_containing,
+)
 
 T0 = 1_700_000_000.0  # wall time origin of the written events (seconds)
 
@@ -109,8 +117,8 @@ def test_every_scalar_point_step_and_wall_time_round_trips(tmp_path: Path) -> No
         assert same(points(series[key]), pts), key
     (path,) = (tmp_path / "logs").glob("*tfevents*")
     opened = Event.FromString(next(iter(read_records(path, print))).record(0)).wall_time  # file_version, now
-    assert run.start_time == round((T0 + 0.0004) * 1000)  # the earliest and latest events of any kind
-    assert run.end_time == max(round(opened * 1000), round((T0 + 10_002) * 1000))
+    # the first (file_version, written now) and last events, in time order: explicit wall times go back
+    assert (run.start_time, run.end_time) == (round((T0 + 10_002) * 1000), round(opened * 1000))
     assert reader.outcomes() == []
 
 
@@ -246,7 +254,7 @@ def write_keras_like(logdir: Path, epochs: int = 5) -> None:
         shape = TensorShapeProto(dim=[TensorShapeProto.Dim(size=2), TensorShapeProto.Dim(size=3)])
         histogram = TensorProto(dtype=2, tensor_shape=shape,
                                 double_val=[0.0, 1.0, 5.0, 1.0, 2.0, 7.0])
-        records.append(tf2_event(0, T0, "kernel_0", histogram, "histograms"))
+        records.append(tf2_event(epochs - 1, T0 + epochs - 1 + offset, "kernel_0", histogram, "histograms"))
         (directory / f"events.out.tfevents.{int(T0)}.host.1.{split}.v2").write_bytes(b"".join(records))
 
 
@@ -359,3 +367,39 @@ def test_uri_registry_and_since_filter(tmp_path: Path) -> None:
     assert list(reader.experiments(["other"])) == []
     with pytest.raises(FileNotFoundError, match="not a directory"):
         TensorBoardReader(tmp_path / "missing")
+
+
+def test_lightning_style_hparams_inside_the_scalar_file(tmp_path: Path) -> None:
+    """Lightning's logger writes the hparams summaries into the run's own event file, among the scalars."""
+    with SummaryWriter(str(tmp_path / "version_0"), flush_secs=600) as writer:
+        for i in range(5_000):
+            writer.add_scalar("train_loss", 1.0 / (i + 1), i, walltime=T0 + i)
+            if i == 2_500:
+                for summary in hparams({"lr": 0.5, "layers": 4}, {"hp_metric": 0.0}):
+                    writer.file_writer.add_summary(summary, i, T0 + i)
+    (path,) = (tmp_path / "version_0").glob("*tfevents*")
+    reader, runs = read_all(tmp_path)
+    run, series, _ = runs["version_0"]
+    assert run.params == {"lr": "0.5", "layers": "4"}
+    assert len(series["train_loss"]) == 5_000
+    assert reader._walk_for_times(path) == _glance(path)  # the quick look agrees with a full read
+
+
+def test_quick_look_helpers_fall_back_when_records_are_out_of_reach(tmp_path: Path) -> None:
+    body = [Event(wall_time=T0 + i, step=i).SerializeToString() for i in range(3)]
+    big = Event(wall_time=T0 + 9, summary=Summary(value=[Summary.Value(tag="x" * 5_000, simple_value=1.0)]))
+    path = tmp_path / "events.out.tfevents.1.host"
+    path.write_bytes(b"".join(frame(b) for b in [*body, big.SerializeToString()]))
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        assert first_record(f, size) == body[0]
+        assert last_record(f, size) == big.SerializeToString()
+        assert last_record(f, size, window=1_000) is None  # the last record starts before the window
+        assert records_containing(f, size, b"xxxx" + b"x" * 10, window=100) is None
+        assert records_containing(f, size, b"no such bytes") == []
+    path.write_bytes(path.read_bytes()[:-3])  # truncated: no record ends at the end
+    with open(path, "rb") as f:
+        assert last_record(f, size - 3) is None
+    reader, runs = read_all(tmp_path)
+    assert runs["."][0].end_time == round((T0 + 2) * 1000)  # from the full read that reports the damage
+    assert [o.kind for o in reader.outcomes()] == [OutcomeKind.TRUNCATED]

@@ -16,7 +16,7 @@ Layout (what a user sees in TensorBoard, and what they expect after a migration)
 * Every scalar point is kept with its step and wall time (ms, rounded), in file order: `simple_value` (torch,
   tensorboardX, TF1) and TF2 rank-0 tensors of the `scalars` plugin. The hparams plugin's
   `session_start_info` becomes the run's params (integral numbers printed as integers, as they were
-  logged). Start and end times are the first and last event's wall time.
+  logged). Start and end times are the first and last event's wall time (taken in time order).
 * Everything else becomes an artifact under `tensorboard/`: images as the PNG bytes written
   (`images/<tag>/<step>.png`), audio as its encoded bytes (`audio/<tag>/<step>.wav`), each with an
   `index.jsonl` of step, wall time and file; text (`text/<tag>.jsonl`), histograms (`histograms/<tag>.jsonl`:
@@ -56,8 +56,21 @@ from ferryman.trackers.model import (
     RegisteredModel,
     Run,
 )
-from ferryman.trackers.tensorboard_events import EventDecoder, Summarised, record_params, tensor_array
-from ferryman.trackers.tfrecord import Problem, RecordChunk, read_records
+from ferryman.trackers.tensorboard_events import (
+    SESSION_START_TAG,
+    EventDecoder,
+    Summarised,
+    record_params,
+    tensor_array,
+)
+from ferryman.trackers.tfrecord import (
+    Problem,
+    RecordChunk,
+    first_record,
+    last_record,
+    read_records,
+    records_containing,
+)
 
 KERAS_SPLITS = ("train", "validation")
 _HPARAMS_DIR = re.compile(r"^\d+(\.\d+)?$")
@@ -174,18 +187,18 @@ class TensorBoardReader:
             yield run
 
     def _probe(self, experiment: Experiment, source: _RunSource) -> Run:
-        """The run's params, and its start and end time (earliest and latest event); only the hparams records
-        are parsed."""
+        """The run's params, and its start and end time: the earliest and the latest wall time among the first
+        and last events of its files (times only go back when a writer was given explicit wall times)."""
         first: float | None = None
         last: float | None = None
         params: dict[str, str] = {}
         for path, _ in source.event_files():
-            for chunk in read_records(path, self._reporter(path)):
-                walls = _wall_times(chunk)
-                if len(walls):
-                    first = float(walls.min()) if first is None else min(first, float(walls.min()))
-                    last = float(walls.max()) if last is None else max(last, float(walls.max()))
-                params.update(_hparams_in(chunk))
+            found = _glance(path) or self._walk_for_times(path)
+            if found is not None:
+                earlier, later = sorted(found[:2])
+                first = earlier if first is None else min(first, earlier)
+                last = later if last is None else max(last, later)
+                params.update(found[2])
         name = self.root.name if source.key == "." else source.key
         return Run(
             key=source.key,
@@ -195,6 +208,21 @@ class TensorBoardReader:
             end_time=None if last is None else round(last * 1000),
             params=params,
         )
+
+    def _walk_for_times(self, path: Path) -> tuple[float, float, dict[str, str]] | None:
+        """What `_glance` finds, for a file that needs a full read (damaged ones: problems are reported)."""
+        first: bytes | None = None
+        last: bytes | None = None
+        params: dict[str, str] = {}
+        for chunk in read_records(path, self._reporter(path)):
+            first = first if first is not None else chunk.record(0)
+            last = chunk.record(len(chunk) - 1)
+            params.update(_hparams_in(chunk))
+        if first is None or last is None:
+            return None
+        with contextlib.suppress(DecodeError):
+            return _wall_time(first), _wall_time(last), params
+        return None
 
     def metrics(self, run: Run) -> Iterator[MetricBatch]:
         source = self._discover()[run.key]
@@ -277,16 +305,27 @@ class TensorBoardReader:
         return report
 
 
-def _wall_times(chunk: RecordChunk) -> np.ndarray:
-    """The non-zero wall times of a chunk's events: read in place where `wall_time` is the first field, as
-    every writer puts it, else parsed."""
-    raw = np.frombuffer(chunk.buffer, dtype=np.uint8)
-    leading = (raw[chunk.starts] == 0x09) & (chunk.lengths >= 9)
-    windows = np.lib.stride_tricks.sliding_window_view(raw, 8)
-    walls = windows[chunk.starts[leading] + 1].copy().view("<f8").ravel()
-    others = [Event.FromString(chunk.record(i)).wall_time for i in np.flatnonzero(~leading).tolist()]
-    walls = np.concatenate([walls, np.asarray(others, dtype=np.float64)])
-    return walls[np.isfinite(walls) & (walls != 0)]
+def _wall_time(record: bytes) -> float:
+    return float(Event.FromString(record).wall_time)
+
+
+def _glance(path: Path) -> tuple[float, float, dict[str, str]] | None:
+    """First and last wall time and the hparams of a well-formed event file, without reading it all: its
+    first record, the record that ends at its end, and the records holding a session_start_info tag. None
+    when any of them cannot be found with valid checksums."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            first, last = first_record(f, size), last_record(f, size)
+            hparams = records_containing(f, size, SESSION_START_TAG.encode())
+            if first is None or last is None or hparams is None:
+                return None
+            params: dict[str, str] = {}
+            for record in hparams:
+                params.update(record_params(record))
+            return _wall_time(first), _wall_time(last), params
+    except (OSError, DecodeError, ValueError):
+        return None
 
 
 def _hparams_in(chunk: RecordChunk) -> dict[str, str]:

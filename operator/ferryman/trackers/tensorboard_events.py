@@ -22,7 +22,6 @@ from tensorboardX.proto.tensor_pb2 import TensorProto
 from ferryman.trackers.tfrecord import RecordChunk
 
 _MAX_FAST_LENGTH = 300  # longer records are never one-scalar events of a sane tag
-_MIN_FAST_COUNT = 8  # below this many records of one length the protobuf parse is cheaper
 
 SCALARS_PLUGIN = "scalars"
 HPARAMS_PLUGIN = "hparams"
@@ -63,67 +62,62 @@ def wall_ms(seconds: np.ndarray) -> np.ndarray:
     return np.rint(np.nan_to_num(seconds, nan=0.0, posinf=0.0, neginf=0.0) * 1000.0).astype(np.int64)
 
 
-def _varint(columns: np.ndarray) -> np.ndarray:
-    """Little-endian base-128 varints stored in `columns` (one row each, all of the same byte count)."""
-    out = np.zeros(len(columns), dtype=np.uint64)
-    for j in range(columns.shape[1]):
-        out |= (columns[:, j] & 0x7F).astype(np.uint64) << np.uint64(7 * j)
-    return out.view(np.int64)
-
-
 def _fast_scalars(chunk: RecordChunk) -> tuple[dict[bytes, list[tuple[np.ndarray, ...]]], np.ndarray]:
     """Decode the one-scalar records of the chunk. Returns, per tag, pieces of (record index, step, wall
-    seconds, value) and a mask of the records decoded."""
+    seconds, value), each in record order, and a mask of the records decoded.
+
+    Works on all records at once by gathering single bytes at per-record positions: the optional step varint
+    fixes where the summary starts, after which every length byte and field tag is checked."""
     done = np.zeros(len(chunk), dtype=bool)
     found: dict[bytes, list[tuple[np.ndarray, ...]]] = {}
     raw = np.frombuffer(chunk.buffer, dtype=np.uint8)
-    lengths = chunk.lengths
-    candidates = np.flatnonzero((lengths <= _MAX_FAST_LENGTH) & (lengths >= 16))
-    if not len(candidates):
+    index = np.flatnonzero((chunk.lengths <= _MAX_FAST_LENGTH) & (chunk.lengths >= 16))
+    index = index[raw[chunk.starts[index]] == 0x09]
+    starts, lengths = chunk.starts[index], chunk.lengths[index]
+    # byte count of the step varint (0: no step field; -1: not closed within 10 bytes)
+    step_bytes = np.where(raw[starts + 9] == 0x10, -1, 0)
+    open_rows = np.flatnonzero(step_bytes < 0)
+    for j in range(10):
+        if not len(open_rows):
+            break
+        closing = raw[starts[open_rows] + 10 + j] < 0x80
+        step_bytes[open_rows[closing]] = j + 1
+        open_rows = open_rows[~closing]
+    pos = np.where(step_bytes > 0, 10 + step_bytes, 9)  # where the summary field starts
+    tag_len = lengths - pos - 11
+    keep = np.flatnonzero((step_bytes >= 0) & (tag_len >= 0) & (lengths - pos - 2 <= 127))
+    index, starts, lengths, pos, tag_len, step_bytes = (
+        a[keep] for a in (index, starts, lengths, pos, tag_len, step_bytes))
+    at = starts + pos
+    ok = (
+        (raw[at] == 0x2A) & (raw[at + 1] == lengths - pos - 2)
+        & (raw[at + 2] == 0x0A) & (raw[at + 3] == lengths - pos - 4)
+        & (raw[at + 4] == 0x0A) & (raw[at + 5] == tag_len)
+        & (raw[starts + lengths - 5] == 0x15)
+    )
+    keep = np.flatnonzero(ok)
+    if not len(keep):
         return found, done
-    candidates = candidates[raw[chunk.starts[candidates]] == 0x09]
-    sizes, counts = np.unique(lengths[candidates], return_counts=True)
-    for size, count in zip(sizes.tolist(), counts.tolist(), strict=True):
-        if count < _MIN_FAST_COUNT or len(raw) < size:
-            continue
-        rows = candidates[lengths[candidates] == size]
-        matrix = np.lib.stride_tricks.sliding_window_view(raw, size)[chunk.starts[rows]]
-        has_step = matrix[:, 9] == 0x10
-        # byte count of the step varint (0: no step), found by the first byte without continuation bit
-        step_bytes = np.zeros(len(rows), dtype=np.int64)
-        if has_step.any():
-            continuation = matrix[:, 10 : min(20, size)] >= 0x80
-            ends = np.argmin(continuation, axis=1)
-            closed = ~continuation[np.arange(len(rows)), ends]
-            step_bytes = np.where(has_step & closed, ends + 1, np.where(has_step, -1, 0))
-        for nbytes in np.unique(step_bytes).tolist():
-            if nbytes < 0:
-                continue
-            pos = 9 if nbytes == 0 else 10 + nbytes
-            tag_len = size - pos - 11
-            if tag_len < 0 or size - pos - 2 > 127:
-                continue
-            sub = matrix[step_bytes == nbytes]
-            ok = (
-                (sub[:, pos] == 0x2A) & (sub[:, pos + 1] == size - pos - 2)
-                & (sub[:, pos + 2] == 0x0A) & (sub[:, pos + 3] == size - pos - 4)
-                & (sub[:, pos + 4] == 0x0A) & (sub[:, pos + 5] == tag_len)
-                & (sub[:, size - 5] == 0x15)
-            )
-            if not ok.any():
-                continue
-            sub = sub[ok]
-            index = rows[step_bytes == nbytes][ok]
-            done[index] = True
-            walls = np.ascontiguousarray(sub[:, 1:9]).view("<f8").ravel()
-            values = np.ascontiguousarray(sub[:, size - 4 : size]).view("<f4").ravel()
-            steps = _varint(sub[:, 10 : 10 + nbytes]) if nbytes else np.zeros(len(sub), dtype=np.int64)
-            if tag_len == 0:
-                groups: list[tuple[bytes, np.ndarray]] = [(b"", np.arange(len(sub)))]
-            else:
-                groups = _by_tag(sub[:, pos + 6 : size - 5])
-            for tag, sel in groups:
-                found.setdefault(tag, []).append((index[sel], steps[sel], walls[sel], values[sel]))
+    index, starts, lengths, pos, tag_len, step_bytes = (
+        a[keep] for a in (index, starts, lengths, pos, tag_len, step_bytes))
+    done[index] = True
+    windows8 = np.lib.stride_tricks.sliding_window_view(raw, 8) if len(raw) >= 8 else raw[:0, None]
+    walls = windows8[starts + 1].copy().view("<f8").ravel()
+    values = np.lib.stride_tricks.sliding_window_view(raw, 4)[starts + lengths - 4].copy().view("<f4").ravel()
+    steps = np.zeros(len(index), dtype=np.uint64)
+    for j in range(int(step_bytes.max())):
+        rows = np.flatnonzero(step_bytes > j)
+        steps[rows] |= (raw[starts[rows] + 10 + j] & 0x7F).astype(np.uint64) << np.uint64(7 * j)
+    signed_steps = steps.view(np.int64)
+    for length in np.unique(tag_len).tolist():
+        rows = np.flatnonzero(tag_len == length)
+        if length == 0:
+            groups: list[tuple[bytes, np.ndarray]] = [(b"", rows)]
+        else:
+            tags = np.lib.stride_tricks.sliding_window_view(raw, length)[starts[rows] + pos[rows] + 6]
+            groups = [(tag, rows[sel]) for tag, sel in _by_tag(tags)]
+        for tag, sel in groups:
+            found.setdefault(tag, []).append((index[sel], signed_steps[sel], walls[sel], values[sel]))
     return found, done
 
 
@@ -269,11 +263,14 @@ class EventDecoder:
 
 
 def _series(pieces: list[tuple[np.ndarray, ...]]) -> Series:
-    index, steps, walls, values = (np.concatenate([np.asarray(p[k]) for p in pieces]) for k in range(4))
-    order = np.argsort(index, kind="stable")
+    if len(pieces) == 1:
+        _, steps, walls, values = pieces[0]
+    else:
+        index, steps, walls, values = (np.concatenate([np.asarray(p[k]) for p in pieces]) for k in range(4))
+        order = np.argsort(index, kind="stable")
+        steps, walls, values = steps[order], walls[order], values[order]
     return Series(
-        steps=steps[order].astype(np.int64).tolist(),
-        wall_ms=wall_ms(walls[order].astype(np.float64)).tolist(),
-        values=values[order].astype(np.float64).tolist(),
+        steps=np.asarray(steps, dtype=np.int64).tolist(),
+        wall_ms=wall_ms(np.asarray(walls, dtype=np.float64)).tolist(),
+        values=np.asarray(values, dtype=np.float64).tolist(),
     )
-

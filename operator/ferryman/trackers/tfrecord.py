@@ -101,12 +101,54 @@ def _check_headers(raw: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np
     return offsets, lengths, None
 
 
+def _crc_table() -> np.ndarray:
+    table = np.zeros(256, dtype=np.uint32)
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+        table[byte] = crc
+    return table
+
+
+_TABLE = _crc_table()
+_VECTOR_MAX_LENGTH = 1024  # longer records are checked one by one with the C extension
+_VECTOR_MIN_COUNT = 64  # as are lengths shared by fewer records
+
+
+def _crc32c_rows(columns: np.ndarray) -> np.ndarray:
+    """CRC32C of each column of an (L, N) uint8 array: one table step per byte, all records at once."""
+    crc = np.full(columns.shape[1], 0xFFFFFFFF, dtype=np.uint32)
+    index = np.empty(columns.shape[1], dtype=np.intp)
+    step = np.empty(columns.shape[1], dtype=np.uint32)
+    for row in columns:  # in place: crc = TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+        np.bitwise_xor(crc, row, out=index, casting="unsafe")
+        np.bitwise_and(index, 0xFF, out=index)
+        np.take(_TABLE, index, out=step)
+        np.right_shift(crc, 8, out=crc)
+        np.bitwise_xor(crc, step, out=crc)
+    return crc ^ np.uint32(0xFFFFFFFF)
+
+
 def _check_data(buf: bytes, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """A mask of the records whose data checksum matches."""
-    ends = starts + lengths
-    computed = np.fromiter(map(crc32c, map(buf.__getitem__, map(slice, starts.tolist(), ends.tolist()))),
-                           dtype=np.uint32, count=len(starts))
+    """A mask of the records whose data checksum matches. Records of a common length are checked together
+    with numpy; the others with the C extension."""
     raw = np.frombuffer(buf, dtype=np.uint8)
+    ends = starts + lengths
+    computed = np.zeros(len(starts), dtype=np.uint32)
+    single = np.ones(len(starts), dtype=bool)
+    sizes, counts = np.unique(lengths, return_counts=True)
+    for size, count in zip(sizes.tolist(), counts.tolist(), strict=True):
+        if count < _VECTOR_MIN_COUNT or not 0 < size <= _VECTOR_MAX_LENGTH:
+            continue
+        rows = np.flatnonzero(lengths == size)
+        matrix = np.lib.stride_tricks.sliding_window_view(raw, size)[starts[rows]]
+        computed[rows] = _crc32c_rows(np.ascontiguousarray(matrix.T))
+        single[rows] = False
+    rest = np.flatnonzero(single)
+    if len(rest):
+        pieces = map(buf.__getitem__, map(slice, starts[rest].tolist(), ends[rest].tolist()))
+        computed[rest] = np.fromiter(map(crc32c, pieces), dtype=np.uint32, count=len(rest))
     stored = np.lib.stride_tricks.sliding_window_view(raw, 4)[ends].copy().view("<u4").ravel()
     return np.asarray(_mask(computed) == stored)
 
@@ -170,3 +212,86 @@ def frame(data: bytes) -> bytes:
     """One record around `data`."""
     header = struct.pack("<Q", len(data))
     return header + _CRC.pack(masked_crc32c(header)) + data + _CRC.pack(masked_crc32c(data))
+
+
+# Random access, for a quick look at a file without walking it: its first and last record, the records that
+# contain a byte pattern. Each returns None when the file is not well-formed there; callers then walk it.
+
+
+def _checked_record(f: BinaryIO, offset: int, size: int) -> bytes | None:
+    """The payload of the record at `offset` if both checksums match and it lies within the file."""
+    f.seek(offset)
+    header = f.read(12)
+    if len(header) < 12:
+        return None
+    length, length_crc = _HEADER.unpack(header)
+    if masked_crc32c(header[:8]) != length_crc or offset + 16 + length > size:
+        return None
+    rest = f.read(length + 4)
+    data = rest[:length]
+    return data if masked_crc32c(data) == _CRC.unpack_from(rest, length)[0] else None
+
+
+def _lengths_at_every_byte(buf: bytes) -> np.ndarray:
+    """The uint64 read at each position of `buf` that has 16 bytes after it (an unaligned strided view)."""
+    return np.ndarray((len(buf) - 15,), dtype="<u8", buffer=buf, strides=(1,))
+
+
+def first_record(f: BinaryIO, size: int) -> bytes | None:
+    return _checked_record(f, 0, size)
+
+
+def last_record(f: BinaryIO, size: int, window: int = 1 << 20) -> bytes | None:
+    """The record that ends exactly at the end of the file, found among the last `window` bytes."""
+    start = max(0, size - window)
+    f.seek(start)
+    tail = f.read(size - start)
+    if len(tail) < 16:
+        return None
+    positions = np.arange(len(tail) - 15, dtype=np.uint64)
+    ends_at_eof = np.flatnonzero(_lengths_at_every_byte(tail) == np.uint64(len(tail) - 16) - positions)
+    for p in ends_at_eof.tolist():  # the outermost candidate first
+        record = _checked_record(f, start + p, size)
+        if record is not None:
+            return record
+    return None
+
+
+def records_containing(f: BinaryIO, size: int, pattern: bytes, window: int = 1 << 16) -> list[bytes] | None:
+    """Every record whose payload contains `pattern`, or None when one of its records cannot be located
+    (a record starting more than `window` bytes before the pattern, or damage)."""
+    found: list[bytes] = []
+    for at in _find_all(f, size, pattern):
+        lo = max(0, at - window)
+        f.seek(lo)
+        head = f.read(at - lo)
+        record = None
+        if len(head) >= 16:
+            lengths = _lengths_at_every_byte(head + b"\0" * 15)[: len(head) - 11]
+            positions = np.arange(len(lengths), dtype=np.int64)
+            covers = (lengths < np.uint64(size)) & (positions + 12 + lengths.astype(np.int64) >= len(head))
+            for p in np.flatnonzero(covers)[::-1].tolist():  # the nearest header first
+                record = _checked_record(f, lo + p, size)
+                if record is not None:
+                    break
+        if record is None:
+            return None
+        found.append(record)
+    return found
+
+
+def _find_all(f: BinaryIO, size: int, pattern: bytes, chunk_size: int = CHUNK_SIZE) -> list[int]:
+    hits: list[int] = []
+    offset, carry = 0, b""
+    f.seek(0)
+    while True:
+        data = f.read(chunk_size)
+        if not data:
+            return hits
+        buf = carry + data
+        at = buf.find(pattern)
+        while at >= 0:
+            hits.append(offset + at)
+            at = buf.find(pattern, at + 1)
+        keep = min(len(buf), len(pattern) - 1)
+        carry, offset = buf[len(buf) - keep :], offset + len(buf) - keep
