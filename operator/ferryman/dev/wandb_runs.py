@@ -159,8 +159,8 @@ def write_synthetic_log(
     project: str = "bench",
     start_ms: int = 1_700_000_000_000,
 ) -> int:
-    """A `.wandb` log of `rows` history rows with `keys` metrics each, framed like the SDK frames it (header,
-    run, history records in 0.31's `nested_key` form, exit); returns the number of points."""
+    """A `.wandb` log of `rows` history rows with `keys` metrics each, as SDK 0.31 writes it (header, run, then
+    per row a summary and a history record in the `nested_key` form, exit); returns the number of points."""
     from wandb.proto import wandb_internal_pb2 as pb
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -176,20 +176,23 @@ def write_synthetic_log(
         record.run.start_time.FromMilliseconds(start_ms)
         log.write(record.SerializeToString())
         for row in range(rows):
+            values = [(name, repr(math.sin(row * 0.001 + index))) for index, name in enumerate(names)]
+            values += [("_step", str(row)), ("_timestamp", repr((start_ms + row * 10) / 1000))]
             record = pb.Record()  # type: ignore[attr-defined]
-            record.num = row + 3
+            record.num = 2 * row + 3
+            for name, text in values:  # 0.31 updates the summary with every row, just before the row
+                update = record.summary.update.add()
+                update.nested_key.append(name)
+                update.value_json = text
+            log.write(record.SerializeToString())
+            record = pb.Record()  # type: ignore[attr-defined]
+            record.num = 2 * row + 4
             history = record.history
             history.step.num = row
-            for index, name in enumerate(names):
+            for name, text in values:
                 item = history.item.add()
                 item.nested_key.append(name)
-                item.value_json = repr(math.sin(row * 0.001 + index))
-            item = history.item.add()
-            item.nested_key.append("_step")
-            item.value_json = str(row)
-            item = history.item.add()
-            item.nested_key.append("_timestamp")
-            item.value_json = repr((start_ms + row * 10) / 1000)
+                item.value_json = text
             log.write(record.SerializeToString())
         record = pb.Record()  # type: ignore[attr-defined]
         record.exit.exit_code = 0

@@ -71,9 +71,11 @@ SDK_FILES = frozenset(
 SOURCE_FILES_PREFIX = "ferryman-source/"
 
 # `Record` oneof field numbers (wandb_internal.proto), used to skip records without decoding them.
-F_HISTORY, F_OUTPUT, F_STATS, F_OUTPUT_RAW, F_EXIT, F_OUTPUT_LOGGER = 2, 4, 7, 13, 18, 27
+F_HISTORY, F_SUMMARY, F_OUTPUT, F_STATS, F_OUTPUT_RAW, F_EXIT, F_OUTPUT_LOGGER = 2, 3, 4, 7, 13, 18, 27
 _FRAME_FIELDS = frozenset({1, 16, 19, 200})  # num, control, uuid, _info: on every record, not its type
-_BULK = frozenset({F_HISTORY, F_OUTPUT, F_STATS, F_OUTPUT_RAW, F_OUTPUT_LOGGER})
+# Records the metadata pass skips: the bulk of a log. Summary records are among them because SDK 0.31 writes
+# one per history row; the metrics pass folds them (`_RunData.summary` is complete once it ran).
+_BULK = frozenset({F_HISTORY, F_SUMMARY, F_OUTPUT, F_STATS, F_OUTPUT_RAW, F_OUTPUT_LOGGER})
 # Records that carry nothing a tracker keeps (SDK bookkeeping), read and ignored.
 _IGNORED = frozenset(
     {
@@ -179,6 +181,20 @@ def _del_path(tree: dict[str, Any], path: list[str]) -> None:
     tree.pop(path[-1], None)
 
 
+def _fold_updates(raw: dict[Any, str], record: Any) -> None:
+    """Apply a summary record's updates and removals to (key or path tuple) -> JSON text, decoding nothing:
+    SDK 0.31 writes a summary record per history row, so this is as hot as the history loop."""
+    for item in record.update:
+        path = item.nested_key
+        raw[path[0] if len(path) == 1 else (tuple(path) or item.key)] = item.value_json
+    for item in record.remove:
+        path = item.nested_key
+        gone = path[0] if len(path) == 1 else (tuple(path) or item.key)
+        prefix = (gone,) if isinstance(gone, str) else gone
+        for known in [k for k in raw if ((k,) if isinstance(k, str) else k)[: len(prefix)] == prefix]:
+            del raw[known]
+
+
 def _item_path(item: Any) -> list[str]:
     return [item.key] if item.key else list(item.nested_key)
 
@@ -249,6 +265,7 @@ class _RunData:
     listed_files: set[str] = field(default_factory=set)
     logged_artifacts: list[dict[str, Any]] = field(default_factory=list)
     readable_log: bool = False
+    summary_folded: bool = False  # the log's summary records are in `summary` (after a metrics pass)
 
 
 class WandbDirReader:
@@ -386,6 +403,7 @@ class WandbDirReader:
         unknown: dict[int, int] = {}
         undecodable = 0
         exited = False
+        summary: dict[Any, str] = {}
         try:
             payloads = read_payloads(log, damage)
             for payload in payloads:
@@ -403,10 +421,9 @@ class WandbDirReader:
                     unknown[number] = unknown.get(number, 0) + 1
                 elif kind == "run":
                     self._apply_run_record(data, record.run)
+                    _fold_updates(summary, record.run.summary)
                 elif kind == "config":
                     self._apply_updates(data.config, record.config)
-                elif kind == "summary":
-                    self._apply_updates(data.summary, record.summary)
                 elif kind == "exit":
                     exited = True
                     data.exit_code, data.runtime = record.exit.exit_code, record.exit.runtime
@@ -427,6 +444,8 @@ class WandbDirReader:
             self._report(OutcomeKind.UNREADABLE, f"{item}/file {log.name}", f"{log}: {err}")
             return False
         data.readable_log = True
+        for path, text in summary.items():
+            _set_path(data.summary, [path] if isinstance(path, str) else list(path), _loads(text))
         for loss in damage:
             self._report(
                 OutcomeKind.TRUNCATED,
@@ -463,7 +482,6 @@ class WandbDirReader:
         data.resumed = data.resumed or run.resumed
         data.start_time = _pb_ms(run.start_time) or data.start_time
         self._apply_updates(data.config, run.config)
-        self._apply_updates(data.summary, run.summary)
 
     @staticmethod
     def _apply_updates(tree: dict[str, Any], record: Any) -> None:
@@ -671,9 +689,11 @@ class WandbDirReader:
         if isinstance(envelope, dict):  # a run the ferryman writer made: undo what it had to encode
             yield from self._ferryman_metrics(data, envelope, series, on_object)
             return
+        summary: dict[Any, str] = {}
         for run_dir in data.dirs:
-            yield from self._scan_history(data, run_dir, series, on_object)
+            yield from self._scan_history(data, run_dir, series, on_object, summary)
         yield from series.drain()
+        self._complete_summary(data, summary)
         yield from self._summary_points(data, series.keys)
         for key, count in sorted(objects.items()):
             self._report(
@@ -694,7 +714,7 @@ class WandbDirReader:
         renames = {"system/" + k: v for k, v in (envelope.get("system_keys") or {}).items()}
         merged: dict[tuple[str, bool], list[tuple[int, int, float]]] = {}
         for run_dir in data.dirs:
-            for batch in self._scan_history(data, run_dir, series, on_object):
+            for batch in self._scan_history(data, run_dir, series, on_object, {}):
                 merged.setdefault((batch.key, batch.system), []).extend(
                     zip(batch.steps, batch.timestamps, batch.values, strict=True)
                 )
@@ -722,6 +742,14 @@ class WandbDirReader:
                     system=system,
                 )
 
+    @staticmethod
+    def _complete_summary(data: _RunData, summary: dict[Any, str]) -> None:
+        if data.summary_folded:
+            return
+        for path, text in summary.items():
+            _set_path(data.summary, [path] if isinstance(path, str) else list(path), _loads(text))
+        data.summary_folded = True
+
     def _summary_points(self, data: _RunData, history_keys: set[str]) -> Iterator[MetricBatch]:
         step = data.summary.get("_step")
         step = step if isinstance(step, int) and not isinstance(step, bool) else 0
@@ -739,6 +767,7 @@ class WandbDirReader:
         run_dir: Path,
         series: _Series,
         on_object: Callable[[str, int, int | None, Any], None],
+        summary: dict[Any, str],
     ) -> Iterator[MetricBatch]:
         if data.legacy:
             yield from self._scan_legacy(run_dir, series, on_object)
@@ -766,6 +795,13 @@ class WandbDirReader:
                         continue
                     stats = record.stats
                     series.stats_row(_pb_ms(stats.timestamp), ((i.key, i.value_json) for i in stats.item))
+                elif number == F_SUMMARY:
+                    try:
+                        parse(payload)
+                    except DecodeError:
+                        continue
+                    _fold_updates(summary, record.summary)
+                    continue
                 else:
                     continue
                 if series.full:
@@ -849,12 +885,12 @@ class WandbDirReader:
                 )
         if written_by_ferryman:
             return
+        objects = self._objects_file(data)  # also completes the summary
         if not data.legacy and "wandb-summary.json" not in seen and data.summary:
             yield _memory_artifact("wandb-summary.json", json.dumps(data.summary, indent=2, sort_keys=True))
         for index, manifest in enumerate(data.logged_artifacts):
             name = f"wandb-artifacts/{index:03d}-{manifest['type']}-{manifest['name']}/manifest.json"
             yield _memory_artifact(name, json.dumps(manifest, indent=2, sort_keys=True))
-        objects = self._objects_file(data)
         if objects:
             yield _memory_artifact(OBJECTS_FILE, objects)
 
@@ -871,9 +907,11 @@ class WandbDirReader:
             )
 
         series = _Series(keep=False)
+        summary: dict[Any, str] = {}
         for run_dir in data.dirs:
-            for _ in self._scan_history(data, run_dir, series, on_object):
+            for _ in self._scan_history(data, run_dir, series, on_object, summary):
                 pass
+        self._complete_summary(data, summary)
         return "".join(line + "\n" for line in lines)
 
     def registered_models(self) -> Iterator[RegisteredModel]:
