@@ -446,3 +446,12 @@ def test_differing_templates_are_a_blocker_naming_the_path() -> None:
     (finding,) = codes(conversion)["replica-templates-differ"]
     assert finding.severity is Severity.BLOCKER
     assert finding.path == "spec.pytorchReplicaSpecs.Master.template.spec.containers[0].image"
+
+
+def test_differing_pod_labels_are_only_a_warning() -> None:
+    job = pytorchjob(pod_metadata={"labels": {"role": "worker"}})
+    job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["metadata"]["labels"]["role"] = "master"
+    conversion = convert(job)
+    (finding,) = codes(conversion)["replica-templates-differ"]
+    assert finding.severity is Severity.WARNING and not conversion.blocked
+    assert finding.path == "spec.pytorchReplicaSpecs.Master.template.metadata.labels.role"

@@ -415,13 +415,15 @@ class _Converter:
             differences,
         )
         for path in differences:
+            # pod labels and annotations mostly name the role; everything else changes how node 0 runs
+            metadata_only = path.startswith("template.metadata")
             self.report(
-                Severity.BLOCKER,
+                Severity.WARNING if metadata_only else Severity.BLOCKER,
                 f"spec.pytorchReplicaSpecs.{mkey}.{path}",
                 "replica-templates-differ",
                 f"Master and Worker templates differ at {path}; all TrainJob nodes share one pod template "
-                "(the Worker's was used). Make the templates identical, e.g. move per-role logic into the "
-                "entrypoint using RANK",
+                "(the Worker's was used), and a runtime cannot give node 0 its own template either. Make "
+                "the templates identical, e.g. move per-role logic into the entrypoint using RANK",
             )
 
     # -- pod ----------------------------------------------------------------------------------------
