@@ -47,6 +47,8 @@ from google.protobuf.message import DecodeError
 from tensorboardX.proto.event_pb2 import Event
 
 from ferryman.trackers.model import (
+    COMPLETE_TAG,
+    SOURCE_TAG,
     Artifact,
     Experiment,
     LoggedModel,
@@ -55,6 +57,7 @@ from ferryman.trackers.model import (
     OutcomeKind,
     RegisteredModel,
     Run,
+    RunStatus,
 )
 from ferryman.trackers.tensorboard_events import (
     SESSION_START_TAG,
@@ -73,6 +76,8 @@ from ferryman.trackers.tfrecord import (
 )
 
 KERAS_SPLITS = ("train", "validation")
+RUN_METADATA = "ferryman/run.json"  # beside the event files of runs ferryman wrote
+EXPERIMENT_METADATA = "ferryman/experiment.json"
 _HPARAMS_DIR = re.compile(r"^\d+(\.\d+)?$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+,@ -]")
 
@@ -153,6 +158,8 @@ class TensorBoardReader:
         for directory, names in files_by_dir.items():
             if self._owner(directory, owner) is None:
                 for name in names:
+                    if self._rel(directory / name) == EXPERIMENT_METADATA:
+                        continue
                     self._report(OutcomeKind.SKIPPED, f"file {self._rel(directory / name)}",
                                  "not in a run directory (no event files in it or above it)")
         self._owner_of = owner
@@ -200,7 +207,7 @@ class TensorBoardReader:
                 last = later if last is None else max(last, later)
                 params.update(found[2])
         name = self.root.name if source.key == "." else source.key
-        return Run(
+        run = Run(
             key=source.key,
             experiment_key=experiment.key,
             name=name,
@@ -208,6 +215,10 @@ class TensorBoardReader:
             end_time=None if last is None else round(last * 1000),
             params=params,
         )
+        meta = read_json(source.directory / RUN_METADATA)
+        if meta is not None:  # written by ferryman's TensorBoard writer: what event files cannot hold
+            _overlay(run, meta)
+        return run
 
     def _walk_for_times(self, path: Path) -> tuple[float, float, dict[str, str]] | None:
         """What `_glance` finds, for a file that needs a full read (damaged ones: problems are reported)."""
@@ -261,9 +272,10 @@ class TensorBoardReader:
                                  if self._owner(directory / d, self._owner_of) == source.key)
             for name in sorted(filenames):
                 path = directory / name
-                if is_event_file(name) or not path.exists():
+                rel = path.relative_to(source.directory).as_posix()
+                if is_event_file(name) or not path.exists() or rel == RUN_METADATA:
                     continue
-                yield _file_artifact(path, path.relative_to(source.directory).as_posix())
+                yield _file_artifact(path, rel)
 
     def registered_models(self) -> Iterator[RegisteredModel]:
         return iter(())
@@ -303,6 +315,31 @@ class TensorBoardReader:
             self._report(kind, item, f"{problem.value} at byte {offset}: {description}")
 
         return report
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _overlay(run: Run, meta: dict[str, Any]) -> None:
+    """Name, status, times, user, notes, tags and parent as ferryman's writer recorded them."""
+    run.name = meta.get("name") or run.name
+    with contextlib.suppress(ValueError):
+        run.status = RunStatus(meta.get("status", run.status))
+    run.start_time = meta["start_time"] if meta.get("start_time") is not None else run.start_time
+    run.end_time = meta["end_time"] if meta.get("end_time") is not None else run.end_time
+    run.user = meta.get("user")
+    run.notes = meta.get("notes")
+    run.parent_key = meta.get("parent")
+    run.tags = {str(k): str(v) for k, v in (meta.get("tags") or {}).items()}
+    if meta.get("source"):
+        run.tags[SOURCE_TAG] = str(meta["source"])
+    if meta.get("complete"):
+        run.tags[COMPLETE_TAG] = str(meta.get("source_state") or "true")
 
 
 def _wall_time(record: bytes) -> float:
@@ -477,6 +514,60 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"cannot store {type(value).__name__} as JSON")
+
+
+class TensorBoardTreeReader:
+    """A `TrackerReader` over a directory of experiments as ferryman's TensorBoard writer lays them out
+    (`ROOT/<experiment>/<run>/`): each subdirectory with `ferryman/experiment.json` is an experiment, read
+    with a `TensorBoardReader`; run keys are `<experiment dir>/<run key>`."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self._readers: dict[str, TensorBoardReader] = {}
+
+    def _reader(self, directory: str) -> TensorBoardReader:
+        if directory not in self._readers:
+            self._readers[directory] = TensorBoardReader(self.root / directory)
+        return self._readers[directory]
+
+    def experiments(self, names: list[str] | None = None) -> Iterator[Experiment]:
+        for directory in sorted(p for p in self.root.iterdir() if (p / EXPERIMENT_METADATA).is_file()):
+            meta = read_json(directory / EXPERIMENT_METADATA) or {}
+            experiment = Experiment(key=directory.name, name=str(meta.get("name") or directory.name),
+                                    tags=dict(meta.get("tags") or {}), description=meta.get("description"))
+            if not names or experiment.name in names:
+                yield experiment
+
+    def runs(self, experiment: Experiment, since: int | None = None) -> Iterator[Run]:
+        inner = self._reader(experiment.key)
+        for run in inner.runs(next(iter(inner.experiments()))):
+            run.key, run.experiment_key = f"{experiment.key}/{run.key}", experiment.key
+            yield run
+
+    def _split(self, run: Run) -> tuple[TensorBoardReader, Run]:
+        directory, _, key = run.key.partition("/")
+        return self._reader(directory), Run(key=key, experiment_key=directory)
+
+    def metrics(self, run: Run) -> Iterator[MetricBatch]:
+        reader, inner = self._split(run)
+        return reader.metrics(inner)
+
+    def artifacts(self, run: Run) -> Iterator[Artifact]:
+        reader, inner = self._split(run)
+        return reader.artifacts(inner)
+
+    def registered_models(self) -> Iterator[RegisteredModel]:
+        return iter(())
+
+    def logged_models(self, experiment: Experiment) -> Iterator[LoggedModel]:
+        return iter(())
+
+    def outcomes(self) -> list[Outcome]:
+        return [outcome for reader in self._readers.values() for outcome in reader.outcomes()]
+
+    def close(self) -> None:
+        for reader in self._readers.values():
+            reader.close()
 
 
 def open_reader(uri: str, credentials: object = None) -> TensorBoardReader:
