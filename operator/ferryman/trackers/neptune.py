@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -141,7 +142,7 @@ def _normalize_column(name: str, column: pa.ChunkedArray) -> pa.ChunkedArray:
     """Cast one column to the documented type; raise TypeError when its type cannot mean that."""
     target = SCHEMA.field(name).type
     have = column.type
-    if have == target and not pa.types.is_timestamp(target):
+    if have == target and name != "step" and not pa.types.is_timestamp(target):
         return column
     ok = False
     if pa.types.is_string(target):
@@ -179,13 +180,17 @@ def _normalize_column(name: str, column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 @dataclass(slots=True)
 class _Rows:
-    """Columns of one batch of rows as Python lists (absent columns are all None)."""
+    """One batch of rows, columns cast to the documented types (absent or unusable columns read as null)."""
 
-    columns: dict[str, list[Any]]
+    arrays: dict[str, pa.ChunkedArray]
     length: int
 
+    def array(self, name: str) -> pa.ChunkedArray | None:
+        return self.arrays.get(name)
+
     def get(self, name: str) -> list[Any]:
-        return self.columns.get(name) or [None] * self.length
+        column = self.arrays.get(name)
+        return [None] * self.length if column is None else column.to_pylist()
 
 
 def _read_part(
@@ -224,18 +229,54 @@ def _read_part(
                 table = table.filter(pc.is_in(kinds, value_set=pa.array(types)))
             if table.num_rows == 0:
                 continue
-            lists: dict[str, list[Any]] = {}
+            arrays: dict[str, pa.ChunkedArray] = {}
             for name in wanted:
                 if name in broken:
                     continue
                 try:
-                    lists[name] = _normalize_column(name, table.column(name)).to_pylist()
+                    arrays[name] = _normalize_column(name, table.column(name))
                 except (TypeError, pa.ArrowException) as error:
                     outcomes.append(Outcome(OutcomeKind.UNREADABLE, f"file {path} column {name}", str(error)))
                     broken.add(name)
-            yield _Rows(lists, table.num_rows)
+            yield _Rows(arrays, table.num_rows)
     except (OSError, pa.ArrowException) as error:
         outcomes.append(Outcome(OutcomeKind.UNREADABLE, f"file {path}", f"corrupt parquet data: {error}"))
+
+
+def _series_slices(
+    rows: _Rows, default_time: int
+) -> Iterator[tuple[str, np.ndarray, tuple[np.ndarray, np.ndarray], np.ndarray, int]]:
+    """Per metric key, in row order: steps (NaN where missing), (timestamps with `default_time` where missing,
+    missing mask), values, and how many rows had no value."""
+    keys = rows.array("attribute_path")
+    if keys is None or rows.length == 0:
+        return
+    encoded = pc.dictionary_encode(keys).combine_chunks()
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    names = encoded.dictionary.to_pylist()
+
+    def numbers(name: str, fill: float | int, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+        column = rows.array(name)
+        if column is None:
+            return np.full(rows.length, fill, dtype=dtype), np.ones(rows.length, dtype=bool)
+        missing = pc.is_null(column).to_numpy(zero_copy_only=False)
+        return pc.fill_null(column, fill).to_numpy(zero_copy_only=False).astype(dtype), missing
+
+    steps, _ = numbers("step", math.nan, np.float64)  # null steps stay NaN
+    stamps, untimed = numbers("timestamp", default_time, np.int64)
+    values, valueless = numbers("float_value", 0.0, np.float64)
+    order = np.argsort(codes, kind="stable")
+    for chunk in np.split(order, np.flatnonzero(np.diff(codes[order])) + 1):
+        if not len(chunk):
+            continue
+        kept = chunk[~valueless[chunk]]
+        yield (
+            names[codes[chunk[0]]],
+            steps[kept],
+            (stamps[kept], untimed[kept]),
+            values[kept],
+            len(chunk) - len(kept),
+        )
 
 
 def _parameter_text(kind: str, row: dict[str, Any]) -> str | None:
@@ -467,34 +508,45 @@ class NeptuneExportReader:
         source = self._source(run)
         outcomes: list[Outcome] = []
         buffers: dict[str, MetricBatch] = {}
+        seen: dict[str, int] = {}  # points per key so far (a missing step becomes the point's index)
         fractional: dict[str, int] = {}
         untimed: dict[str, int] = {}
         null_values: dict[str, int] = {}
         columns = ("run_id", "attribute_path", "attribute_type", "step", "timestamp", "float_value")
         for path in source.parts:
             for rows in _read_part(path, ("float_series",), outcomes, columns):
-                keys, steps = rows.get("attribute_path"), rows.get("step")
-                stamps, values = rows.get("timestamp"), rows.get("float_value")
-                for i in range(rows.length):
-                    key, step, stamp, value = keys[i], steps[i], stamps[i], values[i]
-                    if value is None:
-                        null_values[key] = null_values.get(key, 0) + 1
+                for key, steps, stamps, values, nulls in _series_slices(rows, source.start_time or 0):
+                    if nulls:
+                        null_values[key] = null_values.get(key, 0) + nulls
+                    if not len(values):
                         continue
+                    missing = np.isnan(steps)
+                    if missing.any():
+                        steps[missing] = seen.get(key, 0) + np.flatnonzero(missing)
+                    floors = np.floor(steps)
+                    if (off := int((floors != steps).sum())) > 0:
+                        fractional[key] = fractional.get(key, 0) + off
+                    if (late := int(stamps[1].sum())) > 0:
+                        untimed[key] = untimed.get(key, 0) + late
+                    seen[key] = seen.get(key, 0) + len(values)
                     batch = buffers.get(key)
                     if batch is None:
                         system = key in source.system_keys or key.startswith(SYSTEM_PREFIXES)
                         batch = buffers[key] = MetricBatch(key, [], [], [], system=system)
-                    if step is None:
-                        step = float(len(batch))
-                    if step != math.floor(step):
-                        fractional[key] = fractional.get(key, 0) + 1
-                    if stamp is None:
-                        untimed[key] = untimed.get(key, 0) + 1
-                    batch.steps.append(math.floor(step))
-                    batch.timestamps.append(stamp if stamp is not None else source.start_time or 0)
-                    batch.values.append(float(value))
-                    if len(batch) >= BATCH_POINTS:
-                        yield buffers.pop(key)
+                    batch.steps.extend(floors.astype(np.int64).tolist())
+                    batch.timestamps.extend(stamps[0].tolist())
+                    batch.values.extend(values.tolist())
+                    while len(batch) >= BATCH_POINTS:
+                        head = MetricBatch(
+                            key,
+                            batch.steps[:BATCH_POINTS],
+                            batch.timestamps[:BATCH_POINTS],
+                            batch.values[:BATCH_POINTS],
+                            batch.system,
+                        )
+                        del batch.steps[:BATCH_POINTS], batch.timestamps[:BATCH_POINTS]
+                        del batch.values[:BATCH_POINTS]
+                        yield head
         yield from (batch for batch in buffers.values() if len(batch))
         where = f"run {run.key}/metric"
         for key, count in fractional.items():
