@@ -146,3 +146,23 @@ def test_v1_env_references() -> None:
         "RANK",
     ]
     assert v1_env_references(["PET_MASTER_ADDR"]) == []
+
+
+def test_host_names_in_runtime_carried_containers_are_rewritten() -> None:
+    wait = {
+        "name": "wait",
+        "image": "busybox",
+        "command": ["sh", "-c", "until nslookup mnist-master-0; do sleep 1; done"],
+    }
+    job = pytorchjob(pod={"initContainers": [wait]})
+    for replica in job["spec"]["pytorchReplicaSpecs"].values():
+        replica["template"]["spec"]["containers"].append(
+            {"name": "probe", "image": "busybox", "env": [{"name": "PEER", "value": "mnist-worker-0"}]}
+        )
+    conversion = convert(job, emit_runtime=True)
+    pod = conversion.runtime["spec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"][
+        "spec"
+    ]
+    assert pod["initContainers"][0]["command"][2] == "until nslookup mnist-node-0-0.mnist; do sleep 1; done"
+    assert pod["containers"][1]["env"] == [{"name": "PEER", "value": "mnist-node-0-1.mnist"}]
+    assert job["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]["initContainers"] == [wait]

@@ -111,6 +111,7 @@ class _Converter:
         self.runtime_pod: dict[str, Any] = {}  # pod settings only a derived runtime can carry
         self.runtime_pod_metadata: dict[str, Any] = {}
         self.runtime_container: dict[str, Any] = {}
+        self.rewriter: HostRewriter | None = None
 
     # -- findings -----------------------------------------------------------------------------------
 
@@ -245,6 +246,7 @@ class _Converter:
             )
 
         pod_metadata = self.pod_metadata(template, f"{base}.template")
+        self.rewriter = HostRewriter(self.source_name, name, has_master) if self.source_name else None
         pod_patch = self.pod_spec(pod_spec, f"{base}.template.spec")
         container_index, container = self.pytorch_container(pod_spec, f"{base}.template.spec")
         cpath = f"{base}.template.spec.containers[{container_index}]"
@@ -259,7 +261,7 @@ class _Converter:
             trainer["resourcesPerNode"] = trainer_container["resources"]
         requested = accelerators(trainer_container.get("resources"))
 
-        rewriter = HostRewriter(self.source_name, name, has_master) if self.source_name else None
+        rewriter = self.rewriter
         env = self.env(trainer_container.get("env") or [], f"{cpath}.env", has_master, rewriter)
         if rewriter:
             for key in ("command", "args"):
@@ -502,6 +504,8 @@ class _Converter:
         )
         flavour = f"TrainJob {self.api}"
         if self.options.emit_runtime and key not in NOT_CARRIED_BY_RUNTIME:
+            if key == "initContainers" and isinstance(value, list):
+                value = [self.rewrite_container(c, f"{path}[{i}]") for i, c in enumerate(value)]
             self.runtime_pod[key] = value
             self.report(Severity.INFO, path, "runtime-pod-field", f"pod {key} is set in the derived runtime")
             return
@@ -534,7 +538,11 @@ class _Converter:
         if sidecars:
             names = ", ".join(str(c.get("name")) for c in sidecars if isinstance(c, dict))
             if self.options.emit_runtime:
-                self.runtime_pod["containers"] = sidecars
+                self.runtime_pod["containers"] = [
+                    self.rewrite_container(c, f"{path}.containers[{i}]")
+                    for i, c in enumerate(containers)
+                    if i != index
+                ]
                 self.report(
                     Severity.INFO,
                     f"{path}.containers",
@@ -693,6 +701,23 @@ class _Converter:
         value_from = dict(entry["valueFrom"])
         value_from["fieldRef"] = {**value_from["fieldRef"], "fieldPath": new}
         return {**entry, "valueFrom": value_from}
+
+    def rewrite_container(self, container: Any, path: str) -> Any:
+        """A sidecar or init container for the derived runtime, with v1 host names rewritten."""
+        if not isinstance(container, dict) or self.rewriter is None:
+            return container
+        out = dict(container)
+        for key in ("command", "args"):
+            if isinstance(out.get(key), list):
+                out[key] = self.rewrite_hosts(out[key], f"{path}.{key}", self.rewriter)
+        if isinstance(out.get("env"), list):
+            out["env"] = [
+                {**e, "value": self.rewrite_hosts(e["value"], f"{path}.env[{i}].value", self.rewriter)}
+                if isinstance(e, dict) and isinstance(e.get("value"), str)
+                else e
+                for i, e in enumerate(out["env"])
+            ]
+        return out
 
     def rewrite_hosts(self, value: Any, path: str, rewriter: HostRewriter) -> Any:
         if isinstance(value, list):
