@@ -29,17 +29,39 @@ from typing import Any
 
 import yaml
 
+from ferryman.convert import emit
+from ferryman.convert.emit import Placeholder
 from ferryman.convert.findings import Finding, Severity
 from ferryman.convert.job import convert_pytorchjob
 from ferryman.convert.options import Conversion, ConvertOptions
 from ferryman.convert.placeholders import contains_placeholder, is_placeholder
 
-_Loader: Any
-_BaseDumper: Any
-try:
-    _Loader, _BaseDumper = yaml.CSafeLoader, yaml.CSafeDumper
-except AttributeError:  # PyYAML built without libyaml
-    _Loader, _BaseDumper = yaml.SafeLoader, yaml.SafeDumper
+_STR_TAG = "tag:yaml.org,2002:str"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML was built with it
+_IMPLICIT = {
+    first: [*resolvers, *_BaseLoader.yaml_implicit_resolvers.get(None, [])]
+    for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
+    if first is not None
+}
+
+
+class _Loader(_BaseLoader):
+    """The safe loader, resolving a plain scalar's tag in one lookup: libyaml calls `resolve` for every
+    scalar, and PyYAML's generic version (made for path resolvers, unused here) costs as much as parsing."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if kind is yaml.ScalarNode:
+            if implicit[0]:
+                for tag, regexp in _IMPLICIT.get(value[:1], ()):
+                    if regexp.match(value):
+                        return str(tag)
+            return _STR_TAG
+        return _SEQ_TAG if kind is yaml.SequenceNode else _MAP_TAG
 
 PYTORCHJOB_GROUP = "kubeflow.org/"
 PYTORCHJOB_API_VERSION = "kubeflow.org/v1"
@@ -140,7 +162,7 @@ def convert_stream(text: str, options: ConvertOptions, template: bool | None = N
     documents = parse_stream(text)
     found = [job for document in documents for job in _find_jobs(document)]
     if template is None:
-        template = any(_has_placeholder(job.obj) for job in found)
+        template = "$" in text and any(_has_placeholder(job.obj) for job in found)
     options = replace(options, template=template)
     results: list[JobResult] = []
     converted: list[tuple[_Found, Conversion]] = []
@@ -166,7 +188,8 @@ def parse_stream(text: str) -> list[_Document]:
         index = 0
         while loader.check_node():
             node = loader.get_node()
-            data = loader.construct_document(node)
+            data = _construct(loader, node, {})
+            loader.constructed_objects, loader.recursive_objects = {}, {}
             if data is not None:
                 documents.append(_Document(index, node, data))
             index += 1
@@ -175,6 +198,37 @@ def parse_stream(text: str) -> list[_Document]:
     finally:
         loader.dispose()
     return documents
+
+
+def _construct(loader: Any, node: yaml.Node, memo: dict[int, Any]) -> Any:
+    """PyYAML's safe construction, with the common cases (plain maps, sequences, strings) done directly:
+    PyYAML's generic constructor costs more than parsing. Everything else goes to the loader itself."""
+    cls = node.__class__
+    if cls is yaml.ScalarNode:
+        return node.value if node.tag == _STR_TAG else loader.construct_object(node, deep=True)
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    plain_map = cls is yaml.MappingNode and node.tag == _MAP_TAG
+    if plain_map and not any(key_node.tag == _MERGE_TAG for key_node, _ in node.value):
+        mapping: dict[Any, Any] = {}
+        memo[id(node)] = mapping
+        for key_node, value_node in node.value:
+            key = _construct(loader, key_node, memo)
+            try:
+                mapping[key] = _construct(loader, value_node, memo)
+            except TypeError:
+                problem = ("while constructing a mapping", node.start_mark, "found unhashable key")
+                raise yaml.constructor.ConstructorError(*problem, key_node.start_mark) from None
+        return mapping
+    if cls is yaml.SequenceNode and node.tag == _SEQ_TAG:
+        sequence: list[Any] = []
+        memo[id(node)] = sequence
+        sequence.extend(_construct(loader, item, memo) for item in node.value)
+        return sequence
+    value = loader.construct_object(node, deep=True)  # merge keys, sets, omaps, custom tags
+    memo[id(node)] = value
+    return value
 
 
 def _manifest_error(error: yaml.YAMLError, text: str) -> ManifestError:
@@ -646,40 +700,6 @@ def _content_span(text: str, node: yaml.Node) -> tuple[int, int]:
 # -- serialising ----------------------------------------------------------------------------------------
 
 
-class _Dumper(_BaseDumper):
-    """Block style; multi-line strings as literal blocks."""
-
-    template = False
-
-
-class _TemplateDumper(_Dumper):
-    """Also double-quotes placeholders in string fields so that they stay strings once substituted."""
-
-    template = True
-
-
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    if "\n" in value:
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
-    if getattr(dumper, "template", False) and contains_placeholder(value):
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
-
-
-class Placeholder(str):
-    """A template placeholder standing for a number, written bare (`numNodes: $NUM_NODES`)."""
-
-    __slots__ = ()
-
-
-def _represent_placeholder(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    return dumper.represent_scalar("tag:yaml.org,2002:str", str(value))
-
-
-_Dumper.add_representer(str, _represent_str)
-_Dumper.add_representer(Placeholder, _represent_placeholder)
-
-
 def _mark_numeric_placeholders(value: Any, key: _PathKey | None = None) -> Any:
     if isinstance(value, dict):
         return {k: _mark_numeric_placeholders(v, k) for k, v in value.items()}
@@ -691,14 +711,8 @@ def _mark_numeric_placeholders(value: Any, key: _PathKey | None = None) -> Any:
 
 
 def dump_yaml(obj: Any, template: bool = False) -> str:
-    """One YAML document, block style, keys in the object's order."""
+    """One YAML document, block style, keys in the object's order; in template mode placeholders in string
+    fields are double-quoted and those standing for numbers are left bare."""
     if template:
-        obj = _mark_numeric_placeholders(obj)
-    return yaml.dump(
-        obj,
-        Dumper=_TemplateDumper if template else _Dumper,
-        sort_keys=False,
-        default_flow_style=False,
-        allow_unicode=True,
-        width=1 << 30,
-    )
+        return emit.dump(_mark_numeric_placeholders(obj), quote_placeholders=True)
+    return emit.dump(obj)

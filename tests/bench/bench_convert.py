@@ -1,0 +1,147 @@
+"""Conversion throughput on 1,000 generated PyTorchJobs (goal: at least 2,000 jobs/s on one core).
+
+Baseline, measured in the same run on the same stream: a plain PyYAML round trip (C loader and dumper) that
+parses every document and writes it back. It is the floor any manifest rewriter pays, so the ratio
+`end to end / baseline` says what finding, converting and splicing the jobs costs on top of YAML itself.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+
+from ferryman.convert.job import convert_pytorchjob
+from ferryman.convert.manifests import convert_stream, dump_yaml
+from ferryman.convert.options import ConvertOptions
+
+JOBS = 1000
+GOAL = 2000.0  # jobs/s, end to end, one core
+REPEATS = 3
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+IMAGES = ["ghcr.io/acme/train:2.4.1-cuda12.4", "nvcr.io/nvidia/pytorch:24.08-py3", "docker.io/acme/mnist:1.3"]
+GPUS = ["nvidia.com/gpu", "amd.com/gpu", "nvidia.com/a100"]
+
+
+def _container(rng: random.Random, command: list[str], gpu: bool) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": "pytorch",
+        "image": rng.choice(IMAGES),
+        "command": command,
+        "args": [f"--epochs={rng.randint(1, 90)}", f"--lr=0.{rng.randint(1, 999):03d}"],
+        "env": [
+            {"name": "NCCL_DEBUG", "value": "WARN"},
+            {"name": "RUN_ID", "value": f"r{rng.randint(0, 10**6)}"},
+        ],
+        "resources": {
+            "requests": {"cpu": str(rng.choice([2, 4, 8])), "memory": f"{rng.choice([8, 16, 64])}Gi"}
+        },
+    }
+    if gpu:
+        count = rng.choice([1, 2, 4, 8])
+        container["resources"]["limits"] = {rng.choice(GPUS): count}
+    return container
+
+
+def _job(rng: random.Random, index: int) -> dict[str, Any]:
+    """One of five shapes: single node GPU, Master+Worker torchrun, plain python, pod settings, live dump."""
+    shape = index % 5
+    name = f"job-{index:04d}-{rng.choice(['bert', 'llama', 'resnet', 'vit'])}"
+    command = (
+        ["python", "/opt/train.py"] if shape == 2 else ["torchrun", "--nproc_per_node=auto", "/opt/train.py"]
+    )
+    pod: dict[str, Any] = {"containers": [_container(rng, command, gpu=shape != 2)]}
+    metadata: dict[str, Any] = {"name": name, "namespace": f"team-{rng.randint(1, 9)}"}
+    spec: dict[str, Any] = {}
+    if shape == 3:
+        metadata["labels"] = {"kueue.x-k8s.io/queue-name": "gpu-queue"}
+        pod.update(
+            nodeSelector={"pool": "a100"},
+            tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            serviceAccountName="trainer",
+            volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "datasets"}}],
+        )
+        pod["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+        spec["runPolicy"] = {"suspend": True, "activeDeadlineSeconds": 86400}
+    template = {"metadata": {"labels": {"app": name}}, "spec": pod}
+    replicas: dict[str, Any] = {"Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template}}
+    if shape != 0:
+        replicas["Worker"] = {
+            "replicas": rng.randint(1, 7),
+            "restartPolicy": "OnFailure",
+            "template": template,
+        }
+    spec["pytorchReplicaSpecs"] = replicas
+    job: dict[str, Any] = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": metadata,
+        "spec": spec,
+    }
+    if shape == 4:
+        metadata.update(
+            uid=f"uid-{index}", resourceVersion=str(index), creationTimestamp="2026-01-01T00:00:00Z"
+        )
+        job["status"] = {"conditions": [{"type": "Created", "status": "True", "reason": "PyTorchJobCreated"}]}
+    return job
+
+
+def generate_stream(jobs: int = JOBS, seed: int = 7) -> str:
+    """A multi-document YAML stream of `jobs` varied PyTorchJobs (deterministic)."""
+    rng = random.Random(seed)
+    return "---\n".join(dump_yaml(_job(rng, index)) for index in range(jobs))
+
+
+def _best(run: Callable[[], object]) -> float:
+    """Best CPU time of this process over REPEATS runs (the machine may be shared: wall time would lie)."""
+    times = []
+    for _ in range(REPEATS):
+        started = time.process_time()
+        run()
+        times.append(time.process_time() - started)
+    return min(times)
+
+
+def main() -> None:
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
+    text = generate_stream()
+    options = ConvertOptions()
+    documents = list(yaml.load_all(text, Loader=_Loader))
+    result = convert_stream(text, options)
+    converted = sum(job.status == "converted" for job in result.jobs)
+    assert len(result.jobs) == JOBS, len(result.jobs)
+
+    baseline = _best(lambda: yaml.dump_all(list(yaml.load_all(text, Loader=_Loader)), Dumper=_Dumper))
+    end_to_end = _best(lambda: convert_stream(text, options))
+    convert_only = _best(lambda: [convert_pytorchjob(doc, options) for doc in documents])
+
+    def rate(seconds: float) -> str:
+        return f"{JOBS / seconds:8.0f} jobs/s  ({seconds * 1e6 / JOBS:6.0f} us/job)"
+
+    print(
+        f"stream: {JOBS} generated PyTorchJobs, {len(text) / 1e6:.2f} MB, {converted} converted, "
+        f"libyaml={'yes' if _Loader is not yaml.SafeLoader else 'no'}, best of {REPEATS}"
+    )
+    print(f"baseline  PyYAML load_all + dump_all          {rate(baseline)}")
+    print(f"ferryman  convert_stream (parse+convert+write) {rate(end_to_end)}")
+    print(f"ferryman  convert_pytorchjob only             {rate(convert_only)}")
+    print(
+        f"ratio     end to end / baseline time: {end_to_end / baseline:.2f}x "
+        "(what conversion costs on top of a plain YAML round trip)"
+    )
+    verdict = "met" if JOBS / end_to_end >= GOAL else "NOT met"
+    print(
+        f"goal      >= {GOAL:.0f} jobs/s end to end on one core: {verdict} ({JOBS / end_to_end:.0f} jobs/s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
