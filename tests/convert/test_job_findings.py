@@ -53,6 +53,15 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str, Severity, str]] = [
         "spec.pytorchReplicaSpecs",
     ),
     ("schema invalid", {"spec": {"nprocPerNode": {"x": 1}}}, {}, "invalid-field", B, "spec.nprocPerNode.int"),
+    ("typed container", {"container": {"args": ["--epochs", 1]}}, {}, "invalid-field", B, f"{WC}.args[1]"),
+    (
+        "typed pod",
+        {"pod": {"nodeSelector": {"pool": 1}}},
+        {},
+        "invalid-field",
+        B,
+        f"{W}.template.spec.nodeSelector.pool",
+    ),
     (
         "elastic",
         {"spec": {"elasticPolicy": {"minReplicas": 1, "maxReplicas": 4}}},

@@ -6,9 +6,9 @@ finding. See ``../shared/notes/trainer-v2.md`` §6 for the mapping and §3 for t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ferryman.api import pytorchjob as v1
 from ferryman.api import trainjob as v2
@@ -48,6 +48,9 @@ _REPLICA_INDEX_LABEL = "training.kubeflow.org/replica-index"
 _JOB_NAME_LABEL = "training.kubeflow.org/job-name"
 _JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"
 _NPROC_WORDS = ("auto", "cpu", "gpu")
+
+
+_ViewT = TypeVar("_ViewT", bound=BaseModel)
 
 
 class ConversionError(ValueError):
@@ -247,10 +250,12 @@ class _Converter:
 
         pod_metadata = self.pod_metadata(template, f"{base}.template")
         self.rewriter = HostRewriter(self.source_name, name, has_master) if self.source_name else None
+        self.typed(v1.PodSpecView, pod_spec, f"{base}.template.spec")
         pod_patch = self.pod_spec(pod_spec, f"{base}.template.spec")
         container_index, container = self.pytorch_container(pod_spec, f"{base}.template.spec")
         cpath = f"{base}.template.spec.containers[{container_index}]"
-        container_patch, trainer_container = self.container(container, cpath)
+        view = self.typed(v1.ContainerView, container, cpath)
+        container_patch, trainer_container = self.container(container, view, cpath)
 
         if num_nodes is not None:
             trainer["numNodes"] = num_nodes
@@ -564,19 +569,44 @@ class _Converter:
         )
         return index, container
 
-    def container(self, container: dict[str, Any], path: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(the node container patch, the fields trainer.* carries)."""
+    def typed(self, model: type[_ViewT], data: dict[str, Any], path: str) -> _ViewT | None:
+        """The typed view of ``data``; every field of the wrong type is a blocker naming its path."""
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False):
+                loc = path + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+                self.report(
+                    Severity.BLOCKER,
+                    loc,
+                    "invalid-field",
+                    f"{err['msg']} (got {repr(err.get('input'))[:80]}); the v1 API server would reject it",
+                )
+            return None
+
+    def container(
+        self, container: dict[str, Any], view: v1.ContainerView | None, path: str
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the node container patch, the fields trainer.* carries, typed where the view validated)."""
         patchable = CONTAINER_PATCH_FIELDS[self.api]
         patch: dict[str, Any] = {}
         trainer: dict[str, Any] = {}
+        if view is not None:
+            typed = {
+                "image": view.image,
+                "command": view.command,
+                "args": view.args,
+                "env": view.env,
+                "resources": view.resources,
+            }
+            trainer = {key: value for key, value in typed.items() if value is not None}
         for key, value in container.items():
             fpath = _join(path, key)
             if key == "name":
                 continue
-            if key in ("image", "resources", "env"):
-                trainer[key] = value
-            elif key in ("command", "args"):
-                trainer[key] = [v if isinstance(v, str) else _scalar_text(v) for v in (value or [])]
+            if key in ("image", "resources", "env", "command", "args"):
+                if view is None:
+                    trainer[key] = value
             elif value is None or value == [] or value == {}:
                 continue
             elif key in patchable:
@@ -1010,12 +1040,6 @@ class _Converter:
 
 def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-def _scalar_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _only_v1_port(ports: Any) -> bool:
