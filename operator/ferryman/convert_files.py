@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import yaml
-from pydantic import ValidationError
-
+from ferryman.convert import runtime
 from ferryman.convert.findings import Finding, Severity
 from ferryman.convert.manifests import ManifestError, convert_stream
 from ferryman.convert.options import ConvertOptions, RuntimeRules
@@ -36,17 +34,11 @@ class Source:
 
 def load_runtime_rules(path: Path) -> RuntimeRules:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        return RuntimeRules.model_validate(data)
+        return runtime.load_runtime_rules(path)
     except OSError as error:
         raise UsageError(f"--runtime-rules {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise UsageError(f"--runtime-rules {path}: not valid YAML: {error}") from None
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in error.errors()
-        )
-        raise UsageError(f"--runtime-rules {path}: {problems}") from None
+    except ValueError as error:
+        raise UsageError(f"--runtime-rules {error}") from None
 
 
 def collect_sources(paths: Iterable[str]) -> tuple[list[Source], list[FileReport]]:
