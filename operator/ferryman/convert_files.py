@@ -49,6 +49,14 @@ def collect_sources(paths: Iterable[str]) -> tuple[list[Source], list[FileReport
     base = Path(os.path.commonpath(roots)) if roots else Path.cwd()
     sources: list[Source] = []
     errors: list[FileReport] = []
+    seen: set[Path] = set()
+
+    def add(file: Path) -> None:
+        resolved = file.resolve()
+        if resolved not in seen:  # a file named twice, or also inside a named directory
+            seen.add(resolved)
+            sources.append(Source(file, str(file), resolved.relative_to(base)))
+
     for raw in paths:
         if raw == STDIN:
             sources.append(Source(None, "<stdin>", Path("stdin.yaml")))
@@ -56,9 +64,9 @@ def collect_sources(paths: Iterable[str]) -> tuple[list[Source], list[FileReport
         path = Path(raw)
         if path.is_dir():
             for file in manifest_files(path):
-                sources.append(Source(file, str(file), file.resolve().relative_to(base)))
+                add(file)
         elif path.is_file():
-            sources.append(Source(path, str(path), path.resolve().relative_to(base)))
+            add(path)
         else:
             errors.append(FileReport(file=raw, error="no such file or directory"))
     return sources, errors
@@ -73,7 +81,8 @@ def manifest_files(directory: Path) -> list[Path]:
         for root, dirs, names in os.walk(directory):
             dirs[:] = [d for d in dirs if not d.startswith(".")]
             listed.extend(Path(root) / name for name in names)
-    return sorted(p for p in listed if p.suffix in MANIFEST_SUFFIXES and p.is_file())
+    # Symbolic links are skipped: rewriting one would replace the link, or a file outside the tree.
+    return sorted(p for p in listed if p.suffix in MANIFEST_SUFFIXES and p.is_file() and not p.is_symlink())
 
 
 def _git_files(directory: Path) -> list[Path] | None:
@@ -150,6 +159,9 @@ def run_convert(
             continue
         except (OSError, UnicodeDecodeError) as error:
             report.error = f"cannot read: {error}"
+            continue
+        except Exception as error:  # a converter bug must not cost the other files their conversion
+            report.error = f"internal error, please report it: {type(error).__name__}: {error}"
             continue
         report.jobs, report.template = result.jobs, result.template
         if in_place:

@@ -264,3 +264,18 @@ def test_real_console_script(tmp_path: Path) -> None:
     report = json.loads(done.stdout)
     assert report["summary"]["converted"] == 5 and report["summary"]["blocked"] == 0
     assert {r["file"].rsplit("/", 1)[1] for r in report["jobs"]} == {p.name for p in EXAMPLES.glob("*.yaml")}
+
+
+def test_a_file_named_twice_is_converted_once(tree: Path) -> None:
+    result = run(tree, tree / "team-a" / "train.yaml", "--report", "json", "--in-place")
+    assert result.exit_code == 0
+    assert [r["name"] for r in json.loads(result.stdout)["jobs"]].count("train") == 1
+
+
+def test_symlinked_files_are_not_followed_by_directory_walks(tree: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.yaml"
+    outside.write_text(job("outside"))
+    (tree / "link.yaml").symlink_to(outside)
+    result = run(tree, "--in-place", "--report", "json")
+    assert "outside" not in {r["name"] for r in json.loads(result.stdout)["jobs"]}
+    assert outside.read_text() == job("outside") and (tree / "link.yaml").is_symlink()

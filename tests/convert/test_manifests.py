@@ -463,3 +463,17 @@ def test_parse_stream_skips_empty_documents_but_counts_them() -> None:
 def test_dump_yaml_writes_multiline_strings_as_literal_blocks() -> None:
     out = dump_yaml({"args": ["line one\nline two\n"], "name": "x"})
     assert out == "args:\n- |\n  line one\n  line two\nname: x\n"
+
+
+def test_windows_line_ends_are_kept() -> None:
+    text = f"{CONFIGMAP}---\n{JOB}".replace("\n", "\r\n")
+    out = convert_stream(text, OPTIONS).text
+    assert out.startswith(CONFIGMAP.replace("\n", "\r\n"))
+    assert "\n" not in out.replace("\r\n", "")
+    assert_trainjob(documents(out)[1])
+
+
+def test_argo_resource_conditions_are_reported() -> None:
+    (job, _) = convert_stream(ARGO, OPTIONS).jobs
+    (finding,) = [f for f in job.findings if f.code == "argo-resource-condition"]
+    assert finding.path == "spec.templates[1].resource.successCondition"

@@ -414,6 +414,19 @@ def _wrapper_findings(job: _Found) -> list[Finding]:
                 )
     if job.wrapper == "Experiment" and job.path[-1:] == ["trialSpec"]:
         findings.extend(_katib_findings(data, job.path[:-1]))
+    if job.in_string and job.path[-2:] == ["resource", "manifest"]:
+        resource = _get(data, job.path[:-1])
+        for key in ("successCondition", "failureCondition"):
+            if isinstance(resource, dict) and resource.get(key):
+                findings.append(
+                    Finding(
+                        severity=Severity.WARNING,
+                        path=format_path([*job.path[:-1], key]),
+                        message=f"the Argo {key} tests the PyTorchJob's status; a TrainJob reports "
+                        "conditions Complete and Failed and per-job counts in status.jobsStatus: rewrite it",
+                        code="argo-resource-condition",
+                    )
+                )
     if job.wrapper == "List":
         return findings
     references = [
@@ -525,14 +538,9 @@ def _rewrite_yaml(
         jobs = by_document.get(document.index)
         if jobs:
             edits.extend(_document_edits(text, document, jobs, template))
-    out = []
-    position = 0
-    for edit in sorted(edits, key=lambda e: e.start):
-        out.append(text[position : edit.start])
-        out.append(edit.text)
-        position = edit.end
-    out.append(text[position:])
-    return "".join(out)
+    if "\r\n" in text:  # keep Windows line ends
+        edits = [_Edit(e.start, e.end, e.text.replace("\r\n", "\n").replace("\n", "\r\n")) for e in edits]
+    return _apply(text, edits)
 
 
 def _document_edits(
