@@ -232,9 +232,13 @@ def tf2_event(step: int, wall: float, tag: str, tensor: TensorProto, plugin: str
     return frame(Event(step=step, wall_time=wall, summary=Summary(value=[value])).SerializeToString())
 
 
-def scalar_tensor(x: float, double: bool = False) -> TensorProto:
-    if double:  # as tensor_content, the other encoding TF uses
+def scalar_tensor(x: float, double: bool = False, content: bool = False) -> TensorProto:
+    """A rank-0 tensor: float32 in `float_val`, or as `tensor_content` bytes (TF2's encoding) when asked or
+    for a double."""
+    if double:
         return TensorProto(dtype=2, tensor_shape=TensorShapeProto(), tensor_content=struct.pack("<d", x))
+    if content:
+        return TensorProto(dtype=1, tensor_shape=TensorShapeProto(), tensor_content=struct.pack("<f", x))
     return TensorProto(dtype=1, tensor_shape=TensorShapeProto(), float_val=[x])
 
 
@@ -403,3 +407,26 @@ def test_quick_look_helpers_fall_back_when_records_are_out_of_reach(tmp_path: Pa
     reader, runs = read_all(tmp_path)
     assert runs["."][0].end_time == round((T0 + 2) * 1000)  # from the full read that reports the damage
     assert [o.kind for o in reader.outcomes()] == [OutcomeKind.TRUNCATED]
+
+
+def test_tensor_scalars_count_only_for_tags_of_the_scalars_plugin(tmp_path: Path) -> None:
+    """The fast path recognises rank-0 tensors by their bytes; the tag's plugin says if they are scalars."""
+    records = [frame(Event(wall_time=T0, file_version="brain.Event:2").SerializeToString())]
+    for step in range(40):
+        def event(tag: str, tensor: TensorProto, plugin: str, step: int = step) -> bytes:
+            return tf2_event(step, T0 + step, tag, tensor, plugin if step == 0 else None)
+
+        records.append(event("f32", scalar_tensor(step / 3, content=True), "scalars"))
+        records.append(event("f64", scalar_tensor(step / 3, double=True), "scalars"))
+        records.append(event("gauge", scalar_tensor(float(step), content=True), "custom"))
+    (tmp_path / "events.out.tfevents.1.host").write_bytes(b"".join(records))
+    reader, runs = read_all(tmp_path)
+    _, series, files = runs["."]
+    assert set(series) == {"f32", "f64"}
+    assert series["f32"].values == [f32(s / 3) for s in range(40)]
+    assert series["f64"].values == [s / 3 for s in range(40)]
+    assert series["f64"].steps == list(range(40))
+    lines = [json.loads(line) for line in files["tensorboard/tensors/gauge.jsonl"].splitlines()]
+    assert [(x["step"], x["plugin"], x["value"]) for x in lines] == [
+        (s, "custom", float(s)) for s in range(40)]
+    assert reader.outcomes() == []

@@ -1,9 +1,10 @@
 """Decoding TensorBoard `Event` records into scalar series and the other summaries.
 
-The hot path is vectorised: in a chunk of records, all records of one length whose bytes have the exact shape
-of a one-value `simple_value` event (`wall_time`, optional `step`, `summary { value { tag simple_value } }`,
-as torch's and tensorboardX's `add_scalar` write them) are checked and decoded with numpy column operations,
-grouped by tag with `np.unique`. Every other record is parsed with the protobuf classes tensorboardX ships.
+The hot path is vectorised: all records of a chunk whose bytes have the exact shape of a one-value scalar
+event (`wall_time`, optional `step`, `summary { value { tag simple_value } }` as torch's and tensorboardX's
+`add_scalar` write it, or a rank-0 float/double `tensor` as TF2, Keras and ferryman's writer do) are checked
+and decoded with numpy gathers, grouped by tag. Every other record is parsed with the protobuf classes
+tensorboardX ships.
 """
 
 from __future__ import annotations
@@ -62,14 +63,24 @@ def wall_ms(seconds: np.ndarray) -> np.ndarray:
     return np.rint(np.nan_to_num(seconds, nan=0.0, posinf=0.0, neginf=0.0) * 1000.0).astype(np.int64)
 
 
-def _fast_scalars(chunk: RecordChunk) -> tuple[dict[bytes, list[tuple[np.ndarray, ...]]], np.ndarray]:
-    """Decode the one-scalar records of the chunk. Returns, per tag, pieces of (record index, step, wall
-    seconds, value), each in record order, and a mask of the records decoded.
+# The value part of a one-scalar `Summary.Value` after its tag: (bytes that must match, value dtype). TF2
+# tensors are recognised here, but only count as scalars once the tag's plugin is known to be `scalars`.
+_SIMPLE = (b"\x15", "<f4")  # simple_value (torch, tensorboardX, TF1)
+_TENSOR_F32 = (b"\x42\x0a\x08\x01\x12\x00\x22\x04", "<f4")  # rank-0 DT_FLOAT tensor_content (TF2, Keras)
+_TENSOR_F64 = (b"\x42\x0e\x08\x02\x12\x00\x22\x08", "<f8")  # rank-0 DT_DOUBLE tensor_content (ferryman)
+_FAST_SHAPES = (_SIMPLE, _TENSOR_F32, _TENSOR_F64)
+
+Found = dict[tuple[bytes, bool], list[tuple[np.ndarray, ...]]]  # (tag, is a tensor) -> pieces
+
+
+def _fast_scalars(chunk: RecordChunk) -> tuple[Found, np.ndarray]:
+    """Decode the one-scalar records of the chunk. Returns, per (tag, is a tensor), pieces of (record index,
+    step, wall seconds, value), each in record order, and a mask of the records decoded.
 
     Works on all records at once by gathering single bytes at per-record positions: the optional step varint
     fixes where the summary starts, after which every length byte and field tag is checked."""
     done = np.zeros(len(chunk), dtype=bool)
-    found: dict[bytes, list[tuple[np.ndarray, ...]]] = {}
+    found: Found = {}
     raw = np.frombuffer(chunk.buffer, dtype=np.uint8)
     index = np.flatnonzero((chunk.lengths <= _MAX_FAST_LENGTH) & (chunk.lengths >= 16))
     index = index[raw[chunk.starts[index]] == 0x09]
@@ -84,40 +95,51 @@ def _fast_scalars(chunk: RecordChunk) -> tuple[dict[bytes, list[tuple[np.ndarray
         step_bytes[open_rows[closing]] = j + 1
         open_rows = open_rows[~closing]
     pos = np.where(step_bytes > 0, 10 + step_bytes, 9)  # where the summary field starts
-    tag_len = lengths - pos - 11
-    keep = np.flatnonzero((step_bytes >= 0) & (tag_len >= 0) & (lengths - pos - 2 <= 127))
-    index, starts, lengths, pos, tag_len, step_bytes = (
-        a[keep] for a in (index, starts, lengths, pos, tag_len, step_bytes))
+    usable = (step_bytes >= 0) & (lengths - pos - 2 <= 127)
     at = starts + pos
-    ok = (
-        (raw[at] == 0x2A) & (raw[at + 1] == lengths - pos - 2)
-        & (raw[at + 2] == 0x0A) & (raw[at + 3] == lengths - pos - 4)
-        & (raw[at + 4] == 0x0A) & (raw[at + 5] == tag_len)
-        & (raw[starts + lengths - 5] == 0x15)
+    frame_ok = np.zeros(len(index), dtype=bool)
+    rows = np.flatnonzero(usable)
+    frame_ok[rows] = (
+        (raw[at[rows]] == 0x2A) & (raw[at[rows] + 1] == lengths[rows] - pos[rows] - 2)
+        & (raw[at[rows] + 2] == 0x0A) & (raw[at[rows] + 3] == lengths[rows] - pos[rows] - 4)
+        & (raw[at[rows] + 4] == 0x0A)
     )
-    keep = np.flatnonzero(ok)
-    if not len(keep):
-        return found, done
-    index, starts, lengths, pos, tag_len, step_bytes = (
-        a[keep] for a in (index, starts, lengths, pos, tag_len, step_bytes))
-    done[index] = True
-    windows8 = np.lib.stride_tricks.sliding_window_view(raw, 8) if len(raw) >= 8 else raw[:0, None]
-    walls = windows8[starts + 1].copy().view("<f8").ravel()
-    values = np.lib.stride_tricks.sliding_window_view(raw, 4)[starts + lengths - 4].copy().view("<f4").ravel()
-    steps = np.zeros(len(index), dtype=np.uint64)
-    for j in range(int(step_bytes.max())):
-        rows = np.flatnonzero(step_bytes > j)
-        steps[rows] |= (raw[starts[rows] + 10 + j] & 0x7F).astype(np.uint64) << np.uint64(7 * j)
-    signed_steps = steps.view(np.int64)
-    for length in np.unique(tag_len).tolist():
-        rows = np.flatnonzero(tag_len == length)
-        if length == 0:
-            groups: list[tuple[bytes, np.ndarray]] = [(b"", rows)]
-        else:
-            tags = np.lib.stride_tricks.sliding_window_view(raw, length)[starts[rows] + pos[rows] + 6]
-            groups = [(tag, rows[sel]) for tag, sel in _by_tag(tags)]
-        for tag, sel in groups:
-            found.setdefault(tag, []).append((index[sel], signed_steps[sel], walls[sel], values[sel]))
+    windows8 = np.lib.stride_tricks.sliding_window_view(raw, 8)
+    for marker, dtype in _FAST_SHAPES:
+        width = np.dtype(dtype).itemsize
+        suffix = len(marker) + width
+        tag_len = lengths - pos - 6 - suffix
+        ok = frame_ok & (tag_len >= 0)
+        rows = np.flatnonzero(ok)
+        ok[rows] = raw[at[rows] + 5] == tag_len[rows]
+        for k, byte in enumerate(marker):
+            rows = np.flatnonzero(ok)
+            ok[rows] = raw[starts[rows] + lengths[rows] - suffix + k] == byte
+        rows = np.flatnonzero(ok)
+        if not len(rows):
+            continue
+        frame_ok[rows] = False
+        done[index[rows]] = True
+        r_starts, r_lengths, r_bytes = starts[rows], lengths[rows], step_bytes[rows]
+        walls = windows8[r_starts + 1].copy().view("<f8").ravel()
+        values = np.lib.stride_tricks.sliding_window_view(raw, width)[r_starts + r_lengths - width]
+        values = values.copy().view(dtype).ravel()
+        steps = np.zeros(len(rows), dtype=np.uint64)
+        for j in range(int(r_bytes.max())):
+            sel = np.flatnonzero(r_bytes > j)
+            steps[sel] |= (raw[r_starts[sel] + 10 + j] & 0x7F).astype(np.uint64) << np.uint64(7 * j)
+        signed_steps = steps.view(np.int64)
+        r_tag_len, r_tag_at = tag_len[rows], at[rows] + 6
+        for length in np.unique(r_tag_len).tolist():
+            group = np.flatnonzero(r_tag_len == length)
+            if length == 0:
+                groups: list[tuple[bytes, np.ndarray]] = [(b"", group)]
+            else:
+                tags = np.lib.stride_tricks.sliding_window_view(raw, length)[r_tag_at[group]]
+                groups = [(tag, group[sel]) for tag, sel in _by_tag(tags)]
+            for tag, sel in groups:
+                found.setdefault((tag, marker != _SIMPLE[0]), []).append(
+                    (index[rows][sel], signed_steps[sel], walls[sel], values[sel]))
     return found, done
 
 
@@ -217,7 +239,29 @@ class EventDecoder:
         out = ChunkEvents()
         found, done = _fast_scalars(chunk)
         extra: dict[str, list[tuple[int, int, float, float]]] = {}
-        for i in np.flatnonzero(~done).tolist():
+        self._parse(chunk, np.flatnonzero(~done).tolist(), out, extra, others)
+        pieces_by_tag: dict[str, list[tuple[np.ndarray, ...]]] = {}
+        for (tag, tensor), pieces in found.items():
+            name = tag.decode("utf-8", "replace")
+            if tensor and self.plugins.get(name) != SCALARS_PLUGIN:  # a one-value tensor of another plugin
+                rows = np.concatenate([piece[0] for piece in pieces])
+                self._parse(chunk, np.sort(rows).tolist(), out, extra, others)
+                continue
+            self.plugins.setdefault(name, SCALARS_PLUGIN)
+            pieces_by_tag.setdefault(name, []).extend(pieces)
+        for name, pieces in pieces_by_tag.items():
+            points = extra.pop(name, [])
+            if points:
+                pieces = [*pieces, tuple(np.asarray(col) for col in zip(*points, strict=True))]
+            out.scalars[name] = _series(pieces)
+        for name, points in extra.items():
+            out.scalars[name] = _series([tuple(np.asarray(col) for col in zip(*points, strict=True))])
+        return out
+
+    def _parse(self, chunk: RecordChunk, rows: list[int], out: ChunkEvents,
+               extra: dict[str, list[tuple[int, int, float, float]]], others: bool) -> None:
+        """Records parsed whole with protobuf, in order."""
+        for i in rows:
             try:
                 event = Event.FromString(chunk.record(i))
                 if not event.HasField("summary"):
@@ -229,16 +273,6 @@ class EventDecoder:
             except (DecodeError, ValueError) as error:
                 offset = chunk.offset + int(chunk.starts[i]) - 12
                 out.errors.append((offset, str(error) or type(error).__name__))
-        for tag, pieces in found.items():
-            name = tag.decode("utf-8", "replace")
-            self.plugins.setdefault(name, SCALARS_PLUGIN)
-            points = extra.pop(name, [])
-            if points:
-                pieces = [*pieces, tuple(np.asarray(col) for col in zip(*points, strict=True))]
-            out.scalars[name] = _series(pieces)
-        for name, points in extra.items():
-            out.scalars[name] = _series([tuple(np.asarray(col) for col in zip(*points, strict=True))])
-        return out
 
     def _summary_value(self, event: Event, value: Summary.Value, index: int, out: ChunkEvents,
                        extra: dict[str, list[tuple[int, int, float, float]]], others: bool) -> None:
