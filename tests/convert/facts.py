@@ -13,11 +13,9 @@ from typing import Any
 
 from ferryman.convert.options import Conversion
 
-_MASTER_TEMPLATE = "spec.pytorchReplicaSpecs.Master.template"
-_WORKER_TEMPLATE = "spec.pytorchReplicaSpecs.Worker.template"
 # maps whose keys are data (a label's key is as much a fact as its value)
 _DATA_MAPS = {"labels", "annotations", "nodeSelector", "limits", "requests"}
-_REPLICAS = re.compile(r"spec\.pytorchReplicaSpecs\.(Master|Worker)\.replicas")
+_REPLICAS = re.compile(r"spec\.pytorchReplicaSpecs\.(?i:master|worker)\.replicas")
 # Facts whose value v2 expresses differently without loss: the container v1 requires is v2's `node`;
 # OnFailure is v1's and JobSet's default restart policy.
 _EQUIVALENT = (
@@ -79,14 +77,20 @@ def uncovered_facts(source: dict[str, Any], conversion: Conversion) -> list[str]
     prefixes = [f.path for f in conversion.findings]
     keys, values = _index(conversion.trainjob, conversion.runtime)
     trainer = ((conversion.trainjob or {}).get("spec") or {}).get("trainer") or {}
-    replicas = (source.get("spec") or {}).get("pytorchReplicaSpecs") or {}
+    replicas = {k.lower(): k for k in (source.get("spec") or {}).get("pytorchReplicaSpecs") or {}}
+    master_template = f"spec.pytorchReplicaSpecs.{replicas.get('master')}.template"
+    worker_template = f"spec.pytorchReplicaSpecs.{replicas.get('worker')}.template"
     missing = []
     for path, key, value in leaves(source):
         if value in ({}, [], None) or path in ("apiVersion", "kind") or _covered(path, prefixes):
             continue
         # a Master template identical to the Worker's is converted (and reported) once, as the Worker's
-        worker_path = _WORKER_TEMPLATE + path[len(_MASTER_TEMPLATE) :]
-        if "Worker" in replicas and path.startswith(_MASTER_TEMPLATE) and _covered(worker_path, prefixes):
+        worker_path = worker_template + path[len(master_template) :]
+        if (
+            "worker" in replicas
+            and path.startswith(master_template + ".")
+            and _covered(worker_path, prefixes)
+        ):
             continue
         if _REPLICAS.fullmatch(path) and "numNodes" in trainer:
             continue  # summed into numNodes; test_job_mapping checks the sum

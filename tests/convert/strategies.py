@@ -314,6 +314,8 @@ def pytorchjobs(draw: st.DrawFn, live: bool | None = None) -> Job:
         policy = draw(st.one_of(st.none(), st.sampled_from(["OnFailure", "Never", "ExitCode", "Always"])))
         if policy is not None:
             replica["restartPolicy"] = policy
+    if draw(st.integers(0, 9)) == 0:  # v1 accepts any case and normalises it
+        replica_specs = {key.lower(): value for key, value in replica_specs.items()}
     spec: dict[str, Any] = {"pytorchReplicaSpecs": replica_specs}
     nproc = draw(st.one_of(st.none(), st.sampled_from(["auto", "cpu", "gpu", "1", "4"])))
     if nproc is not None:

@@ -53,6 +53,14 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str, Severity, str]] = [
         "spec.pytorchReplicaSpecs",
     ),
     ("schema invalid", {"spec": {"nprocPerNode": {"x": 1}}}, {}, "invalid-field", B, "spec.nprocPerNode.int"),
+    (
+        "too many",
+        {"container": {"env": [{"name": f"V{i}", "value": "1"} for i in range(130)]}},
+        {},
+        "too-many-items",
+        B,
+        f"{WC}.env",
+    ),
     ("typed container", {"container": {"args": ["--epochs", 1]}}, {}, "invalid-field", B, f"{WC}.args[1]"),
     (
         "typed pod",

@@ -48,6 +48,8 @@ _REPLICA_INDEX_LABEL = "training.kubeflow.org/replica-index"
 _JOB_NAME_LABEL = "training.kubeflow.org/job-name"
 _JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"
 _NPROC_WORDS = ("auto", "cpu", "gpu")
+TRAINER_LIST_LIMITS = {"command": 128, "args": 128, "env": 128}  # TrainJob CRD MaxItems
+POD_LIST_LIMITS = {"volumes": 128, "tolerations": 128, "imagePullSecrets": 64, "schedulingGates": 16}
 
 
 _ViewT = TypeVar("_ViewT", bound=BaseModel)
@@ -280,6 +282,7 @@ class _Converter:
         if not any(e.get("name") == "PYTHONUNBUFFERED" for e in env):
             env.append({"name": "PYTHONUNBUFFERED", "value": "1"})  # v1 set it in every container
         trainer["env"] = env
+        self.check_limits(trainer, pod_patch, cpath, f"{base}.template.spec")
 
         if spec.run_policy is not None:
             self.run_policy(spec.run_policy, body, jobset_annotations)
@@ -432,6 +435,25 @@ class _Converter:
                 "(the Worker's was used), and a runtime cannot give node 0 its own template either. Make "
                 "the templates identical, e.g. move per-role logic into the entrypoint using RANK",
             )
+
+    def check_limits(
+        self, trainer: dict[str, Any], pod_patch: dict[str, Any], cpath: str, ppath: str
+    ) -> None:
+        """The TrainJob CRD caps list lengths that v1 pods never capped."""
+        for fields, path, limits in (
+            (trainer, cpath, TRAINER_LIST_LIMITS),
+            (pod_patch, ppath, POD_LIST_LIMITS),
+        ):
+            for key, limit in limits.items():
+                value = fields.get(key)
+                if isinstance(value, list) and len(value) > limit:
+                    self.report(
+                        Severity.BLOCKER,
+                        _join(path, key),
+                        "too-many-items",
+                        f"{len(value)} entries in {key}; a TrainJob allows at most {limit}. Move them into a "
+                        "script, a ConfigMap (envFrom in a runtime) or a custom runtime",
+                    )
 
     # -- pod ----------------------------------------------------------------------------------------
 
