@@ -780,8 +780,12 @@ class WandbDirReader:
             payloads = read_payloads(log, damage)
             record = self._new_record()
             parse = record.ParseFromString
+            lead_match = _LEAD.match
             for payload in payloads:
-                number = record_type(payload)
+                lead = lead_match(payload)
+                number = payload[lead.start(1)] >> 3 if lead is not None else 0
+                if number <= 1:  # the lead bytes did not tell (see `record_type`)
+                    number = first_field(payload)
                 if number == F_HISTORY:
                     try:
                         parse(payload)
@@ -1009,6 +1013,27 @@ class _Series:
                     if others is None:
                         others = {}
                     others[key] = value
+        if others is None and stamps is None and self.keep:  # the common row: numbers only, inline
+            if step is None:
+                step = self.next_step
+            self.next_step = step + 1
+            if when is None:
+                when = self.last_time if self.last_time is not None else 0
+            self.last_time = when
+            columns = self.columns
+            for key, value in numbers:
+                column = columns.get(key)
+                if column is None:
+                    column = columns[key] = ([], [], [])
+                    self.keys.add(key)
+                    self.limit = BATCH * len(columns)
+                column[0].append(step)
+                column[1].append(when)
+                column[2].append(value)
+            self.pending += len(numbers)
+            if self.pending >= self.limit:
+                self.full = True
+            return
         self._row(step, when, numbers, others, stamps, on_object)
 
     def json_row(self, row: dict[str, Any], on_object: Callable[[str, int, int | None, Any], None]) -> None:
