@@ -27,6 +27,7 @@ from tensorboardX.record_writer import masked_crc32c as tbx_masked_crc32c
 from tensorboardX.summary import hparams
 
 from ferryman.migrate.uri import open_reader
+from ferryman.trackers import tensorboard as tensorboard_module
 from ferryman.trackers.model import MetricBatch, OutcomeKind, Run
 from ferryman.trackers.tensorboard import TensorBoardReader, _glance
 from ferryman.trackers.tensorboard_events import EventDecoder
@@ -430,3 +431,21 @@ def test_tensor_scalars_count_only_for_tags_of_the_scalars_plugin(tmp_path: Path
     assert [(x["step"], x["plugin"], x["value"]) for x in lines] == [
         (s, "custom", float(s)) for s in range(40)]
     assert reader.outcomes() == []
+
+
+def test_a_file_that_cannot_be_opened_is_an_outcome(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_scalars(tmp_path / "ok", n=5)
+    write_scalars(tmp_path / "locked", n=5)
+    real = tensorboard_module.read_records
+
+    def read_records_denied(path: Path, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        if "locked" in str(path):  # tests run as root, so chmod cannot make a file unreadable
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(tensorboard_module, "read_records", read_records_denied)
+    monkeypatch.setattr(tensorboard_module, "_glance", lambda path: None)
+    reader, runs = read_all(tmp_path)
+    assert sum(len(b) for b in runs["ok"][1].values()) > 0 and runs["locked"][1] == {}
+    assert {(o.kind, o.reason) for o in reader.outcomes()} == {
+        (OutcomeKind.UNREADABLE, "cannot be read: Permission denied")}

@@ -225,7 +225,7 @@ class TensorBoardReader:
         first: bytes | None = None
         last: bytes | None = None
         params: dict[str, str] = {}
-        for chunk in read_records(path, self._reporter(path)):
+        for chunk in self._chunks(path):
             first = first if first is not None else chunk.record(0)
             last = chunk.record(len(chunk) - 1)
             params.update(_hparams_in(chunk))
@@ -239,7 +239,7 @@ class TensorBoardReader:
         source = self._discover()[run.key]
         decoder = EventDecoder()
         for path, prefix in source.event_files():
-            for chunk in read_records(path, self._reporter(path)):
+            for chunk in self._chunks(path):
                 events = decoder.decode(chunk, others=False)
                 self._decode_errors(path, events.errors)
                 for tag, series in events.scalars.items():
@@ -251,7 +251,7 @@ class TensorBoardReader:
         sink = _ArtifactSink(Path(tempfile.mkdtemp(dir=self._scratch())))
         decoder = EventDecoder()
         for path, prefix in source.event_files():
-            for chunk in read_records(path, self._reporter(path)):
+            for chunk in self._chunks(path):
                 events = decoder.decode(chunk, others=True)
                 self._decode_errors(path, events.errors)
                 for item in events.others:
@@ -301,6 +301,14 @@ class TensorBoardReader:
     def _report(self, kind: OutcomeKind, item: str, reason: str) -> None:
         outcome = Outcome(kind, item, reason)
         self._outcomes.setdefault((kind, item, reason), outcome)
+
+    def _chunks(self, path: Path) -> Iterator[RecordChunk]:
+        """The file's records; problems, an unreadable file included, become outcomes."""
+        try:
+            yield from read_records(path, self._reporter(path))
+        except OSError as error:
+            self._report(OutcomeKind.UNREADABLE, f"file {self._rel(path)}",
+                         f"cannot be read: {error.strerror or error}")
 
     def _decode_errors(self, path: Path, errors: list[tuple[int, str]]) -> None:
         for offset, message in errors:
