@@ -61,6 +61,14 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str, Severity, str]] = [
         B,
         f"{WC}.env",
     ),
+    (
+        "generate name",
+        {"name": "", "metadata": {"generateName": "mnist-"}},
+        {},
+        "generate-name",
+        WARN,
+        "metadata.generateName",
+    ),
     ("typed container", {"container": {"args": ["--epochs", 1]}}, {}, "invalid-field", B, f"{WC}.args[1]"),
     (
         "typed pod",

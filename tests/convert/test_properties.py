@@ -40,6 +40,20 @@ def test_never_raises_and_every_fact_is_carried_or_reported(
         assert conversion.blocked and not opts.force
         return
     assert uncovered_facts(job, conversion) == []
+    _poison(conversion.trainjob)
+    assert job == before, "the TrainJob shares mutable parts with the source"
+
+
+def _poison(value: Any) -> None:
+    """Overwrite every map and list in place."""
+    if isinstance(value, dict):
+        for key in list(value):
+            _poison(value[key])
+            value[key] = "poisoned"
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _poison(item)
+            value[index] = "poisoned"
 
 
 @SETTINGS

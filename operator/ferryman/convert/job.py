@@ -217,13 +217,16 @@ class _Converter:
         self.name = name
         metadata, dropped = clean_metadata(self.source_metadata, name)
         self.findings.extend(dropped)
-        if "generateName" in self.source_metadata and "name" in self.source_metadata:
-            self.report(
-                Severity.INFO,
-                "metadata.generateName",
-                "metadata-dropped",
-                "generateName is ignored because the object has a name",
-            )
+        if self.source_metadata.get("generateName"):
+            if self.source_metadata.get("name"):
+                severity, message = Severity.INFO, "generateName is ignored because the object has a name"
+            else:
+                severity, message = (
+                    Severity.WARNING,
+                    f"the TrainJob gets the fixed name {name!r}: v2 node host names (MASTER_ADDR, rewritten "
+                    "v1 host names) need a name known before creation; rename it to submit it again",
+                )
+            self.report(severity, "metadata.generateName", "generate-name", message)
 
         spec = job.spec
         self.unknown(spec.unknown_fields(), "spec")
@@ -329,7 +332,8 @@ class _Converter:
             )
         )
         trainjob = {"apiVersion": v2.API_VERSION, "kind": v2.KIND, "metadata": metadata, "spec": spec_out}
-        return self.result(trainjob, runtime)
+        # the output shares no mutable part with the source: callers may edit either freely
+        return self.result(_clone(trainjob), _clone(runtime) if runtime is not None else None)
 
     # -- replicas -----------------------------------------------------------------------------------
 
@@ -1058,6 +1062,15 @@ class _Converter:
             node_container=node,
             volcano=volcano,
         )
+
+
+def _clone(value: Any) -> Any:
+    """A deep copy of a JSON-like value (several times faster than copy.deepcopy)."""
+    if isinstance(value, dict):
+        return {key: _clone(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_clone(item) for item in value]
+    return value
 
 
 def _mapping(value: Any) -> dict[str, Any]:
