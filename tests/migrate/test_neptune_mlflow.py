@@ -57,7 +57,7 @@ def test_mlflow_to_neptune_export_reads_back_and_migrates_on(
     mlflow_source: MlflowServer, mlflow_destination: MlflowServer, tmp_path: Path
 ) -> None:
     name = f"to-neptune-{uuid.uuid4().hex[:8]}"
-    source = populate_rich(mlflow_source.url, name, steps=200)
+    source = populate_rich(mlflow_source.url, name, steps=50)
     export = tmp_path / "export"
     request = MigrationRequest(
         source=mlflow_source.url, destination=f"neptune-export:{export}", experiments=[name], workers=2
@@ -92,8 +92,11 @@ def test_mlflow_to_neptune_export_reads_back_and_migrates_on(
     parquet_files = sorted(export.rglob("*.parquet"))
     assert len(parquet_files) == 4 and all(p.name.endswith("_part_0.parquet") for p in parquet_files)
 
-    again = migrate(request)  # idempotent: nothing new, no new files
-    assert again.ok and again.points_written == 0
+    again = migrate(
+        request
+    )  # idempotent: finished runs are skipped (the RUNNING one is resumed), no new files
+    assert again.ok and again.points_written == 0 and sum(r.bytes_written for r in again.runs) == 0
+    assert sorted(r.action for r in again.runs) == ["resume", "skip", "skip", "skip"]
     assert sorted(export.rglob("*.parquet")) == parquet_files
 
     # and the export ferryman wrote migrates on to another MLflow

@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ferryman.migrate.ledger import source_state
 from ferryman.trackers.model import (
     COMPLETE_TAG,
     SOURCE_TAG,
@@ -347,13 +348,18 @@ class NeptuneExportReader:
         if not self.data_dir.is_dir():
             raise NeptuneExportError(f"Neptune export {self.path}: no such directory")
         self._outcomes: list[Outcome] = []
+        self._reported: set[Outcome] = set()
         self._lock = threading.Lock()
         self._projects: dict[str, Path] = {}
         self._runs: dict[tuple[str, str], _SourceRun] = {}
 
     def _report(self, outcomes: list[Outcome]) -> None:
+        """Record outcomes once each (a part is read for params, metrics and artifacts alike)."""
         with self._lock:
-            self._outcomes.extend(outcomes)
+            for outcome in outcomes:
+                if outcome not in self._reported:
+                    self._reported.add(outcome)
+                    self._outcomes.append(outcome)
 
     def _project_id(self, project_dir: Path, files: dict[str, _RunFiles]) -> str | None:
         for run in files.values():
@@ -913,21 +919,21 @@ class NeptuneExportWriter:
 
     def finish_run(self, run_key: str, run: Run) -> None:
         state = self._known(run_key)
-        source_state = f"{run.status.value}@{run.end_time}"
+        state_text = source_state(run)
         rows = [
             self._value(
                 state, "sys/state", "string", "Active" if run.status is RunStatus.RUNNING else "Inactive"
             ),
             self._value(state, "sys/failed", "bool", run.status in (RunStatus.FAILED, RunStatus.KILLED)),
             self._value(state, TAG_NAMESPACE + COMPLETE_TAG, "string", "true"),
-            self._value(state, SOURCE_STATE_ATTRIBUTE, "string", source_state),
+            self._value(state, SOURCE_STATE_ATTRIBUTE, "string", state_text),
             self._value(state, STATUS_ATTRIBUTE, "string", run.status.value),
         ]
         if run.end_time is not None:
             rows.append(self._value(state, "sys/ping_time", "datetime", run.end_time))
         self._journal(state, rows)
         self._compact(state)
-        state.complete, state.source_state = True, source_state
+        state.complete, state.source_state = True, state_text
         state.tags[COMPLETE_TAG] = "true"
 
     def _compact(self, state: _RunState) -> None:
