@@ -65,7 +65,12 @@ def start_mlflow_server(
     port = free_port()
     backend_uri = f"sqlite:///{root / 'mlflow.db'}"
     log = root / "server.log"
-    env = {**os.environ, "MLFLOW_ALLOW_FILE_STORE": "true", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "MLFLOW_ALLOW_FILE_STORE": "true",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # no background job runner process: tracking only
+        "PYTHONUNBUFFERED": "1",
+    }
     for name in (
         "MLFLOW_TRACKING_URI",
         "MLFLOW_TRACKING_TOKEN",
@@ -98,6 +103,7 @@ def start_mlflow_server(
             f"database_uri = sqlite:///{root / 'basic_auth.db'}\n"
             f"admin_username = {ADMIN_USER}\nadmin_password = {basic_auth_password}\n"
             "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            "auth_cache_ttl_seconds = 60\n"
         )
         env.update(MLFLOW_AUTH_CONFIG_PATH=str(config), MLFLOW_FLASK_SERVER_SECRET_KEY="ferryman-dev-secret")
         cmd += ["--app-name", "basic-auth"]

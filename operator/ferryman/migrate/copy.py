@@ -376,7 +376,7 @@ class Migration:
                 continue
             pending.append(batch)
             pending_points += len(batch)
-            if pending_points >= POINTS_PER_REQUEST * 5:
+            if pending_points >= POINTS_PER_REQUEST:
                 flush(pending_points - pending_points % POINTS_PER_REQUEST)
         if pending_points:
             flush(pending_points)

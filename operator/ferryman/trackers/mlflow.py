@@ -196,10 +196,12 @@ class _Backend:
         import requests
 
         url = f"{self.uri}/api/2.0/mlflow/experiments/search"
-        try:
-            response = self.session.get(url, params={"max_results": 1}, headers=self.headers, timeout=10)
-        except requests.RequestException as error:
+        try:  # no retries here: a refused connection is reported at once, a slow server gets two minutes
+            response = requests.get(url, params={"max_results": 1}, headers=self.headers, timeout=(5, 120))
+        except requests.ConnectionError as error:
             raise MlflowError(f"{role} MLflow server {self.uri} is unreachable: {error}") from None
+        except requests.RequestException as error:
+            raise MlflowError(f"{role} MLflow server {self.uri} did not answer: {error}") from None
         if response.status_code in (401, 403):
             raise MlflowError(
                 f"{role} MLflow server {self.uri} rejected the credentials (HTTP {response.status_code}); "
@@ -657,6 +659,7 @@ class MlflowWriter:
     def __init__(self, backend: _Backend) -> None:
         self.backend = backend
         self._artifact_uris: dict[str, str] = {}
+        self._fresh: set[str] = set()  # runs this writer created (nothing of theirs to look up)
         self._lock = threading.Lock()
 
     @property
@@ -724,6 +727,7 @@ class MlflowWriter:
         )
         with self._lock:
             self._artifact_uris[created.info.run_id] = created.info.artifact_uri
+            self._fresh.add(created.info.run_id)
         return str(created.info.run_id)
 
     def _artifact_uri(self, run_key: str) -> str:
@@ -748,7 +752,9 @@ class MlflowWriter:
         self.backend.upload_artifact(uri, LONG_VALUES_ARTIFACT, io.BytesIO(json.dumps(document).encode()))
 
     def write_params(self, run_key: str, params: dict[str, str]) -> list[Outcome]:
-        present = self.backend.tracking.get_run(run_key).data.params
+        with self._lock:
+            fresh = run_key in self._fresh  # created by this writer: no params yet
+        present = {} if fresh or not params else self.backend.tracking.get_run(run_key).data.params
         outcomes: list[Outcome] = []
         whole: dict[str, str] = {}
         entries = []
