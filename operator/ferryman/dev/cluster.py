@@ -164,6 +164,7 @@ class ControlPlane:
     processes: list[Process] = field(default_factory=list)
     etcd_dir: Path | None = None
     apiserver_port: int = 0
+    _ssl: ssl.SSLContext | None = field(default=None, repr=False)
 
     @property
     def kubeconfig(self) -> Path:
@@ -222,7 +223,7 @@ class ControlPlane:
             create_fake_nodes(client, self.spec)
         if self.spec.trainer_api is not None:
             progress(f"installing upstream CRDs (Trainer {self.spec.trainer_api.value} flavour)")
-            install_upstream(client, self.spec.trainer_api, runtimes=self.spec.runtimes)
+            self.install_upstream(self.spec.trainer_api, runtimes=self.spec.runtimes)
         if self.spec.kwok:
             wait_nodes_ready(client, self.spec.gpu_nodes + self.spec.cpu_nodes)
         if self.spec.controllers:
@@ -263,13 +264,48 @@ class ControlPlane:
     def mint_token(self, namespace: str, service_account: str, expiration_seconds: int = 3600) -> str:
         """A token for ``namespace/service_account`` from the TokenRequest API."""
         from lightkube.models.authentication_v1 import TokenRequestSpec
+        from lightkube.models.meta_v1 import ObjectMeta
         from lightkube.resources.core_v1 import ServiceAccount
 
         request = ServiceAccount.Token(
-            spec=TokenRequestSpec(audiences=[self.server], expirationSeconds=expiration_seconds)
+            metadata=ObjectMeta(name=service_account, namespace=namespace),
+            spec=TokenRequestSpec(audiences=[self.server], expirationSeconds=expiration_seconds),
         )
         response = self.client().create(request, service_account, namespace=namespace)
         return str(response.status.token)
+
+    def apply(self, obj: dict[str, Any], namespace: str = "default") -> dict[str, Any]:
+        """Server-side apply ``obj`` (field manager ``ferryman-dev``, forcing conflicts); the result."""
+        path = self._collection_path(obj["apiVersion"], obj["kind"], namespace)
+        return self._request(
+            "PATCH",
+            f"{path}/{obj['metadata']['name']}?fieldManager={FIELD_MANAGER}&force=true",
+            obj,
+            content_type="application/apply-patch+yaml",  # JSON is YAML
+        )
+
+    def install_crds(self, paths: Sequence[Path], timeout: float = 60) -> list[str]:
+        """Server-side apply CRD manifests and wait until each is Established; returns their names."""
+        names = [
+            self.apply(doc)["metadata"]["name"] for path in paths for doc in upstream.load_documents(path)
+        ]
+        base = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+
+        def established() -> bool:
+            for name in names:
+                conditions = self._request("GET", f"{base}/{name}").get("status", {}).get("conditions", [])
+                if not any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                    return False
+            return True
+
+        _poll(established, f"CRDs {', '.join(names)} Established", timeout)
+        return names
+
+    def install_upstream(self, trainer_api: TrainerAPI, *, runtimes: bool = True) -> None:
+        """Install the pinned upstream CRDs (Trainer flavour ``trainer_api``) and its default runtimes."""
+        self.install_crds(upstream.upstream_crds(trainer_api))
+        for runtime in upstream.default_runtimes(trainer_api) if runtimes else []:
+            self.apply(runtime)
 
     def dry_run_create(self, obj: dict[str, Any], namespace: str = "default") -> dict[str, Any]:
         """Create ``obj`` with server-side dry-run and strict field validation; the object as admitted.
@@ -280,23 +316,42 @@ class ControlPlane:
         path = self._collection_path(obj["apiVersion"], obj["kind"], namespace)
         return self._request("POST", f"{path}?dryRun=All&fieldValidation=Strict", obj)
 
-    def _collection_path(self, api_version: str, kind: str, namespace: str) -> str:
+    def _collection_path(self, api_version: str, kind: str, namespace: str, timeout: float = 10) -> str:
+        """The collection URL path of ``kind``; waits ``timeout`` for a just-established CRD to be served."""
         base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-        for resource in self._request("GET", base)["resources"]:
-            if resource["kind"] == kind and "/" not in resource["name"]:
-                scope = f"/namespaces/{namespace}" if resource["namespaced"] else ""
-                return f"{base}{scope}/{resource['name']}"
-        raise Rejected(404, "NotFound", f"the server does not serve {kind} in {api_version}")
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                resources = self._request("GET", base)["resources"]
+            except Rejected as rejected:
+                if rejected.code != 404:
+                    raise
+                resources = []
+            for resource in resources:
+                if resource["kind"] == kind and "/" not in resource["name"]:
+                    scope = f"/namespaces/{namespace}" if resource["namespaced"] else ""
+                    return f"{base}{scope}/{resource['name']}"
+            if time.monotonic() > deadline:
+                raise Rejected(404, "NotFound", f"the server does not serve {kind} in {api_version}")
+            time.sleep(0.2)
 
-    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
         request = urllib.request.Request(
             self.server + path,
             method=method,
             data=None if body is None else json.dumps(body).encode(),
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            headers={"Content-Type": content_type, "Accept": "application/json"},
         )
+        if self._ssl is None:
+            self._ssl = self.ssl_context()
         try:
-            with urllib.request.urlopen(request, timeout=30, context=self.ssl_context()) as response:
+            with urllib.request.urlopen(request, timeout=30, context=self._ssl) as response:
                 return dict(json.load(response))
         except urllib.error.HTTPError as error:
             status = json.loads(error.read() or b"{}")
@@ -414,7 +469,6 @@ class ControlPlane:
                 f"--root-ca-file={pki.ca_cert}",
                 f"--service-account-private-key-file={pki.sa_private_key}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
                 "--kube-api-qps=200",
                 "--kube-api-burst=400",
                 "--concurrent-gc-syncs=5",
@@ -564,42 +618,6 @@ def wait_default_service_account(client: Any, namespace: str, timeout: float = 6
         return True
 
     _poll(exists, f"ServiceAccount {namespace}/default", timeout)
-
-
-def install_crds(client: Any, paths: Sequence[Path], timeout: float = 60) -> list[str]:
-    """Server-side apply CRD manifests and wait until each is Established; returns their names."""
-    from lightkube import codecs
-    from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
-
-    names = []
-    for path in paths:
-        for doc in upstream.load_documents(path):
-            client.apply(codecs.from_dict(doc), force=True)
-            names.append(doc["metadata"]["name"])
-
-    def established() -> bool:
-        for name in names:
-            crd = client.get(CustomResourceDefinition, name)
-            conditions = (crd.status.conditions if crd.status else None) or []
-            if not any(c.type == "Established" and c.status == "True" for c in conditions):
-                return False
-        return True
-
-    _poll(established, f"CRDs {', '.join(names)} Established", timeout)
-    return names
-
-
-def install_upstream(client: Any, trainer_api: TrainerAPI, *, runtimes: bool = True) -> None:
-    """Install the pinned upstream CRDs (Trainer flavour ``trainer_api``) and the default runtimes."""
-    from lightkube.generic_resource import create_global_resource
-
-    install_crds(client, upstream.upstream_crds(trainer_api))
-    if runtimes:
-        resource = create_global_resource(
-            "trainer.kubeflow.org", "v1alpha1", "ClusterTrainingRuntime", "clustertrainingruntimes"
-        )
-        for runtime in upstream.default_runtimes(trainer_api):
-            client.apply(resource.from_dict(runtime), force=True)
 
 
 def _sweep_stale_etcd_dirs(parent: Path) -> None:

@@ -76,9 +76,14 @@ def module_dir(module: str, version: str) -> Path:
 
 
 def load_documents(path: Path) -> list[dict[str, Any]]:
-    """The non-empty YAML documents of a manifest file."""
+    """The non-empty YAML documents of a manifest file (fresh objects; parsed once per process)."""
+    return list(json.loads(_documents_json(path)))
+
+
+@cache
+def _documents_json(path: Path) -> str:
     with path.open(encoding="utf-8") as stream:
-        return [doc for doc in yaml.load_all(stream, Loader=_Loader) if doc]
+        return json.dumps([doc for doc in yaml.load_all(stream, Loader=_Loader) if doc])
 
 
 def trainer_dir(trainer_api: TrainerAPI) -> Path:
