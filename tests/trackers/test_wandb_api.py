@@ -180,5 +180,35 @@ def test_uri_selects_project_filters_and_server(
     source = open_reader(f"wandb://acme/vision?base_url={quote(server.url)}&filters={filters}")
     (experiment,) = source.experiments()
     assert [run.name for run in source.runs(experiment)] == ["tuned"]
-    with pytest.raises(WandbApiError, match="expected wandb://ENTITY/PROJECT"):
-        open_reader("wandb://acme")
+    with pytest.raises(WandbApiError, match="expected wandb://ENTITY/PROJECT or wandb://ENTITY"):
+        open_reader("wandb://acme/vision/extra")
+
+
+def test_entity_uri_lists_every_project(
+    server: WandbApiFixtureServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WANDB_API_KEY", KEY)
+    source = open_reader(f"wandb://acme?base_url={quote(server.url)}")
+    assert [(e.key, e.name) for e in source.experiments()] == [
+        ("acme/vision", "vision"),
+        ("acme/scratch", "scratch"),
+    ]
+    (scratch,) = source.experiments(["scratch"])
+    assert list(source.runs(scratch)) == []
+    (vision,) = source.experiments(["acme/vision"])
+    assert len(list(source.runs(vision))) == 3
+    with pytest.raises(WandbApiError, match="W&B entity nobody does not exist"):
+        list(WandbApiReader("nobody", None, api_key=KEY, base_url=server.url).experiments())
+
+
+def test_system_metric_sampling_cap_is_reported(
+    server: WandbApiFixtureServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ferryman.trackers.wandb.api.SYSTEM_SAMPLES", 12)  # the recorded run has 12 rows
+    source = reader(server)
+    (experiment,) = source.experiments()
+    base = next(iter(source.runs(experiment)))
+    assert len(series_of(source, base)["system.gpu.0.gpu"]) == 12
+    assert ("run base-1/system metrics", OutcomeKind.TRUNCATED) in {
+        (o.item, o.kind) for o in source.outcomes()
+    }

@@ -5,7 +5,8 @@ shapes were captured by running `wandb.Api` against this server and reading `wan
 wandb-core's `runhistoryreader`), from the recorded project in `data/wandb_api/project.json`:
 
 - `Viewer`/`GetDefaultEntity` (a wrong API key gets no viewer: wandb's own "invalid credentials" path),
-- `FerrymanProject`, `Runs` (paged, with a small subset of W&B's run filters), `Run`, `RunHistoryKeys`,
+- `FerrymanProject`/`FerrymanProjects` (ferryman's own small queries), `Runs` (paged, with a small subset of
+  W&B's run filters), `Run`, `RunHistoryKeys`,
 - `RunParquetHistory` + `HistoryPage` (the history scan: no parquet exports, every row served as live data),
 - `RunFullHistory` (`events`: system metrics), `RunFiles`, `RunOutputArtifacts`, `ArtifactMembershipFiles`,
 - `GET /files/...` for file bytes.
@@ -79,10 +80,11 @@ class WandbApiFixtureServer:
     def run(self, name: str) -> dict[str, Any] | None:
         return next((r for r in self.data["runs"] if r["id"] == name), None)
 
-    def _project_ok(self, variables: dict[str, Any]) -> bool:
+    def _project_ok(self, variables: dict[str, Any], *, empty_too: bool = False) -> bool:
         entity = variables.get("entity") or variables.get("entityName")
         project = variables.get("project") or variables.get("projectName")
-        return entity == self.data["entity"] and project == self.data["project"]
+        known = [self.data["project"], *(self.data["other_projects"] if empty_too else [])]
+        return entity == self.data["entity"] and project in known
 
     def _run_node(self, run: dict[str, Any], full: bool) -> dict[str, Any]:
         node = {
@@ -161,21 +163,29 @@ class WandbApiFixtureServer:
             return {"viewer": viewer if authorized else None}
         if op == "ServerFeaturesQuery":
             return {"serverInfo": {"features": []}}
-        if op == "FerrymanProject":
-            if not self._project_ok(variables):
-                return {"project": None}
-            return {
-                "project": {
-                    "id": "UHJvamVjdDox",
-                    "name": self.data["project"],
-                    "entityName": "acme",
-                    "description": self.data["description"],
-                }
+        projects = [
+            {
+                "id": f"UHJvamVjdDo{i}",
+                "name": name,
+                "entityName": self.data["entity"],
+                "description": self.data["description"] if i == 0 else None,
             }
+            for i, name in enumerate([self.data["project"], *self.data["other_projects"]])
+        ]
+        if op == "FerrymanProject":
+            found = [p for p in projects if p["name"] == variables["project"]]
+            return {"project": found[0] if found and variables["entity"] == self.data["entity"] else None}
+        if op == "FerrymanProjects":
+            if variables["entity"] != self.data["entity"]:
+                return {"models": None}
+            info = {"endCursor": None, "hasNextPage": False}
+            return {"models": {"pageInfo": info, "edges": [{"node": p} for p in projects]}}
         if op == "Runs":
-            if not self._project_ok(variables):
+            if not self._project_ok(variables, empty_too=True):
                 return {"project": None}
             runs = [r for r in self.data["runs"] if _matches(r, json.loads(variables.get("filters") or "{}"))]
+            if variables["project"] != self.data["project"]:
+                runs = []
             start = int(variables.get("cursor") or 0)
             per_page = int(variables.get("perPage") or 50)
             page = runs[start : start + per_page]

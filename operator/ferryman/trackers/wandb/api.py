@@ -1,6 +1,7 @@
-"""W&B through its public API (`wandb://ENTITY/PROJECT`), read with `wandb.Api` (wandb 0.31).
+"""W&B through its public API (`wandb://ENTITY[/PROJECT]`), read with `wandb.Api` (wandb 0.31).
 
-URI: `wandb://ENTITY/PROJECT[?filters=<JSON>&base_url=URL]`. `filters` is a W&B run filter (the MongoDB-style
+URI: `wandb://ENTITY/PROJECT[?filters=<JSON>&base_url=URL]`, or `wandb://ENTITY` for every project of the
+entity (`--experiment` picks projects by name). `filters` is a W&B run filter (the MongoDB-style
 dict `wandb.Api.runs` takes, e.g. `{"tags": {"$in": ["prod"]}}`); `base_url` (or `WANDB_BASE_URL`) points at
 a self-hosted server. The API key comes from the source credentials' token or `WANDB_API_KEY`.
 
@@ -31,6 +32,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import Any, BinaryIO, cast
 from urllib.parse import parse_qs, urlsplit
 
@@ -68,12 +70,9 @@ class WandbApiError(RuntimeError):
 
 def open_reader(uri: str, credentials: Any = None) -> WandbApiReader:
     parts = urlsplit(uri)
-    entity, _, project = parts.path.lstrip("/").partition("/")
-    entity = parts.netloc or entity
-    if parts.netloc:
-        project = parts.path.strip("/")
-    if not entity or not project or "/" in project:
-        raise WandbApiError(f"{uri!r}: expected wandb://ENTITY/PROJECT")
+    entity, project = parts.netloc, parts.path.strip("/")
+    if not entity or "/" in project:
+        raise WandbApiError(f"{uri!r}: expected wandb://ENTITY/PROJECT or wandb://ENTITY")
     query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
     filters = None
     if "filters" in query:
@@ -82,7 +81,9 @@ def open_reader(uri: str, credentials: Any = None) -> WandbApiReader:
         except json.JSONDecodeError as error:
             raise WandbApiError(f"{uri!r}: filters is not JSON: {error}") from None
     token = getattr(credentials, "token", None) or os.environ.get("WANDB_API_KEY")
-    return WandbApiReader(entity, project, api_key=token, base_url=query.get("base_url"), filters=filters)
+    return WandbApiReader(
+        entity, project or None, api_key=token, base_url=query.get("base_url"), filters=filters
+    )
 
 
 def _iso_ms(text: str | None) -> int | None:
@@ -113,7 +114,7 @@ class WandbApiReader:
     def __init__(
         self,
         entity: str,
-        project: str,
+        project: str | None,
         *,
         api_key: str | None,
         base_url: str | None = None,
@@ -142,6 +143,8 @@ class WandbApiReader:
 
     @property
     def where(self) -> str:
+        if self.project is None:
+            return f"W&B entity {self.entity}"
         return f"W&B project {self.entity}/{self.project}"
 
     def _connect(self, api_key: str, base_url: str | None) -> Any:
@@ -194,23 +197,52 @@ class WandbApiReader:
     # --- TrackerReader ------------------------------------------------------------------------------------
 
     def experiments(self, names: list[str] | None = None) -> Iterator[Experiment]:
-        key = f"{self.entity}/{self.project}"
-        if names and self.project not in names and key not in names:
+        """The project of the URI, or with `wandb://ENTITY` every project of the entity (by name or
+        ENTITY/NAME in `names`)."""
+        if self.project is not None:
+            if names and self.project not in names and f"{self.entity}/{self.project}" not in names:
+                return
+            query = """
+            query FerrymanProject($entity: String!, $project: String!) {
+                project(name: $project, entityName: $entity) { id name entityName description }
+            }"""
+            variables = {"entity": self.entity, "project": self.project}
+            result = self._call("reading the project", lambda: self._graphql(query, variables))
+            project = (result or {}).get("project")
+            if not project:
+                raise WandbApiError(f"{self.where} does not exist or is not visible with this API key")
+            yield self._experiment(project)
             return
         query = """
-        query FerrymanProject($entity: String!, $project: String!) {
-            project(name: $project, entityName: $entity) { id name entityName description }
+        query FerrymanProjects($entity: String!, $cursor: String) {
+            models(entityName: $entity, after: $cursor, first: 100) {
+                pageInfo { endCursor hasNextPage }
+                edges { node { id name entityName description } }
+            }
         }"""
-        result = self._call(
-            "reading the project",
-            lambda: self._api._service_api.execute_graphql(
-                query, {"entity": self.entity, "project": self.project}
-            ),
+        cursor: str | None = None
+        while True:
+            page_variables: dict[str, Any] = {"entity": self.entity, "cursor": cursor}
+            page = self._call("listing projects", partial(self._graphql, query, page_variables)).get("models")
+            if page is None:
+                raise WandbApiError(f"{self.where} does not exist or is not visible with this API key")
+            for edge in page["edges"]:
+                node = edge["node"]
+                if not names or node["name"] in names or f"{self.entity}/{node['name']}" in names:
+                    yield self._experiment(node)
+            if not page["pageInfo"]["hasNextPage"]:
+                return
+            cursor = page["pageInfo"]["endCursor"]
+
+    def _graphql(self, query: str, variables: dict[str, Any]) -> Any:
+        return self._api._service_api.execute_graphql(query, variables)
+
+    def _experiment(self, project: dict[str, Any]) -> Experiment:
+        return Experiment(
+            key=f"{self.entity}/{project['name']}",
+            name=project["name"],
+            description=project.get("description") or None,
         )
-        project = (result or {}).get("project")
-        if not project:
-            raise WandbApiError(f"{self.where} does not exist or is not visible with this API key")
-        yield Experiment(key=key, name=self.project, description=project.get("description") or None)
 
     def runs(self, experiment: Experiment, since: int | None = None) -> Iterator[Run]:
         """Runs in creation order; `since` keeps runs created at or after it (a server-side filter)."""

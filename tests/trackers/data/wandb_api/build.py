@@ -1,6 +1,6 @@
 """Writes `project.json` next to this file: the recorded content of a small W&B project that the fixture
 server (`tests/trackers/wandb_api_server.py`) serves in the shapes of W&B's GraphQL API. Run it to
-regenerate. Entity `acme`, project `vision`, API key `"k" * 40`:
+regenerate. Entity `acme`, projects `vision` and (empty) `scratch`, API key `"k" * 40`:
 
 - `base-1`: finished, 1,234 history rows (more than one 1,000-step page), `acc` every 10th step, an image
   (media, not a metric) at step 5, system metrics, two run files and one logged artifact with two files.
@@ -48,6 +48,7 @@ def main() -> None:
         "entity": "acme",
         "project": "vision",
         "description": "image models",
+        "other_projects": ["scratch"],  # an empty project of the same entity
         "api_key": "k" * 40,
         "runs": [
             {
