@@ -78,19 +78,16 @@ def uncovered_facts(source: dict[str, Any], conversion: Conversion) -> list[str]
     keys, values = _index(conversion.trainjob, conversion.runtime)
     trainer = ((conversion.trainjob or {}).get("spec") or {}).get("trainer") or {}
     replicas = {k.lower(): k for k in (source.get("spec") or {}).get("pytorchReplicaSpecs") or {}}
-    master_template = f"spec.pytorchReplicaSpecs.{replicas.get('master')}.template"
-    worker_template = f"spec.pytorchReplicaSpecs.{replicas.get('worker')}.template"
+    master = f"spec.pytorchReplicaSpecs.{replicas.get('master')}"
+    worker = f"spec.pytorchReplicaSpecs.{replicas.get('worker')}"
     missing = []
     for path, key, value in leaves(source):
         if value in ({}, [], None) or path in ("apiVersion", "kind") or _covered(path, prefixes):
             continue
-        # a Master template identical to the Worker's is converted (and reported) once, as the Worker's
-        worker_path = worker_template + path[len(master_template) :]
-        if (
-            "worker" in replicas
-            and path.startswith(master_template + ".")
-            and _covered(worker_path, prefixes)
-        ):
+        # a Master template (or restart policy) equal to the Worker's is converted and reported once, as
+        # the Worker's; where they differ, the converter reports the Master's own path
+        worker_path = worker + path[len(master) :]
+        if "worker" in replicas and path.startswith(master + ".") and _covered(worker_path, prefixes):
             continue
         if _REPLICAS.fullmatch(path) and "numNodes" in trainer:
             continue  # summed into numNodes; test_job_mapping checks the sum

@@ -93,7 +93,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str, Severity, str]] = [
         {},
         "restart-policy",
         WARN,
-        "spec.pytorchReplicaSpecs.Master.restartPolicy",
+        "spec.pytorchReplicaSpecs.Worker.restartPolicy",
     ),
     (
         "restart never runtime",
@@ -101,7 +101,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str, Severity, str]] = [
         {"emit_runtime": True},
         "restart-policy",
         INFO,
-        "spec.pytorchReplicaSpecs.Master.restartPolicy",
+        "spec.pytorchReplicaSpecs.Worker.restartPolicy",
     ),
     (
         "restart exit code",
@@ -109,7 +109,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str, Severity, str]] = [
         {},
         "restart-policy",
         WARN,
-        "spec.pytorchReplicaSpecs.Master.restartPolicy",
+        "spec.pytorchReplicaSpecs.Worker.restartPolicy",
     ),
     (
         "pod metadata name",

@@ -365,7 +365,11 @@ class _Converter:
             key, replica = entry
             path = f"spec.pytorchReplicaSpecs.{key}"
             self.unknown(replica.unknown_fields(), path)
-            self.restart_policy(replica.restart_policy, f"{path}.restartPolicy")
+            if entry is worker or worker is None or replica.restart_policy != worker[1].restart_policy:
+                # a Master policy equal to the Worker's is the nodes' policy: reported once, as the Worker's
+                self.restart_policy(
+                    replica.restart_policy, f"{path}.restartPolicy", entry is worker or worker is None
+                )
             count = 1 if replica.replicas is None else replica.replicas
             terms.append(self.integer(count, f"{path}.replicas", f"{key}.replicas"))
         if any(t is None for t in terms):
@@ -392,10 +396,11 @@ class _Converter:
         primary_key, primary = worker if worker is not None else master  # type: ignore[misc]
         return primary_key, primary, master is not None, total
 
-    def restart_policy(self, policy: str | None, path: str) -> None:
+    def restart_policy(self, policy: str | None, path: str, primary: bool) -> None:
+        """``primary``: the replica whose template the TrainJob's nodes use."""
         if policy in (None, "OnFailure"):
             return  # v1's PyTorch default; JobSet defaults pods to OnFailure as well
-        if policy == "Never" and self.options.emit_runtime:
+        if policy == "Never" and self.options.emit_runtime and primary:
             self.runtime_pod["restartPolicy"] = "Never"
             self.report(
                 Severity.INFO, path, "restart-policy", "restartPolicy Never is set in the derived runtime"
