@@ -28,6 +28,13 @@ PLACEHOLDER_MISMATCH = re.compile(r"'\$\{?\w+\}?' does not match")
 UPDATE = os.environ.get("FERRYMAN_UPDATE_GOLDEN") == "1"
 
 
+class _NoAliases(yaml.SafeDumper):
+    """Golden files spell every value out, even one the converter shares between two places."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def _cases() -> list[Any]:
     cases = [
         pytest.param(f"upstream-{path.stem}", doc, False, id=f"upstream/{path.stem}")
@@ -70,6 +77,6 @@ def test_golden(name: str, job: dict[str, Any], template: bool) -> None:
     record = _record(job, template)
     golden = GOLDEN / f"{name}.yaml"
     if UPDATE:
-        golden.write_text(yaml.safe_dump(record, sort_keys=False, width=110), encoding="utf-8")
+        golden.write_text(yaml.dump(record, Dumper=_NoAliases, sort_keys=False, width=110), encoding="utf-8")
     assert golden.exists(), f"no golden file {golden}; run with FERRYMAN_UPDATE_GOLDEN=1"
     assert record == yaml.safe_load(golden.read_text(encoding="utf-8"))
