@@ -102,13 +102,15 @@ def convert(
 @click.option("--shard-count", type=int, help="...out of this many (runs assigned by a stable hash).")
 @click.option("--shard-from-env", "shard_env", is_flag=True,
               help="Shard from JOB_COMPLETION_INDEX and FERRYMAN_SHARDS.")
+@click.option("--report-to", metavar="experimentmigration/NS/NAME",
+              help="In a worker pod: report progress and the report to this ExperimentMigration.")
 @click.option("--json", "json_output", is_flag=True, help="Print the JSON report to stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars; print the summary only on failure.")
 def migrate(source: str | None, destination: str | None, spec_file: Path | None,
             experiments: tuple[str, ...], since: str | None, dry_run: bool, workers: int | None,
             report_file: Path | None, verify_only: bool, no_verify: bool, no_artifacts: bool,
-            shard_index: int | None, shard_count: int | None, shard_env: bool, json_output: bool,
-            quiet: bool) -> None:
+            shard_index: int | None, shard_count: int | None, shard_env: bool, report_to: str | None,
+            json_output: bool, quiet: bool) -> None:
     """Copy experiments between trackers: resumable, idempotent, verified point by point.
 
     Exit codes: 0 migrated and verified, 1 mismatches or failed runs (see the report), 2 could not run.
@@ -142,7 +144,15 @@ def migrate(source: str | None, destination: str | None, spec_file: Path | None,
             request.shard_count = shard_count or request.shard_count
     except MigrationError as error:
         raise click.UsageError(str(error)) from None
-    sys.exit(run(request, report_file=report_file, json_output=json_output, quiet=quiet))
+    reporter = None
+    if report_to:
+        from ferryman.kube.reporting import MigrationReporter, ReportTargetError
+
+        try:
+            reporter = MigrationReporter(report_to, request.shard_index)
+        except ReportTargetError as error:
+            raise click.UsageError(str(error)) from None
+    sys.exit(run(request, report_file=report_file, json_output=json_output, quiet=quiet, reporter=reporter))
 
 
 @cli.group()

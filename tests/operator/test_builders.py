@@ -120,13 +120,14 @@ def test_placement_is_configurable() -> None:
 
 
 def test_worker_role_reaches_only_its_own_status() -> None:
-    account, role, binding = build_worker_rbac(MIGRATION, "mlflow-move-worker")
+    account, role, binding = build_worker_rbac(MIGRATION)
     assert account["kind"] == "ServiceAccount"
-    (rule,) = role["rules"]
-    assert rule == {
+    status_rule, report_rule = role["rules"]
+    assert status_rule == {
         "apiGroups": ["ferryman.dev"],
         "resources": ["experimentmigrations/status"],
         "resourceNames": ["mlflow-move"],
         "verbs": ["get", "patch"],
     }
+    assert report_rule["resourceNames"] == ["mlflow-move-report"] and report_rule["verbs"] == ["get", "patch"]
     assert binding["subjects"][0]["name"] == "mlflow-move-worker"

@@ -14,8 +14,9 @@ import yaml
 
 from ferryman.api.crd import CustomResource, crd_manifest
 from ferryman.api.cutoverpolicy import CUTOVER_POLICY
+from ferryman.api.migrationstatus import EXPERIMENT_MIGRATION
 
-RESOURCES: tuple[CustomResource, ...] = (CUTOVER_POLICY,)
+RESOURCES: tuple[CustomResource, ...] = (CUTOVER_POLICY, EXPERIMENT_MIGRATION)
 
 HEADER = "# Generated from operator/ferryman/api by `make crds`; do not edit.\n"
 

@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 
 from ferryman.api.crd import GROUP, VERSION
-from ferryman.controller import policy, serving
+from ferryman.controller import migration, policy, serving
 from ferryman.controller.context import OperatorContext, context
 from ferryman.controller.discovery import TRAINJOB_CRD, served_trainer_api
 from ferryman.controller.settings import configure, resync_seconds
@@ -136,6 +136,14 @@ async def cutover_policy(
 def forget_policy(type: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     if type == "DELETED":
         context(memo).policies.pop(name, None)
+
+
+# ExperimentMigration: a timer per migration drives its Job rounds and status.
+
+
+@kopf.timer(GROUP, VERSION, "experimentmigrations", interval=migration.RECONCILE_SECONDS, id="reconcile")
+async def experiment_migration(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    await migration.reconcile_migration(context(memo), body, logger)
 
 
 # Takeover: TrainJob and JobSet status flows back into the PyTorchJob served.

@@ -24,6 +24,11 @@ GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSc
 WORKER_UID = 65532
 
 
+def migration_children(name: str) -> dict[str, str]:
+    """Names of a migration's children: the workers' ServiceAccount (and Role), spec and report maps."""
+    return {"account": f"{name}-worker"[:253], "spec": f"{name}-spec"[:253], "report": f"{name}-report"[:253]}
+
+
 def owner_reference(owner: dict[str, Any], *, controller: bool = True) -> dict[str, Any]:
     """An ownerReference to `owner` (a full object). Deletion is not blocked: GC removes the child after."""
     return {
@@ -214,9 +219,12 @@ def build_migration_job(workload: MigrationWorkload) -> dict[str, Any]:
 
 
 
-def build_worker_rbac(migration: dict[str, Any], service_account: str) -> list[dict[str, Any]]:
-    """ServiceAccount, Role and RoleBinding: workers may read and patch only their own migration's status."""
+def build_worker_rbac(migration: dict[str, Any]) -> list[dict[str, Any]]:
+    """ServiceAccount, Role and RoleBinding: workers may read and patch only their own migration's status
+    and its report ConfigMap."""
     name, namespace = migration["metadata"]["name"], migration["metadata"]["namespace"]
+    children = migration_children(name)
+    service_account = children["account"]
     metadata = {
         "name": service_account,
         "namespace": namespace,
@@ -235,7 +243,13 @@ def build_worker_rbac(migration: dict[str, Any], service_account: str) -> list[d
                     "resources": ["experimentmigrations/status"],
                     "resourceNames": [name],
                     "verbs": ["get", "patch"],
-                }
+                },
+                {
+                    "apiGroups": [""],
+                    "resources": ["configmaps"],
+                    "resourceNames": [children["report"]],
+                    "verbs": ["get", "patch"],
+                },
             ],
         },
         {

@@ -7,13 +7,16 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ferryman.migrate.copy import Progress, ProgressCallback, migrate
 from ferryman.migrate.plan import MigrationError, MigrationRequest, RunFilter, parse_since
 from ferryman.migrate.report import MigrationReport
+
+if TYPE_CHECKING:
+    from ferryman.kube.reporting import MigrationReporter
 
 DEFAULT_DESTINATION = "sqlite:///./mlflow.db"  # embedded MLflow store, artifacts in ./mlartifacts
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
@@ -106,8 +109,10 @@ def progress_display(enabled: bool) -> Iterator[ProgressCallback | None]:
         yield update
 
 
-def run(request: MigrationRequest, *, report_file: Path | None, json_output: bool, quiet: bool) -> int:
-    """Run the migration and print its summary; returns the exit code."""
+def run(request: MigrationRequest, *, report_file: Path | None, json_output: bool, quiet: bool,
+        reporter: MigrationReporter | None = None) -> int:
+    """Run the migration and print its summary; returns the exit code. A `reporter` (a worker pod's
+    `--report-to`) also receives the progress and the outcome."""
     if request.destination == DEFAULT_DESTINATION and not quiet:
         database = Path("mlflow.db").resolve()
         artifacts = database.parent / "mlartifacts"
@@ -115,15 +120,29 @@ def run(request: MigrationRequest, *, report_file: Path | None, json_output: boo
               f"browse it with: mlflow ui --backend-store-uri sqlite:///{database}", file=sys.stderr)
     try:
         with progress_display(sys.stderr.isatty() and not quiet and not json_output) as callback:
-            report = migrate(request, callback)
-    except MigrationError as error:
-        print(f"ferryman migrate: {error}", file=sys.stderr)
-        return EXIT_ERROR
+            report = migrate(request, _fan_out(callback, reporter))
     except Exception as error:  # connection, credentials, corrupt stores: name what failed
-        print(f"ferryman migrate: {type(error).__name__}: {error}", file=sys.stderr)
+        message = str(error) if isinstance(error, MigrationError) else f"{type(error).__name__}: {error}"
+        print(f"ferryman migrate: {message}", file=sys.stderr)
+        if reporter is not None:
+            reporter.errored(message)
         return EXIT_ERROR
+    if reporter is not None:
+        reporter.finished(report)
     _emit(report, report_file, json_output, quiet)
     return EXIT_OK if report.ok else EXIT_MISMATCH
+
+
+def _fan_out(*callbacks: ProgressCallback | None) -> ProgressCallback | None:
+    active = [callback for callback in callbacks if callback is not None]
+    if not active:
+        return None
+
+    def call(progress: Progress) -> None:
+        for callback in active:
+            callback(progress)
+
+    return call
 
 
 def _emit(report: MigrationReport, report_file: Path | None, json_output: bool, quiet: bool) -> None:
