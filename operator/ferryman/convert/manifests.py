@@ -137,8 +137,9 @@ class StreamResult:
 @dataclass
 class _Document:
     index: int
-    node: yaml.Node
+    node: yaml.Node | None  # kept only where a job may sit inside (not for a top-level PyTorchJob)
     data: Any
+    span: tuple[int, int]  # where the document's content starts and ends in the text
 
 
 @dataclass
@@ -191,7 +192,9 @@ def parse_stream(text: str) -> list[_Document]:
             data = _construct(loader, node, {})
             loader.constructed_objects, loader.recursive_objects = {}, {}
             if data is not None:
-                documents.append(_Document(index, node, data))
+                # Node trees are large: holding every one makes the garbage collector crawl over them.
+                kept = None if isinstance(data, dict) and _is_pytorchjob(data) else node
+                documents.append(_Document(index, kept, data, _content_span(text, node)))
             index += 1
     except yaml.YAMLError as error:
         raise _manifest_error(error, text) from None
@@ -546,7 +549,7 @@ def _rewrite_yaml(
 def _document_edits(
     text: str, document: _Document, jobs: list[tuple[_Found, Conversion]], template: bool
 ) -> list[_Edit]:
-    start, end = _content_span(text, document.node)
+    start, end = document.span
     runtimes = "".join(
         dump_yaml(conversion.runtime, template) + "---\n"
         for _, conversion in jobs
@@ -555,6 +558,7 @@ def _document_edits(
     if len(jobs) == 1 and not jobs[0][0].path:
         trainjob = jobs[0][1].trainjob
         return [_Edit(start, end, _at_line_start(text, start) + runtimes + dump_yaml(trainjob, template))]
+    assert document.node is not None  # kept for every document that is not itself a PyTorchJob
     edits = [_job_edit(text, document.node, job, conversion, template) for job, conversion in jobs]
     if all(edit is not None for edit in edits):
         spliced = _apply(text[start:end], [_Edit(e.start - start, e.end - start, e.text) for e in edits if e])
