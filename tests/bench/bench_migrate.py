@@ -1,5 +1,6 @@
 """MLflow -> MLflow migration throughput: 20 runs x 5 keys x 1,000 steps (100,000 points) between two real
-MLflow servers (SQLite backends, 2 workers each) on loopback.
+MLflow servers on loopback (SQLite backends, so one worker process each: SQLite serialises writers anyway and
+several workers only add "database is locked" retries).
 
 Measured in the same run, on the same destination server:
   (a) the destination's ingest ceiling: a tight writer that only sends pre-built points,
@@ -68,8 +69,8 @@ def per_point(source_url: str, destination_url: str, run_id: str) -> float:
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ferryman-bench-") as tmp:
-        source_server = start_mlflow_server(Path(tmp) / "source", workers=2)
-        destination_server = start_mlflow_server(Path(tmp) / "destination", workers=2)
+        source_server = start_mlflow_server(Path(tmp) / "source")
+        destination_server = start_mlflow_server(Path(tmp) / "destination")
         try:
             for name in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
                 os.environ.pop(name, None)

@@ -23,6 +23,7 @@ from ferryman.migrate.uri import open_reader, open_writer, redact, tracker_for
 from ferryman.migrate.validate import RunDigest, compare_runs, digest_run, sha256_of, totals
 from ferryman.trackers.model import (
     SOURCE_TAG,
+    SOURCE_VERSION_TAG,
     Artifact,
     MetricBatch,
     Outcome,
@@ -533,7 +534,39 @@ class Migration:
             self.report.runs = list(results.values())
         self.report.source_totals = totals(s for s, _ in digests).to_dict()
         self.report.destination_totals = totals(d for _, d in digests if d is not None).to_dict()
+        if self.request.models and self.request.shard_index == 0:
+            self._verify_models(reader, destination_reader, experiments)
         self.report.verified = True
+
+    def _verify_models(
+        self, reader: TrackerReader, destination_reader: TrackerReader, experiments: list[PlannedExperiment]
+    ) -> None:
+        """Registered models: every version whose run was migrated exists, with its stage and aliases."""
+        selected = {key for experiment in experiments for key in experiment.identities}
+        try:
+            copies = {model.name: model for model in destination_reader.registered_models()}
+            for model in reader.registered_models():
+                versions = [v for v in model.versions if v.run_key is None or v.run_key in selected]
+                if not versions or (self.request.experiments and all(v.run_key is None for v in versions)):
+                    continue
+                copy = copies.get(model.name)
+                if copy is None:
+                    self.report.errors.append(f"mismatch: registered model {model.name!r} missing")
+                    continue
+                by_source = {v.tags.get(SOURCE_VERSION_TAG): v for v in copy.versions}
+                for version in versions:
+                    twin = by_source.get(version.version)
+                    if twin is None:
+                        self.report.errors.append(
+                            f"mismatch: model {model.name!r} version {version.version} missing"
+                        )
+                    elif (twin.stage, sorted(twin.aliases)) != (version.stage, sorted(version.aliases)):
+                        self.report.errors.append(
+                            f"mismatch: model {model.name!r} version {version.version}: stage/aliases "
+                            f"{version.stage}/{version.aliases} became {twin.stage}/{twin.aliases}"
+                        )
+        except NotImplementedError:
+            return
 
 
 def migrate(request: MigrationRequest, progress: ProgressCallback | None = None) -> MigrationReport:

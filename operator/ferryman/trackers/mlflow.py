@@ -32,6 +32,7 @@ from ferryman.migrate.validate import LONG_VALUES_ARTIFACT
 from ferryman.trackers.model import (
     COMPLETE_TAG,
     SOURCE_TAG,
+    SOURCE_VERSION_TAG,
     Artifact,
     DestinationRun,
     Experiment,
@@ -53,7 +54,6 @@ MAX_PARAM_LENGTH = 6000
 MAX_TAG_LENGTH = 8000
 MAX_KEY_LENGTH = 250
 HISTORY_PAGE = 25_000
-SOURCE_VERSION_TAG = "ferryman.source.version"
 
 # MLflow stores these as tags; the neutral model has fields for them.
 RUN_NAME_TAG = "mlflow.runName"

@@ -18,6 +18,7 @@ from typing import BinaryIO, Protocol
 
 SOURCE_TAG = "ferryman.source"  # tag on every destination run: the source identity it was copied from
 COMPLETE_TAG = "ferryman.complete"  # set by `finish_run` once everything of the run is written
+SOURCE_VERSION_TAG = "ferryman.source.version"  # on destination model versions: the source version number
 
 
 class RunStatus(StrEnum):
