@@ -216,7 +216,10 @@ spec:
     assert result.jobs[0].location == "spec.resources.GenericItems[0].generictemplate"
 
 
-def test_katib_trial_spec() -> None:
+NAMELESS_JOB = UNNAMESPACED_JOB.replace("metadata:\n  name: mnist\n", "")
+
+
+def test_katib_trial_spec_and_its_template_fields() -> None:
     text = f"""\
 apiVersion: kubeflow.org/v1beta1
 kind: Experiment
@@ -224,19 +227,36 @@ metadata: {{name: hpo, namespace: katib}}
 spec:
   objective: {{type: maximize, objectiveMetricName: accuracy}}
   trialTemplate:
-    primaryContainerName: pytorch
+    primaryContainerName: pytorch  # the v1 container
     successCondition: status.conditions.#(type=="Succeeded")#|#(status=="True")#
+    failureCondition: status.conditions.#(type=="Failed")#|#(status=="True")#
+    primaryPodLabels:
+      training.kubeflow.org/job-role: master
     trialParameters:
     - {{name: lr, reference: lr}}
     trialSpec:
-{indent(UNNAMESPACED_JOB, 6)}"""
+{indent(NAMELESS_JOB, 6)}"""
     result = convert_stream(text, OPTIONS)
     (doc,) = documents(result.text)
-    assert_trainjob(doc["spec"]["trialTemplate"]["trialSpec"])
+    template = doc["spec"]["trialTemplate"]
+    trial = template["trialSpec"]
+    assert trial["kind"] == "TrainJob" and "name" not in trial.get("metadata", {})
+    assert template["primaryContainerName"] == "node"
+    assert template["successCondition"] == 'status.conditions.#(type=="Complete")#|#(status=="True")#'
+    assert template["failureCondition"] == 'status.conditions.#(type=="Failed")#|#(status=="True")#'
+    assert template["primaryPodLabels"] == {"batch.kubernetes.io/job-completion-index": "0"}
+    assert "  # the v1 container\n" in result.text and "    - {name: lr, reference: lr}\n" in result.text
     (job,) = result.jobs
-    assert job.wrapper == "Experiment" and job.namespace == "katib"
-    katib = {f.path for f in job.findings if f.code == "katib-trial-template"}
-    assert katib == {"spec.trialTemplate.primaryContainerName", "spec.trialTemplate.successCondition"}
+    assert (job.wrapper, job.namespace, job.name, job.status) == ("Experiment", "katib", None, "converted")
+    codes = {f.path: f.code for f in job.findings if f.code.startswith("katib")}
+    assert codes == {
+        "spec.trialTemplate.primaryContainerName": "katib-trial-template",
+        "spec.trialTemplate.successCondition": "katib-trial-template",
+        "spec.trialTemplate.primaryPodLabels": "katib-trial-template",
+        "spec.trialTemplate": "katib-trial-resources",
+    }
+    json_out = json.loads(convert_stream(json.dumps(documents(text)[0]), OPTIONS).text)
+    assert json_out == doc
 
 
 ARGO = f"""\

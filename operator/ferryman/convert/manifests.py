@@ -63,6 +63,7 @@ class _Loader(_BaseLoader):
             return _STR_TAG
         return _SEQ_TAG if kind is yaml.SequenceNode else _MAP_TAG
 
+
 PYTORCHJOB_GROUP = "kubeflow.org/"
 PYTORCHJOB_API_VERSION = "kubeflow.org/v1"
 # Keys whose values a template may hold as a bare placeholder standing for a number.
@@ -149,6 +150,7 @@ class _Found:
     obj: dict[str, Any]
     in_string: bool  # the job is a YAML string (Argo `resource.manifest`) at `path`
     wrapper: str | None
+    fixups: list[tuple[list[_PathKey], Any]] = field(default_factory=list)  # wrapper fields to rewrite
 
 
 @dataclass
@@ -416,7 +418,7 @@ def _wrapper_findings(job: _Found) -> list[Finding]:
                     )
                 )
     if job.wrapper == "Experiment" and job.path[-1:] == ["trialSpec"]:
-        findings.extend(_katib_findings(data, job.path[:-1]))
+        findings.extend(_katib_review(job, job.path[:-1]))
     if job.in_string and job.path[-2:] == ["resource", "manifest"]:
         resource = _get(data, job.path[:-1])
         for key in ("successCondition", "failureCondition"):
@@ -448,34 +450,60 @@ def _wrapper_findings(job: _Found) -> list[Finding]:
     return findings
 
 
-def _katib_findings(data: dict[str, Any], trial_path: list[_PathKey]) -> list[Finding]:
-    trial = _get(data, trial_path)
+_KATIB_MASTER_LABELS = {"training.kubeflow.org/job-role": "master"}
+_KATIB_NODE0_LABELS = {"batch.kubernetes.io/job-completion-index": "0"}  # TrainJob node 0, the v1 master
+
+
+def _katib_review(job: _Found, trial_path: list[_PathKey]) -> list[Finding]:
+    """Point a Katib trial template at the TrainJob: its container, success condition and master pod."""
+    trial = _get(job.document.data, trial_path)
     if not isinstance(trial, dict):
         return []
+    changes: list[tuple[str, Any, str]] = []
+    if trial.get("primaryContainerName") == "pytorch":
+        changes.append(("primaryContainerName", "node", "the TrainJob's training container is `node`"))
+    success = trial.get("successCondition")
+    if isinstance(success, str) and 'type=="Succeeded"' in success:
+        new = success.replace('type=="Succeeded"', 'type=="Complete"')
+        changes.append(("successCondition", new, "a TrainJob reports success as condition `Complete`"))
+    if trial.get("primaryPodLabels") == _KATIB_MASTER_LABELS:
+        changes.append(("primaryPodLabels", _KATIB_NODE0_LABELS, "node 0 of a TrainJob plays the v1 master"))
     findings = []
-    if trial.get("primaryContainerName") not in (None, "node"):
-        findings.append(("primaryContainerName", "the TrainJob's training container is named `node`"))
-    if "Succeeded" in str(trial.get("successCondition", "")):
+    for key, value, reason in changes:
+        job.fixups.append(([*trial_path, key], value))
         findings.append(
-            ("successCondition", "a TrainJob reports success as condition `Complete`, not `Succeeded`")
-        )
-    if "training.kubeflow.org/" in json.dumps(trial.get("primaryPodLabels", {})):
-        findings.append(
-            (
-                "primaryPodLabels",
-                "TrainJob pods carry no training.kubeflow.org labels; node 0 has "
-                "batch.kubernetes.io/job-completion-index=0",
+            Finding(
+                severity=Severity.INFO,
+                path=format_path([*trial_path, key]),
+                message=f"set to {json.dumps(value)}: {reason}",
+                code="katib-trial-template",
             )
         )
-    return [
-        Finding(
-            severity=Severity.WARNING,
-            path=format_path([*trial_path, key]),
-            message=f"{message}; update the Katib trial template",
-            code="katib-trial-template",
+    labels = trial.get("primaryPodLabels")
+    if (
+        isinstance(labels, dict)
+        and labels != _KATIB_MASTER_LABELS
+        and any("training.kubeflow.org/" in k for k in labels)
+    ):
+        findings.append(
+            Finding(
+                severity=Severity.WARNING,
+                path=format_path([*trial_path, "primaryPodLabels"]),
+                message="TrainJob pods carry no training.kubeflow.org labels; select node 0 with "
+                "batch.kubernetes.io/job-completion-index: '0' instead",
+                code="katib-trial-template",
+            )
         )
-        for key, message in findings
-    ]
+    findings.append(
+        Finding(
+            severity=Severity.INFO,
+            path=format_path(trial_path),
+            message="Katib runs TrainJob trials once its katib-config lists "
+            "TrainJob.v1alpha1.trainer.kubeflow.org among the trial resources",
+            code="katib-trial-resources",
+        )
+    )
+    return findings
 
 
 def _strings(value: Any, path: list[_PathKey]) -> Iterator[tuple[list[_PathKey], str]]:
@@ -515,6 +543,8 @@ def _rewrite_json(document: _Document, converted: list[tuple[_Found, Conversion]
             else conversion.trainjob
         )
         data = _set(data, job.path, new)
+        for path, value in job.fixups:
+            data = _set(data, path, value)
     if runtimes:
         if isinstance(data, dict) and data.get("kind") == "List" and isinstance(data.get("items"), list):
             data = {**data, "items": [*runtimes, *data["items"]]}
@@ -560,6 +590,8 @@ def _document_edits(
         return [_Edit(start, end, _at_line_start(text, start) + runtimes + dump_yaml(trainjob, template))]
     assert document.node is not None  # kept for every document that is not itself a PyTorchJob
     edits = [_job_edit(text, document.node, job, conversion, template) for job, conversion in jobs]
+    node = document.node
+    edits.extend(_fixup_edit(text, node, path, value) for job, _ in jobs for path, value in job.fixups)
     if all(edit is not None for edit in edits):
         spliced = _apply(text[start:end], [_Edit(e.start - start, e.end - start, e.text) for e in edits if e])
         if _parses_to(spliced, _replaced(document.data, jobs)):
@@ -580,6 +612,8 @@ def _replaced(data: Any, jobs: list[tuple[_Found, Conversion]]) -> Any:
         if job.in_string:
             new = dump_yaml(new, False)
         data = _set(data, job.path, new)
+        for path, value in job.fixups:
+            data = _set(data, path, value)
     return data
 
 
@@ -644,6 +678,23 @@ def _job_edit(
     lines = rendered.splitlines(keepends=True)
     body = lines[0] + "".join(indent + line if line.strip() else line for line in lines[1:])
     return _Edit(start, end, body)
+
+
+def _fixup_edit(text: str, root: yaml.Node, path: list[_PathKey], value: Any) -> _Edit | None:
+    """Replace the value at `path` by `value` in flow style (a scalar or a JSON collection fits anywhere)."""
+    located = _locate(text, root, path)
+    if located is None:
+        return None
+    node = located[1]
+    if isinstance(node, yaml.ScalarNode) and node.style in ("|", ">"):
+        start, end = node.start_mark.index, _scalar_end(text, node) - 1
+    elif isinstance(node, yaml.ScalarNode):
+        start, end = node.start_mark.index, node.end_mark.index
+    else:
+        start, end = _content_span(text, node)
+        end -= text[start:end].endswith("\n")
+    flow = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else emit.scalar(value)
+    return _Edit(start, end, flow)
 
 
 def _scalar_end(text: str, node: yaml.Node) -> int:
