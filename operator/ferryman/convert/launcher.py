@@ -34,6 +34,14 @@ _PYTHON = re.compile(r"(?:^|[\s;&|(/`])python[0-9.]*(?=\s|$)")
 _V1_ENV_REFERENCE = re.compile(r"(?<![A-Za-z0-9_])(MASTER_ADDR|MASTER_PORT|WORLD_SIZE|RANK)(?![A-Za-z0-9_])")
 
 
+# "<job>-master-0" / "<job>-worker-<index>"; one pattern for every job (compiling one per job name would
+# dominate bulk conversion), the job name is compared in the replacement
+_V1_HOST = re.compile(
+    r"(?<![A-Za-z0-9-])([A-Za-z0-9][-A-Za-z0-9]*?)-(master|worker)-(\d+|\$\{?\w+\}?|\$\(\w+\))(?![A-Za-z0-9-])",
+    re.IGNORECASE,
+)
+
+
 class Launch(StrEnum):
     TORCH = "torch"  # torchrun / python -m torch.distributed.run|launch: reads PET_* from v2
     OTHER = "other"  # accelerate, deepspeed, composer, ...: may read the v1 variables
@@ -133,10 +141,6 @@ class HostRewriter:
         self.job = job
         self.trainjob = trainjob
         self.has_master = has_master
-        self._pattern = re.compile(
-            rf"(?<![A-Za-z0-9-]){re.escape(job)}-(master|worker)-(\d+|\$\{{?\w+\}}?|\$\(\w+\))(?![A-Za-z0-9-])",
-            re.IGNORECASE,
-        )
 
     def rewrite(self, text: str) -> tuple[str, bool, bool]:
         """(rewritten text, whether anything changed, whether an unsafe reference remains)."""
@@ -146,12 +150,14 @@ class HostRewriter:
 
         def replace(match: re.Match[str]) -> str:
             nonlocal unsafe
-            role, index = match.group(1).lower(), match.group(2)
+            if match.group(1).lower() != self.job.lower():
+                return match.group(0)  # another job's host
+            role, index = match.group(2).lower(), match.group(3)
             if not index.isdigit() or (role == "master" and index != "0"):
                 unsafe = True
                 return match.group(0)
             node = int(index) + (1 if role == "worker" and self.has_master else 0)
             return f"{self.trainjob}-node-0-{node}.{self.trainjob}"
 
-        new = self._pattern.sub(replace, text)
+        new = _V1_HOST.sub(replace, text)
         return new, new != text, unsafe
