@@ -159,8 +159,8 @@ def write_synthetic_log(
     project: str = "bench",
     start_ms: int = 1_700_000_000_000,
 ) -> int:
-    """A `.wandb` log of `rows` history rows with `keys` metrics each, as SDK 0.31 writes it (header, run, then
-    per row a summary and a history record in the `nested_key` form, exit); returns the number of points."""
+    """A `.wandb` log of `rows` history rows with `keys` metrics each, as SDK 0.31 writes it (header, run,
+    then per row a summary and a history record in the `nested_key` form, exit); returns the point count."""
     from wandb.proto import wandb_internal_pb2 as pb
 
     path.parent.mkdir(parents=True, exist_ok=True)
