@@ -87,13 +87,13 @@ DATA = st.recursive(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(DATA)
 def test_reads_back_unchanged(value: Any) -> None:
     assert yaml.safe_load(dump(value)) == value
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(DATA)
 def test_template_mode_reads_back_unchanged(value: Any) -> None:
     assert yaml.safe_load(dump(value, quote_placeholders=True)) == value

@@ -349,10 +349,11 @@ spec:
     assert len(result.jobs) == 2
 
 
-def test_json_input_gives_json_output() -> None:
-    text = json.dumps(documents(JOB)[0], indent=2)
+def test_json_input_gives_json_output_with_its_indentation() -> None:
+    text = json.dumps(documents(JOB)[0], indent=4)  # kubectl get -o json
     result = convert_stream(text, OPTIONS)
     assert_trainjob(json.loads(result.text))
+    assert result.text.startswith('{\n    "apiVersion": "trainer.kubeflow.org/v1alpha1"')
 
 
 def test_unsupported_api_version_is_reported_and_left_alone() -> None:

@@ -177,7 +177,7 @@ def convert_stream(text: str, options: ConvertOptions, template: bool | None = N
     if not converted:
         return StreamResult(text=text, jobs=results, template=template)
     if _is_json(text, documents):
-        out = _rewrite_json(documents[0], converted)
+        out = _rewrite_json(documents[0], converted, _json_indent(text))
     else:
         out = _rewrite_yaml(text, documents, converted, template)
     return StreamResult(text=out, jobs=results, template=template)
@@ -530,7 +530,13 @@ def _is_json(text: str, documents: list[_Document]) -> bool:
     return len(documents) == 1 and text.lstrip()[:1] in ("{", "[")
 
 
-def _rewrite_json(document: _Document, converted: list[tuple[_Found, Conversion]]) -> str:
+def _json_indent(text: str) -> int:
+    """The indentation a JSON document uses (kubectl writes 4, most tools 2)."""
+    match = re.search(r"\n( +)\S", text)
+    return len(match.group(1)) if match else 2
+
+
+def _rewrite_json(document: _Document, converted: list[tuple[_Found, Conversion]], indent: int) -> str:
     data = document.data
     runtimes: list[dict[str, Any]] = []
     for job, conversion in converted:
@@ -538,7 +544,7 @@ def _rewrite_json(document: _Document, converted: list[tuple[_Found, Conversion]
         if conversion.runtime is not None:
             runtimes.append(conversion.runtime)
         new: Any = (
-            json.dumps(conversion.trainjob, indent=2, ensure_ascii=False)
+            json.dumps(conversion.trainjob, indent=indent, ensure_ascii=False)
             if job.in_string
             else conversion.trainjob
         )
@@ -550,7 +556,7 @@ def _rewrite_json(document: _Document, converted: list[tuple[_Found, Conversion]
             data = {**data, "items": [*runtimes, *data["items"]]}
         else:
             data = {"apiVersion": "v1", "kind": "List", "items": [*runtimes, data]}
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(data, indent=indent, ensure_ascii=False) + "\n"
 
 
 def _set(data: Any, path: list[_PathKey], value: Any) -> Any:
