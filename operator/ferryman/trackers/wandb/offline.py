@@ -724,12 +724,20 @@ class WandbDirReader:
             )
         leftovers = data.dirs[-1] / "files" / LEFTOVERS_FILE
         if leftovers.is_file():
+            count = 0
             with leftovers.open(encoding="utf-8") as lines:
                 for line in lines:
                     point = json.loads(line)
                     merged.setdefault((point["key"], False), []).append(
                         (point["step"], point["timestamp"], float(point["value"]))
                     )
+                    count += 1
+            self._report(
+                OutcomeKind.STORED_AS_ARTIFACT,
+                f"run {data.run_id}",
+                f"{count} points W&B history cannot hold (negative or repeated steps, reserved keys) are "
+                f"kept in {LEFTOVERS_FILE}",
+            )
         for (key, system), points in merged.items():
             points.sort(key=lambda p: (p[0], p[1]))
             for start in range(0, len(points), BATCH):
