@@ -167,12 +167,18 @@ async def _serve(
                 message=f"not served by CutoverPolicy {policy['metadata']['name']}: {decision.reason}",
             )
     policy_name = policy["metadata"]["name"]
-    counts["adopted"] = sum(
-        1
-        for trainjob in trainjobs.values()
+    adopted = {
+        key
+        for key, trainjob in trainjobs.items()
         if (trainjob["metadata"].get("labels") or {}).get(POLICY_LABEL) == policy_name
         and (trainjob["metadata"].get("annotations") or {}).get(ADOPTED_ANNOTATION) == "true"
-    )
+    }
+    adopted |= {
+        (plan.namespace, decision.desired["metadata"]["name"])
+        for plan, decision in decisions
+        if decision.action is Action.ADOPT and decision.desired is not None
+    }
+    counts["adopted"] = len(adopted)
     if granted:
         logger.info(f"created {granted} TrainJobs, {counts['pending']} wait for the rate limit")
     return counts

@@ -1,0 +1,10 @@
+# The ferryman image: the operator (`ferryman operator`) and the migration workers (`ferryman migrate`).
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY operator ./operator
+RUN pip install . && rm -rf /src
+WORKDIR /tmp
+USER 65532:65532
+ENTRYPOINT ["ferryman"]

@@ -1,0 +1,371 @@
+"""The operator on the real control plane: CutoverPolicy Plan → Mirror → Takeover, CEL rejections, scale.
+
+The operator runs as a subprocess with the ServiceAccount and ClusterRole from `deploy/` (token minted via
+TokenRequest) and must never be refused (403). The tests play the Trainer controller: they patch TrainJob
+status and create and patch the JobSet a TrainJob would own.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from lightkube import ApiError, Client, codecs
+from lightkube.resources.core_v1 import ConfigMap
+from lightkube.types import PatchType
+
+from ferryman.dev.cluster import ControlPlane
+from ferryman.dev.operator import OperatorProcess, install_ferryman, operator_kubeconfig
+from ferryman.kube.resources import CutoverPolicy, JobSet, PyTorchJob, TrainJob
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.cluster
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.3)
+
+
+def example_jobs(namespace: str) -> list[dict[str, Any]]:
+    jobs = []
+    for path in sorted((ROOT / "examples" / "pytorchjobs").glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if document and document.get("kind") == "PyTorchJob":
+                document["metadata"]["namespace"] = namespace
+                jobs.append(document)
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def ferryman_installed(cluster: ControlPlane) -> ControlPlane:
+    install_ferryman(cluster)
+    return cluster
+
+
+@pytest.fixture
+def operator(ferryman_installed: ControlPlane, tmp_path: Path) -> Iterator[OperatorProcess]:
+    kubeconfig = operator_kubeconfig(ferryman_installed, tmp_path / "operator.kubeconfig")
+    process = OperatorProcess(kubeconfig, tmp_path / "operator.log").start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        assert not process.forbidden(), "the operator was refused by its RBAC:\n" + "\n".join(
+            process.forbidden()
+        )
+        assert "Traceback" not in process.output(), process.output()[-6000:]
+
+
+def policy_status(kube: Client, name: str) -> dict[str, Any]:
+    return dict(kube.get(CutoverPolicy, name).to_dict().get("status") or {})
+
+
+def ready(kube: Client, name: str, generation: int | None = None) -> dict[str, Any] | None:
+    obj = kube.get(CutoverPolicy, name).to_dict()
+    status = obj.get("status") or {}
+    wanted = generation or obj["metadata"]["generation"]
+    ready_condition = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), None)
+    if status.get("observedGeneration") == wanted and ready_condition and ready_condition["status"] == "True":
+        return status
+    return None
+
+
+def make_policy(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "ferryman.dev/v1alpha1",
+        "kind": "CutoverPolicy",
+        "metadata": {"name": name},
+        "spec": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}, **spec},
+    }
+
+
+def patch_policy(kube: Client, name: str, spec: dict[str, Any]) -> int:
+    patched = kube.patch(CutoverPolicy, name, {"spec": spec}, patch_type=PatchType.MERGE)
+    return int(patched.metadata.generation)
+
+
+def trainjobs(kube: Client, namespace: str) -> dict[str, dict[str, Any]]:
+    return {t.metadata.name: t.to_dict() for t in kube.list(TrainJob, namespace=namespace)}
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"mode": "Takeover"}, "mode Takeover requires takeover.v1ControllerRemoved: true"),
+        (
+            {"mode": "Plan", "mirror": {"suspend": False}},
+            "mirror settings apply to modes Mirror and Takeover",
+        ),
+        (
+            {"selector": {"matchExpressions": [{"key": "team", "operator": "In"}]}},
+            "operators In and NotIn need at least one value",
+        ),
+        ({"mode": "Migrate"}, 'Unsupported value: "Migrate"'),
+        ({"rateLimit": {"creationsPerMinute": 0}}, "should be greater than or equal to 1"),
+    ],
+)
+def test_bad_cutover_policies_are_rejected_with_readable_messages(
+    ferryman_installed: ControlPlane, kube: Client, spec: dict[str, Any], message: str
+) -> None:
+    policy = {
+        "apiVersion": "ferryman.dev/v1alpha1",
+        "kind": "CutoverPolicy",
+        "metadata": {"name": "bad-policy"},
+        "spec": spec,
+    }
+    with pytest.raises(ApiError) as rejected:
+        kube.create(codecs.from_dict(policy))
+    assert rejected.value.status.code == 422
+    assert message in str(rejected.value.status.message)
+
+
+def test_plan_mirror_takeover_with_a_restart(operator: OperatorProcess, kube: Client, namespace: str) -> None:
+    jobs = example_jobs(namespace)
+    for job in jobs:
+        kube.create(codecs.from_dict(job))
+    name = f"cutover-{namespace}"
+    kube.create(codecs.from_dict(make_policy(name, namespace, mode="Plan")))
+    try:
+        _plan_mirror_takeover(operator, kube, namespace, name, jobs)
+    finally:
+        kube.delete(CutoverPolicy, name)
+
+
+def _plan_mirror_takeover(
+    operator: OperatorProcess, kube: Client, namespace: str, name: str, jobs: list[dict[str, Any]]
+) -> None:
+    # Plan: every job converted, findings summarised, the full report in a ConfigMap, nothing created.
+    status = wait_for(lambda: ready(kube, name), "the Plan to be Ready")
+    assert status["jobs"] == len(jobs) and status["blocked"] == 1 and status["convertible"] == len(jobs) - 1
+    assert status["findings"]["blocker"] >= 1
+    assert {"sidecar", "unpatchable-pod-field"} <= {b["code"] for b in status["topBlockers"]}
+    assert status["trainerAPI"] == "v2.2"
+    report_namespace, report_name = status["reportConfigMap"].split("/")
+    report = json.loads(kube.get(ConfigMap, report_name, namespace=report_namespace).data["report.json"])
+    assert sorted(j["name"] for j in report["jobs"]) == sorted(j["metadata"]["name"] for j in jobs)
+    assert trainjobs(kube, namespace) == {}
+
+    # Mirror: converted TrainJobs side by side, suspended, owned by the policy.
+    generation = patch_policy(kube, name, {"mode": "Mirror", "mirror": {"suspend": True}})
+    status = wait_for(lambda: ready(kube, name, generation), "the Mirror to be Ready")
+    mirrored = trainjobs(kube, namespace)
+    assert len(mirrored) == len(jobs) - 1 == status["trainJobs"]["present"]
+    for trainjob in mirrored.values():
+        assert trainjob["spec"]["suspend"] is True
+        (owner,) = trainjob["metadata"]["ownerReferences"]
+        assert owner["kind"] == "CutoverPolicy" and owner["name"] == name
+
+    # The operator dies; meanwhile the policy moves to Takeover and a new PyTorchJob arrives.
+    operator.stop(kill=True)
+    generation = patch_policy(
+        kube, name, {"mode": "Takeover", "mirror": None, "takeover": {"v1ControllerRemoved": True}}
+    )
+    late = copy.deepcopy(next(j for j in jobs if j["metadata"]["name"] == "resnet50-finetune"))
+    late["metadata"]["name"] = "resnet50-late"
+    kube.create(codecs.from_dict(late))
+    operator.start()
+
+    status = wait_for(lambda: ready(kube, name, generation), "the Takeover to be Ready", timeout=90)
+    served = trainjobs(kube, namespace)
+    assert len(served) == len(jobs) == status["trainJobs"]["present"], "TrainJobs duplicated or missing"
+    sources = {j.metadata.name: j.to_dict() for j in kube.list(PyTorchJob, namespace=namespace)}
+    for trainjob in served.values():
+        (owner,) = trainjob["metadata"]["ownerReferences"]
+        assert owner["kind"] == "PyTorchJob"
+        run_policy = sources[owner["name"]]["spec"].get("runPolicy") or {}
+        assert trainjob["spec"]["suspend"] is bool(run_policy.get("suspend")), "suspension follows the source"
+
+    # Nothing of kopf's or ferryman's is stored on the PyTorchJobs.
+    for job in kube.list(PyTorchJob, namespace=namespace):
+        annotations = job.metadata.annotations or {}
+        assert not [key for key in annotations if "kopf" in key or key.startswith("ferryman.dev/")]
+        assert not job.metadata.finalizers
+
+    # Play Trainer: the TrainJob starts running, then its JobSet completes → v1 status follows.
+    running = _trainjob_for(served, "resnet50-late")
+    _patch_trainjob_status(kube, namespace, running, {"jobsStatus": [_jobs_status(active=1)]})
+    wait_for(
+        lambda: _last_v1_condition(kube, namespace, "resnet50-late") == ("Running", "PyTorchJobRunning"),
+        "PyTorchJob resnet50-late Running",
+    )
+    _create_jobset(kube, namespace, served[running])
+    _patch_jobset_status(
+        kube, namespace, running, {"conditions": [_condition("Completed", "AllJobsCompleted")]}
+    )
+    wait_for(
+        lambda: _last_v1_condition(kube, namespace, "resnet50-late") == ("Succeeded", "PyTorchJobSucceeded"),
+        "PyTorchJob resnet50-late Succeeded",
+    )
+
+    failing = _trainjob_for(served, "llama-8b-pretrain")
+    _patch_trainjob_status(
+        kube,
+        namespace,
+        failing,
+        {
+            "conditions": [_condition("Failed", "DeadlineExceeded", "TrainJob exceeded its active deadline")],
+        },
+    )
+    wait_for(
+        lambda: _last_v1_condition(kube, namespace, "llama-8b-pretrain") == ("Failed", "PyTorchJobFailed"),
+        "PyTorchJob llama-8b-pretrain Failed",
+    )
+    failed = kube.get(PyTorchJob, "llama-8b-pretrain", namespace=namespace).to_dict()["status"]
+    assert "exceeded its active deadline" in failed["conditions"][-1]["message"]
+
+
+def _trainjob_for(served: dict[str, dict[str, Any]], source: str) -> str:
+    return next(
+        n for n, t in served.items() if t["metadata"]["annotations"]["ferryman.dev/source"].endswith(source)
+    )
+
+
+def _condition(type_: str, reason: str, message: str = "") -> dict[str, Any]:
+    return {
+        "type": type_,
+        "status": "True",
+        "reason": reason,
+        "message": message or reason,
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
+
+
+def _jobs_status(active: int) -> dict[str, Any]:
+    return {"name": "node", "active": active, "ready": active, "succeeded": 0, "failed": 0, "suspended": 0}
+
+
+def _patch_trainjob_status(kube: Client, namespace: str, name: str, status: dict[str, Any]) -> None:
+    kube.patch(TrainJob.Status, name, {"status": status}, namespace=namespace, patch_type=PatchType.MERGE)
+
+
+def _create_jobset(kube: Client, namespace: str, trainjob: dict[str, Any]) -> None:
+    jobset = {
+        "apiVersion": "jobset.x-k8s.io/v1alpha2",
+        "kind": "JobSet",
+        "metadata": {
+            "name": trainjob["metadata"]["name"],
+            "namespace": namespace,
+            "ownerReferences": [
+                {
+                    "apiVersion": "trainer.kubeflow.org/v1alpha1",
+                    "kind": "TrainJob",
+                    "name": trainjob["metadata"]["name"],
+                    "uid": trainjob["metadata"]["uid"],
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {
+            "replicatedJobs": [
+                {
+                    "name": "node",
+                    "replicas": 1,
+                    "template": {
+                        "spec": {
+                            "template": {
+                                "spec": {
+                                    "restartPolicy": "Never",
+                                    "containers": [{"name": "node", "image": "busybox"}],
+                                }
+                            }
+                        }
+                    },
+                }
+            ]
+        },
+    }
+    kube.create(codecs.from_dict(jobset))
+
+
+def _patch_jobset_status(kube: Client, namespace: str, name: str, status: dict[str, Any]) -> None:
+    kube.patch(JobSet.Status, name, {"status": status}, namespace=namespace, patch_type=PatchType.MERGE)
+
+
+def _last_v1_condition(kube: Client, namespace: str, name: str) -> tuple[str, str] | None:
+    status = kube.get(PyTorchJob, name, namespace=namespace).to_dict().get("status") or {}
+    conditions = status.get("conditions") or []
+    return (conditions[-1]["type"], conditions[-1]["reason"]) if conditions else None
+
+
+def test_existing_trainjob_is_adopted_not_duplicated(
+    operator: OperatorProcess, kube: Client, namespace: str
+) -> None:
+    from ferryman.convert.job import convert_pytorchjob
+
+    job = next(j for j in example_jobs(namespace) if j["metadata"]["name"] == "resnet50-finetune")
+    kube.create(codecs.from_dict(job))
+    handmade = convert_pytorchjob(job).trainjob
+    assert handmade is not None
+    handmade["metadata"] = {"name": handmade["metadata"]["name"], "namespace": namespace}
+    handmade["spec"]["suspend"] = True
+    kube.create(codecs.from_dict(handmade))
+    name = f"adopt-{namespace}"
+    kube.create(codecs.from_dict(make_policy(name, namespace, mode="Mirror", mirror={"suspend": True})))
+    try:
+        status = wait_for(lambda: ready(kube, name), "the Mirror to be Ready")
+        assert status["trainJobs"] == {"present": 1, "adopted": 1, "pending": 0, "conflicts": 0, "skipped": 0}
+        (trainjob,) = trainjobs(kube, namespace).values()
+        assert trainjob["metadata"]["labels"]["ferryman.dev/policy"] == name
+        assert trainjob["metadata"]["ownerReferences"][0]["kind"] == "CutoverPolicy"
+    finally:
+        kube.delete(CutoverPolicy, name)
+
+
+def test_creation_is_rate_limited(operator: OperatorProcess, kube: Client, namespace: str) -> None:
+    base = next(j for j in example_jobs(namespace) if j["metadata"]["name"] == "resnet50-finetune")
+    for index in range(6):
+        job = copy.deepcopy(base)
+        job["metadata"]["name"] = f"resnet-{index}"
+        kube.create(codecs.from_dict(job))
+    name = f"rate-{namespace}"
+    policy = make_policy(name, namespace, mode="Mirror", rateLimit={"creationsPerMinute": 60, "burst": 2})
+    kube.create(codecs.from_dict(policy))
+    try:
+        limited = wait_for(
+            lambda: next(
+                (
+                    c
+                    for c in policy_status(kube, name).get("conditions", [])
+                    if c["type"] == "Ready" and c["reason"] == "RateLimited"
+                ),
+                None,
+            ),
+            "the policy to report the rate limit",
+        )
+        assert "wait for the rate limit" in limited["message"]
+        assert len(trainjobs(kube, namespace)) < 6
+        wait_for(lambda: ready(kube, name), "all TrainJobs created", timeout=60)
+        assert len(trainjobs(kube, namespace)) == 6
+    finally:
+        kube.delete(CutoverPolicy, name)
+
+
+def test_plan_over_a_thousand_jobs(operator: OperatorProcess, kube: Client, namespace: str) -> None:
+    base = next(j for j in example_jobs(namespace) if j["metadata"]["name"] == "llama-8b-pretrain")
+    items = []
+    for index in range(1000):
+        job = copy.deepcopy(base)
+        job["metadata"]["name"] = f"llama-{index:04d}"
+        items.append(job)
+    for job in items:
+        kube.create(codecs.from_dict(job))
+    name = f"scale-{namespace}"
+    kube.create(codecs.from_dict(make_policy(name, namespace, mode="Plan")))
+    try:
+        status = wait_for(lambda: ready(kube, name), "the Plan over 1,000 jobs", timeout=180)
+        assert status["jobs"] == 1000 and status["convertible"] == 1000
+    finally:
+        kube.delete(CutoverPolicy, name)
