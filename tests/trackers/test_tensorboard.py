@@ -449,3 +449,26 @@ def test_a_file_that_cannot_be_opened_is_an_outcome(tmp_path: Path, monkeypatch:
     assert sum(len(b) for b in runs["ok"][1].values()) > 0 and runs["locked"][1] == {}
     assert {(o.kind, o.reason) for o in reader.outcomes()} == {
         (OutcomeKind.UNREADABLE, "cannot be read: Permission denied")}
+
+
+def test_runs_read_in_parallel_threads_match_a_sequential_read(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    for name in ("a", "b", "c", "d"):
+        write_scalars(tmp_path / name, n=200)
+    _, sequential = read_all(tmp_path)
+    reader = TensorBoardReader(tmp_path)
+    (experiment,) = reader.experiments()
+
+    def read(run: Run) -> tuple[str, dict[str, list[float]], set[str]]:
+        series: dict[str, list[float]] = {}
+        for batch in reader.metrics(run):
+            series.setdefault(batch.key, []).extend(batch.values)
+        return run.key, series, {a.path for a in reader.artifacts(run)}
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(read, list(reader.runs(experiment))))
+    for key, series, artifacts in results:
+        assert {k: len(v) for k, v in series.items()} == {k: len(b) for k, b in sequential[key][1].items()}
+        assert artifacts == set(sequential[key][2])
+    reader.close()

@@ -37,6 +37,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,12 +114,17 @@ class TensorBoardReader:
         self._runs: dict[str, _RunSource] | None = None
         self._owner_of: dict[Path, str] = {}
         self._tmp: Path | None = None
+        self._lock = threading.RLock()  # the engine reads several runs at once
 
     # discovery -----------------------------------------------------------------------------------------
 
     def _discover(self) -> dict[str, _RunSource]:
-        if self._runs is not None:
+        with self._lock:
+            if self._runs is None:
+                self._runs = self._find_runs()
             return self._runs
+
+    def _find_runs(self) -> dict[str, _RunSource]:
         event_dirs: set[Path] = set()
         files_by_dir: dict[Path, list[str]] = {}
         seen: set[str] = set()
@@ -163,7 +169,6 @@ class TensorBoardReader:
                     self._report(OutcomeKind.SKIPPED, f"file {self._rel(directory / name)}",
                                  "not in a run directory (no event files in it or above it)")
         self._owner_of = owner
-        self._runs = runs
         return runs
 
     def _owner(self, directory: Path, owner: dict[Path, str]) -> str | None:
@@ -284,7 +289,8 @@ class TensorBoardReader:
         return iter(())
 
     def outcomes(self) -> list[Outcome]:
-        return list(self._outcomes.values())
+        with self._lock:
+            return list(self._outcomes.values())
 
     def close(self) -> None:
         if self._tmp is not None:
@@ -294,13 +300,14 @@ class TensorBoardReader:
     # helpers ---------------------------------------------------------------------------------------------
 
     def _scratch(self) -> Path:
-        if self._tmp is None:
-            self._tmp = Path(tempfile.mkdtemp(prefix="ferryman-tensorboard-"))
-        return self._tmp
+        with self._lock:
+            if self._tmp is None:
+                self._tmp = Path(tempfile.mkdtemp(prefix="ferryman-tensorboard-"))
+            return self._tmp
 
     def _report(self, kind: OutcomeKind, item: str, reason: str) -> None:
-        outcome = Outcome(kind, item, reason)
-        self._outcomes.setdefault((kind, item, reason), outcome)
+        with self._lock:
+            self._outcomes.setdefault((kind, item, reason), Outcome(kind, item, reason))
 
     def _chunks(self, path: Path) -> Iterator[RecordChunk]:
         """The file's records; problems, an unreadable file included, become outcomes."""
