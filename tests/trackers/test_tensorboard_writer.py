@@ -133,3 +133,27 @@ def test_resume_after_a_crash_loses_and_duplicates_nothing(tmp_path: Path) -> No
     assert merged(reader, Run(".", "")) == expected_points(1_000)
     assert reader.outcomes() == []  # the damaged tail was cut away before appending
     assert len(list((tmp_path / key).glob("*tfevents*"))) == 2
+
+
+def test_engine_migrates_tensorboard_into_tensorboard_verified_and_idempotent(tmp_path: Path) -> None:
+    """The migration engine end to end with this writer as the destination (its reader verifies)."""
+    from tensorboardX import SummaryWriter
+
+    from ferryman.migrate.copy import migrate
+    from ferryman.migrate.plan import MigrationRequest
+
+    source = tmp_path / "logs"
+    for name in ("a", "b"):
+        with SummaryWriter(str(source / name)) as writer:
+            for step in range(500):
+                writer.add_scalar("loss", 1.0 / (step + 1), step)
+            writer.add_hparams({"lr": 0.1, "name": name}, {"hparam/final": 0.5})
+            writer.add_text("notes", f"run {name}", 0)
+        (source / name / "config.yaml").write_text(f"name: {name}\n")
+    destination = f"tensorboard:{tmp_path / 'out'}"
+    report = migrate(MigrationRequest(f"tensorboard:{source}", destination, workers=2))
+    assert report.ok and report.verified, report.summary()
+    assert report.source_totals == report.destination_totals
+    assert report.source_totals["points"] == 2 * 501 and report.source_totals["runs"] == 2
+    again = migrate(MigrationRequest(f"tensorboard:{source}", destination))
+    assert again.ok and again.points_written == 0
