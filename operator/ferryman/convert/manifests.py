@@ -50,18 +50,25 @@ _IMPLICIT = {
 }
 
 
+_RESOLVED: dict[str, str] = {}  # plain scalar -> tag: manifests repeat most of their values
+_Scalar, _Mapping, _Sequence = yaml.ScalarNode, yaml.MappingNode, yaml.SequenceNode
+
+
 class _Loader(_BaseLoader):
     """The safe loader, resolving a plain scalar's tag in one lookup: libyaml calls `resolve` for every
     scalar, and PyYAML's generic version (made for path resolvers, unused here) costs as much as parsing."""
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
-        if kind is yaml.ScalarNode:
-            if implicit[0]:
-                for tag, regexp in _IMPLICIT.get(value[:1], ()):
-                    if regexp.match(value):
-                        return str(tag)
-            return _STR_TAG
-        return _SEQ_TAG if kind is yaml.SequenceNode else _MAP_TAG
+        if kind is _Scalar:
+            if not implicit[0]:
+                return _STR_TAG
+            tag = _RESOLVED.get(value)
+            if tag is None:
+                tag = next((t for t, regexp in _IMPLICIT.get(value[:1], ()) if regexp.match(value)), _STR_TAG)
+                if len(_RESOLVED) < 65536 and len(value) < 256:
+                    _RESOLVED[value] = tag
+            return tag
+        return _SEQ_TAG if kind is _Sequence else _MAP_TAG
 
 
 PYTORCHJOB_GROUP = "kubeflow.org/"
@@ -209,27 +216,43 @@ def _construct(loader: Any, node: yaml.Node, memo: dict[int, Any]) -> Any:
     """PyYAML's safe construction, with the common cases (plain maps, sequences, strings) done directly:
     PyYAML's generic constructor costs more than parsing. Everything else goes to the loader itself."""
     cls = node.__class__
-    if cls is yaml.ScalarNode:
+    if cls is _Scalar:
         return node.value if node.tag == _STR_TAG else loader.construct_object(node, deep=True)
     known = memo.get(id(node))
     if known is not None:
         return known
-    plain_map = cls is yaml.MappingNode and node.tag == _MAP_TAG
-    if plain_map and not any(key_node.tag == _MERGE_TAG for key_node, _ in node.value):
+    if cls is _Mapping and node.tag == _MAP_TAG:
         mapping: dict[Any, Any] = {}
         memo[id(node)] = mapping
         for key_node, value_node in node.value:
-            key = _construct(loader, key_node, memo)
+            if key_node.tag == _MERGE_TAG:
+                break  # merge keys: PyYAML's own flattening
+            key = (
+                key_node.value
+                if key_node.__class__ is _Scalar and key_node.tag == _STR_TAG
+                else (_construct(loader, key_node, memo))
+            )
+            value = (
+                value_node.value
+                if value_node.__class__ is _Scalar and value_node.tag == _STR_TAG
+                else (_construct(loader, value_node, memo))
+            )
             try:
-                mapping[key] = _construct(loader, value_node, memo)
+                mapping[key] = value
             except TypeError:
                 problem = ("while constructing a mapping", node.start_mark, "found unhashable key")
                 raise yaml.constructor.ConstructorError(*problem, key_node.start_mark) from None
-        return mapping
-    if cls is yaml.SequenceNode and node.tag == _SEQ_TAG:
+        else:
+            return mapping
+    elif cls is _Sequence and node.tag == _SEQ_TAG:
         sequence: list[Any] = []
         memo[id(node)] = sequence
-        sequence.extend(_construct(loader, item, memo) for item in node.value)
+        for item in node.value:
+            sequence.append(
+                item.value
+                if item.__class__ is _Scalar and item.tag == _STR_TAG
+                else _construct(loader, item, memo)
+            )
         return sequence
     value = loader.construct_object(node, deep=True)  # merge keys, sets, omaps, custom tags
     memo[id(node)] = value
