@@ -157,3 +157,21 @@ def test_engine_migrates_tensorboard_into_tensorboard_verified_and_idempotent(tm
     assert report.source_totals["points"] == 2 * 501 and report.source_totals["runs"] == 2
     again = migrate(MigrationRequest(f"tensorboard:{source}", destination))
     assert again.ok and again.points_written == 0
+
+
+def test_hand_assembled_scalar_events_equal_protobufs_serialization() -> None:
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.proto.summary_pb2 import Summary
+
+    from ferryman.trackers.tensorboard_writer import _scalar_event, _value_prefix
+
+    for tag in ("", "loss", "a/" * 100, "späť"):
+        prefix = _value_prefix(tag)
+        for step in (0, 1, 127, 128, 2**40, -1, -(2**63), 2**63 - 1):
+            for value in (0.0, -1.5, 1e300, float("inf")):
+                summary_value = Summary.Value(tag=tag)
+                summary_value.tensor.dtype = 2
+                summary_value.tensor.tensor_shape.SetInParent()
+                summary_value.tensor.tensor_content = struct.pack("<d", value)
+                event = Event(wall_time=T0 / 1000, step=step, summary=Summary(value=[summary_value]))
+                assert _scalar_event(step, T0, value, prefix) == event.SerializeToString(), (tag, step, value)

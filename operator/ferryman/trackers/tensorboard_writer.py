@@ -88,6 +88,36 @@ def _repair(path: Path) -> None:
             f.truncate(min(problems))
 
 
+_DOUBLE_TENSOR = b"\x42\x0e\x08\x02\x12\x00\x22\x08"  # tensor {DT_DOUBLE, shape [], 8 content bytes}
+_WALL = struct.Struct("<d")
+
+
+def _varint(n: int) -> bytes:
+    n &= (1 << 64) - 1  # int64 as protobuf encodes it: negative numbers take ten bytes
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _value_prefix(tag: str) -> bytes:
+    """The `Summary.Value` fields before the value: its tag (omitted when empty, as protobuf does) and the
+    tensor's header."""
+    encoded = tag.encode()
+    return (b"\x0a" + _varint(len(encoded)) + encoded if encoded else b"") + _DOUBLE_TENSOR
+
+
+def _scalar_event(step: int, timestamp: int, value: float, value_prefix: bytes) -> bytes:
+    """`Event(wall_time, step, summary { value { tag tensor } })` serialized, for a tag already described."""
+    body = value_prefix + _WALL.pack(value)
+    summary_value = b"\x0a" + _varint(len(body)) + body
+    summary = b"\x2a" + _varint(len(summary_value)) + summary_value
+    head = b"\x09" + _WALL.pack(timestamp / 1000.0)
+    return head + (b"\x10" + _varint(step) if step else b"") + summary
+
+
 def _stamp(name: str) -> int:
     field = name.split("tfevents.", 1)[1].split(".", 1)[0]
     return int(field) if field.isdigit() else 0
@@ -108,19 +138,24 @@ class _EventFile:
         self.handle.write(frame(event.SerializeToString()))
 
     def scalars(self, batch: MetricBatch) -> None:
+        """One event per point. The first event of a tag in the file carries the plugin metadata and is built
+        with protobuf; the others are assembled from bytes (`_scalar_event`, the same encoding)."""
+        if not len(batch):
+            return
+        points = zip(batch.steps, batch.timestamps, batch.values, strict=True)
         records = []
-        metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name=SCALARS_PLUGIN))
-        pack = struct.Struct("<d").pack
-        for step, timestamp, value in zip(batch.steps, batch.timestamps, batch.values, strict=True):
-            summary_value = Summary.Value(tag=batch.key)
+        if batch.key not in self.tags:
+            step, timestamp, value = next(points)
+            summary_value = Summary.Value(tag=batch.key, metadata=SummaryMetadata(
+                plugin_data=SummaryMetadata.PluginData(plugin_name=SCALARS_PLUGIN)))
             summary_value.tensor.dtype = _DT_DOUBLE
             summary_value.tensor.tensor_shape.SetInParent()
-            summary_value.tensor.tensor_content = pack(value)
-            if batch.key not in self.tags:
-                summary_value.metadata.CopyFrom(metadata)
-                self.tags.add(batch.key)
+            summary_value.tensor.tensor_content = struct.pack("<d", value)
             event = Event(wall_time=timestamp / 1000.0, step=step, summary=Summary(value=[summary_value]))
             records.append(frame(event.SerializeToString()))
+            self.tags.add(batch.key)
+        value_prefix = _value_prefix(batch.key)
+        records += [frame(_scalar_event(step, ts, value, value_prefix)) for step, ts, value in points]
         self.handle.write(b"".join(records))
 
     def flush(self) -> None:
