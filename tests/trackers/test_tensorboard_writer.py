@@ -175,3 +175,22 @@ def test_hand_assembled_scalar_events_equal_protobufs_serialization() -> None:
                 summary_value.tensor.tensor_content = struct.pack("<d", value)
                 event = Event(wall_time=T0 / 1000, step=step, summary=Summary(value=[summary_value]))
                 assert _scalar_event(step, T0, value, prefix) == event.SerializeToString(), (tag, step, value)
+
+
+def test_a_tree_the_writer_made_reads_back_as_its_experiments(tmp_path: Path) -> None:
+    from ferryman.migrate.uri import open_reader
+    from ferryman.trackers.tensorboard import TensorBoardTreeReader
+
+    writer = TensorBoardWriter(tmp_path)
+    for name in ("vision", "nlp"):
+        experiment_key = writer.ensure_experiment(Experiment(name, name))
+        key = writer.create_run(experiment_key, Run("r", name, name="r"), name)
+        writer.write_metrics(key, batches(5))
+        writer.finish_run(key, Run("r", name, name="r"))
+    writer.close()
+    reader = open_reader(f"tensorboard:{tmp_path}")
+    assert isinstance(reader, TensorBoardTreeReader)
+    assert sorted(e.name for e in reader.experiments()) == ["nlp", "vision"]
+    (vision,) = reader.experiments(["vision"])
+    (run,) = reader.runs(vision)
+    assert run.key == "vision/r" and merged(reader, run) == expected_points(5)

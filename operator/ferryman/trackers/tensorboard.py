@@ -555,7 +555,7 @@ class TensorBoardTreeReader:
 
     def runs(self, experiment: Experiment, since: int | None = None) -> Iterator[Run]:
         inner = self._reader(experiment.key)
-        for run in inner.runs(next(iter(inner.experiments()))):
+        for run in inner.runs(next(iter(inner.experiments())), since):
             run.key, run.experiment_key = f"{experiment.key}/{run.key}", experiment.key
             yield run
 
@@ -585,6 +585,10 @@ class TensorBoardTreeReader:
             reader.close()
 
 
-def open_reader(uri: str, credentials: object = None) -> TensorBoardReader:
-    """The `tensorboard:PATH` source of the URI registry."""
-    return TensorBoardReader(uri.removeprefix("tensorboard:"))
+def open_reader(uri: str, credentials: object = None) -> TensorBoardReader | TensorBoardTreeReader:
+    """The `tensorboard:PATH` source of the URI registry: a log directory, or a tree ferryman's writer made
+    (whose experiments are then read back as such)."""
+    root = Path(uri.removeprefix("tensorboard:"))
+    if root.is_dir() and any((child / EXPERIMENT_METADATA).is_file() for child in root.iterdir()):
+        return TensorBoardTreeReader(root)
+    return TensorBoardReader(root)
