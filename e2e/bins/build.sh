@@ -2,7 +2,7 @@
 # Build the test control plane's binaries from the pinned wrapper modules in e2e/bins/.
 #
 # Each component lands in .cache/bin/<component>-<version>/ together with a stamp
-# holding the hash of its go.mod and go.sum; a component is rebuilt only when that
+# holding the hash of its go.mod, go.sum and this script; a component is rebuilt only when that
 # hash changes (a new pin). Go's own build and module caches (GOCACHE, GOMODCACHE)
 # stay at their defaults outside the repository, so later builds on the same machine
 # reuse the compiled packages.
@@ -23,14 +23,15 @@ command -v go >/dev/null 2>&1 ||
 # The version a wrapper module pins for its main requirement.
 pinned() { sed -n "s|^[[:space:]]*$2 \(v[^ ]*\).*|\1|p" "$bins/$1/go.mod" | head -n 1; }
 
-fingerprint() { cat "$bins/$1/go.mod" "$bins/$1/go.sum" | sha256sum | cut -d' ' -f1; }
+# A component is rebuilt when its pins (go.mod, go.sum) or this script (flags) change.
+fingerprint() { cat "$bins/$1/go.mod" "$bins/$1/go.sum" "$bins/build.sh" | sha256sum | cut -d' ' -f1; }
 
 ldflags_for() {
     case $1 in
     kubernetes)
         v=$2; minor=${v#v1.}; minor=${minor%%.*}
-        released=$(go mod download -json "k8s.io/kubernetes@$v" |
-            sed -n 's/^[[:space:]]*"Time": "\(.*\)",*$/\1/p')
+        info=$(go mod download -json "k8s.io/kubernetes@$v" | sed -n 's/^[[:space:]]*"Info": "\(.*\)",$/\1/p')
+        released=$(sed -n 's/.*"Time":"\([^"]*\)".*/\1/p' "$info")
         pkg=k8s.io/component-base/version
         printf '%s' "-s -w -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor" \
             " -X $pkg.gitTreeState=clean -X $pkg.buildDate=$released"
@@ -63,7 +64,7 @@ build() {
     go mod download ||
         fail "cannot download the modules of $component $version; is the Go module proxy ($(go env GOPROXY)) reachable?"
     tools=$(awk '/^tool \(/ { inside = 1; next } inside && /^\)/ { inside = 0 }
-                 inside { print $1 } /^tool [^(]/ { print $2 }' go.mod)
+                 inside { print $1 } /^tool [^(]/ { print $2 }' go.mod | tr '\n' ' ')
     rm -rf "$out.tmp" && mkdir -p "$out.tmp"
     start=$(date +%s)
     echo "cluster-bins:   compiling $tools"
@@ -77,6 +78,10 @@ build() {
 }
 
 [ $# -gt 0 ] || set -- etcd kubernetes kwok
+mkdir -p "$cache"
+# One build at a time per checkout: a second `make cluster-bins` waits, then finds the binaries built.
+exec 9>"$cache/.lock"
+flock 9
 for component in "$@"; do
     build "$component"
 done

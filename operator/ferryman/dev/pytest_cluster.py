@@ -7,7 +7,7 @@
   plane (etcd + kube-apiserver only, started once per session), so tests never swap CRDs under each other.
 * ``kube``: an admin lightkube client of ``cluster``; ``namespace``: a fresh namespace per test.
 
-Every test using ``cluster`` (directly or through these fixtures) is marked ``cluster``.
+Every test using one of these fixtures is marked ``cluster``.
 """
 
 from __future__ import annotations
@@ -25,9 +25,12 @@ from ferryman.dev.cluster import ClusterSpec, ControlPlane, wait_default_service
 CURRENT_FLAVOUR = TrainerAPI.V2_2
 
 
+_CLUSTER_FIXTURES = {"cluster", "flavour_cluster", "kube", "namespace"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if "cluster" in getattr(item, "fixturenames", ()):
+        if _CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.cluster)
 
 
@@ -42,11 +45,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
 
 @pytest.fixture(scope="session")
 def flavour_cluster(
-    cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[[TrainerAPI], ControlPlane]]:
-    planes: dict[TrainerAPI, ControlPlane] = {CURRENT_FLAVOUR: cluster}
+    planes: dict[TrainerAPI, ControlPlane] = {}
 
     def get(trainer_api: TrainerAPI) -> ControlPlane:
+        if trainer_api is CURRENT_FLAVOUR:
+            plane: ControlPlane = request.getfixturevalue("cluster")
+            return plane
         if trainer_api not in planes:
             spec = ClusterSpec(controllers=False, kwok=False, trainer_api=trainer_api, runtimes=True)
             state_dir = tmp_path_factory.mktemp(f"cluster-trainer-{trainer_api.value}")
@@ -56,9 +62,8 @@ def flavour_cluster(
     try:
         yield get
     finally:
-        for trainer_api, plane in planes.items():
-            if trainer_api is not CURRENT_FLAVOUR:
-                plane.stop()
+        for plane in planes.values():
+            plane.stop()
 
 
 @pytest.fixture(scope="session")
