@@ -139,7 +139,8 @@ def main() -> None:
 
     print(
         f"stream: {JOBS} generated PyTorchJobs, {len(text) / 1e6:.2f} MB, {converted} converted, "
-        f"libyaml={'yes' if _Loader is not yaml.SafeLoader else 'no'}, best of {REPEATS}"
+        f"libyaml={'yes' if _Loader is not yaml.SafeLoader else 'no'}, best of {REPEATS} by CPU time, "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (load slows all lines alike)"
     )
     print(f"baseline  PyYAML load_all + dump_all          {rate(baseline)}")
     print(f"ferryman  convert_stream (parse+convert+write) {rate(end_to_end)}")
