@@ -207,7 +207,7 @@ def test_steps_beyond_the_decimal_column_are_refused(tmp_path: Path) -> None:
 
 @pytest.fixture
 def export_copy(tmp_path: Path) -> Path:
-    shutil.copytree(HAND_BUILT, tmp_path / "export", ignore=shutil.ignore_patterns("*.py"))
+    shutil.copytree(HAND_BUILT, tmp_path / "export", ignore=shutil.ignore_patterns("build.py"))
     return tmp_path / "export"
 
 
@@ -262,3 +262,20 @@ def test_missing_file_and_incomplete_run_are_reported(export_copy: Path) -> None
     items = {o.item: o.reason for o in reader.outcomes()}
     assert "missing from the export" in items["run VIS-1/file model/weights"]
     assert "without part_0" in items["run VIS-2"]
+
+
+def test_file_paths_relative_to_the_files_root_are_found(export_copy: Path) -> None:
+    """Early exporter versions stored file paths relative to `files/` rather than `files/<project>/`."""
+    part = parts(export_copy, "VIS-1")[0]
+    table = pq.read_table(part)
+    index = table.schema.get_field_index("file_value")
+    prefix = safe_path_part("acme/vision") + "/"
+    rooted = [None if v is None else {"path": prefix + v["path"]} for v in table.column(index).to_pylist()]
+    pq.write_table(
+        table.set_column(index, table.schema.field(index), pa.array(rooted, table.schema.field(index).type)),
+        part,
+    )
+    reader = NeptuneExportReader(export_copy)
+    files = read_all(reader)["VIS-1"][2]
+    assert files["model/weights.pt"] == b"\x00weights" * 100 and "source_code/files/train.py" in files
+    assert not [o for o in reader.outcomes() if "/file " in o.item]

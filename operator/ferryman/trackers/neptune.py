@@ -1,9 +1,9 @@
 """Neptune exports (`neptune-export:PATH`): the `neptune-exporter` parquet layout, read and written.
 
 Layout (neptune-exporter's `ParquetWriter`): `PATH/data/<project>/<run>_part_<n>.parquet` holds "one long
-table" per run (one row per parameter value or series point, typed value columns), and `PATH/files/` holds
-the uploaded files that `file_value.path` names relative to it. `<project>` and `<run>` are the ids made
-path-safe with a short blake2b suffix. A run is complete once its `part_0` exists (parts are renamed into
+table" per run (one row per parameter value or series point, typed value columns), and `PATH/files/<project>/`
+holds the downloaded files that `file_value.path` names relative to it. `<project>` and `<run>` are the ids
+made path-safe with a short blake2b suffix. A run is complete once its `part_0` exists (parts are renamed into
 place highest first). PATH may also be the data directory itself (files then in its sibling `files/`).
 
 Mapping: project → experiment, run → run, parameter attributes (float, int, string, bool, datetime,
@@ -613,7 +613,10 @@ class NeptuneExportReader:
     def _file_artifacts(
         self, run: Run, key: str, kind: str, step: float | None, stored: str, outcomes: list[Outcome]
     ) -> Iterator[Artifact]:
-        location = self.files_dir / stored
+        # the exporter stores paths relative to the project's files directory; early versions to `files/`
+        location = self.files_dir / safe_path_part(run.experiment_key) / stored
+        if not location.exists() and (self.files_dir / stored).exists():
+            location = self.files_dir / stored
         relative = Path(stored)
         if relative.is_absolute() or ".." in relative.parts:
             outcomes.append(
@@ -656,6 +659,15 @@ class NeptuneExportReader:
 
     def close(self) -> None:
         pass
+
+
+class _ReadBack(NeptuneExportReader):
+    """The writer's own output, for verification: it says it has no model registry rather than an empty one
+    (the engine then does not expect the source's registered models there; `write_registered_model` reports
+    them as unsupported)."""
+
+    def registered_models(self) -> Iterator[RegisteredModel]:
+        raise NotImplementedError("Neptune run exports have no model registry")
 
 
 def _sha256(path: Path) -> str:
@@ -883,8 +895,8 @@ class NeptuneExportWriter:
         relative = Path(artifact.path)
         if relative.is_absolute() or ".." in relative.parts or not artifact.path:
             return Outcome(OutcomeKind.UNSUPPORTED, f"run {run_key}/artifact {artifact.path}", "unsafe path")
-        stored = Path(safe_path_part(state.project_id)) / safe_path_part(state.run_id) / relative
-        target = self.files_dir / stored
+        stored = Path(safe_path_part(state.run_id)) / relative  # relative to the project's files directory
+        target = self.files_dir / safe_path_part(state.project_id) / stored
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".ferryman-tmp")
         digest = hashlib.sha256()
@@ -962,7 +974,7 @@ class NeptuneExportWriter:
             journal.unlink()
 
     def reader(self) -> TrackerReader:
-        return NeptuneExportReader(self.path)
+        return _ReadBack(self.path)
 
     def write_registered_model(self, model: RegisteredModel, run_keys: dict[str, str]) -> list[Outcome]:
         return [
@@ -1066,8 +1078,9 @@ class NeptuneExportWriter:
                     if kind == "float_series":
                         state.counts[key] = state.counts.get(key, 0) + 1
                     elif kind == "file":
-                        stored = self.files_dir / ((files_column[i] or {}).get("path") or "")
-                        state.files[key] = stored.stat().st_size if stored.is_file() else 0
+                        stored = (files_column[i] or {}).get("path") or ""
+                        location = self.files_dir / safe_path_part(project_id) / stored
+                        state.files[key] = location.stat().st_size if location.is_file() else 0
                     elif key.startswith(TAG_NAMESPACE):
                         state.tags[key[len(TAG_NAMESPACE) :]] = strings[i]
                     elif key == "sys/tags":

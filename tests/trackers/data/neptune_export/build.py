@@ -81,7 +81,7 @@ def main() -> None:
     (run_files / "source_code" / "files" / "pkg").mkdir(parents=True)
     (run_files / "source_code" / "files" / "train.py").write_text("print('train')\n")
     (run_files / "source_code" / "files" / "pkg" / "util.py").write_text("X = 1\n")
-    rel = run_files.relative_to(files).as_posix()
+    rel = run_files.relative_to(files / safe(PROJECT)).as_posix()  # paths are relative to the project's files
 
     r = "VIS-1"
     params = [
