@@ -397,7 +397,7 @@ def _convert_one(job: _Found, options: ConvertOptions) -> JobResult:
 
 def _provisional_name(job: _Found) -> str | None:
     """For a nameless job inside a wrapper (a Katib trial spec, say): the wrapper's name stands in."""
-    if job.wrapper is None or not isinstance(job.document.data, dict):
+    if job.wrapper in (None, "List") or not isinstance(job.document.data, dict):
         return None
     wrapper_meta = job.document.data.get("metadata")
     wrapper_meta = wrapper_meta if isinstance(wrapper_meta, dict) else {}
