@@ -82,3 +82,52 @@ def test_trainjob_passes_through_unchanged(job: dict[str, Any], opts: ConvertOpt
     conversion = convert_pytorchjob(job, opts)
     assert conversion.trainjob == before
     assert not conversion.blocked
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.sampled_from(["", "x", "$N", "pytorch", "Master"]),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "Master",
+                    "Worker",
+                    "replicas",
+                    "template",
+                    "spec",
+                    "containers",
+                    "name",
+                    "env",
+                    "command",
+                    "x",
+                ]
+            ),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(job=pytorchjobs(), junk=json_values, where=st.integers(0, 5), opts=options)
+def test_malformed_jobs_are_reported_not_raised(job: dict[str, Any], junk: Any, where: int, opts) -> None:
+    """Schema-invalid PyTorchJobs (hand-edited manifests) become blockers, never exceptions."""
+    replicas = job["spec"]["pytorchReplicaSpecs"]
+    replica = next(iter(replicas.values()))
+    targets = [
+        (job, "spec"),
+        (job["spec"], "pytorchReplicaSpecs"),
+        (replicas, next(iter(replicas))),
+        (replica, "template"),
+        (replica["template"], "spec"),
+        (replica["template"]["spec"]["containers"][0], "env"),
+    ]
+    parent, key = targets[where]
+    parent[key] = junk
+    conversion = convert_pytorchjob(job, opts)
+    assert conversion.trainjob is not None or conversion.blocked
+    if conversion.trainjob is not None:
+        assert uncovered_facts(job, conversion) == []

@@ -48,6 +48,13 @@ _REPLICA_INDEX_LABEL = "training.kubeflow.org/replica-index"
 _JOB_NAME_LABEL = "training.kubeflow.org/job-name"
 _JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"
 _NPROC_WORDS = ("auto", "cpu", "gpu")
+_TRAINER_TYPES: dict[str, type | tuple[type, ...]] = {
+    "image": str,
+    "resources": dict,
+    "env": list,
+    "command": list,
+    "args": list,
+}
 TRAINER_LIST_LIMITS = {"command": 128, "args": 128, "env": 128}  # TrainJob CRD MaxItems
 POD_LIST_LIMITS = {"volumes": 128, "tolerations": 128, "imagePullSecrets": 64, "schedulingGates": 16}
 
@@ -241,6 +248,13 @@ class _Converter:
         base = f"spec.pytorchReplicaSpecs.{primary_key}"
         template = primary.template if isinstance(primary.template, dict) else {}
         pod_spec = _mapping(template.get("spec"))
+        if not isinstance(template.get("spec"), dict):
+            self.report(
+                Severity.BLOCKER,
+                f"{base}.template.spec",
+                "invalid-field",
+                f"the pod template's spec is {template.get('spec')!r}, not a pod spec",
+            )
 
         if spec.elastic_policy is not None:
             elastic = spec.elastic_policy
@@ -470,12 +484,27 @@ class _Converter:
         for key in template:
             if key not in ("metadata", "spec"):
                 self.unknown({key: template[key]}, path)
-        meta = _mapping(template.get("metadata"))
+        meta = template.get("metadata")
+        if not isinstance(meta, dict):
+            if meta is not None:
+                self.report(
+                    Severity.BLOCKER, f"{path}.metadata", "invalid-field", f"metadata is {meta!r}, not a map"
+                )
+            meta = {}
         out: dict[str, Any] = {}
         for key, value in meta.items():
-            if key in ("labels", "annotations") and value:
-                out[key] = dict(value)
-            elif value is not None and key not in ("labels", "annotations"):
+            if key in ("labels", "annotations"):
+                if isinstance(value, dict):
+                    if value:
+                        out[key] = dict(value)
+                elif value is not None:
+                    self.report(
+                        Severity.BLOCKER,
+                        f"{path}.metadata.{key}",
+                        "invalid-field",
+                        f"{key} is {value!r}, not a map",
+                    )
+            elif value is not None:
                 self.report(
                     Severity.INFO,
                     f"{path}.metadata.{key}",
@@ -553,7 +582,9 @@ class _Converter:
         self.report(severity, path, "unpatchable-pod-field", f"{flavour} cannot set pod {key}: {why}{remedy}")
 
     def pytorch_container(self, pod_spec: dict[str, Any], path: str) -> tuple[int, dict[str, Any]]:
-        containers = pod_spec.get("containers") or []
+        containers = pod_spec.get("containers")
+        if not isinstance(containers, list):
+            containers = []  # typed() reported it
         index = next(
             (
                 i
@@ -636,8 +667,8 @@ class _Converter:
             if key == "name":
                 continue
             if key in ("image", "resources", "env", "command", "args"):
-                if view is None:
-                    trainer[key] = value
+                if view is None and isinstance(value, _TRAINER_TYPES[key]):
+                    trainer[key] = value  # blocked already (typed() reported the bad field)
             elif value is None or value == [] or value == {}:
                 continue
             elif key in patchable:
