@@ -66,8 +66,9 @@ UNPATCHABLE_POD_FIELDS: dict[str, tuple[Severity, str]] = {
     "setHostnameAsFQDN": (Severity.WARNING, "the pod host name would be the short name"),
     "restartPolicy": (Severity.INFO, "v1 replaced it with the replica's restartPolicy as well"),
 }
-# Set by JobSet itself; carrying them into a runtime would break the pods' DNS names.
-NOT_CARRIED_BY_RUNTIME = frozenset({"hostname", "subdomain", "restartPolicy", "nodeName"})
+# The pod template's restartPolicy: v1 replaced it with the replica's, which decides the runtime's.
+NOT_CARRIED_BY_RUNTIME = frozenset({"restartPolicy"})
+# Set by JobSet itself; carrying them, even into a runtime, would break the pods' DNS names.
 WARN_ONLY_UNCARRIED = {
     "hostname": (Severity.WARNING, "JobSet sets the pod host name itself"),
     "subdomain": (Severity.WARNING, "JobSet sets the pod subdomain itself"),
