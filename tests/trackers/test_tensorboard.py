@@ -472,3 +472,26 @@ def test_runs_read_in_parallel_threads_match_a_sequential_read(tmp_path: Path) -
         assert {k: len(v) for k, v in series.items()} == {k: len(b) for k, b in sequential[key][1].items()}
         assert artifacts == set(sequential[key][2])
     reader.close()
+
+
+def test_predicted_walk_finds_exactly_the_records_a_plain_walk_finds() -> None:
+    """`_walk` confirms predicted offsets in bulk; it must agree with reading one length after another."""
+    from ferryman.trackers.tfrecord import _walk
+
+    def plain(buf: bytes) -> tuple[list[int], int]:
+        offsets, pos = [], 0
+        while pos + 16 <= len(buf) and pos + 16 + struct.unpack_from("<Q", buf, pos)[0] <= len(buf):
+            offsets.append(pos)
+            pos += 16 + struct.unpack_from("<Q", buf, pos)[0]
+        return offsets, pos
+
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        pattern = rng.integers(0, 50, rng.integers(1, 6))
+        sizes = [int(pattern[i % len(pattern)]) if rng.random() > 0.01 else int(rng.integers(300))
+                 for i in range(int(rng.integers(0, 3_000)))]  # periodic, with irregular records between
+        records = [frame(bytes(size)) for size in sizes]
+        buf = b"".join(records)
+        buf = buf[: int(rng.integers(0, len(buf) + 1))] if trial % 2 else buf  # a cut tail, half of the time
+        offsets, pos = _walk(buf)
+        assert (offsets.tolist(), pos) == plain(buf), trial

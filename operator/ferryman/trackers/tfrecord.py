@@ -65,18 +65,75 @@ class RecordChunk:
 
 def _walk(buf: bytes) -> tuple[np.ndarray, int]:
     """Follow the record lengths from the start of `buf`: the header offsets of the complete records, and the
-    position after the last of them. Checksums are checked afterwards (`_check_headers`)."""
+    position after the last of them. Checksums are checked afterwards (`_check_headers`).
+
+    Loggers repeat themselves (the same tags every step), so after a few records walked in Python the sizes
+    are usually periodic: the walk then predicts the following offsets and confirms them all at once by
+    reading the length at each predicted offset, keeping the prefix where every length is as predicted (each
+    confirmed length is the one the Python walk would have read there)."""
+    parts: list[np.ndarray] = []
+    pos, budget = 0, _WALK_BUDGET
+    lengths = np.ndarray((max(len(buf) - 7, 0),), dtype="<u8", buffer=buf, strides=(1,))
+    while True:
+        offsets, pos, done = _walk_python(buf, pos, budget)
+        parts.append(offsets)
+        if done:
+            break
+        sizes = np.diff(np.append(offsets, pos))
+        pattern = _period(sizes)
+        confirmed = _confirm(lengths, len(buf), pos, pattern) if pattern is not None else sizes[:0]
+        if len(confirmed):
+            parts.append(confirmed)
+            pos = int(confirmed[-1] + 16 + lengths[confirmed[-1]])
+        # predictions that hold for long make the next one come soon; others, later and later
+        budget = _WALK_BUDGET if len(confirmed) >= 4 * budget else min(budget * 2, 1 << 14)
+    return np.concatenate(parts), pos
+
+
+_WALK_BUDGET = 64  # records walked in Python before a prediction is tried
+
+
+def _walk_python(buf: bytes, pos: int, budget: int) -> tuple[np.ndarray, int, bool]:
     offsets: list[int] = []
     append = offsets.append
     unpack = _LENGTH.unpack_from
-    pos, limit = 0, len(buf) - 16
-    while pos <= limit:
+    limit = len(buf) - 16
+    while pos <= limit and len(offsets) < budget:
         end = pos + 16 + unpack(buf, pos)[0]
         if end > limit + 16:
-            break
+            return np.asarray(offsets, dtype=np.int64), pos, True
         append(pos)
         pos = end
-    return np.asarray(offsets, dtype=np.int64), pos
+    return np.asarray(offsets, dtype=np.int64), pos, pos > limit
+
+
+def _period(sizes: np.ndarray) -> np.ndarray | None:
+    """The shortest unit (at most 16 records) the last record sizes repeat, seen at least twice in a row."""
+    for period in range(1, min(16, len(sizes) // 2) + 1):
+        if np.array_equal(sizes[-period:], sizes[-2 * period : -period]):
+            return sizes[-period:]
+    return None
+
+
+def _confirm(lengths: np.ndarray, size: int, pos: int, pattern: np.ndarray) -> np.ndarray:
+    """Offsets from `pos` on where the records' lengths follow `pattern` (record sizes), up to the first
+    that does not, in blocks that grow while every prediction holds."""
+    found: list[np.ndarray] = []
+    block = 256
+    while True:
+        sizes = np.tile(pattern, max(1, block // len(pattern)))
+        offsets = pos + np.concatenate(([0], np.cumsum(sizes[:-1])))
+        fits = np.flatnonzero(offsets + sizes > size)  # records the buffer does not hold completely
+        if len(fits):
+            offsets, sizes = offsets[: fits[0]], sizes[: fits[0]]
+        wrong = np.flatnonzero(lengths[offsets] + np.uint64(16) != sizes.astype(np.uint64))
+        keep = int(wrong[0]) if len(wrong) else len(offsets)
+        found.append(offsets[:keep])
+        if keep < len(offsets) or len(fits) or not keep:
+            break
+        pos = int(offsets[-1] + sizes[-1])
+        block *= 4
+    return np.concatenate(found)
 
 
 def _header_ok(buf: bytes, pos: int) -> bool:
