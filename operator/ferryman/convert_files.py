@@ -164,16 +164,21 @@ def run_convert(
             report.error = f"internal error, please report it: {type(error).__name__}: {error}"
             continue
         report.jobs, report.template = result.jobs, result.template
+        target: Path | None = None
         if in_place:
-            if result.changed and source.path is not None:
-                write_atomically(source.path, result.text)
-                report.written = str(source.path)
+            target = source.path if result.changed else None
         elif output is not None:
             target = output / source.relative if to_directory else output
-            write_atomically(target, result.text)
-            report.written = str(target)
         else:
             streams.append((source, result.text))
+        if target is not None:
+            try:
+                write_atomically(target, result.text)
+            except OSError as error:
+                report.error = f"cannot write {target}: {error.strerror or error}"
+                report.jobs = []  # nothing of this file was converted where it was meant to be
+                continue
+            report.written = str(target)
     _flag_duplicate_names(reports)
     if streams:
         stdout.write(_concatenate(streams))

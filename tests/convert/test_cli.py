@@ -279,3 +279,12 @@ def test_symlinked_files_are_not_followed_by_directory_walks(tree: Path, tmp_pat
     result = run(tree, "--in-place", "--report", "json")
     assert "outside" not in {r["name"] for r in json.loads(result.stdout)["jobs"]}
     assert outside.read_text() == job("outside") and (tree / "link.yaml").is_symlink()
+
+
+def test_an_unwritable_target_is_an_error_and_the_others_are_written(tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "team-a" / "train.yaml").mkdir(parents=True)  # a directory where the file should go
+    result = run(tree, "-o", out)
+    assert result.exit_code == 2
+    assert "cannot write" in result.stdout and "team-a/train.yaml" in result.stdout
+    assert (out / "service.yaml").read_text() == SERVICE
