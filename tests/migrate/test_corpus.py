@@ -3,6 +3,7 @@ into one real MLflow server and verifies point by point, or reports exactly what
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -23,10 +24,18 @@ def sources(corpus: Path) -> list[str]:
     return found
 
 
+def fingerprint(root: Path) -> dict[str, str]:
+    """Every source file's SHA-256 (sources are read, never written: SQLite stores are read from copies)."""
+    return {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
 def test_every_mlflow_and_tensorboard_dataset_migrates_and_verifies(
     corpus_dir: Path, mlflow_destination: MlflowServer
 ) -> None:
     found = sources(corpus_dir)
+    before = fingerprint(corpus_dir / "trackers")
     assert sum(s.startswith("tensorboard:") for s in found) >= 3 and sum("sqlite" in s for s in found) >= 1
     summaries = []
     for source in found:
@@ -40,3 +49,4 @@ def test_every_mlflow_and_tensorboard_dataset_migrates_and_verifies(
         again = migrate(MigrationRequest(source, mlflow_destination.url, workers=2, verify=False))
         assert again.ok and again.points_written == 0, again.summary()
     print("\n".join(summaries))
+    assert fingerprint(corpus_dir / "trackers") == before, "a migration wrote to its source"

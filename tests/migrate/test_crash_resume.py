@@ -43,6 +43,7 @@ def wait_until_copying(destination: MlflowServer, name: str, process: subprocess
         time.sleep(0.1)
 
 
+@pytest.mark.timeout(2400)
 def test_sigkill_at_random_points_then_resume(
     mlflow_source: MlflowServer, mlflow_destination: MlflowServer
 ) -> None:
@@ -50,7 +51,7 @@ def test_sigkill_at_random_points_then_resume(
     killed = 0
     for trial in range(TRIALS):
         name = f"crash-{trial}-{uuid.uuid4().hex[:6]}"
-        source = populate_bulk(mlflow_source.url, name, runs=4, keys=2, steps=1500)
+        source = populate_bulk(mlflow_source.url, name, runs=3, keys=2, steps=1000)
         args = [
             "--from",
             mlflow_source.url,
@@ -65,7 +66,7 @@ def test_sigkill_at_random_points_then_resume(
         for _ in range(rng.choice([1, 1, 2])):  # some trials crash twice before completing
             process = ferryman_migrate(*args)
             wait_until_copying(mlflow_destination, name, process)
-            time.sleep(rng.uniform(0.0, 4.0))
+            time.sleep(rng.uniform(0.0, 3.0))
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 killed += 1

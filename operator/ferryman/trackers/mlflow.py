@@ -147,8 +147,12 @@ class _Backend:
         session: Any = None,
         headers: Any = None,
         default_artifact_root: str | None = None,
+        base_dir: Path | None = None,
+        snapshot: Path | None = None,
     ) -> None:
         self.uri = uri
+        self.base_dir = base_dir  # relative local artifact locations are relative to this directory
+        self.snapshot = snapshot  # private copy of a source database, removed on close
         self.tracking = tracking
         self.registry = registry
         self.session = session  # requests.Session for servers, None for database stores
@@ -218,20 +222,36 @@ class _Backend:
         from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-        artifact_root = None
+        artifact_root = base_dir = snapshot = None
+        store_uri = uri
         if uri.startswith("sqlite:"):
             path = Path(uri.split(":///", 1)[-1]) if ":///" in uri else None
             if path is not None and str(path) not in ("", ":memory:"):
                 if role == "source" and not path.exists():
                     raise MlflowError(f"{role} MLflow database {path} does not exist")
-                path.parent.mkdir(parents=True, exist_ok=True)
+                if role == "source":
+                    base_dir = path.resolve().parent
+                    snapshot = _snapshot(path)
+                    store_uri = f"sqlite:///{snapshot}"
+                else:
+                    path.parent.mkdir(parents=True, exist_ok=True)
                 artifact_root = str((path.parent / "mlartifacts").resolve())
+        elif role == "source":
+            _refuse_outdated_source(uri)
         try:
-            tracking = SqlAlchemyStore(uri, artifact_root or str(Path("mlartifacts").resolve()))
-            registry = RegistryStore(uri)
+            tracking = SqlAlchemyStore(store_uri, artifact_root or str(Path("mlartifacts").resolve()))
+            registry = RegistryStore(store_uri)
         except Exception as error:
             raise MlflowError(f"cannot open {role} MLflow database {uri}: {error}") from None
-        return cls(uri, tracking, registry, default_artifact_root=artifact_root)
+        return cls(
+            uri, tracking, registry, default_artifact_root=artifact_root, base_dir=base_dir, snapshot=snapshot
+        )
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+        if self.snapshot is not None:
+            shutil.rmtree(self.snapshot.parent, ignore_errors=True)
 
     # ------------------------------------------------------------------------------------ metrics fast path
 
@@ -323,7 +343,8 @@ class _Backend:
         if artifact_uri.startswith("file:"):
             return Path(urllib.parse.unquote(urllib.parse.urlparse(artifact_uri).path))
         if "://" not in artifact_uri and ":" not in artifact_uri.split("/", 1)[0]:
-            return Path(artifact_uri)
+            path = Path(artifact_uri)
+            return self.base_dir / path if self.base_dir is not None and not path.is_absolute() else path
         return None
 
     def list_artifacts(self, artifact_uri: str) -> Iterator[tuple[str, int | None]]:
@@ -431,6 +452,47 @@ class _Backend:
 
 def _file_opener(path: Path) -> Callable[[], BinaryIO]:
     return functools.partial(path.open, "rb")  # type: ignore[return-value]
+
+
+def _snapshot(path: Path) -> Path:
+    """A private copy of a source SQLite store (SQLite's online backup, from a read-only connection).
+
+    MLflow's SQL store upgrades an older schema in place when it opens a database; a migration must never
+    write to its source, so the store opens the copy instead.
+    """
+    import sqlite3
+
+    directory = Path(tempfile.mkdtemp(prefix="ferryman-source-"))
+    target = directory / path.name
+    try:
+        source = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+        try:
+            with sqlite3.connect(target) as copy:
+                source.backup(copy)
+        finally:
+            source.close()
+    except sqlite3.Error as error:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise MlflowError(f"cannot read source MLflow database {path}: {error}") from None
+    return target
+
+
+def _refuse_outdated_source(uri: str) -> None:
+    """A server database source is read as it is: never created or upgraded by ferryman."""
+    import sqlalchemy
+    from mlflow.store.db.utils import _all_tables_exist
+
+    engine = sqlalchemy.create_engine(uri)
+    try:
+        if not _all_tables_exist(engine):
+            raise MlflowError(
+                f"source MLflow database {uri} lacks tables of the current MLflow schema; "
+                "ferryman does not write to sources: run `mlflow db upgrade` on a copy and read that"
+            )
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        raise MlflowError(f"cannot open source MLflow database {uri}: {error}") from None
+    finally:
+        engine.dispose()
 
 
 class _TempFile(io.FileIO):
@@ -638,8 +700,7 @@ class MlflowReader:
             return list(self._outcomes)
 
     def close(self) -> None:
-        if self.backend.session is not None:
-            self.backend.session.close()
+        self.backend.close()
 
 
 def _experiment(found: Any) -> Experiment:
@@ -939,8 +1000,7 @@ class MlflowWriter:
         return MlflowReader(self.backend)
 
     def close(self) -> None:
-        if self.backend.session is not None:
-            self.backend.session.close()
+        self.backend.close()
 
 
 # ------------------------------------------------------------------------------------------------ file store
