@@ -57,6 +57,7 @@ class MigrationReporter:
         self.pod = os.environ.get("POD_NAME") or socket.gethostname()
         self._lock = threading.Lock()
         self._last = 0.0
+        self._fields: dict[str, Any] = {}  # everything reported so far: an apply drops fields it omits
 
     def __call__(self, progress: Progress) -> None:
         now = time.monotonic()
@@ -83,7 +84,12 @@ class MigrationReporter:
         self._apply(
             {
                 "phase": "done" if report.ok else "failed",
-                "points": report.points_written,
+                "runsTotal": len(report.runs),
+                "runsDone": sum(1 for run in report.runs if not run.error),
+                # What the destination holds for this shard: a retried pod that skipped finished runs
+                # still reports the shard's full size.
+                "points": report.destination_totals.get("points", report.points_written),
+                "bytes": report.destination_totals.get("artifactBytes", 0),
                 "verified": bool(report.verified and report.ok),
                 "mismatches": report.mismatches,
                 "message": message,
@@ -95,7 +101,9 @@ class MigrationReporter:
         self._apply({"phase": "error", "message": error[:1024]})
 
     def _apply(self, fields: dict[str, Any]) -> None:
-        entry = {"index": self.shard, "pod": self.pod, "updated": now_rfc3339(), **fields}
+        with self._lock:
+            self._fields.update(fields)
+            entry = {"index": self.shard, "pod": self.pod, "updated": now_rfc3339(), **self._fields}
         body = {
             "apiVersion": API_VERSION,
             "kind": "ExperimentMigration",

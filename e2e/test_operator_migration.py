@@ -1,0 +1,218 @@
+"""ExperimentMigration on the real control plane, between real MLflow servers.
+
+The operator (RBAC from deploy/, never refused) builds the Indexed Job; kube-scheduler places its pods on
+kwok's fake GPU nodes in a namespace enforcing PodSecurity `restricted`. kwok runs no containers, so each
+pod's worker runs here in-process with the pod's own command line, environment (Secret keys resolved) and
+ServiceAccount token, migrates between two MLflow servers and reports through the apiserver.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lightkube import ApiError, Client, codecs
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.batch_v1 import Job
+from lightkube.resources.core_v1 import ConfigMap, Event, Namespace, Pod, Secret
+from lightkube.types import PatchType
+
+from ferryman.dev.cluster import ControlPlane
+from ferryman.dev.mlflow import MlflowServer
+from ferryman.dev.operator import OperatorProcess, install_ferryman, operator_kubeconfig, run_pod_worker
+from ferryman.kube.resources import ExperimentMigration
+
+pytestmark = [pytest.mark.cluster, pytest.mark.mlflow]
+PASSWORD = "n0t-in-any-status-Zq81"
+RUNS, STEPS = 6, 150
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 90) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.3)
+
+
+@pytest.fixture
+def operator(cluster: ControlPlane, tmp_path: Path) -> Iterator[OperatorProcess]:
+    install_ferryman(cluster)
+    kubeconfig = operator_kubeconfig(cluster, tmp_path / "operator.kubeconfig")
+    process = OperatorProcess(
+        kubeconfig, tmp_path / "operator.log", extra_env={"FERRYMAN_MIGRATION_SECONDS": "1"}
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        assert not process.forbidden(), "\n".join(process.forbidden())
+        assert PASSWORD not in process.output()
+
+
+def populate(server: MlflowServer, experiment: str) -> None:
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    client = MlflowClient(server.url)
+    experiment_id = client.create_experiment(experiment)
+    for index in range(RUNS):
+        run = client.create_run(experiment_id, run_name=f"run-{index}", tags={"team": "vision"})
+        client.log_param(run.info.run_id, "lr", str(0.1 / (index + 1)))
+        metrics = [Metric("loss", 1.0 / (step + 1), 1_700_000_000_000 + step, step) for step in range(STEPS)]
+        client.log_batch(run.info.run_id, metrics=metrics)
+        client.set_terminated(run.info.run_id)
+
+
+def scheduled_shards(kube: Client, namespace: str, job: str, count: int) -> dict[str, Pod] | None:
+    """Completion index → a pod of that shard bound to a node, once every shard has one."""
+    shards = {}
+    for pod in kube.list(Pod, namespace=namespace, labels={"job-name": job}):
+        index = (pod.metadata.annotations or {}).get("batch.kubernetes.io/job-completion-index")
+        if index is not None and pod.spec.nodeName:
+            shards[index] = pod
+    return shards if len(shards) == count else None
+
+
+def test_migration_pods_on_gpu_nodes_report_through_the_apiserver(
+    operator: OperatorProcess,
+    cluster: ControlPlane,
+    kube: Client,
+    namespace: str,
+    mlflow_server_factory: Callable[..., MlflowServer],
+    tmp_path: Path,
+) -> None:
+    source = mlflow_server_factory("em-source")
+    destination = mlflow_server_factory("em-destination", basic_auth_password=PASSWORD)
+    populate(source, "vision-baselines")
+    kube.patch(
+        Namespace,
+        namespace,
+        {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}},
+        patch_type=PatchType.MERGE,
+    )
+    kube.create(
+        Secret(
+            metadata=ObjectMeta(name="mlflow-destination", namespace=namespace),
+            stringData={"username": destination.credentials.get("username", "admin"), "password": PASSWORD},
+        )
+    )
+    migration = {
+        "apiVersion": "ferryman.dev/v1alpha1",
+        "kind": "ExperimentMigration",
+        "metadata": {"name": "vision-to-mlflow", "namespace": namespace},
+        "spec": {
+            "source": {"uri": source.url},
+            "destination": {
+                "uri": destination.url,
+                "credentials": {
+                    "secretName": "mlflow-destination",
+                    "usernameKey": "username",
+                    "passwordKey": "password",
+                },
+            },
+            "selection": {"experiments": ["vision-baselines"]},
+            "parallelism": 2,
+        },
+    }
+    kube.create(codecs.from_dict(migration))
+
+    job = wait_for(lambda: next(iter(kube.list(Job, namespace=namespace)), None), "the migration Job")
+    assert job.spec.completionMode == "Indexed" and job.spec.parallelism == 2
+    shards = wait_for(
+        lambda: scheduled_shards(kube, namespace, job.metadata.name, 2), "one scheduled pod per shard"
+    )
+    pods = list(shards.values())
+    assert all(p.spec.nodeName.startswith("gpu-node-") for p in pods), [p.spec.nodeName for p in pods]
+    env_values = json.dumps([p.to_dict()["spec"]["containers"][0]["env"] for p in pods])
+    assert PASSWORD not in env_values  # credentials are Secret references, resolved only by the kubelet
+
+    for index, pod in sorted(shards.items()):
+        assert run_pod_worker(cluster, pod.to_dict(), tmp_path / f"shard-{index}") == 0
+
+    def succeeded() -> dict[str, Any] | None:
+        status = (
+            kube.get(ExperimentMigration, "vision-to-mlflow", namespace=namespace).to_dict().get("status")
+            or {}
+        )
+        done = any(c["type"] == "Succeeded" and c["status"] == "True" for c in status.get("conditions", []))
+        return status if done else None
+
+    status = wait_for(succeeded, "the migration to succeed")
+    assert status["totals"]["runsDone"] == RUNS and status["totals"]["points"] == RUNS * STEPS
+    assert {s["index"] for s in status["shards"]} == {0, 1} and all(s["verified"] for s in status["shards"])
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True" and ready["reason"] == "Verified"
+    report = kube.get(ConfigMap, "vision-to-mlflow-report", namespace=namespace).data
+    assert {"shard-0.json", "shard-1.json"} <= set(report)
+
+    # A retried pod (same shard again) resumes from the ledger: nothing copied twice, still verified.
+    assert run_pod_worker(cluster, shards["0"].to_dict(), tmp_path / "shard-0-retry") == 0
+
+    from mlflow import MlflowClient
+
+    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = "admin", PASSWORD
+    try:
+        copied = MlflowClient(destination.url)
+        experiment = copied.get_experiment_by_name("vision-baselines")
+        runs = copied.search_runs([experiment.experiment_id])
+        assert len(runs) == RUNS
+        history = copied.get_metric_history(runs[0].info.run_id, "loss")
+        assert len(history) == STEPS
+    finally:
+        del os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]
+
+    # Secrets never reach status or events.
+    final = kube.get(ExperimentMigration, "vision-to-mlflow", namespace=namespace).to_dict()
+    assert PASSWORD not in json.dumps(final["status"])
+    assert PASSWORD not in json.dumps([e.to_dict() for e in kube.list(Event, namespace=namespace)])
+
+    # Deleting the migration removes its Job (ownerReferences, garbage collection).
+    kube.delete(ExperimentMigration, "vision-to-mlflow", namespace=namespace)
+
+    def job_gone() -> bool:
+        try:
+            kube.get(Job, job.metadata.name, namespace=namespace)
+        except ApiError as error:
+            return error.status.code == 404
+        return False
+
+    wait_for(job_gone, "the Job to be garbage-collected")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"source": {"uri": "tensorboard:/logs"}}, "spec.destination: Required value"),
+        (
+            {
+                "source": {"uri": "tensorboard:/logs"},
+                "destination": {"uri": "sqlite:///x.db"},
+                "parallelism": 0,
+            },
+            "should be greater than or equal to 1",
+        ),
+    ],
+)
+def test_bad_experiment_migrations_are_rejected(
+    cluster: ControlPlane, kube: Client, namespace: str, spec: dict[str, Any], message: str
+) -> None:
+    install_ferryman(cluster)
+    bad = {
+        "apiVersion": "ferryman.dev/v1alpha1",
+        "kind": "ExperimentMigration",
+        "metadata": {"name": "bad", "namespace": namespace},
+        "spec": spec,
+    }
+    with pytest.raises(ApiError) as rejected:
+        kube.create(codecs.from_dict(bad))
+    assert rejected.value.status.code == 422 and message in str(rejected.value.status.message)
