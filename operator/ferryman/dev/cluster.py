@@ -645,8 +645,9 @@ def _poll(condition: Callable[[], bool], what: str, timeout: float) -> None:
 
 
 def dev_state_dir() -> Path:
-    """Where `ferryman dev cluster` keeps its PKI, kubeconfig, logs and state."""
-    return repo_root() / ".cache" / "dev-cluster"
+    """Where `ferryman dev cluster` keeps its PKI, kubeconfig, logs and state ($FERRYMAN_DEV_CLUSTER_DIR)."""
+    override = os.environ.get("FERRYMAN_DEV_CLUSTER_DIR")
+    return Path(override).resolve() if override else repo_root() / ".cache" / "dev-cluster"
 
 
 def cluster_up(state_dir: Path, spec: ClusterSpec, progress: Callable[[str], None]) -> ControlPlane:
