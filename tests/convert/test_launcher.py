@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from jobs import codes, convert, env, pytorchjob, trainer
+from jobs import codes, convert, env, node_pod, pytorchjob, trainer
 
 from ferryman.convert.launcher import HostRewriter, Launch, classify, v1_env_references
 
@@ -166,3 +166,37 @@ def test_host_names_in_runtime_carried_containers_are_rewritten() -> None:
     assert pod["initContainers"][0]["command"][2] == "until nslookup mnist-node-0-0.mnist; do sleep 1; done"
     assert pod["containers"][1]["env"] == [{"name": "PEER", "value": "mnist-node-0-1.mnist"}]
     assert job["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]["initContainers"] == [wait]
+
+
+def test_affinity_on_the_v1_job_name_label_selects_the_jobset() -> None:
+    term = {
+        "labelSelector": {
+            "matchLabels": {"training.kubeflow.org/job-name": "mnist"},
+            "matchExpressions": [
+                {"key": "training.kubeflow.org/job-name", "operator": "In", "values": ["mnist", "other"]}
+            ],
+        },
+        "topologyKey": "kubernetes.io/hostname",
+    }
+    job = pytorchjob(
+        pod={"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}}
+    )
+    conversion = convert(job)
+    (rewritten,) = node_pod(conversion)["spec"]["affinity"]["podAntiAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert rewritten["labelSelector"] == {
+        "matchLabels": {"jobset.sigs.k8s.io/jobset-name": "mnist"},
+        "matchExpressions": [
+            {"key": "jobset.sigs.k8s.io/jobset-name", "operator": "In", "values": ["mnist", "other"]}
+        ],
+    }
+    assert "v1-reference-rewritten" in codes(conversion) and not conversion.blocked
+
+    term["labelSelector"] = {"matchLabels": {"training.kubeflow.org/replica-type": "worker"}}
+    other = convert(
+        pytorchjob(
+            pod={"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}}
+        )
+    )
+    assert codes(other)["v1-label"][0].path.endswith("template.spec.affinity")

@@ -554,8 +554,7 @@ class _Converter:
                     value = self.integer(value, fpath, key)
                     if value is None:
                         continue
-                patch[key] = value
-                self.check_v1_labels(value, fpath)
+                patch[key] = self.v1_selectors(value, fpath) if key == "affinity" else value
             elif key in WARN_ONLY_UNCARRIED:
                 severity, why = WARN_ONLY_UNCARRIED[key]
                 self.report(severity, fpath, "pod-field", f"pod {key} is not carried: {why}")
@@ -571,6 +570,8 @@ class _Converter:
         if self.options.emit_runtime and key not in NOT_CARRIED_BY_RUNTIME:
             if key == "initContainers" and isinstance(value, list):
                 value = [self.rewrite_container(c, f"{path}[{i}]") for i, c in enumerate(value)]
+            elif key == "affinity":
+                value = self.v1_selectors(value, path)
             self.runtime_pod[key] = value
             self.report(Severity.INFO, path, "runtime-pod-field", f"pod {key} is set in the derived runtime")
             return
@@ -702,16 +703,50 @@ class _Converter:
                     )
         return patch, trainer
 
-    def check_v1_labels(self, value: Any, path: str) -> None:
-        """Selectors (affinity, spread) keyed on v1 pod labels match nothing in v2."""
-        if V1_LABEL_PREFIX in repr(value):
+    def v1_selectors(self, affinity: Any, path: str) -> Any:
+        """Pod (anti-)affinity selecting this job's pods by the v1 job-name label selects them by JobSet name;
+        any other v1 pod label in it matches nothing in v2 (reported)."""
+        if V1_LABEL_PREFIX not in repr(affinity):
+            return affinity
+        names = {self.source_name: self.name}
+
+        def rewrite(value: Any) -> Any:
+            if isinstance(value, list):
+                return [rewrite(item) for item in value]
+            if not isinstance(value, dict):
+                return value
+            out = {key: rewrite(item) for key, item in value.items()}
+            labels = out.get("matchLabels")
+            if isinstance(labels, dict) and _JOB_NAME_LABEL in labels:
+                out["matchLabels"] = {
+                    (_JOBSET_NAME_LABEL if k == _JOB_NAME_LABEL else k): (
+                        names.get(v, v) if k == _JOB_NAME_LABEL else v
+                    )
+                    for k, v in labels.items()
+                }
+            if out.get("key") == _JOB_NAME_LABEL and "operator" in out:  # a label selector requirement
+                out["key"] = _JOBSET_NAME_LABEL
+                if isinstance(out.get("values"), list):
+                    out["values"] = [names.get(v, v) for v in out["values"]]
+            return out
+
+        rewritten = rewrite(affinity)
+        if V1_LABEL_PREFIX in repr(rewritten):
             self.report(
                 Severity.WARNING,
                 path,
                 "v1-label",
-                f"refers to a Training Operator v1 pod label ({V1_LABEL_PREFIX}*) that v2 pods lack; "
-                f"use {_JOBSET_NAME_LABEL} or jobset.sigs.k8s.io/* labels",
+                f"selects pods by a Training Operator v1 label ({V1_LABEL_PREFIX}*) that v2 pods lack; "
+                f"use {_JOBSET_NAME_LABEL} or other jobset.sigs.k8s.io/* labels",
             )
+        else:
+            self.report(
+                Severity.INFO,
+                path,
+                "v1-reference-rewritten",
+                f"selectors on {_JOB_NAME_LABEL} now select {_JOBSET_NAME_LABEL} (the TrainJob's name)",
+            )
+        return rewritten
 
     # -- env and distributed semantics --------------------------------------------------------------
 
