@@ -138,7 +138,7 @@ class TensorBoardReader:
             for name in dirnames + filenames:
                 path = directory / name
                 if path.is_symlink() and not path.exists():
-                    self._report(OutcomeKind.UNREADABLE, self._rel(path),
+                    self._report(OutcomeKind.UNREADABLE, f"file {self._rel(path)}",
                                  f"dangling symlink to {os.readlink(path)}")
             kept = [n for n in filenames if (directory / n).exists()]
             files_by_dir[directory] = kept
