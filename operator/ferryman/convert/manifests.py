@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -168,32 +168,49 @@ class _Edit:
 
 
 def convert_stream(text: str, options: ConvertOptions, template: bool | None = None) -> StreamResult:
-    """Convert every PyTorchJob in a YAML/JSON stream. `template`: None detects envsubst templates."""
-    documents = parse_stream(text)
-    found = [job for document in documents for job in _find_jobs(document)]
+    """Convert every PyTorchJob in a YAML/JSON stream. `template`: None detects envsubst templates.
+
+    Documents are converted one at a time and only their new text is kept, so a long stream (a cluster's
+    `kubectl get -o yaml`) never holds more than one parsed document, unless it must be looked at as a whole
+    first: to detect a template, or because it is JSON (written back whole)."""
+    documents: Iterable[_Document] = iter_documents(text)
+    json_input = text.lstrip()[:1] in ("{", "[")
+    if json_input or (template is None and "$" in text):
+        documents = list(documents)
     if template is None:
-        template = "$" in text and any(_has_placeholder(job.obj) for job in found)
+        template = isinstance(documents, list) and any(
+            _has_placeholder(job.obj) for document in documents for job in _find_jobs(document)
+        )
     options = replace(options, template=template)
     results: list[JobResult] = []
-    converted: list[tuple[_Found, Conversion]] = []
-    for job in found:
-        result = _convert_one(job, options)
-        results.append(result)
-        if result.conversion is not None and result.conversion.trainjob is not None:
-            converted.append((job, result.conversion))
-    if not converted:
+    edits: list[_Edit] = []
+    for document in documents:
+        converted: list[tuple[_Found, Conversion]] = []
+        for job in _find_jobs(document):
+            result = _convert_one(job, options)
+            results.append(result)
+            if result.conversion is not None and result.conversion.trainjob is not None:
+                converted.append((job, result.conversion))
+        if not converted:
+            continue
+        if json_input and isinstance(documents, list) and len(documents) == 1:
+            return StreamResult(_rewrite_json(document, converted, _json_indent(text)), results, template)
+        edits.extend(_document_edits(text, document, converted, template))
+    if not edits:
         return StreamResult(text=text, jobs=results, template=template)
-    if _is_json(text, documents):
-        out = _rewrite_json(documents[0], converted, _json_indent(text))
-    else:
-        out = _rewrite_yaml(text, documents, converted, template)
-    return StreamResult(text=out, jobs=results, template=template)
+    if "\r\n" in text:  # keep Windows line ends
+        edits = [_Edit(e.start, e.end, e.text.replace("\r\n", "\n").replace("\n", "\r\n")) for e in edits]
+    return StreamResult(text=_apply(text, edits), jobs=results, template=template)
 
 
 def parse_stream(text: str) -> list[_Document]:
-    """The non-empty documents of a stream, with their node trees (for source positions)."""
+    """The non-empty documents of a stream, with their node trees where a job may be embedded."""
+    return list(iter_documents(text))
+
+
+def iter_documents(text: str) -> Iterator[_Document]:
+    """The non-empty documents of a stream, one at a time."""
     loader = _Loader(text)
-    documents: list[_Document] = []
     try:
         index = 0
         while loader.check_node():
@@ -201,15 +218,14 @@ def parse_stream(text: str) -> list[_Document]:
             data = _construct(loader, node, {})
             loader.constructed_objects, loader.recursive_objects = {}, {}
             if data is not None:
-                # Node trees are large: holding every one makes the garbage collector crawl over them.
+                # Node trees are large; keep one only where a job may sit inside the document.
                 kept = None if isinstance(data, dict) and _is_pytorchjob(data) else node
-                documents.append(_Document(index, kept, data, _content_span(text, node)))
+                yield _Document(index, kept, data, _content_span(text, node))
             index += 1
     except yaml.YAMLError as error:
         raise _manifest_error(error, text) from None
     finally:
         loader.dispose()
-    return documents
 
 
 def _construct(loader: Any, node: yaml.Node, memo: dict[int, Any]) -> Any:
@@ -549,10 +565,6 @@ def _get(data: Any, path: list[_PathKey]) -> Any:
 # -- writing --------------------------------------------------------------------------------------------
 
 
-def _is_json(text: str, documents: list[_Document]) -> bool:
-    return len(documents) == 1 and text.lstrip()[:1] in ("{", "[")
-
-
 def _json_indent(text: str) -> int:
     """The indentation a JSON document uses (kubectl writes 4, most tools 2)."""
     match = re.search(r"\n( +)\S", text)
@@ -587,22 +599,6 @@ def _set(data: Any, path: list[_PathKey], value: Any) -> Any:
         return value
     data[path[0]] = _set(data[path[0]], path[1:], value)
     return data
-
-
-def _rewrite_yaml(
-    text: str, documents: list[_Document], converted: list[tuple[_Found, Conversion]], template: bool
-) -> str:
-    by_document: dict[int, list[tuple[_Found, Conversion]]] = {}
-    for job, conversion in converted:
-        by_document.setdefault(job.document.index, []).append((job, conversion))
-    edits: list[_Edit] = []
-    for document in documents:
-        jobs = by_document.get(document.index)
-        if jobs:
-            edits.extend(_document_edits(text, document, jobs, template))
-    if "\r\n" in text:  # keep Windows line ends
-        edits = [_Edit(e.start, e.end, e.text.replace("\r\n", "\n").replace("\n", "\r\n")) for e in edits]
-    return _apply(text, edits)
 
 
 def _document_edits(
