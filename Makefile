@@ -27,8 +27,11 @@ test: install lint cluster-bins
 bench: install
 	$(BIN)/python tests/bench/run.py
 
-demo: install
-	$(BIN)/ferryman convert examples/ --report text
+# Offline conversion of the examples, then the operator end to end on the local control plane
+# (CutoverPolicy Plan and Mirror, an ExperimentMigration of TensorBoard logs into an embedded MLflow store).
+demo: install cluster-bins
+	$(BIN)/ferryman convert examples/pytorchjobs --report text > /dev/null
+	$(BIN)/python -m ferryman.dev.demo
 
 crds: install
 	$(BIN)/python -m ferryman.api.resources .

@@ -1,0 +1,187 @@
+"""`make demo`: the operator end to end on the local control plane.
+
+Brings up etcd, kube-apiserver, controllers and kwok fake GPU nodes; installs ferryman from deploy/ and runs
+the operator with its own least-privilege ServiceAccount; applies the example PyTorchJobs and the example
+CutoverPolicy (Plan, then Mirror); then an ExperimentMigration of freshly written TensorBoard logs into an
+embedded MLflow store, whose worker pods land on fake GPU nodes and are executed here (kwok runs no
+containers). Everything is torn down at the end; the MLflow store stays in .cache/demo/.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ferryman.dev.cluster import ClusterSpec, ControlPlane, repo_root
+from ferryman.dev.operator import OperatorProcess, install_ferryman, operator_kubeconfig, run_pod_worker
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def wait_for(check: Any, what: str, timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+    return result
+
+
+def write_tensorboard_logs(directory: Path) -> None:
+    """Three training runs with loss and accuracy curves and hyperparameters, written by tensorboardX."""
+    import math
+
+    from tensorboardX import SummaryWriter
+
+    for run, lr in (("resnet-lr0.1", 0.1), ("resnet-lr0.01", 0.01), ("resnet-lr0.001", 0.001)):
+        with SummaryWriter(str(directory / run)) as writer:
+            for step in range(500):
+                writer.add_scalar("train/loss", 2.5 * math.exp(-lr * step / 10) + 0.05, step)
+                writer.add_scalar("eval/accuracy", 1 - math.exp(-lr * step / 20), step)
+            writer.add_hparams({"lr": lr, "batch_size": 256}, {"hparam/final_loss": 2.5 * math.exp(-lr * 50)})
+
+
+def ready(status: dict[str, Any]) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
+
+
+def main() -> int:
+    from lightkube import codecs
+    from lightkube.models.meta_v1 import ObjectMeta
+    from lightkube.resources.batch_v1 import Job
+    from lightkube.resources.core_v1 import Namespace, Pod
+    from lightkube.types import PatchType
+
+    from ferryman.kube.resources import CutoverPolicy, ExperimentMigration, TrainJob
+
+    root = repo_root()
+    state = root / ".cache" / "demo"
+    shutil.rmtree(state / "cluster", ignore_errors=True)
+    state.mkdir(parents=True, exist_ok=True)
+    plane = ControlPlane(state / "cluster", ClusterSpec())
+    say("== starting the local control plane (etcd, kube-apiserver, controllers, kwok with fake GPU nodes)")
+    plane.start(progress=lambda line: say(f"   {line}"))
+    operator = None
+    try:
+        say("== installing ferryman from deploy/kustomize/base (CRDs, RBAC) and starting the operator")
+        install_ferryman(plane)
+        kubeconfig = operator_kubeconfig(plane, state / "operator.kubeconfig")
+        (state / "operator.log").unlink(missing_ok=True)
+        operator = OperatorProcess(kubeconfig, state / "operator.log", resync_seconds=2).start()
+        client = plane.client()
+
+        jobs = []
+        for path in sorted((root / "examples" / "pytorchjobs").glob("*.yaml")):
+            jobs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+        for namespace in sorted({d["metadata"]["namespace"] for d in jobs}):
+            client.create(Namespace(metadata=ObjectMeta(name=namespace)))
+        for document in jobs:
+            client.create(codecs.from_dict(document))
+        say(f"== applied {sum(d['kind'] == 'PyTorchJob' for d in jobs)} example PyTorchJobs")
+
+        policy = yaml.safe_load((root / "examples" / "operator" / "cutoverpolicy.yaml").read_text())
+        client.create(codecs.from_dict(policy))
+        name = policy["metadata"]["name"]
+        status = wait_for(lambda: _ready_status(client.get(CutoverPolicy, name).to_dict()), "the Plan")
+        say(f"== CutoverPolicy {name}, mode Plan")
+        say(
+            f"   jobs {status['jobs']}, convertible {status['convertible']}, blocked {status['blocked']}, "
+            f"findings {status['findings']} (TrainJob API {status['trainerAPI']}, discovered)"
+        )
+        for blocker in status["topBlockers"]:
+            say(f"   blocker {blocker['code']}: {blocker['jobs']} job(s), e.g. {blocker['example']}")
+        say(f"   full report: ConfigMap {status['reportConfigMap']}")
+
+        patched = client.patch(
+            CutoverPolicy,
+            name,
+            {"spec": {"mode": "Mirror", "mirror": {"suspend": True}}},
+            patch_type=PatchType.MERGE,
+        )
+        generation = patched.metadata.generation
+        wait_for(lambda: _ready_status(client.get(CutoverPolicy, name).to_dict(), generation), "the Mirror")
+        say("== mode Mirror: converted TrainJobs side by side, suspended, owned by the policy")
+        for trainjob in client.list(TrainJob, namespace="*"):
+            spec = trainjob.to_dict()["spec"]
+            say(
+                f"   {trainjob.metadata.namespace}/{trainjob.metadata.name}: "
+                f"runtime {spec['runtimeRef']['name']}, "
+                f"{spec['trainer'].get('numNodes', 1)} node(s), suspended {spec.get('suspend')}"
+            )
+
+        say(
+            "== ExperimentMigration: TensorBoard logs (written by tensorboardX) into an embedded MLflow store"
+        )
+        logs = state / "tensorboard"
+        shutil.rmtree(logs, ignore_errors=True)
+        write_tensorboard_logs(logs)
+        store = state / "mlflow.db"
+        store.unlink(missing_ok=True)
+        migration = yaml.safe_load((root / "examples" / "operator" / "experimentmigration.yaml").read_text())
+        migration["spec"]["source"] = {"uri": f"tensorboard:{logs}"}
+        migration["spec"]["destination"] = {"uri": f"sqlite:///{store}"}
+        client.create(codecs.from_dict(migration))
+        em_name, em_namespace = migration["metadata"]["name"], migration["metadata"]["namespace"]
+        job = wait_for(lambda: _first(client.list(Job, namespace=em_namespace)), "the migration Job")
+        pods = wait_for(
+            lambda: (
+                [
+                    p
+                    for p in client.list(Pod, namespace=em_namespace, labels={"job-name": job.metadata.name})
+                    if p.spec.nodeName
+                ]
+                if len(list(client.list(Pod, namespace=em_namespace, labels={"job-name": job.metadata.name})))
+                >= migration["spec"]["parallelism"]
+                else None
+            ),
+            "worker pods scheduled",
+        )
+        for pod in pods:
+            say(f"   pod {pod.metadata.name} on node {pod.spec.nodeName} (a fake GPU node)")
+            body = copy.deepcopy(pod.to_dict())
+            scratch = state / "workers" / pod.metadata.name
+            scratch.mkdir(parents=True, exist_ok=True)
+            code = run_pod_worker(plane, body, scratch)
+            say(f"   worker of {pod.metadata.name} exited {code}")
+        em = wait_for(
+            lambda: _ready_status(client.get(ExperimentMigration, em_name, namespace=em_namespace).to_dict()),
+            "the migration to be Ready",
+            timeout=60,
+        )
+        say(f"   {json.dumps(em['totals'])}")
+        for condition in em["conditions"]:
+            say(
+                f"   {condition['type']}={condition['status']} {condition['reason']}: "
+                f"{condition.get('message', '')}"
+            )
+        say(f"   browse it: mlflow ui --backend-store-uri sqlite:///{store}")
+        forbidden = operator.forbidden()
+        say(f"== operator RBAC refusals: {len(forbidden)}")
+        return 1 if forbidden else 0
+    finally:
+        if operator is not None:
+            operator.stop()
+        plane.stop()
+
+
+def _ready_status(obj: dict[str, Any], generation: int | None = None) -> dict[str, Any] | None:
+    status = obj.get("status") or {}
+    wanted = generation or obj["metadata"]["generation"]
+    return status if ready(status) and status.get("observedGeneration") == wanted else None
+
+
+def _first(items: Any) -> Any:
+    return next(iter(items), None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
