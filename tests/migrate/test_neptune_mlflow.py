@@ -10,12 +10,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sources import client, populate_rich
+from sources import client, populate_bulk, populate_rich
 
 from ferryman.dev.mlflow import MlflowServer
-from ferryman.migrate.copy import migrate
+from ferryman.migrate.copy import Migration, migrate
 from ferryman.migrate.plan import MigrationRequest
-from ferryman.trackers.neptune import NeptuneExportReader
+from ferryman.trackers.model import MetricBatch
+from ferryman.trackers.neptune import NeptuneExportReader, NeptuneExportWriter
 
 pytestmark = pytest.mark.mlflow
 
@@ -106,3 +107,37 @@ def test_mlflow_to_neptune_export_reads_back_and_migrates_on(
     report = migrate(onward)
     assert report.ok, report.to_dict()
     assert report.destination_totals["points"] == source.points
+
+
+class CrashingWriter(NeptuneExportWriter):
+    """Fails on its `fail_at`-th metrics write, as a killed migration would stop mid-run."""
+
+    def __init__(self, path: Path, fail_at: int) -> None:
+        super().__init__(path)
+        self.calls, self.fail_at = 0, fail_at
+
+    def write_metrics(self, run_key: str, batches: list[MetricBatch]) -> None:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("simulated crash")
+        super().write_metrics(run_key, batches)
+
+
+def test_interrupted_migration_to_neptune_resumes_without_duplicates(
+    mlflow_source: MlflowServer, tmp_path: Path
+) -> None:
+    name = f"to-neptune-resume-{uuid.uuid4().hex[:8]}"
+    source = populate_bulk(mlflow_source.url, name, runs=2, keys=2, steps=2500)
+    export = tmp_path / "export"
+    request = MigrationRequest(
+        source=mlflow_source.url, destination=f"neptune-export:{export}", experiments=[name], workers=1
+    )
+    crashed = Migration(request, writer=CrashingWriter(export, fail_at=4)).run()
+    assert not crashed.ok and crashed.failed_runs
+
+    resumed = migrate(request)  # a fresh writer finds the half-written run from its journals
+    assert resumed.ok, resumed.to_dict()
+    assert "resume" in {r.action for r in resumed.runs}
+    assert resumed.source_totals == resumed.destination_totals
+    assert resumed.destination_totals["points"] == source.points == 10_000
+    assert sorted(p.name.split("_part_")[1] for p in export.rglob("*.parquet")) == ["0.parquet", "0.parquet"]
