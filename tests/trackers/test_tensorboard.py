@@ -495,3 +495,32 @@ def test_predicted_walk_finds_exactly_the_records_a_plain_walk_finds() -> None:
         buf = buf[: int(rng.integers(0, len(buf) + 1))] if trial % 2 else buf  # a cut tail, half of the time
         offsets, pos = _walk(buf)
         assert (offsets.tolist(), pos) == plain(buf), trial
+
+
+def test_tf2_image_text_and_audio_tensors_become_artifacts(tmp_path: Path) -> None:
+    """TF2's `tf.summary.image/text/audio` write string tensors: [width, height, png...], text, [k, 2]."""
+    png = io.BytesIO()
+    Image.fromarray(np.zeros((4, 6, 3), dtype=np.uint8)).save(png, format="PNG")
+
+    def strings(values: list[bytes], shape: list[int]) -> TensorProto:
+        dims = [TensorShapeProto.Dim(size=n) for n in shape]
+        return TensorProto(dtype=7, tensor_shape=TensorShapeProto(dim=dims), string_val=values)
+
+    records = [
+        tf2_event(2, T0, "samples", strings([b"6", b"4", png.getvalue(), png.getvalue()], [4]), "images"),
+        tf2_event(3, T0 + 1, "caption", strings(["ünïcode".encode()], []), "text"),
+        tf2_event(4, T0 + 2, "speech", strings([WAV, b"hello"], [1, 2]), "audio"),
+    ]
+    (tmp_path / "events.out.tfevents.1.host.v2").write_bytes(b"".join(records))
+    reader, runs = read_all(tmp_path)
+    files = runs["."][2]
+    assert files["tensorboard/images/samples/2.png"] == png.getvalue()
+    assert files["tensorboard/images/samples/2-2.png"] == png.getvalue()
+    (index,) = [json.loads(line) for line in files["tensorboard/images/samples/index.jsonl"].splitlines()]
+    assert (index["width"], index["height"], index["files"]) == (6, 4, ["2.png", "2-2.png"])
+    (text,) = [json.loads(line) for line in files["tensorboard/text/caption.jsonl"].splitlines()]
+    assert text == {"step": 3, "wall_time": T0 + 1, "text": "ünïcode"}
+    assert files["tensorboard/audio/speech/4.wav"] == WAV
+    (audio,) = [json.loads(line) for line in files["tensorboard/audio/speech/index.jsonl"].splitlines()]
+    assert audio["labels"] == ["hello"]
+    assert reader.outcomes() == []
