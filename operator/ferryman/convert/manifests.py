@@ -647,15 +647,15 @@ def _parses_to(text: str, expected: Any) -> bool:
         loaded = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError:
         return False
-    return _normalise(loaded) == _normalise(expected, strings_as_yaml=True)
+    return _normalise(loaded) == _normalise(expected)
 
 
-def _normalise(value: Any, strings_as_yaml: bool = False) -> Any:
+def _normalise(value: Any) -> Any:
     """Compare documents structurally; embedded manifests compare by their parsed content."""
     if isinstance(value, dict):
-        return {str(k): _normalise(v, strings_as_yaml) for k, v in value.items()}
+        return {str(k): _normalise(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_normalise(v, strings_as_yaml) for v in value]
+        return [_normalise(v) for v in value]
     if isinstance(value, str) and "\n" in value and "kind:" in value:
         try:
             return _normalise(yaml.load(value, Loader=_Loader))
