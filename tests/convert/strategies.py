@@ -130,16 +130,33 @@ tolerations = st.lists(
     min_size=1,
     max_size=2,
 )
-affinity = st.just(
-    {
-        "nodeAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": [
-                    {"matchExpressions": [{"key": "gpu", "operator": "In", "values": ["a100", "h100"]}]}
+affinity = st.sampled_from(
+    [
+        {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "gpu", "operator": "In", "values": ["a100", "h100"]}]}
+                    ]
+                }
+            }
+        },
+        {
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "podAffinityTerm": {
+                            "labelSelector": {
+                                "matchLabels": {"training.kubeflow.org/replica-type": "worker"}
+                            },
+                            "topologyKey": "kubernetes.io/hostname",
+                        },
+                    }
                 ]
             }
-        }
-    }
+        },
+    ]
 )
 sidecar = st.fixed_dictionaries(
     {"name": st.sampled_from(["logger", "istio-proxy"]), "image": st.just("busybox:1.36")},

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import os
+from functools import cache
 from typing import Any
 
+import jsonschema
 from facts import uncovered_facts
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,6 +17,7 @@ from trainjob_schema import schema_errors
 from ferryman.api.trainjob import parse_trainjob
 from ferryman.convert.job import convert_pytorchjob
 from ferryman.convert.options import ConvertOptions, LauncherStrategy, TrainerAPI
+from ferryman.dev import upstream
 
 options = st.builds(
     ConvertOptions,
@@ -131,3 +134,18 @@ def test_malformed_jobs_are_reported_not_raised(job: dict[str, Any], junk: Any, 
     assert conversion.trainjob is not None or conversion.blocked
     if conversion.trainjob is not None:
         assert uncovered_facts(job, conversion) == []
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(job=pytorchjobs())
+def test_generated_jobs_are_schema_valid(job: dict[str, Any]) -> None:
+    """The strategy's promise: every generated job passes the pinned v1 PyTorchJob CRD schema."""
+    errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in _v1_validator().iter_errors(job)]
+    assert errors == []
+
+
+@cache
+def _v1_validator() -> jsonschema.Draft7Validator:
+    (crd,) = upstream.load_documents(upstream.pytorchjob_crd())
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+    return jsonschema.Draft7Validator(version["schema"]["openAPIV3Schema"])
