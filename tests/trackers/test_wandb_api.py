@@ -172,6 +172,16 @@ def test_checksum_mismatch_is_reported(server: WandbApiFixtureServer) -> None:
     )
 
 
+def test_mlflow_token_is_not_taken_for_a_wandb_key(
+    server: WandbApiFixtureServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "mlflow-secret")  # meant for an MLflow destination
+    monkeypatch.setenv("WANDB_API_KEY", KEY)
+    monkeypatch.delenv("FERRYMAN_SOURCE_TOKEN", raising=False)
+    source = open_reader(f"wandb://acme/vision?base_url={quote(server.url)}")
+    assert [e.name for e in source.experiments()] == ["vision"]
+
+
 def test_uri_selects_project_filters_and_server(
     server: WandbApiFixtureServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
