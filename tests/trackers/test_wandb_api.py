@@ -222,3 +222,14 @@ def test_system_metric_sampling_cap_is_reported(
     assert ("run base-1/system metrics", OutcomeKind.TRUNCATED) in {
         (o.item, o.kind) for o in source.outcomes()
     }
+
+
+def test_file_download_retry_budget_is_bounded() -> None:
+    with WandbApiFixtureServer(rate_limits={"download": 100}, retry_after=0.1) as server:
+        source = reader(server, retries=1, min_wait=0.05, max_wait=0.2)
+        (experiment,) = source.experiments()
+        base = next(iter(source.runs(experiment)))
+        first = next(iter(source.artifacts(base)))
+        with pytest.raises(WandbApiError, match=r"file config\.yaml: HTTP 429 after 1 retries"):
+            first.open()
+        assert len(server.ops("download")) == 2
