@@ -70,7 +70,11 @@ def test_round_trip_through_the_writer_and_reader(tmp_path: Path) -> None:
     outcome = writer.write_artifact(key, blob(b"tb", "tb/events.out.tfevents.1.host"))
     assert outcome is not None and outcome.kind is OutcomeKind.UNSUPPORTED
     assert writer.stored_artifacts(key) == {"model/weights.bin": 5, "tb/events.out.tf-events.1.host": 2}
+    leftover = tmp_path / "dest" / key / "ferryman" / "partial" / "tmp1.part"  # a copy a crash interrupted
+    leftover.write_bytes(b"half")
+    assert "ferryman/partial/tmp1.part" not in writer.stored_artifacts(key)
     writer.finish_run(key, source_run)
+    assert not leftover.exists()
     writer.close()
 
     reader = writer.reader()

@@ -78,6 +78,7 @@ from ferryman.trackers.tfrecord import (
 
 KERAS_SPLITS = ("train", "validation")
 RUN_METADATA = "ferryman/run.json"  # beside the event files of runs ferryman wrote
+_INTERNAL = "ferryman/"  # the writer's own files in a run directory: metadata, partial artifacts
 EXPERIMENT_METADATA = "ferryman/experiment.json"
 _HPARAMS_DIR = re.compile(r"^\d+(\.\d+)?$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+,@ -]")
@@ -270,7 +271,9 @@ class TensorBoardReader:
         yield from sink.close()
 
     def _files(self, source: _RunSource) -> Iterator[Artifact]:
-        """The run directory's other files, except those of nested runs."""
+        """The run directory's other files, except those of nested runs and ferryman's own (in a run its
+        writer made)."""
+        written = (source.directory / RUN_METADATA).is_file()
         for dirpath, dirnames, filenames in os.walk(source.directory, followlinks=True):
             directory = Path(dirpath)
             dirnames[:] = sorted(d for d in dirnames
@@ -278,7 +281,7 @@ class TensorBoardReader:
             for name in sorted(filenames):
                 path = directory / name
                 rel = path.relative_to(source.directory).as_posix()
-                if is_event_file(name) or not path.exists() or rel == RUN_METADATA:
+                if is_event_file(name) or not path.exists() or (rel.startswith(_INTERNAL) and written):
                     continue
                 yield _file_artifact(path, rel)
 

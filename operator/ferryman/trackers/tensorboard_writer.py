@@ -60,6 +60,7 @@ from ferryman.trackers.tensorboard import (
 from ferryman.trackers.tensorboard_events import HPARAMS_PLUGIN, SCALARS_PLUGIN, SESSION_START_TAG
 from ferryman.trackers.tfrecord import frame, read_records
 
+PARTIAL_DIR = "ferryman/partial"  # artifacts being copied
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._=+,@ -]")
 _DT_DOUBLE = 2
 
@@ -319,7 +320,9 @@ class TensorBoardWriter:
                               "event file")
         target = self._run_dir(run_key).joinpath(*parts)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with (tempfile.NamedTemporaryFile("wb", dir=target.parent, delete=False, suffix=".part") as out,
+        partial = self._run_dir(run_key) / PARTIAL_DIR  # internal until complete: a crash leaves no artifact
+        partial.mkdir(parents=True, exist_ok=True)
+        with (tempfile.NamedTemporaryFile("wb", dir=partial, delete=False, suffix=".part") as out,
               artifact.open() as stream):
             shutil.copyfileobj(stream, out, 1 << 20)
         os.replace(out.name, target)
@@ -329,6 +332,7 @@ class TensorBoardWriter:
         event_file = self._files.pop(run_key, None)
         if event_file is not None:
             event_file.close()
+        shutil.rmtree(self._run_dir(run_key) / PARTIAL_DIR, ignore_errors=True)  # leftovers of crashes
         self._update(run_key, status=run.status.value, start_time=run.start_time, end_time=run.end_time,
                      complete=True, source_state=source_state(run))
 
