@@ -87,31 +87,14 @@ def test_trainjob_passes_through_unchanged(job: dict[str, Any], opts: ConvertOpt
     assert not conversion.blocked
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-5, 5) | st.sampled_from(["", "x", "$N", "pytorch", "Master"]),
-    lambda children: (
-        st.lists(children, max_size=3)
-        | st.dictionaries(
-            st.sampled_from(
-                [
-                    "Master",
-                    "Worker",
-                    "replicas",
-                    "template",
-                    "spec",
-                    "containers",
-                    "name",
-                    "env",
-                    "command",
-                    "x",
-                ]
-            ),
-            children,
-            max_size=4,
-        )
-    ),
-    max_leaves=12,
+_scalars = (
+    st.none() | st.booleans() | st.integers(-5, 5) | st.sampled_from(["", "x", "$N", "pytorch", "Master"])
 )
+_keys = st.sampled_from(
+    ["Master", "Worker", "replicas", "template", "spec", "containers", "name", "env", "x"]
+)
+_shallow = _scalars | st.lists(_scalars, max_size=3) | st.dictionaries(_keys, _scalars, max_size=3)
+json_values = _shallow | st.lists(_shallow, max_size=3) | st.dictionaries(_keys, _shallow, max_size=4)
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
