@@ -27,6 +27,9 @@ Layout (what a user sees in TensorBoard, and what they expect after a migration)
   relative path.
 * Empty, truncated and corrupt files, bad checksums, dangling symlinks and files outside any run are
   reported as outcomes with their byte offset; everything else still reads.
+* A run directory written by ferryman's TensorBoard writer (`tensorboard_writer`) holds `ferryman/run.json`:
+  the run's name, status, times, user, notes, tags and parent come from it, and `ferryman/` is not an
+  artifact.
 """
 
 from __future__ import annotations
