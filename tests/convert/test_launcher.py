@@ -24,6 +24,8 @@ RANK_REF = {"fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io
         (["deepspeed", "t.py"], None, Launch.OTHER, "deepspeed"),
         (["bash", "-c", "deepspeed --num_gpus 8 t.py"], None, Launch.OTHER, "deepspeed"),
         (["composer", "-n", "8", "t.py"], None, Launch.OTHER, "composer"),
+        (["mpirun", "-np", "4", "python", "train.py"], None, Launch.OTHER, "mpi"),
+        (["bash", "-c", "horovodrun -np 8 python t.py"], None, Launch.OTHER, "mpi"),
         (["python", "train.py"], None, Launch.PLAIN, None),
         (["env", "A=1", "python3.11", "-u", "train.py"], None, Launch.PLAIN, None),
         (["bash", "-c", "python /w/train.py --epochs 1"], None, Launch.PLAIN, None),

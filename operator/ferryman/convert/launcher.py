@@ -29,6 +29,7 @@ _OTHER_LAUNCHERS = (
     ("composer", re.compile(r"(?:^|[\s;&|(/`])composer(?=\s)")),
     ("lightning", re.compile(r"\b(?:lightning|fabric)\s+run\b")),
     ("tune", re.compile(r"(?:^|[\s;&|(/`])tune\s+run\b")),
+    ("mpi", re.compile(r"(?:^|[\s;&|(/`])(?:mpirun|mpiexec|horovodrun|srun)(?=\s|$)")),
 )
 _PYTHON = re.compile(r"(?:^|[\s;&|(/`])python[0-9.]*(?=\s|$)")
 _V1_ENV_REFERENCE = re.compile(r"(?<![A-Za-z0-9_])(MASTER_ADDR|MASTER_PORT|WORLD_SIZE|RANK)(?![A-Za-z0-9_])")
