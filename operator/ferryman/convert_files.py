@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -123,6 +125,19 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
+@contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """Pause Python's cycle collector: converting a stream creates no reference cycles (refcounting frees
+    everything), while the collector's repeated scans of the parsed documents cost a quarter of the time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def run_convert(
     paths: list[str],
     options: ConvertOptions,
@@ -153,7 +168,8 @@ def run_convert(
         report = FileReport(file=source.display)
         reports.append(report)
         try:
-            result = convert_stream(_read(source, stdin), options, template=template)
+            with cyclic_gc_paused():
+                result = convert_stream(_read(source, stdin), options, template=template)
         except ManifestError as error:
             report.error, report.line, report.column = error.message, error.line, error.column
             continue
