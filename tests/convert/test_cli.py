@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 import shutil
@@ -15,6 +17,8 @@ import yaml
 from click.testing import CliRunner, Result
 
 from ferryman.cli import cli
+from ferryman.convert.manifests import ManifestError, convert_stream
+from ferryman.convert.options import ConvertOptions, TrainerAPI
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "pytorchjobs"
@@ -288,3 +292,18 @@ def test_an_unwritable_target_is_an_error_and_the_others_are_written(tree: Path,
     assert result.exit_code == 2
     assert "cannot write" in result.stdout and "team-a/train.yaml" in result.stdout
     assert (out / "service.yaml").read_text() == SERVICE
+
+
+def test_converting_creates_no_reference_cycles(tmp_path: Path) -> None:
+    """The premise of pausing the cycle collector during conversion (cyclic_gc_paused)."""
+    texts = [p.read_text() for p in EXAMPLES.glob("*.yaml")] + [BLOCKED, "a: [1, 2\n"]
+    gc.collect()
+    gc.disable()
+    try:
+        for api in TrainerAPI:
+            for text in texts:
+                with contextlib.suppress(ManifestError):
+                    convert_stream(text, ConvertOptions(trainer_api=api, emit_runtime=True))
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
