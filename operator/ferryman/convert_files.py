@@ -110,7 +110,9 @@ def _read(source: Source, stdin: IO[str]) -> str:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write through a temporary file in the same directory and rename it over `path`."""
+    """Write through a temporary file in the same directory and rename it over `path` (over the file a
+    symbolic link points to, which stays a link)."""
+    path = path.resolve() if path.is_symlink() else path
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = path.stat().st_mode & 0o7777 if path.exists() else None
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

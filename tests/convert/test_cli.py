@@ -307,3 +307,11 @@ def test_converting_creates_no_reference_cycles(tmp_path: Path) -> None:
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def test_in_place_through_a_named_symlink_rewrites_its_target(tmp_path: Path) -> None:
+    target, link = tmp_path / "real.yaml", tmp_path / "link.yaml"
+    target.write_text(job())
+    link.symlink_to(target)
+    assert run(link, "--in-place").exit_code == 0
+    assert link.is_symlink() and docs(target.read_text())[0]["kind"] == "TrainJob"
