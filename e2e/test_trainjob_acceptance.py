@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from tests.convert.strategies import pytorchjobs
 
 from ferryman.convert.job import convert_pytorchjob
 from ferryman.convert.options import ConvertOptions, TrainerAPI
 from ferryman.dev.cluster import ControlPlane, Rejected
 from ferryman.dev.upstream import pytorchjob_examples
+from tests.convert.strategies import pytorchjobs
 
 pytestmark = pytest.mark.cluster
 

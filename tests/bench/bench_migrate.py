@@ -23,11 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from mlflow.entities import Metric
-from tests.migrate.sources import client, populate_bulk
 
 from ferryman.dev.mlflow import start_mlflow_server
 from ferryman.migrate.copy import migrate
 from ferryman.migrate.plan import MigrationRequest
+from tests.migrate.sources import client, populate_bulk
 
 RUNS, KEYS, STEPS = 20, 5, 1000
 POINTS = RUNS * KEYS * STEPS

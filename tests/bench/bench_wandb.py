@@ -20,14 +20,13 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.bench.bench_migrate import KEYS, POINTS, RUNS, STEPS, ceiling
-
 from ferryman.dev.mlflow import start_mlflow_server
 from ferryman.dev.wandb_runs import write_synthetic_log
 from ferryman.migrate.copy import migrate
 from ferryman.migrate.plan import MigrationRequest
 from ferryman.trackers.wandb.datastore import read_payloads
 from ferryman.trackers.wandb.offline import WandbDirReader
+from tests.bench.bench_migrate import KEYS, POINTS, RUNS, STEPS, ceiling
 
 ROWS, ROW_KEYS = 200_000, 5
 GOAL = 100_000.0  # history rows/s

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jobs import codes, convert, pytorchjob
 
 import ferryman.convert.job as job_module
 import ferryman.convert.metadata as metadata_module
 import ferryman.convert.names as names_module
 from ferryman.convert.findings import Severity
+from tests.convert.jobs import codes, convert, pytorchjob
 
 W = "spec.pytorchReplicaSpecs.Worker"
 WC = f"{W}.template.spec.containers[0]"

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 import yaml
-from facts import uncovered_facts
-from trainjob_schema import schema_errors
 
 from ferryman.api.trainjob import parse_trainjob
 from ferryman.convert.job import convert_pytorchjob
 from ferryman.convert.options import ConvertOptions, TrainerAPI
 from ferryman.dev import upstream
+from tests.convert.facts import uncovered_facts
+from tests.convert.trainjob_schema import schema_errors
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "golden"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from jobs import codes, convert, env, node_pod, pytorchjob, trainer
-from trainjob_schema import schema_errors
 
 from ferryman.api.trainjob import parse_trainjob
 from ferryman.convert.job import ConversionError, convert_pytorchjob
 from ferryman.convert.options import ConvertOptions, TrainerAPI
+from tests.convert.jobs import codes, convert, env, node_pod, pytorchjob, trainer
+from tests.convert.trainjob_schema import schema_errors
 
 ALL_APIS = list(TrainerAPI)
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from jobs import codes, convert, env, node_pod, pytorchjob, trainer
 
 from ferryman.convert.launcher import HostRewriter, Launch, classify, v1_env_references
+from tests.convert.jobs import codes, convert, env, node_pod, pytorchjob, trainer
 
 RANK_REF = {"fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}
 

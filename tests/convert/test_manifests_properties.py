@@ -14,11 +14,11 @@ from typing import Any
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import pytorchjobs, trainjobs
 
 from ferryman.convert.emit import dump
 from ferryman.convert.manifests import convert_stream
 from ferryman.convert.options import ConvertOptions, TrainerAPI
+from tests.convert.strategies import pytorchjobs, trainjobs
 
 EXAMPLES = int(os.environ.get("FERRYMAN_PROPERTY_EXAMPLES", "15"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -8,16 +8,16 @@ from functools import cache
 from typing import Any
 
 import jsonschema
-from facts import uncovered_facts
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import pytorchjobs, trainjobs
-from trainjob_schema import schema_errors
 
 from ferryman.api.trainjob import parse_trainjob
 from ferryman.convert.job import convert_pytorchjob
 from ferryman.convert.options import ConvertOptions, LauncherStrategy, TrainerAPI
 from ferryman.dev import upstream
+from tests.convert.facts import uncovered_facts
+from tests.convert.strategies import pytorchjobs, trainjobs
+from tests.convert.trainjob_schema import schema_errors
 
 options = st.builds(
     ConvertOptions,

@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from jobs import convert, pytorchjob
-from trainjob_schema import schema_errors
 
 from ferryman.convert.options import RuntimeRules, TrainerAPI
 from ferryman.convert.runtime import (
@@ -16,6 +14,8 @@ from ferryman.convert.runtime import (
     parse_runtime_rules,
     select_runtime,
 )
+from tests.convert.jobs import convert, pytorchjob
+from tests.convert.trainjob_schema import schema_errors
 
 
 @pytest.mark.parametrize(

@@ -9,13 +9,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from tests.migrate.sources import client, populate_bulk
 
 from ferryman.dev.mlflow import MlflowServer, free_port
 from ferryman.migrate.copy import migrate
 from ferryman.migrate.plan import MigrationRequest
 from ferryman.migrate.uri import Credentials
 from ferryman.trackers.model import OutcomeKind
+from tests.migrate.sources import client, populate_bulk
 
 pytestmark = pytest.mark.mlflow
 PASSWORD = "ferryman-Test-pw-1"

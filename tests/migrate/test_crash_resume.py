@@ -14,9 +14,9 @@ import uuid
 from collections import Counter
 
 import pytest
-from tests.migrate.sources import client, populate_bulk
 
 from ferryman.dev.mlflow import MlflowServer
+from tests.migrate.sources import client, populate_bulk
 
 pytestmark = pytest.mark.mlflow
 

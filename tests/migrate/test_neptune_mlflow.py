@@ -10,13 +10,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sources import client, populate_bulk, populate_rich
 
 from ferryman.dev.mlflow import MlflowServer
 from ferryman.migrate.copy import Migration, migrate
 from ferryman.migrate.plan import MigrationRequest
 from ferryman.trackers.model import MetricBatch
 from ferryman.trackers.neptune import NeptuneExportReader, NeptuneExportWriter
+from tests.migrate.sources import client, populate_bulk, populate_rich
 
 pytestmark = pytest.mark.mlflow
 

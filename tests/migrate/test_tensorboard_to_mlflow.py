@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from tensorboardX import SummaryWriter
-from tests.migrate.sources import client
 
 from ferryman.dev.mlflow import MlflowServer
 from ferryman.migrate.copy import migrate
 from ferryman.migrate.plan import MigrationRequest
 from ferryman.trackers.model import OutcomeKind
+from tests.migrate.sources import client
 
 pytestmark = pytest.mark.mlflow
 STEPS = 2000

@@ -14,12 +14,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from sources import client
 
 from ferryman.dev.mlflow import MlflowServer
 from ferryman.migrate.copy import migrate
 from ferryman.migrate.plan import MigrationRequest
 from ferryman.migrate.uri import Credentials
+from tests.migrate.sources import client
 
 pytestmark = pytest.mark.mlflow
 

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
-from wandb_api_server import WandbApiFixtureServer
 
 from ferryman.migrate.uri import open_reader
 from ferryman.trackers.model import MetricBatch, OutcomeKind, RunStatus
 from ferryman.trackers.wandb.api import WandbApiError, WandbApiReader
+from tests.trackers.wandb_api_server import WandbApiFixtureServer
 
 KEY = "k" * 40
 T0 = 1_750_000_000.0
