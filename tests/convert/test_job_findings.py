@@ -54,6 +54,52 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str, Severity, str]] = [
     ),
     ("schema invalid", {"spec": {"nprocPerNode": {"x": 1}}}, {}, "invalid-field", B, "spec.nprocPerNode.int"),
     (
+        "duplicate secret",
+        {"pod": {"imagePullSecrets": [{"name": "a"}, {"name": "a"}]}},
+        {},
+        "duplicate-entry",
+        INFO,
+        f"{W}.template.spec.imagePullSecrets[1]",
+    ),
+    (
+        "duplicate volume",
+        {"pod": {"volumes": [{"name": "a", "emptyDir": {}}, {"name": "a", "hostPath": {"path": "/x"}}]}},
+        {},
+        "duplicate-name",
+        B,
+        f"{W}.template.spec.volumes[1]",
+    ),
+    (
+        "volume mounted twice",
+        {
+            "container": {
+                "volumeMounts": [
+                    {"name": "c", "mountPath": "/a", "subPath": "a"},
+                    {"name": "c", "mountPath": "/b", "subPath": "b"},
+                ]
+            }
+        },
+        {},
+        "duplicate-name",
+        B,
+        f"{WC}.volumeMounts",
+    ),
+    (
+        "volume mounted twice runtime",
+        {
+            "container": {
+                "volumeMounts": [
+                    {"name": "c", "mountPath": "/a", "subPath": "a"},
+                    {"name": "c", "mountPath": "/b", "subPath": "b"},
+                ]
+            }
+        },
+        {"emit_runtime": True},
+        "runtime-container-field",
+        INFO,
+        f"{WC}.volumeMounts",
+    ),
+    (
         "too many",
         {"container": {"env": [{"name": f"V{i}", "value": "1"} for i in range(130)]}},
         {},

@@ -48,6 +48,7 @@ _REPLICA_INDEX_LABEL = "training.kubeflow.org/replica-index"
 _JOB_NAME_LABEL = "training.kubeflow.org/job-name"
 _JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"
 _NPROC_WORDS = ("auto", "cpu", "gpu")
+_KEYED_BY_NAME = ("volumes", "imagePullSecrets", "schedulingGates")  # listType=map, key name, in patches
 _TRAINER_TYPES: dict[str, type | tuple[type, ...]] = {
     "image": str,
     "resources": dict,
@@ -554,6 +555,16 @@ class _Converter:
                     value = self.integer(value, fpath, key)
                     if value is None:
                         continue
+                if key in _KEYED_BY_NAME:
+                    value, conflicts = self.by_name(value, fpath)
+                    for index in conflicts:
+                        self.report(
+                            Severity.BLOCKER,
+                            f"{fpath}[{index}]",
+                            "duplicate-name",
+                            f"another entry of {key} has the same name; a pod rejects that, and so does the "
+                            "TrainJob (its lists are keyed by name). Rename or remove one",
+                        )
                 patch[key] = self.v1_selectors(value, fpath) if key == "affinity" else value
             elif key in WARN_ONLY_UNCARRIED:
                 severity, why = WARN_ONLY_UNCARRIED[key]
@@ -561,6 +572,30 @@ class _Converter:
             else:
                 self.unpatchable_pod_field(key, value, fpath)
         return patch
+
+    def by_name(self, items: Any, path: str) -> tuple[Any, list[int]]:
+        """A list keyed by ``name`` without exact duplicates (reported), and the indexes of entries whose
+        name is taken by a different entry."""
+        if not isinstance(items, list):
+            return items, []
+        seen: dict[Any, Any] = {}
+        kept: list[Any] = []
+        conflicts: list[int] = []
+        for index, item in enumerate(items):
+            name = item.get("name") if isinstance(item, dict) else None
+            if name is None or name not in seen:
+                seen.setdefault(name, item)
+                kept.append(item)
+            elif seen[name] == item:
+                self.report(
+                    Severity.INFO,
+                    f"{path}[{index}]",
+                    "duplicate-entry",
+                    "an exact duplicate entry is dropped",
+                )
+            else:
+                conflicts.append(index)
+        return kept, conflicts
 
     def unpatchable_pod_field(self, key: str, value: Any, path: str) -> None:
         severity, why = UNPATCHABLE_POD_FIELDS.get(
@@ -672,6 +707,27 @@ class _Converter:
                     trainer[key] = value  # blocked already (typed() reported the bad field)
             elif value is None or value == [] or value == {}:
                 continue
+            elif key == "volumeMounts" and isinstance(value, list):
+                mounts, conflicts = self.by_name(value, fpath)
+                if not conflicts:
+                    patch[key] = mounts
+                elif self.options.emit_runtime:
+                    self.runtime_container[key] = value
+                    self.report(
+                        Severity.INFO,
+                        fpath,
+                        "runtime-container-field",
+                        "volumeMounts mount one volume more than once; they are set in the derived runtime "
+                        "(a TrainJob keys mounts by volume name)",
+                    )
+                else:
+                    self.report(
+                        Severity.BLOCKER,
+                        fpath,
+                        "duplicate-name",
+                        "volumeMounts mount one volume more than once (e.g. two subPaths); a TrainJob keys "
+                        "mounts by volume name and cannot carry that. Convert with --emit-runtime",
+                    )
             elif key in patchable:
                 patch[key] = value
             elif key == "ports" and _only_v1_port(value):
