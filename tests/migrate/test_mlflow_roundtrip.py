@@ -9,12 +9,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from tests.migrate.sources import SourceExperiment, client, populate_rich
 
 from ferryman.dev.mlflow import MlflowServer
 from ferryman.migrate.copy import Progress, migrate
 from ferryman.migrate.plan import MigrationRequest
 from ferryman.trackers.model import OutcomeKind
+from tests.migrate.sources import SourceExperiment, client, populate_bulk, populate_rich
 
 pytestmark = pytest.mark.mlflow
 
@@ -143,11 +143,14 @@ def test_long_params_are_kept_whole_as_artifacts(mlflow_destination: MlflowServe
     (run / "params" / "nested").mkdir()
     (run / "params" / "nested" / "key").write_text("v")
     (run / "metrics" / "acc").write_text("1600000000000 0.5\n1600000001000 0.6 1\nnot a line\n")
+    (run / "metrics" / "Total Loss (L1 + G) * 0.4").write_text("1600000000000 1.5 0\n")  # TensorBoard-like
     (run / "artifacts" / "notes.txt").write_text("hello")
     report = migrate(MigrationRequest(str(store), mlflow_destination.url))
     assert report.ok, report.summary()
     kinds = sorted(o.kind for o in report.outcomes)
-    assert kinds == [OutcomeKind.STORED_AS_ARTIFACT, OutcomeKind.UNREADABLE]
+    assert kinds == [OutcomeKind.RENAMED, OutcomeKind.STORED_AS_ARTIFACT, OutcomeKind.UNREADABLE]
+    again = migrate(MigrationRequest(str(store), mlflow_destination.url, verify=False))
+    assert again.ok and again.points_written == 0  # the renamed key resumes under its new name
     assert any("malformed line" in o.reason for o in report.outcomes)
     destination = client(mlflow_destination.url)
     copy = destination.get_run(report.runs[0].destination)
@@ -155,3 +158,31 @@ def test_long_params_are_kept_whole_as_artifacts(mlflow_destination: MlflowServe
     whole = destination.download_artifacts(copy.info.run_id, "ferryman/long-values.json", str(tmp_path))
     assert json.loads(Path(whole).read_text())["params"]["prompt"] == "p" * 7000
     assert [m.step for m in destination.get_metric_history(copy.info.run_id, "acc")] == [0, 1]
+    renamed = destination.get_metric_history(copy.info.run_id, "Total Loss _L1 _ G_ _ 0.4")
+    assert [(m.step, m.value) for m in renamed] == [(0, 1.5)]
+
+
+def test_shards_split_the_runs_and_together_cover_them(
+    mlflow_source: MlflowServer, mlflow_destination: MlflowServer
+) -> None:
+    name = f"shards-{uuid.uuid4().hex[:6]}"
+    source = populate_bulk(mlflow_source.url, name, runs=6, keys=1, steps=20)
+    shards = [
+        migrate(
+            MigrationRequest(
+                mlflow_source.url,
+                mlflow_destination.url,
+                experiments=[name],
+                shard_index=index,
+                shard_count=2,
+            )
+        )
+        for index in range(2)
+    ]
+    assert all(report.ok for report in shards)
+    first, second = ({run.source for run in report.runs} for report in shards)
+    assert not first & second and len(first | second) == len(source.run_ids)
+    whole = migrate(
+        MigrationRequest(mlflow_source.url, mlflow_destination.url, experiments=[name], verify_only=True)
+    )
+    assert whole.ok and whole.destination_totals["points"] == source.points

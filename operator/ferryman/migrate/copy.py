@@ -524,7 +524,9 @@ class Migration:
             expected_parent = parent.key if parent else None
             if not self.request.artifacts:
                 source.artifacts.clear()
-            result.mismatches.extend(compare_runs(source, target, destination_reader, expected_parent))
+            notes: list[Outcome] = []
+            result.mismatches.extend(compare_runs(source, target, destination_reader, expected_parent, notes))
+            self._outcome(notes)
             self.progress.add(runs=1)
             return source, target
 

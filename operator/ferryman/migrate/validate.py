@@ -14,7 +14,15 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ferryman.trackers.model import COMPLETE_TAG, SOURCE_TAG, MetricBatch, Run, TrackerReader
+from ferryman.trackers.model import (
+    COMPLETE_TAG,
+    SOURCE_TAG,
+    MetricBatch,
+    Outcome,
+    OutcomeKind,
+    Run,
+    TrackerReader,
+)
 
 _MASK = (1 << 64) - 1
 _NAN = 0x7FF8_0000_0000_0001
@@ -132,9 +140,15 @@ def _long_values(reader: TrackerReader, run: Run) -> dict[str, dict[str, str]]:
 
 
 def compare_runs(
-    source: RunDigest, destination: RunDigest, destination_reader: TrackerReader, parent_expected: str | None
+    source: RunDigest,
+    destination: RunDigest,
+    destination_reader: TrackerReader,
+    parent_expected: str | None,
+    outcomes: list[Outcome] | None = None,
 ) -> list[str]:
-    """Every difference between a source run and its destination run, as readable sentences."""
+    """Every difference between a source run and its destination run, as readable sentences. Metric keys the
+    writer had to rename (recorded in its long-values artifact) are compared under their new name and added
+    to `outcomes`."""
     problems: list[str] = []
     src, dst = source.run, destination.run
     if src.name and src.name != dst.name:  # a nameless source run gets a generated name
@@ -171,13 +185,23 @@ def compare_runs(
             problems.append(f"{section[:-1]} {key!r} " + ("missing" if key not in ours else "differs"))
         for key in ours.keys() - theirs.keys():
             problems.append(f"{section[:-1]} {key!r} only in the destination")
+    renamed = whole("metrics") if source.series.keys() - destination.series.keys() else {}
     for key, digest in source.series.items():
-        other = destination.series.get(key)
+        stored = key if key in destination.series else renamed.get(key, key)
+        other = destination.series.get(stored)
         if other is None:
             problems.append(f"metric {key!r} missing ({digest.count} points)")
             continue
+        if stored != key and outcomes is not None:
+            outcomes.append(
+                Outcome(
+                    OutcomeKind.RENAMED,
+                    f"run {src.key}/metric {key}",
+                    f"stored as {stored!r}: the destination does not accept the key",
+                )
+            )
         problems.extend(f"metric {key!r}: {text}" for text in digest.differences(other))
-    for key in destination.series.keys() - source.series.keys():
+    for key in destination.series.keys() - source.series.keys() - set(renamed.values()):
         problems.append(f"metric {key!r} only in the destination")
     copied = {p: v for p, v in destination.artifacts.items() if not p.startswith(INTERNAL_PREFIX)}
     for path, (size, sha) in source.artifacts.items():

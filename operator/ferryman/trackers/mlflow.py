@@ -13,9 +13,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
+import hashlib
 import io
 import json
 import math
+import posixpath
+import re
 import shutil
 import tempfile
 import threading
@@ -62,6 +65,30 @@ NOTE_TAG = "mlflow.note.content"
 PARENT_TAG = "mlflow.parentRunId"
 _FIELD_TAGS = {RUN_NAME_TAG, USER_TAG, NOTE_TAG, PARENT_TAG}
 _STATUS_BY_NUMBER = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"}
+
+
+_BAD_KEY_CHARACTERS = re.compile(r"[^\w.\- /:]")
+
+
+def valid_key(key: str) -> bool:
+    """A metric, param or tag key MLflow accepts (characters, length, a path that normalises to itself)."""
+    return (
+        0 < len(key) <= MAX_KEY_LENGTH
+        and not _BAD_KEY_CHARACTERS.search(key)
+        and posixpath.normpath(key) == key
+        and not key.startswith(("/", ".."))
+    )
+
+
+def mlflow_key(key: str) -> str:
+    """The key itself if MLflow accepts it, else a readable stand-in: other characters become `_`."""
+    if valid_key(key):
+        return key
+    cleaned = "/".join(p for p in _BAD_KEY_CHARACTERS.sub("_", key).split("/") if p not in ("", ".", ".."))
+    if not valid_key(cleaned):
+        digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+        cleaned = f"{cleaned[: MAX_KEY_LENGTH - 13]}_{digest}".strip("/") or digest
+    return cleaned
 
 
 class MlflowError(RuntimeError):
@@ -721,6 +748,8 @@ class MlflowWriter:
         self.backend = backend
         self._artifact_uris: dict[str, str] = {}
         self._fresh: set[str] = set()  # runs this writer created (nothing of theirs to look up)
+        self._renames: dict[str, dict[str, str]] = {}  # run -> source metric key -> stored key
+        self._params_written: set[str] = set()
         self._lock = threading.Lock()
 
     @property
@@ -813,8 +842,9 @@ class MlflowWriter:
         self.backend.upload_artifact(uri, LONG_VALUES_ARTIFACT, io.BytesIO(json.dumps(document).encode()))
 
     def write_params(self, run_key: str, params: dict[str, str]) -> list[Outcome]:
-        with self._lock:
-            fresh = run_key in self._fresh  # created by this writer: no params yet
+        with self._lock:  # created by this writer and no params written yet: nothing to look up
+            fresh = run_key in self._fresh and run_key not in self._params_written
+            self._params_written.add(run_key)
         present = {} if fresh or not params else self.backend.tracking.get_run(run_key).data.params
         outcomes: list[Outcome] = []
         whole: dict[str, str] = {}
@@ -822,13 +852,14 @@ class MlflowWriter:
         for key, value in params.items():
             if key in present:
                 continue
-            if len(key) > MAX_KEY_LENGTH:
+            if not valid_key(key):
                 whole[key] = value
                 outcomes.append(
                     Outcome(
                         OutcomeKind.STORED_AS_ARTIFACT,
-                        f"run {run_key}/param {key[:60]}…",
-                        f"key longer than {MAX_KEY_LENGTH} characters; kept in {LONG_VALUES_ARTIFACT}",
+                        f"run {run_key}/param {key[:80]}",
+                        f"MLflow does not accept this key (characters, length or path); kept in "
+                        f"{LONG_VALUES_ARTIFACT}",
                     )
                 )
                 continue
@@ -861,17 +892,17 @@ class MlflowWriter:
         for key, value in all_tags.items():
             if key in (SOURCE_TAG, COMPLETE_TAG):
                 continue
-            if len(key) > MAX_KEY_LENGTH or len(value) > MAX_TAG_LENGTH:
+            if not valid_key(key) or len(value) > MAX_TAG_LENGTH:
                 whole[key] = value
                 outcomes.append(
                     Outcome(
                         OutcomeKind.STORED_AS_ARTIFACT,
                         f"run {run_key}/tag {key[:80]}",
-                        f"longer than MLflow's limits (key {MAX_KEY_LENGTH}, value "
+                        f"beyond MLflow's limits (key characters or length {MAX_KEY_LENGTH}, value "
                         f"{MAX_TAG_LENGTH}); kept whole in {LONG_VALUES_ARTIFACT}",
                     )
                 )
-                if len(key) > MAX_KEY_LENGTH:
+                if not valid_key(key):
                     continue
                 value = value[:MAX_TAG_LENGTH]
             entries.append({"key": key, "value": value})
@@ -881,15 +912,46 @@ class MlflowWriter:
             self.backend.log_batch_json(run_key, [], [], entries[start : start + MAX_PARAMS_TAGS_PER_BATCH])
         return outcomes
 
+    def _renamed(self, run_key: str) -> dict[str, str]:
+        """Source metric key -> the key it is stored under, for keys MLflow does not accept."""
+        with self._lock:
+            known = self._renames.get(run_key)
+            if known is None and run_key in self._fresh:
+                known = self._renames[run_key] = {}
+        if known is None:
+            known = {}
+            uri = self._artifact_uri(run_key)
+            with contextlib.suppress(Exception), self.backend.open_artifact(uri, LONG_VALUES_ARTIFACT) as doc:
+                known = dict(json.loads(doc.read()).get("metrics", {}))
+            with self._lock:
+                self._renames[run_key] = known
+        return known
+
     def high_water_marks(self, run_key: str) -> dict[str, int]:
         keys = self.backend.tracking.get_run(run_key).data.metrics
-        return {key: sum(len(batch) for batch in self.backend.metric_history(run_key, key)) for key in keys}
+        source_keys = {stored: source for source, stored in self._renamed(run_key).items()}
+        return {
+            source_keys.get(key, key): sum(len(batch) for batch in self.backend.metric_history(run_key, key))
+            for key in keys
+        }
 
     def write_metrics(self, run_key: str, batches: list[MetricBatch]) -> None:
+        renamed = self._renamed(run_key)
+        new: dict[str, str] = {}
+        taken = set(renamed.values())
+        for key in {b.key for b in batches if b.key not in renamed and not valid_key(b.key)}:
+            target = mlflow_key(key)
+            if target in taken:  # two keys cleaned to the same name: keep them apart
+                target = f"{target[: MAX_KEY_LENGTH - 13]}_{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+            taken.add(target)
+            new[key] = target
+        if new:  # recorded before any point is written under the new name, so a resume maps it back
+            self._store_whole(run_key, "metrics", new)
+            renamed.update(new)
         chunk: list[dict[str, Any]] = []
         size = 0
         for batch in batches:
-            key = batch.key
+            key = renamed.get(batch.key, batch.key)
             overhead = len(key) + 70
             for step, timestamp, value in zip(batch.steps, batch.timestamps, batch.values, strict=True):
                 chunk.append({"key": key, "value": _json_float(value), "timestamp": timestamp, "step": step})

@@ -117,6 +117,7 @@ class OutcomeKind(StrEnum):
     UNSUPPORTED = "unsupported"  # the destination cannot hold it
     UNREADABLE = "unreadable"  # the source is corrupt, empty, dangling or missing
     STORED_AS_ARTIFACT = "stored-as-artifact"  # e.g. a parameter value too long for the destination
+    RENAMED = "renamed"  # stored under another name the destination accepts (e.g. a metric key)
 
 
 @dataclass(slots=True, frozen=True)
