@@ -65,42 +65,43 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.probe(id="policies")
-def policies_probe(memo: kopf.Memo, **_: Any) -> int:
+async def policies_probe(memo: kopf.Memo, **_: Any) -> int:
     return len(context(memo).policies)
 
 
-# Indexes: kopf lists and watches these, and runs no other handler until all are filled.
+# Indexes: kopf lists and watches these, and runs no other handler until all are filled. Async, so that
+# thousands of objects are indexed on the event loop rather than through the thread pool.
 
 
 @kopf.index("kubeflow.org", "v1", "pytorchjobs")
-def pytorchjobs(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+async def pytorchjobs(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
     return {(namespace, name): _trimmed(body)}
 
 
 @kopf.index(*TRAINER, "trainjobs")
-def trainjobs(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+async def trainjobs(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
     return {(namespace, name): _trimmed(body)}
 
 
 @kopf.index("jobset.x-k8s.io", "v1alpha2", "jobsets")
-def jobsets(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any] | None:
+async def jobsets(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any] | None:
     if serving.owning_trainjob(kopf_plain(body)) is None:
         return None
     return {(namespace, name): {"metadata": {"name": name}, "status": kopf_plain(body.get("status") or {})}}
 
 
 @kopf.index("", "v1", "namespaces")
-def namespace_labels(name: str, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
+async def namespace_labels(name: str, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
     return {name: dict(labels)}
 
 
 @kopf.index(*TRAINER, "clustertrainingruntimes")
-def cluster_runtimes(name: str, **_: Any) -> dict[Any, Any]:
+async def cluster_runtimes(name: str, **_: Any) -> dict[Any, Any]:
     return {name: True}
 
 
 @kopf.index(*TRAINER, "trainingruntimes")
-def namespaced_runtimes(namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+async def namespaced_runtimes(namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
     return {(namespace, name): True}
 
 
@@ -109,7 +110,7 @@ def _is_trainjob_crd(name: str | None, **_: Any) -> bool:
 
 
 @kopf.index("apiextensions.k8s.io", "v1", "customresourcedefinitions", when=_is_trainjob_crd)
-def trainer_flavour(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
+async def trainer_flavour(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
     flavour = served_trainer_api(kopf_plain(body))
     return None if flavour is None else {"served": flavour}
 
@@ -133,7 +134,7 @@ async def cutover_policy(
 
 
 @kopf.on.event(GROUP, VERSION, "cutoverpolicies")
-def forget_policy(type: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def forget_policy(type: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     if type == "DELETED":
         context(memo).policies.pop(name, None)
 

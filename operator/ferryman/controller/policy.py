@@ -74,6 +74,7 @@ async def reconcile_policy(
     if options_key != state.options_key:
         state.options_key, state.plans = options_key, {}
 
+    started = time.monotonic()
     pytorchjobs = values(indexes["pytorchjobs"])
     namespaces = values(indexes["namespace_labels"])
     plans: dict[tuple[str, str], JobPlan] = {}
@@ -85,6 +86,8 @@ async def reconcile_policy(
             plan = plan_job(job, options, runtimes)
         plans[key] = plan
     state.plans = plans
+    elapsed = time.monotonic() - started
+    logger.debug(f"planned {len(plans)} of {len(pytorchjobs)} PyTorchJobs in {elapsed:.2f}s")
 
     policy = {"apiVersion": API_VERSION, "kind": "CutoverPolicy", "metadata": dict(body["metadata"])}
     trainjobs = values(indexes["trainjobs"])

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import kopf
 
 
 def run_operator(*, liveness: str | None, verbose: bool) -> None:
     import ferryman.controller.main  # noqa: F401  (registers the handlers)
 
-    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.PLAIN)
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.FULL)
+    if not verbose:
+        # One line per indexed object would be thousands at startup; failures still log as warnings.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kopf.run(standalone=True, clusterwide=True, liveness_endpoint=liveness)

@@ -100,6 +100,7 @@ class OperatorProcess:
             "ferryman",
             "operator",
             f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
+            *(["--verbose"] if os.environ.get("FERRYMAN_OPERATOR_VERBOSE") else []),
         ]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -148,7 +149,7 @@ class OperatorProcess:
 
     def forbidden(self) -> list[str]:
         """Log lines reporting an authorization failure (the RBAC from deploy/ lacks a verb)."""
-        return [line for line in self.output().splitlines() if "403" in line or "forbidden" in line.lower()]
+        return [line for line in self.output().splitlines() if "forbidden" in line.lower()]
 
 
 def run_pod_worker(plane: ControlPlane, pod: dict[str, Any], scratch: Path) -> int:
