@@ -133,3 +133,22 @@ def test_text_report() -> None:
         "2 PyTorchJob(s) in 3 file(s): 1 converted; 1 blocked; findings: 1 blocker, 1 warning, 1 info; "
         "1 file(s) with errors"
     )
+
+
+def test_many_info_findings_with_one_code_share_a_line() -> None:
+    dropped = [
+        Finding(
+            severity=Severity.INFO, path=f"metadata.{key}", message=f"{key} dropped", code="metadata-dropped"
+        )
+        for key in ("uid", "resourceVersion", "generation")
+    ]
+    conversion = Conversion("bert", "nlp", trainjob("bert"), findings=[*dropped, WARNING])
+    job = JobResult(0, "", None, "bert", "nlp", conversion, [*dropped, WARNING])
+    lines = render_text([FileReport("a.yaml", [job])]).splitlines()
+    assert lines[2].split()[:2] == ["warning", "b"]
+    assert (
+        lines[4]
+        == "    info     metadata-dropped  metadata.uid, metadata.resourceVersion, metadata.generation"
+    )
+    assert lines[5].strip() == "3 fields; each reason is in --report json"
+    assert len(json.loads(render_json([FileReport("a.yaml", [job])]))["jobs"][0]["findings"]) == 4

@@ -11,6 +11,7 @@ from ferryman.convert.findings import Severity
 from ferryman.convert.manifests import JobResult
 
 _SEVERITY_ORDER = {Severity.BLOCKER: 0, Severity.WARNING: 1, Severity.INFO: 2}
+_GROUP_INFO_FROM = 3  # info findings sharing a code are listed on one line from this many
 
 
 @dataclass
@@ -128,7 +129,17 @@ def _job_lines(job: JobResult) -> list[str]:
             details.append(f"derived TrainingRuntime {record['derivedRuntime']}")
         line += f" -> TrainJob {job.trainjob_name}" + (f" ({', '.join(details)})" if details else "")
     lines = [line]
-    for finding in sorted(job.findings, key=lambda f: _SEVERITY_ORDER[f.severity]):
+    findings = sorted(job.findings, key=lambda f: _SEVERITY_ORDER[f.severity])
+    info_codes = Counter(f.code for f in findings if f.severity is Severity.INFO)
+    grouped: set[str] = set()
+    for finding in findings:
+        if finding.severity is Severity.INFO and info_codes[finding.code] >= _GROUP_INFO_FROM:
+            if finding.code not in grouped:  # many alike (metadata hygiene): one line, the details in JSON
+                grouped.add(finding.code)
+                paths = [f.path for f in findings if f.code == finding.code]
+                lines.append(f"    {finding.severity:<7}  {finding.code}  {', '.join(paths)}")
+                lines.append(f"             {len(paths)} fields; each reason is in --report json")
+            continue
         lines.append(f"    {finding.severity:<7}  {finding.code}  {finding.path}")
         lines.append(f"             {finding.message}")
     return lines
