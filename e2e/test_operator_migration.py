@@ -189,17 +189,22 @@ def test_migration_pods_on_gpu_nodes_report_through_the_apiserver(
     wait_for(job_gone, "the Job to be garbage-collected")
 
 
+TB, DB = {"uri": "tensorboard:/logs"}, {"uri": "sqlite:///x.db"}
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"source": {"uri": "tensorboard:/logs"}}, "spec.destination: Required value"),
+        ({"source": TB}, "spec.destination: Required value"),
+        ({"source": TB, "destination": DB, "parallelism": 0}, "should be greater than or equal to 1"),
+        ({"source": DB, "destination": DB}, "source and destination must be different trackers"),
         (
-            {
-                "source": {"uri": "tensorboard:/logs"},
-                "destination": {"uri": "sqlite:///x.db"},
-                "parallelism": 0,
-            },
-            "should be greater than or equal to 1",
+            {"source": TB, "destination": DB, "schedule": {"interval": "soon"}},
+            "schedule.interval must be a duration such as 30m, 6h or 1d",
+        ),
+        (
+            {"source": TB, "destination": DB, "options": {"dryRun": True, "verifyOnly": True}},
+            "options.dryRun and options.verifyOnly exclude each other",
         ),
     ],
 )

@@ -10,9 +10,10 @@ import re
 from datetime import date, datetime
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from ferryman.api.base import KubeModel
+from ferryman.api.crd import cel
 
 DEFAULT_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
 DEFAULT_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
@@ -110,7 +111,17 @@ class Placement(KubeModel):
 
 
 class Schedule(KubeModel):
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "self.interval.matches('^[0-9]+[smhdw]$')",
+                "schedule.interval must be a duration such as 30m, 6h or 1d",
+            )
+        )
+    )
+
     interval: str = Field(
+        max_length=16,
         description="Re-sync every interval (e.g. 30m, 6h, 1d) during a dual-tracking period; each re-sync "
         "copies only what is new since the last.",
     )
@@ -125,6 +136,16 @@ class Schedule(KubeModel):
 
 class ExperimentMigrationSpec(KubeModel):
     """Copies experiments, runs, params, tags, metric histories, artifacts and models between trackers."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            ("self.source.uri != self.destination.uri", "source and destination must be different trackers"),
+            (
+                "!has(self.options) || !(self.options.dryRun && self.options.verifyOnly)",
+                "options.dryRun and options.verifyOnly exclude each other",
+            ),
+        )
+    )
 
     source: TrackerEndpoint = Field(description="Where the experiments are read.")
     destination: TrackerEndpoint = Field(description="Where they are written.")
