@@ -369,3 +369,26 @@ def test_plan_over_a_thousand_jobs(operator: OperatorProcess, kube: Client, name
         assert status["jobs"] == 1000 and status["convertible"] == 1000
     finally:
         kube.delete(CutoverPolicy, name)
+
+
+def test_operator_pod_passes_pod_security_restricted(ferryman_installed: ControlPlane, kube: Client) -> None:
+    """The base's namespace enforces `restricted`; a Pod from the Deployment's template is admitted."""
+    from lightkube.resources.core_v1 import Namespace
+
+    from ferryman.dev.operator import OPERATOR_NAMESPACE, rendered_base
+
+    labels = kube.get(Namespace, OPERATOR_NAMESPACE).metadata.labels
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    deployment = next(d for d in rendered_base() if d["kind"] == "Deployment")
+    template = deployment["spec"]["template"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "operator-admission", "namespace": OPERATOR_NAMESPACE, **template["metadata"]},
+        "spec": template["spec"],
+    }
+    kube.create(codecs.from_dict(pod), dry_run=True)
+    privileged = copy.deepcopy(pod)
+    privileged["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    with pytest.raises(ApiError, match="allowPrivilegeEscalation"):
+        kube.create(codecs.from_dict(privileged), dry_run=True)
