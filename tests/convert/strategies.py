@@ -1,7 +1,7 @@
 """Hypothesis strategies for schema-valid Training Operator v1 PyTorchJobs (and TrainJobs).
 
-Importable from any test (``from strategies import pytorchjobs`` in ``tests/convert``, or with this
-directory on ``sys.path``): the generated jobs pass the v1 CRD schema and the v1 webhook's rules (Master
+Importable from any test (``from tests.convert.strategies import pytorchjobs``): the generated jobs pass
+the v1 CRD schema (checked in test_properties) and the v1 webhook's rules (Master
 replicas 1, Worker replicas >= 1, a container named ``pytorch`` with an image, DNS-1035 names), so they can
 also be submitted to a real API server serving the PyTorchJob CRD.
 """
