@@ -221,3 +221,58 @@ def test_bad_experiment_migrations_are_rejected(
     with pytest.raises(ApiError) as rejected:
         kube.create(codecs.from_dict(bad))
     assert rejected.value.status.code == 422 and message in str(rejected.value.status.message)
+
+
+def test_suspend_and_scheduled_resync(
+    operator: OperatorProcess, cluster: ControlPlane, kube: Client, namespace: str, tmp_path: Path
+) -> None:
+    from ferryman.dev.demo import write_tensorboard_logs
+
+    logs = tmp_path / "tensorboard"
+    write_tensorboard_logs(logs)
+    migration = {
+        "apiVersion": "ferryman.dev/v1alpha1",
+        "kind": "ExperimentMigration",
+        "metadata": {"name": "resync", "namespace": namespace},
+        "spec": {
+            "source": {"uri": f"tensorboard:{logs}"},
+            "destination": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+            "schedule": {"interval": "5s"},
+            "suspend": True,
+        },
+    }
+    kube.create(codecs.from_dict(migration))
+
+    def status() -> dict[str, Any]:
+        return kube.get(ExperimentMigration, "resync", namespace=namespace).to_dict().get("status") or {}
+
+    def condition(type_: str) -> dict[str, Any]:
+        return next((c for c in status().get("conditions", []) if c["type"] == type_), {})
+
+    first = wait_for(lambda: next(iter(kube.list(Job, namespace=namespace)), None), "the round-1 Job")
+    assert first.spec.suspend is True
+    wait_for(lambda: condition("Progressing").get("reason") == "Suspended", "the Suspended status")
+    assert not list(kube.list(Pod, namespace=namespace))
+
+    kube.patch(
+        ExperimentMigration,
+        "resync",
+        {"spec": {"suspend": False}},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
+    shards = wait_for(lambda: scheduled_shards(kube, namespace, first.metadata.name, 1), "the round-1 pod")
+    assert run_pod_worker(cluster, shards["0"].to_dict(), tmp_path / "round-1") == 0
+    wait_for(lambda: condition("Succeeded").get("status") == "True", "round 1 to succeed")
+    assert status()["totals"]["runsDone"] == 3
+
+    # The schedule starts round 2 after the interval; it copies only what is new (nothing here).
+    second = wait_for(
+        lambda: status().get("round") == 2 and status().get("job"), "the round-2 Job", timeout=60
+    )
+    assert second == "resync-2"
+    shards = wait_for(lambda: scheduled_shards(kube, namespace, second, 1), "the round-2 pod")
+    assert run_pod_worker(cluster, shards["0"].to_dict(), tmp_path / "round-2") == 0
+    wait_for(lambda: condition("Succeeded").get("status") == "True", "round 2 to succeed")
+    events = [e for e in kube.list(Event, namespace=namespace) if e.involvedObject.name == "resync"]
+    assert {"RoundStarted", "Verified"} <= {e.reason for e in events}

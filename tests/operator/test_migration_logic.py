@@ -97,3 +97,14 @@ def test_names_and_intervals() -> None:
     assert interval_seconds("30m") == 1800 and interval_seconds("1d") == 86400
     with pytest.raises(PermanentError, match="30m"):
         interval_seconds("soon")
+
+
+def test_a_scheduled_migration_resyncs_when_due() -> None:
+    from ferryman.controller.migration import sync_due
+
+    scheduled = spec(schedule={"interval": "30m"})
+    status = {"nextSyncTime": "2026-01-01T12:30:00Z"}
+    assert not sync_due(scheduled, status, "complete", NOW)
+    assert sync_due(scheduled, status, "complete", NOW + timedelta(minutes=31))
+    assert not sync_due(scheduled, status, "active", NOW + timedelta(minutes=31))
+    assert not sync_due(spec(), status, "complete", NOW + timedelta(minutes=31))

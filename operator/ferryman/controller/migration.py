@@ -7,6 +7,7 @@ the migration removes its Job, pods, ConfigMaps and RBAC.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from datetime import UTC, datetime, timedelta
@@ -31,11 +32,11 @@ from ferryman.kube.builders import (
     migration_children,
 )
 from ferryman.kube.client import FIELD_MANAGER, create_if_missing, get_or_none, patch_status
-from ferryman.kube.conditions import find_condition, now_rfc3339, set_condition
+from ferryman.kube.conditions import find_condition, is_true, now_rfc3339, set_condition
 from ferryman.kube.resources import ExperimentMigration
 from ferryman.migrate.uri import redact
 
-GENERATION_LABEL = "ferryman.dev/generation"
+SPEC_HASH_LABEL = "ferryman.dev/spec-hash"  # what a round's Job was built from (suspension aside)
 RECONCILE_SECONDS = float(os.environ.get("FERRYMAN_MIGRATION_SECONDS", "5"))
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -50,6 +51,12 @@ def interval_seconds(text: str) -> int:
     if match is None:
         raise kopf.PermanentError(f"spec.schedule.interval {text!r}: expected a duration such as 30m or 6h")
     return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def spec_hash(spec: ExperimentMigrationSpec) -> str:
+    """Changes when a running round must restart: anything but `suspend`, which the Job follows in place."""
+    text = spec.model_dump_json(by_alias=True, exclude={"suspend"})
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def job_name(name: str, round_: int) -> str:
@@ -93,7 +100,7 @@ def workload(
             ),
         )
     )
-    job["metadata"]["labels"][GENERATION_LABEL] = str(body["metadata"].get("generation", 0))
+    job["metadata"]["labels"][SPEC_HASH_LABEL] = spec_hash(spec)
     job["spec"]["suspend"] = spec.suspend
     return job
 
@@ -133,14 +140,14 @@ async def reconcile_migration(ctx: OperatorContext, body: kopf.Body, logger: kop
     if (
         job is not None
         and job_state in ("active", "failed")
-        and job.metadata.labels.get(GENERATION_LABEL) != str(generation)
+        and job.metadata.labels.get(SPEC_HASH_LABEL) != spec_hash(spec)
     ):
         # The spec changed mid-round or after a failure: restart the round; workers resume from the ledger.
         await ctx.client.delete(Job, job.metadata.name, namespace=namespace, cascade=CascadeType.BACKGROUND)
         kopf.info(body, reason="RoundRestarted", message=f"spec changed: restarting round {round_}")
         raise kopf.TemporaryError("waiting for the previous Job to go", delay=2)
     settled = _finished(status) and status.get("observedGeneration") == generation
-    due = round_ == 0 or (job is None and not settled) or _sync_due(spec, status, job_state, now)
+    due = round_ == 0 or (job is None and not settled) or sync_due(spec, status, job_state, now)
     if due:
         round_ = round_ + 1 if (round_ == 0 or job is not None) else round_
         job_body = workload(ctx, obj, spec, round_)
@@ -168,15 +175,13 @@ async def reconcile_migration(ctx: OperatorContext, body: kopf.Body, logger: kop
                 patch_type=PatchType.MERGE,
                 field_manager=FIELD_MANAGER,
             )
-        if spec.schedule is not None and job_state == "complete" and not status.get("nextSyncTime"):
-            completed = job.status.completionTime if job is not None and job.status else None
-            update["nextSyncTime"] = _rfc3339(
-                (completed or now) + timedelta(seconds=interval_seconds(spec.schedule.interval))
-            )
 
     update["totals"] = shard_totals(shards, spec.parallelism)
     conditions = migration_conditions(status, spec, generation, job, job_state, shards, update["totals"], now)
     update["conditions"] = conditions
+    if spec.schedule is not None and is_true(conditions, "Succeeded") and not status.get("nextSyncTime"):
+        # The next round is due an interval after this one verifiably finished, not after its pods exited.
+        update["nextSyncTime"] = _rfc3339(now + timedelta(seconds=interval_seconds(spec.schedule.interval)))
     if any(status.get(key) != value for key, value in update.items()):
         try:
             await patch_status(
@@ -218,7 +223,7 @@ def _finished(status: dict[str, Any]) -> bool:
     )
 
 
-def _sync_due(spec: ExperimentMigrationSpec, status: dict[str, Any], job_state: str, now: datetime) -> bool:
+def sync_due(spec: ExperimentMigrationSpec, status: dict[str, Any], job_state: str, now: datetime) -> bool:
     next_sync = status.get("nextSyncTime")
     if spec.schedule is None or job_state != "complete" or not next_sync:
         return False
@@ -298,10 +303,8 @@ def migration_conditions(
         "NoProgress" if stalled else "Migrating",
         f"no shard reported since {quiet_since}" if stalled else "",
     )
-    if not find_condition(conditions, "Succeeded"):
-        put("Succeeded", False, "Migrating")
-    if not find_condition(conditions, "Failed"):
-        put("Failed", False, "Migrating")
+    put("Succeeded", False, "Migrating")  # a new round has not succeeded yet, whatever the last one did
+    put("Failed", False, "Migrating")
     put("Ready", False, "Migrating", progress)
     return conditions
 
