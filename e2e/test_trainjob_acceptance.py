@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, note, reject, settings
 
 from ferryman.convert.job import convert_pytorchjob
 from ferryman.convert.options import ConvertOptions, TrainerAPI
@@ -59,17 +59,30 @@ def test_converted_upstream_examples_are_accepted(
         assert admitted["spec"]["runtimeRef"]["name"]
 
 
+SERVER_SET = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields")
+
+
+def as_submitted(job: dict[str, Any]) -> dict[str, Any]:
+    """``job`` as a user would apply it: without the fields the server sets, and without status."""
+    metadata = {k: v for k, v in job["metadata"].items() if k not in SERVER_SET}
+    return {**{k: v for k, v in job.items() if k != "status"}, "metadata": metadata}
+
+
 @pytest.mark.parametrize("trainer_api", FLAVOURS, ids=str)
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(job=pytorchjobs())
 def test_converted_generated_jobs_are_accepted(
     flavour_cluster: FlavourCluster, trainer_api: TrainerAPI, job: dict[str, Any]
 ) -> None:
-    options = ConvertOptions(trainer_api=trainer_api, force=True)
-    conversion = convert_pytorchjob(job, options)
-    if conversion.trainjob is None:
-        return
+    """Every PyTorchJob the apiserver accepts converts to objects it accepts too."""
     plane = flavour_cluster(trainer_api)
+    try:
+        admit(plane, as_submitted(job))
+    except Rejected as rejected:
+        note(f"the generated PyTorchJob is not valid input: {rejected}")
+        reject()
+    conversion = convert_pytorchjob(job, ConvertOptions(trainer_api=trainer_api, force=True))
+    assert conversion.trainjob is not None
     if conversion.runtime is not None:
         admit(plane, conversion.runtime)
     admit(plane, conversion.trainjob)

@@ -105,19 +105,22 @@ def _die_with_parent() -> None:
 class Process:
     name: str
     pid: int
-    executable: str
+    started: int  # start time in clock ticks since boot: tells our process from a later one reusing the pid
     log: Path
+
+    @staticmethod
+    def start_time(pid: int) -> int | None:
+        """Start time of a running (not zombie) process, or None."""
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return None if fields[0] == "Z" else int(fields[19])
 
     def alive(self) -> bool:
         """Still running, and still the process we started (pids are reused)."""
-        try:
-            with open(f"/proc/{self.pid}/cmdline", "rb") as cmdline:
-                running = cmdline.read().split(b"\0", 1)[0].decode()
-            with open(f"/proc/{self.pid}/stat") as stat:
-                state = stat.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            return False
-        return running == self.executable and state != "Z"
+        return self.start_time(self.pid) == self.started
 
     def kill(self, grace: float = 5.0) -> None:
         """SIGTERM the process group, then SIGKILL what is left after ``grace`` seconds."""
@@ -189,12 +192,21 @@ class ControlPlane:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if not self.detach:
             atexit.register(self.stop)
-        try:
-            self._start(progress)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        retries = 1
+        while True:
+            try:
+                self._start(progress)
+                return self
+            except ClusterError as error:
+                self.stop()
+                # a free port picked here can be taken by another process before the component binds it
+                if not retries or "address already in use" not in str(error):
+                    raise
+                retries -= 1
+                progress("a port was taken meanwhile; starting again on new ports")
+            except BaseException:
+                self.stop()
+                raise
 
     def _start(self, progress: Callable[[str], None]) -> None:
         started = time.monotonic()
@@ -377,7 +389,7 @@ class ControlPlane:
             plane.apiserver_port = state["apiserver_port"]
             plane.etcd_dir = Path(state["etcd_dir"]) if state["etcd_dir"] else None
             plane.processes = [
-                Process(p["name"], p["pid"], p["executable"], Path(p["log"])) for p in state["processes"]
+                Process(p["name"], p["pid"], p["started"], Path(p["log"])) for p in state["processes"]
             ]
         return plane
 
@@ -395,7 +407,12 @@ class ControlPlane:
                 preexec_fn=None if self.detach else _die_with_parent,
                 start_new_session=self.detach,
             )
-        process = Process(name, popen.pid, str(argv[0]), log)
+        started = Process.start_time(popen.pid)
+        if started is None:
+            raise ClusterError(
+                f"{name} exited at once; its log ends with:\n{log.read_text(errors='replace')}"
+            )
+        process = Process(name, popen.pid, started, log)
         self.processes.append(process)
         self.save()
         return process
