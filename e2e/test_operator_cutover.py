@@ -392,3 +392,35 @@ def test_operator_pod_passes_pod_security_restricted(ferryman_installed: Control
     privileged["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
     with pytest.raises(ApiError, match="allowPrivilegeEscalation"):
         kube.create(codecs.from_dict(privileged), dry_run=True)
+
+
+def test_served_flavour_is_discovered(flavour_cluster: Any, tmp_path: Path) -> None:
+    """On a cluster serving Trainer v2.1 CRDs the operator emits v2.1 TrainJobs, which it admits."""
+    from lightkube.models.meta_v1 import ObjectMeta
+    from lightkube.resources.core_v1 import Namespace
+
+    from ferryman.convert.options import TrainerAPI
+
+    plane = flavour_cluster(TrainerAPI.V2_1)
+    install_ferryman(plane)
+    kube = plane.client()
+    namespace = "flavour-v2-1"
+    kube.create(Namespace(metadata=ObjectMeta(name=namespace)))
+    for job in example_jobs(namespace):
+        kube.create(codecs.from_dict(job))
+    operator = OperatorProcess(operator_kubeconfig(plane, tmp_path / "kubeconfig"), tmp_path / "operator.log")
+    operator.start()
+    try:
+        kube.create(
+            codecs.from_dict(make_policy("flavour", namespace, mode="Mirror", mirror={"suspend": True}))
+        )
+        status = wait_for(lambda: ready(kube, "flavour"), "the Mirror on the v2.1 cluster")
+        assert status["trainerAPI"] == "v2.1"
+        created = trainjobs(kube, namespace)
+        assert len(created) == status["convertible"] == status["trainJobs"]["present"]
+        assert any("podTemplateOverrides" in t["spec"] for t in created.values())
+        assert not any("runtimePatches" in t["spec"] for t in created.values())
+        kube.delete(CutoverPolicy, "flavour")
+    finally:
+        operator.stop()
+        assert not operator.forbidden() and "Traceback" not in operator.output(), operator.output()[-4000:]
