@@ -122,26 +122,40 @@ class Process:
         """Still running, and still the process we started (pids are reused)."""
         return self.start_time(self.pid) == self.started
 
-    def kill(self, grace: float = 5.0) -> None:
-        """SIGTERM the process group, then SIGKILL what is left after ``grace`` seconds."""
-        if not self.alive():
-            return
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, sig)
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(self.pid, os.WNOHANG)
-                if not self.alive():
-                    return
-                time.sleep(0.05)
-
     def log_tail(self, chars: int = 4000) -> str:
         try:
             return self.log.read_text(errors="replace")[-chars:]
         except OSError:
             return ""
+
+    def send(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the process group, if our process still runs."""
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, sig)
+
+    def reap(self) -> bool:
+        """Collect the exit status if it is our child; True once the process is gone."""
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, os.WNOHANG)
+        return not self.alive()
+
+
+def terminate(processes: Sequence[Process], grace: float = 2.0) -> None:
+    """SIGTERM every process group at once, SIGKILL whatever is left after ``grace`` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        for process in processes:
+            process.send(sig)
+        deadline = time.monotonic() + wait
+        while not all(p.reap() for p in processes):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        else:
+            return
+    left = [f"{p.name} (pid {p.pid})" for p in processes if p.alive()]
+    if left:
+        raise ClusterError(f"cannot kill {', '.join(left)}")
 
 
 @dataclass
@@ -243,9 +257,8 @@ class ControlPlane:
         progress(f"cluster ready at {self.server} in {time.monotonic() - started:.1f}s")
 
     def stop(self) -> None:
-        """Kill every component (apiserver first, etcd last) and remove etcd's tmpfs data."""
-        for process in reversed(self.processes):
-            process.kill()
+        """Kill every component and remove etcd's tmpfs data (the cluster is disposable: no graceful stop)."""
+        terminate(self.processes)
         self.processes.clear()
         if self.etcd_dir is not None:
             shutil.rmtree(self.etcd_dir, ignore_errors=True)
