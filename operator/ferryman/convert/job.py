@@ -1,7 +1,7 @@
 """Convert one Training Operator v1 PyTorchJob into a Kubeflow Trainer v2 TrainJob (pure, deterministic).
 
 Every source fact ends up in the TrainJob, in the derived TrainingRuntime (``emit_runtime``) or in a
-finding. See ``../shared/notes/trainer-v2.md`` §6 for the mapping and §3 for the distributed semantics.
+finding. The README section "Converting manifests" describes the mapping and the launcher strategies.
 """
 
 from __future__ import annotations
