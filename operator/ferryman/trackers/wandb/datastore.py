@@ -64,6 +64,7 @@ def iter_payloads(data: bytes, damage: list[Damage]) -> Iterator[bytes]:
     pos = HEADER_LEN
     parts: list[bytes] | None = None  # fragments of a FIRST…LAST payload being reassembled
     parts_start = 0
+    full_crc = type_crc[FULL]
     while True:
         left = BLOCK_LEN - pos % BLOCK_LEN
         if left < HEADER_LEN:  # block trailer: zero padding
@@ -73,6 +74,12 @@ def iter_payloads(data: bytes, damage: list[Damage]) -> Iterator[bytes]:
             break
         checksum, length, kind = unpack(data, pos)
         end = pos + HEADER_LEN + length
+        if kind == FULL and parts is None and HEADER_LEN + length <= left and end <= size:  # the usual record
+            payload = data[pos + HEADER_LEN : end]
+            if crc32(payload, full_crc) == checksum:
+                yield payload
+                pos = end
+                continue
         if kind == 0 and length == 0 and checksum == 0:  # zeroed tail of a preallocated or padded block
             pos += left
             continue

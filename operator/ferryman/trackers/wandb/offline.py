@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import configparser
 import io
+import itertools
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -30,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import yaml
 from google.protobuf.message import DecodeError
 
@@ -45,9 +47,11 @@ from ferryman.trackers.model import (
     RunStatus,
 )
 from ferryman.trackers.wandb.datastore import Damage, NotAWandbLog, read_payloads
+from ferryman.trackers.wandb.items import HISTORY_TAG, SUMMARY_TAG, split_items
 
 RUN_DIR = re.compile(r"^(?:offline-run|run|dryrun)-(\d{8}_\d{6})-([A-Za-z0-9_.-]+)$")
 BATCH = 5000  # points per MetricBatch
+CHUNK = 2048  # history or summary records decoded together (`items.split_items`)
 INTERNAL_KEYS = frozenset({"_step", "_timestamp", "_runtime", "_wandb"})
 ENVELOPE = "_ferryman"  # config key the ferryman W&B writer keeps what W&B cannot hold natively in
 TIMESTAMP_PREFIX = "_ferryman_ts/"  # per-key timestamps (ms) that differ from their row's `_timestamp`
@@ -193,6 +197,37 @@ def _fold_updates(raw: dict[Any, str], record: Any) -> None:
         prefix = (gone,) if isinstance(gone, str) else gone
         for known in [k for k in raw if ((k,) if isinstance(k, str) else k)[: len(prefix)] == prefix]:
             del raw[known]
+
+
+def _fold_summaries(raw: dict[Any, str], payloads: list[bytes], decode: Callable[[bytes], Any]) -> None:
+    """`_fold_updates` of a chunk of summary records in order: plain ones vectorised, others by protobuf."""
+    if not payloads:
+        return
+    items = split_items(payloads, SUMMARY_TAG)
+    if items is None:
+        slow = list(range(len(payloads)))
+    else:
+        slow = np.flatnonzero(~items.ok).tolist()
+        bounds = np.searchsorted(items.record, np.arange(len(payloads) + 1)).tolist()
+    start = 0
+    for index in [*slow, len(payloads)]:
+        if items is not None and start < index:
+            lo, hi = bounds[start], bounds[index]
+            latest = dict(zip(items.keys[lo:hi], range(lo, hi), strict=True))  # a key's last update wins
+            values = items.values(np.fromiter(latest.values(), np.int64, len(latest)))
+            if values is not None:
+                raw.update(zip(latest, values, strict=True))
+            else:  # a value is not UTF-8: protobuf rejects its record
+                for position in range(start, index):
+                    _fold_record(raw, decode(payloads[position]))
+        if index < len(payloads):
+            _fold_record(raw, decode(payloads[index]))
+        start = index + 1
+
+
+def _fold_record(raw: dict[Any, str], record: Any) -> None:
+    if record is not None:
+        _fold_updates(raw, record.summary)
 
 
 def _item_path(item: Any) -> list[str]:
@@ -789,35 +824,47 @@ class WandbDirReader:
             record = self._new_record()
             parse = record.ParseFromString
             lead_match = _LEAD.match
+
+            def decode(payload: bytes) -> Any:
+                try:
+                    parse(payload)
+                except DecodeError:
+                    return None
+                return record
+
+            history: list[bytes] = []  # history and summary records, decoded a chunk at a time
+            summaries: list[bytes] = []
             for payload in payloads:
                 lead = lead_match(payload)
                 number = payload[lead.start(1)] >> 3 if lead is not None else 0
                 if number <= 1:  # the lead bytes did not tell (see `record_type`)
                     number = first_field(payload)
                 if number == F_HISTORY:
-                    try:
-                        parse(payload)
-                    except DecodeError:
+                    history.append(payload)
+                    if len(history) < CHUNK:
                         continue
-                    series.history_row(record.history, on_object)
+                    series.history_chunk(history, decode, on_object)
+                    history = []
+                elif number == F_SUMMARY:
+                    summaries.append(payload)
+                    if len(summaries) >= CHUNK:
+                        _fold_summaries(summary, summaries, decode)
+                        summaries = []
+                    continue
                 elif number == F_STATS:
-                    try:
-                        parse(payload)
-                    except DecodeError:
+                    if history:  # a stats record without a timestamp takes the last row's
+                        series.history_chunk(history, decode, on_object)
+                        history = []
+                    if decode(payload) is None:
                         continue
                     stats = record.stats
                     series.stats_row(_pb_ms(stats.timestamp), ((i.key, i.value_json) for i in stats.item))
-                elif number == F_SUMMARY:
-                    try:
-                        parse(payload)
-                    except DecodeError:
-                        continue
-                    _fold_updates(summary, record.summary)
-                    continue
                 else:
                     continue
                 if series.full:
-                    yield from series.drain()
+                    yield from series.drain(final=False)
+            series.history_chunk(history, decode, on_object)
+            _fold_summaries(summary, summaries, decode)
         except (NotAWandbLog, OSError):
             return
 
@@ -855,7 +902,7 @@ class WandbDirReader:
                     else:
                         series.json_row(row, on_object)
                     if series.full:
-                        yield from series.drain()
+                        yield from series.drain(final=False)
 
     # -- artifacts ----------------------------------------------------------------------------------------
 
@@ -962,6 +1009,96 @@ class _Series:
         self.limit = BATCH
         self.next_step = 0
         self.last_time: int | None = None
+
+    def history_chunk(
+        self,
+        payloads: list[bytes],
+        decode: Callable[[bytes], Any],
+        on_object: Callable[[str, int, int | None, Any], None],
+    ) -> None:
+        """History records in order: rows of plain numbers with one `_step` and one `_timestamp` vectorised,
+        every other row through `decode` (protobuf) and `history_row`, exactly as if all went that way."""
+        if not payloads:
+            return
+        count = len(payloads)
+        items = split_items(payloads, HISTORY_TAG)
+        values = items.values() if items is not None else None
+        if items is None or values is None:
+            ok = np.zeros(count, dtype=bool)
+        else:
+            ok = items.ok
+            record, keys = items.record, items.keys
+            names = list(dict.fromkeys(keys))
+            ids = {name: index for index, name in enumerate(names)}
+            key_id = np.fromiter(map(ids.__getitem__, keys), np.int64, len(keys))
+            is_step = key_id == ids.get("_step", -1)
+            is_time = key_id == ids.get("_timestamp", -1)
+            ok &= np.bincount(record[is_step], minlength=count) == 1
+            ok &= np.bincount(record[is_time], minlength=count) == 1
+            stamped = [ids[name] for name in names if name.startswith(TIMESTAMP_PREFIX)]
+            if stamped:
+                ok &= np.bincount(record[np.isin(key_id, stamped)], minlength=count) == 0
+            skipped = [ids[name] for name in names if name in INTERNAL_KEYS]
+            is_data = ~(is_step | is_time | np.isin(key_id, skipped))
+            try:  # the common chunk: every value a plain number
+                numbers = np.fromiter(map(float, values), np.float64, len(values))
+            except ValueError:  # else only those of numeric keys count, and rows with others go to protobuf
+                numbers = np.full(len(keys), np.nan)
+                numeric = np.flatnonzero((is_data | is_step | is_time) & ok[record])
+                parsed = [_float_or_none(values[index]) for index in numeric.tolist()]
+                bad = np.fromiter((value is None for value in parsed), bool, len(parsed))
+                ok[record[numeric[bad]]] = False
+                numbers[numeric[~bad]] = [value for value in parsed if value is not None]
+            step_value = np.zeros(count)
+            step_value[record[is_step]] = numbers[is_step]
+            time_value = np.zeros(count)
+            time_value[record[is_time]] = numbers[is_time] * 1000
+            ok &= np.isfinite(step_value) & (np.abs(step_value) < 2.0**62)
+            ok &= np.isfinite(time_value) & (np.abs(time_value) < 2.0**62)
+            steps = np.where(ok, step_value, 0).astype(np.int64)  # int() truncates, as does astype
+            whens = np.rint(np.where(ok, time_value, 0)).astype(np.int64)  # round() is half to even too
+            bounds = np.searchsorted(record, np.arange(count + 1))
+        start = 0
+        for index in [*np.flatnonzero(~ok).tolist(), count]:
+            if start < index:
+                lo, hi = int(bounds[start]), int(bounds[index])
+                data = np.flatnonzero(is_data[lo:hi]) + lo
+                self._plain_rows(names, key_id[data], steps[record[data]], whens[record[data]], numbers[data])
+                self.next_step = int(steps[index - 1]) + 1
+                self.last_time = int(whens[index - 1])
+            if index < count:
+                decoded = decode(payloads[index])
+                if decoded is not None:
+                    self.history_row(decoded.history, on_object)
+            start = index + 1
+
+    def _plain_rows(
+        self, names: list[str], key_id: np.ndarray, steps: np.ndarray, whens: np.ndarray, values: np.ndarray
+    ) -> None:
+        """Points of plain rows (items in row order) appended to their keys' columns."""
+        order = np.argsort(key_id, kind="stable")
+        key_id = key_id[order]
+        cuts = [0, *(np.flatnonzero(key_id[1:] != key_id[:-1]) + 1).tolist(), len(key_id)]
+        for lo, hi in itertools.pairwise(cuts):
+            if lo == hi:
+                continue
+            key = names[key_id[lo]]
+            if not self.keep:
+                self.keys.add(key)
+                continue
+            column = self.columns.get(key)
+            if column is None:
+                column = self.columns[key] = ([], [], [])
+                self.keys.add(key)
+                self.limit = BATCH * len(self.columns)
+            chosen = order[lo:hi]
+            column[0].extend(steps[chosen].tolist())
+            column[1].extend(whens[chosen].tolist())
+            column[2].extend(values[chosen].tolist())
+        if self.keep:
+            self.pending += len(key_id)
+            if self.pending >= self.limit:
+                self.full = True
 
     def history_row(self, history: Any, on_object: Callable[[str, int, int | None, Any], None]) -> None:
         """One `HistoryRecord`: the hot loop of the reader, kept free of calls for plain numeric items."""
@@ -1131,16 +1268,31 @@ class _Series:
             if len(column[2]) >= BATCH:
                 self.full = True
 
-    def drain(self) -> Iterator[MetricBatch]:
+    def drain(self, final: bool = True) -> Iterator[MetricBatch]:
+        """Batches of at most `BATCH` points; before the end (`final` False) only full ones, so a chunk of
+        rows read at once cuts the same batches as rows read one by one."""
+        pending = 0
         for system, columns in ((False, self.columns), (True, self.system)):
             for key, (steps, times, values) in columns.items():
-                if values:
-                    yield MetricBatch(key, steps[:], times[:], values[:], system=system)
-                    steps.clear()
-                    times.clear()
-                    values.clear()
+                cut = len(values) if final else len(values) - len(values) % BATCH
+                for start in range(0, cut, BATCH):
+                    end = min(start + BATCH, cut)
+                    yield MetricBatch(
+                        key, steps[start:end], times[start:end], values[start:end], system=system
+                    )
+                if cut:
+                    del steps[:cut], times[:cut], values[:cut]
+                if not system:
+                    pending += len(values)
         self.full = False
-        self.pending = 0
+        self.pending = pending
+
+
+def _float_or_none(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _item_value(item: Any) -> Any:

@@ -1,0 +1,138 @@
+"""Vectorised decoding of the hot `.wandb` records: history rows and summary updates.
+
+A history record is `Record{num, history: HistoryRecord{item: HistoryItem{nested_key|key, value_json}...,
+step}}`, a summary record `Record{num, summary: SummaryRecord{update: SummaryItem{...}...}}`; both item kinds
+share one wire shape (`wandb_internal.proto`: key = 1, nested_key = 2, value_json = 16). SDK 0.31 writes one
+of each per logged row, so decoding them item by item through the protobuf objects is most of a read.
+
+`split_items` checks a whole chunk of such records at once with numpy, walking every record's items the way a
+protobuf parser does (tags, one-byte lengths, each item ending where its length says) and anchoring each item
+on its `value_json` tag (0x82 0x01). A record is accepted only if its bytes are exactly: optional `num`, the
+field tag, the body length, then items of the form `0x0a L (0x0a|0x12) Lk key 0x82 0x01 Lv value`, then (for
+history) an optional `step` field and nothing else. Anything else (nested keys, typed values, long fields,
+summary removals, a stray 0x82 0x01 inside a key) is left to the caller's protobuf path, record by record, so
+the result is the same as decoding every record with `Record.ParseFromString`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+HISTORY_TAG, SUMMARY_TAG = 0x12, 0x1A  # `Record.history` (2) and `Record.summary` (3), wire type 2
+_PAD = b"\x00" * 512  # reads past a record's end stay inside the buffer (items are at most 2 + 127 bytes)
+
+
+@dataclass(slots=True)
+class Items:
+    """The items of the accepted records of a chunk, in record order then item order."""
+
+    ok: np.ndarray  # bool per record: decoded here (else the caller parses it with protobuf)
+    record: np.ndarray  # per item: index of its record in the chunk
+    keys: list[str]  # per item: `nested_key[0]` or `key`
+    _bytes: np.ndarray
+    _anchor: np.ndarray  # per item: offset of its value_json tag in `_bytes`
+    _value_end: np.ndarray
+
+    def values(self, which: np.ndarray | None = None) -> list[str] | None:
+        """`value_json` of every item (or of the items `which`); None if one is not UTF-8 or holds a NUL."""
+        if which is None:
+            return _strings(self._bytes, self._anchor + 3, self._value_end)
+        return _strings(self._bytes, self._anchor[which] + 3, self._value_end[which])
+
+
+def _strings(a: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[str] | None:
+    """The byte ranges [lo, hi) of `a` decoded, or None if one is not UTF-8 (protobuf rejects such a string
+    field) or holds a NUL."""
+    if not len(lo):
+        return []
+    width = hi - lo + 1  # each string and a NUL after it
+    ends = np.cumsum(width)
+    out = a[np.arange(int(ends[-1]), dtype=np.int64) + np.repeat(lo - (ends - width), width)]
+    out[ends - 1] = 0
+    try:
+        parts = out.tobytes().decode("utf-8").split("\x00")
+    except UnicodeDecodeError:
+        return None
+    if len(parts) != len(lo) + 1:
+        return None
+    parts.pop()
+    return parts
+
+
+def split_items(payloads: list[bytes], field_tag: int) -> Items | None:
+    """Decode the items of `payloads` (serialized `Record`s whose type field is `field_tag`), or None if no
+    record of the chunk has the plain shape."""
+    count = len(payloads)
+    lengths = np.fromiter(map(len, payloads), np.int64, count)
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    a = np.frombuffer(b"".join(payloads) + _PAD, np.uint8)
+    # envelope: optional `num` (tag 0x08, varint), the type tag, the body length (1 or 2 bytes) up to the end
+    tag = starts.copy()
+    has_num = a[tag] == 0x08
+    tag[has_num] += 1
+    for _ in range(10):
+        more = has_num & (a[tag] >= 0x80)
+        if not more.any():
+            break
+        tag[more] += 1
+    ok = ~has_num | (a[tag] < 0x80)  # a `num` longer than a varint is left to protobuf
+    tag[has_num] += 1
+    first = a[tag + 1].astype(np.int64)
+    second = a[tag + 2].astype(np.int64)
+    long_length = first >= 0x80
+    body_len = np.where(long_length, (first & 0x7F) | (second << 7), first)
+    body = tag + 2 + long_length
+    ok &= (a[tag] == field_tag) & (body + body_len == ends) & ~(long_length & (second >= 0x80))
+    # items, each anchored on its value_json tag 0x82 0x01 inside a record's body
+    anchor = np.flatnonzero((a[:-1] == 0x82) & (a[1:] == 0x01))
+    anchor = anchor[anchor < ends[-1]]
+    record = np.searchsorted(ends, anchor, side="right")
+    inside = anchor >= body[record]
+    anchor, record = anchor[inside], record[inside]
+    if not len(anchor):
+        return None
+    value_end = anchor + 3 + a[anchor + 2]
+    item = np.empty_like(anchor)
+    item[1:] = value_end[:-1]
+    opens = np.ones(len(anchor), dtype=bool)
+    opens[1:] = record[1:] != record[:-1]
+    item[opens] = body[record[opens]]
+    key_tag = a[item + 2]
+    good = (
+        (a[item] == 0x0A)
+        & (a[item + 1] < 0x80)
+        & ((key_tag == 0x12) | (key_tag == 0x0A))
+        & (a[item + 3] < 0x80)
+        & (item + 4 + a[item + 3] == anchor)
+        & (a[anchor + 2] < 0x80)
+        & (a[item + 1] == value_end - item - 2)
+        & (value_end <= ends[record])
+    )
+    ok &= np.bincount(record[~good], minlength=count) == 0
+    ok &= np.bincount(record, minlength=count) > 0
+    # what follows the last item: nothing, or (history) the `step` field alone
+    closes = np.ones(len(anchor), dtype=bool)
+    closes[:-1] = opens[1:]
+    last = np.zeros(count, dtype=np.int64)
+    last[record[closes]] = value_end[closes]
+    tail = ends - last
+    tail_ok = tail == 0
+    if field_tag == HISTORY_TAG:  # `step`: empty, or `num` (0x08, a varint) filling it exactly
+        step_ok = (a[last] == 0x12) & (a[last + 1] == tail - 2)
+        varint_ok = (tail >= 4) & (tail <= 13) & (a[last + 2] == 0x08) & (a[np.maximum(ends - 1, 0)] < 0x80)
+        for offset in range(3, 12):
+            inner = last + offset < ends - 1
+            varint_ok &= ~inner | (a[np.minimum(last + offset, len(a) - 1)] >= 0x80)
+        tail_ok |= step_ok & ((tail == 2) | varint_ok)
+    ok &= tail_ok
+    if not ok.any():
+        return None
+    keep = ok[record]
+    item, anchor, value_end, record = item[keep], anchor[keep], value_end[keep], record[keep]
+    keys = _strings(a, item + 4, anchor)
+    if keys is None:
+        return None
+    return Items(ok=ok, record=record, keys=keys, _bytes=a, _anchor=anchor, _value_end=value_end)

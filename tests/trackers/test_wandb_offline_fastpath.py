@@ -1,0 +1,194 @@
+"""The vectorised history/summary decoding (`wandb.items`) against the protobuf path it stands in for: the
+same points, summary, kept objects and outcomes on SDK-written runs and on hand-built logs full of rows it
+must leave to protobuf."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ferryman.dev.wandb_runs import write_sdk_run, write_synthetic_log
+from ferryman.trackers.wandb import offline
+from ferryman.trackers.wandb.datastore import LogWriter
+from ferryman.trackers.wandb.items import HISTORY_TAG, SUMMARY_TAG, split_items
+from ferryman.trackers.wandb.offline import CHUNK, WandbDirReader
+
+
+def read_all(root: Path) -> dict[str, Any]:
+    """Everything the reader says about every run, floats by `repr` (NaN and -0.0 compare exactly)."""
+    reader = WandbDirReader(root)
+    out: dict[str, Any] = {}
+    for experiment in reader.experiments():
+        for run in reader.runs(experiment):
+            points: dict[str, list[tuple[int, int, str]]] = {}
+            for batch in reader.metrics(run):
+                assert len(batch) <= offline.BATCH
+                points.setdefault(f"{batch.key}|{batch.system}", []).extend(
+                    zip(batch.steps, batch.timestamps, map(repr, batch.values), strict=True)
+                )
+            files = {a.path: a.open().read() for a in reader.artifacts(run)}
+            out[run.key] = {"points": points, "files": files, "run": repr(run)}
+    out["outcomes"] = sorted(map(repr, reader.outcomes()))
+    return out
+
+
+def protobuf_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(offline, "split_items", lambda payloads, tag: None)
+
+
+def both_paths(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    used: list[int] = []
+
+    def counting(payloads: list[bytes], tag: int) -> Any:
+        items = split_items(payloads, tag)
+        used.append(0 if items is None else int(items.ok.sum()))
+        return items
+
+    with monkeypatch.context() as patch:
+        patch.setattr(offline, "split_items", counting)
+        fast = read_all(root)
+    assert sum(used) > 0, "the vectorised path decoded nothing"
+    with monkeypatch.context() as patch:
+        protobuf_only(patch)
+        slow = read_all(root)
+    assert fast == slow
+    return fast
+
+
+def test_sdk_runs_read_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_sdk_run(tmp_path, "fastsdk1", rows=30)
+    read = both_paths(tmp_path, monkeypatch)
+    assert len(read["fastsdk1"]["points"]["loss|False"]) == 30
+
+
+def test_synthetic_log_across_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "run-20260101_000000-chunky1" / "run-chunky1.wandb"
+    write_synthetic_log(log, rows=2 * CHUNK + 77, keys=3, run_id="chunky1")
+    read = both_paths(tmp_path, monkeypatch)
+    assert len(read["chunky1"]["points"]["metric_0|False"]) == 2 * CHUNK + 77
+
+
+def _row(record: Any, items: list[tuple[str | list[str], str]], *, field: str = "nested") -> None:
+    for key, text in items:
+        item = record.history.item.add()
+        if isinstance(key, list):
+            item.nested_key.extend(key)
+        elif field == "key":
+            item.key = key
+        else:
+            item.nested_key.append(key)
+        item.value_json = text
+
+
+UNUSUAL: list[list[tuple[str | list[str], str]]] = [
+    [("a", "NaN"), ("b", "Infinity"), ("c", "-Infinity"), ("_step", "5"), ("_timestamp", "1.5e9")],
+    [
+        ("a", "-0"),
+        ("b", "12345678901234567890123456789"),
+        ("c", "1e400"),
+        ("_step", "6"),
+        ("_timestamp", "1"),
+    ],
+    [("a", '"text"'), ("b", "true"), ("c", "null"), ("_step", "7"), ("_timestamp", "2")],
+    [("a", "1.25"), ("_timestamp", "3")],  # no _step: the next one
+    [("a", "2.5"), ("_step", "20")],  # no _timestamp: the previous row's
+    [(["nested", "x"], "4"), ("a", "1"), ("_step", "21"), ("_timestamp", "4")],
+    [("a", "1"), ("_step", "22"), ("_step", "23"), ("_timestamp", "5")],  # the last _step wins
+    [("a", "1_0"), ("b", " 7 "), ("c", "[1, 2]"), ("_step", "24"), ("_timestamp", "6")],
+    [("k" * 200, "1"), ("a", "x" * 300), ("_step", "25"), ("_timestamp", "7")],  # long key, long value
+    [("a\x82\x01b", "1"), ("c\x00d", "2"), ("é", "3"), ("", "4"), ("_step", "26"), ("_timestamp", "8")],
+    [("a", "1"), ("_ferryman_ts/a", "9000"), ("_step", "27"), ("_timestamp", "9")],
+    [("a", "1"), ("_runtime", "0.5"), ("_wandb", '{"runtime": 1}'), ("_step", "28"), ("_timestamp", "9.5")],
+    [("a", "1"), ("_step", "1e300"), ("_timestamp", "10")],
+    [("a", "3"), ("_step", "2.9"), ("_timestamp", "10.0015")],
+]
+
+
+def test_unusual_rows_read_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    log = tmp_path / "run-20260101_000000-unusual1" / "run-unusual1.wandb"
+    log.parent.mkdir(parents=True)
+    with log.open("wb") as stream:
+        writer = LogWriter(stream)
+        record = pb.Record()  # type: ignore[attr-defined]
+        record.run.run_id, record.run.project = "unusual1", "edge"
+        writer.write(record.SerializeToString())
+        for index in range(3 * CHUNK // len(UNUSUAL)):  # plain rows between the unusual ones, over chunks
+            for number, row in enumerate(UNUSUAL):
+                step = 1000 + index * 100 + number
+                record = pb.Record(num=index)  # type: ignore[attr-defined]
+                plain = [("a", repr(step / 7)), ("b", str(step)), ("_step", str(step)), ("_timestamp", "11")]
+                _row(record, plain)
+                writer.write(record.SerializeToString())
+                record = pb.Record(num=index)  # type: ignore[attr-defined]
+                _row(record, row, field="key" if number % 2 else "nested")
+                record.history.step.num = number
+                writer.write(record.SerializeToString())
+                summary = pb.Record()  # type: ignore[attr-defined]
+                for key, text in row:
+                    update = summary.summary.update.add()
+                    update.key = key if isinstance(key, str) else ""
+                    update.nested_key.extend(key if isinstance(key, list) else [])
+                    update.value_json = text
+                if number == 3:
+                    summary.summary.remove.add().key = "b"
+                writer.write(summary.SerializeToString())
+            record = pb.Record()  # type: ignore[attr-defined]
+            item = record.history.item.add()
+            item.key, item.number = "typed", 1.5  # a typed value, not value_json
+            writer.write(record.SerializeToString())
+        record = pb.Record()  # type: ignore[attr-defined]
+        record.stats.timestamp.FromSeconds(12)
+        stat = record.stats.item.add()
+        stat.key, stat.value_json = "cpu", "50"
+        writer.write(record.SerializeToString())
+        record = pb.Record()  # type: ignore[attr-defined]
+        record.exit.exit_code = 0
+        writer.write(record.SerializeToString())
+    read = both_paths(tmp_path, monkeypatch)
+    points = read["unusual1"]["points"]
+    assert points["a|False"][:3] == [
+        (1000, 11000, repr(1000 / 7)),
+        (5, 1_500_000_000_000, "nan"),
+        (1001, 11000, repr(1001 / 7)),
+    ]
+    assert (6, 1000, "-0.0") in points["a|False"]
+    assert json.loads(read["unusual1"]["files"]["wandb-summary.json"])["a"] == 3
+    assert any(math.isinf(float(v)) for _, _, v in points["c|False"])
+
+
+def test_split_items_takes_only_plain_records() -> None:
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    plain = pb.Record(num=300)  # type: ignore[attr-defined]
+    _row(plain, [("loss", "0.5"), ("_step", "1")])
+    plain.history.step.num = 1
+    nested = pb.Record(num=2)  # type: ignore[attr-defined]
+    _row(nested, [(["a", "b"], "1")])
+    summary = pb.Record()  # type: ignore[attr-defined]
+    summary.summary.update.add(key="x", value_json="1")
+    removal = pb.Record()  # type: ignore[attr-defined]
+    removal.summary.update.add(key="x", value_json="1")
+    removal.summary.remove.add(key="y")
+    payloads = [r.SerializeToString() for r in (plain, nested, summary, plain)]
+    items = split_items(payloads, HISTORY_TAG)
+    assert items is not None and items.ok.tolist() == [True, False, False, True]
+    assert items.keys == ["loss", "_step", "loss", "_step"] and items.values() == ["0.5", "1", "0.5", "1"]
+    summaries = split_items([summary.SerializeToString(), removal.SerializeToString()], SUMMARY_TAG)
+    assert summaries is not None and summaries.ok.tolist() == [True, False]
+
+
+@pytest.mark.corpus
+def test_corpus_reads_the_same(corpus_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    datasets = sorted(p for p in (corpus_dir / "trackers" / "wandb").iterdir() if p.is_dir())
+    assert datasets
+    for dataset in datasets:
+        with monkeypatch.context() as patch:
+            protobuf_only(patch)
+            slow = read_all(dataset)
+        assert read_all(dataset) == slow, dataset.name
