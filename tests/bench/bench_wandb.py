@@ -33,43 +33,64 @@ GOAL = 100_000.0  # history rows/s
 REPEATS = 3
 
 
-def baseline(log: Path) -> float:
-    """Seconds to frame and parse every record of the log."""
+Timing = tuple[float, float]  # (wall seconds, CPU seconds of this process)
+
+
+def _now() -> Timing:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(start: Timing) -> Timing:
+    wall, cpu = _now()
+    return wall - start[0], cpu - start[1]
+
+
+def baseline(log: Path) -> Timing:
+    """Time to frame and parse every record of the log."""
     from wandb.proto import wandb_internal_pb2 as pb
 
-    began = time.perf_counter()
+    began = _now()
     record = pb.Record()  # type: ignore[attr-defined]
     parse = record.ParseFromString
     for payload in read_payloads(log, []):
         parse(payload)
-    return time.perf_counter() - began
+    return _since(began)
 
 
-def read(root: Path) -> tuple[int, float]:
-    """Points read through the reader (experiments, runs, metrics) and the seconds it took."""
-    began = time.perf_counter()
+def read(root: Path) -> tuple[int, Timing]:
+    """Points read through the reader (experiments, runs, metrics) and the time it took."""
+    began = _now()
     reader = WandbDirReader(root)
     points = 0
     for experiment in reader.experiments():
         for run in reader.runs(experiment):
             points += sum(len(batch) for batch in reader.metrics(run))
-    return points, time.perf_counter() - began
+    return points, _since(began)
 
 
 def reading(tmp: Path) -> None:
     root = tmp / "read"
     log = root / "wandb" / "offline-run-20260101_000000-bench01" / "run-bench01.wandb"
     expected = write_synthetic_log(log, ROWS, ROW_KEYS, run_id="bench01")
-    base = min(baseline(log) for _ in range(REPEATS))
+    bases = [baseline(log) for _ in range(REPEATS)]
     runs = [read(root) for _ in range(REPEATS)]
-    points, seconds = min(runs, key=lambda r: r[1])
-    assert points == expected, (points, expected)
-    rate, base_rate = ROWS / seconds, ROWS / base
+    assert {points for points, _ in runs} == {expected}, (runs, expected)
+    base = min(wall for wall, _ in bases), min(cpu for _, cpu in bases)
+    seconds = min(t[0] for _, t in runs), min(t[1] for _, t in runs)
+    rate, base_rate = ROWS / seconds[0], ROWS / base[0]
     size = log.stat().st_size / 1e6
     print(f"   .wandb log: {ROWS:,} rows x {ROW_KEYS} keys, {size:.0f} MB, best of {REPEATS}")
-    print(f"   ferryman reader:          {rate:9,.0f} rows/s  ({seconds:.2f} s)")
-    print(f"   baseline (frame + parse): {base_rate:9,.0f} rows/s  ({base:.2f} s)")
+    print(
+        f"   ferryman reader:          {rate:9,.0f} rows/s  ({seconds[0]:.2f} s; "
+        f"{ROWS / seconds[1]:,.0f} rows per CPU second)"
+    )
+    print(
+        f"   baseline (frame + parse): {base_rate:9,.0f} rows/s  ({base[0]:.2f} s; "
+        f"{ROWS / base[1]:,.0f} rows per CPU second)"
+    )
     print(f"   ratio to baseline: {rate / base_rate:5.2f}x   goal {GOAL:,.0f} rows/s: {rate / GOAL:5.2f}x")
+    if rate < GOAL:
+        print(f"   goal by CPU time (if the machine is busy): {ROWS / seconds[1] / GOAL:5.2f}x")
 
 
 def migrating(tmp: Path) -> None:

@@ -178,7 +178,8 @@ def test_split_items_takes_only_plain_records() -> None:
     payloads = [r.SerializeToString() for r in (plain, nested, summary, plain)]
     items = split_items(payloads, HISTORY_TAG)
     assert items is not None and items.ok.tolist() == [True, False, False, True]
-    assert items.keys == ["loss", "_step", "loss", "_step"] and items.values() == ["0.5", "1", "0.5", "1"]
+    assert [items.names[k] for k in items.key] == ["loss", "_step", "loss", "_step"]
+    assert items.values() == ["0.5", "1", "0.5", "1"]
     summaries = split_items([summary.SerializeToString(), removal.SerializeToString()], SUMMARY_TAG)
     assert summaries is not None and summaries.ok.tolist() == [True, False]
 

@@ -30,7 +30,8 @@ class Items:
 
     ok: np.ndarray  # bool per record: decoded here (else the caller parses it with protobuf)
     record: np.ndarray  # per item: index of its record in the chunk
-    keys: list[str]  # per item: `nested_key[0]` or `key`
+    key: np.ndarray  # per item: index in `names` of its key (`nested_key[0]` or `key`)
+    names: list[str]  # the chunk's distinct keys, in order of first appearance
     _bytes: np.ndarray
     _anchor: np.ndarray  # per item: offset of its value_json tag in `_bytes`
     _value_end: np.ndarray
@@ -132,7 +133,18 @@ def split_items(payloads: list[bytes], field_tag: int) -> Items | None:
         return None
     keep = ok[record]
     item, anchor, value_end, record = item[keep], anchor[keep], value_end[keep], record[keep]
-    keys = _strings(a, item + 4, anchor)
+    keyed = _key_ids(a, item + 4, anchor)
+    if keyed is None:
+        return None
+    return Items(ok, record, keyed[0], keyed[1], _bytes=a, _anchor=anchor, _value_end=value_end)
+
+
+def _key_ids(a: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, list[str]] | None:
+    """Per range [lo, hi) of `a` the index of its text among the distinct ones, and those (None if one is
+    not UTF-8 or holds a NUL)."""
+    keys = _strings(a, lo, hi)
     if keys is None:
         return None
-    return Items(ok=ok, record=record, keys=keys, _bytes=a, _anchor=anchor, _value_end=value_end)
+    names = list(dict.fromkeys(keys))
+    index = {name: number for number, name in enumerate(names)}
+    return np.fromiter(map(index.__getitem__, keys), np.int64, len(keys)), names

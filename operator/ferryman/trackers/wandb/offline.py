@@ -213,10 +213,15 @@ def _fold_summaries(raw: dict[Any, str], payloads: list[bytes], decode: Callable
     for index in [*slow, len(payloads)]:
         if items is not None and start < index:
             lo, hi = bounds[start], bounds[index]
-            latest = dict(zip(items.keys[lo:hi], range(lo, hi), strict=True))  # a key's last update wins
-            values = items.values(np.fromiter(latest.values(), np.int64, len(latest)))
+            keys = items.key[lo:hi]
+            _, first = np.unique(keys, return_index=True)
+            present = keys[np.sort(first)]  # in order of first update, as protobuf's fold adds them
+            _, from_end = np.unique(keys[::-1], return_index=True)
+            last = np.empty(len(items.names), np.int64)
+            last[np.unique(keys)] = hi - 1 - from_end  # a key's last update wins
+            values = items.values(last[present])
             if values is not None:
-                raw.update(zip(latest, values, strict=True))
+                raw.update(zip([items.names[k] for k in present.tolist()], values, strict=True))
             else:  # a value is not UTF-8: protobuf rejects its record
                 for position in range(start, index):
                     _fold_record(raw, decode(payloads[position]))
@@ -1026,11 +1031,8 @@ class _Series:
         if items is None or values is None:
             ok = np.zeros(count, dtype=bool)
         else:
-            ok = items.ok
-            record, keys = items.record, items.keys
-            names = list(dict.fromkeys(keys))
+            ok, record, key_id, names = items.ok, items.record, items.key, items.names
             ids = {name: index for index, name in enumerate(names)}
-            key_id = np.fromiter(map(ids.__getitem__, keys), np.int64, len(keys))
             is_step = key_id == ids.get("_step", -1)
             is_time = key_id == ids.get("_timestamp", -1)
             ok &= np.bincount(record[is_step], minlength=count) == 1
@@ -1043,7 +1045,7 @@ class _Series:
             try:  # the common chunk: every value a plain number
                 numbers = np.fromiter(map(float, values), np.float64, len(values))
             except ValueError:  # else only those of numeric keys count, and rows with others go to protobuf
-                numbers = np.full(len(keys), np.nan)
+                numbers = np.full(len(key_id), np.nan)
                 numeric = np.flatnonzero((is_data | is_step | is_time) & ok[record])
                 parsed = [_float_or_none(values[index]) for index in numeric.tolist()]
                 bad = np.fromiter((value is None for value in parsed), bool, len(parsed))
