@@ -7,7 +7,7 @@
 # stay at their defaults outside the repository, so later builds on the same machine
 # reuse the compiled packages.
 #
-# usage: build.sh [component ...]   (default: etcd kubernetes kwok)
+# usage: build.sh [component ...]   (default: etcd kubernetes kwok helm)
 set -eu
 bins=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$bins/../.." && pwd)
@@ -38,6 +38,15 @@ ldflags_for() {
         ;;
     etcd) printf '%s' "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$2" ;;
     kwok) printf '%s' "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${2#v}" ;;
+    helm)
+        # `helm version`, and the Kubernetes version helm template and lint assume: that of its client-go
+        client=$(sed -n 's|^[[:space:]]*k8s.io/client-go v0\.\([0-9]*\)\..*|\1|p' "$bins/helm/go.mod")
+        [ -n "$client" ] || fail "$bins/helm/go.mod does not require k8s.io/client-go"
+        printf '%s' "-s -w -X helm.sh/helm/v3/internal/version.version=$2" \
+            " -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
+            " -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$client" \
+            " -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$client"
+        ;;
     esac
 }
 
@@ -47,7 +56,8 @@ build() {
     kubernetes) module=k8s.io/kubernetes ;;
     etcd) module=go.etcd.io/etcd/server/v3 ;;
     kwok) module=sigs.k8s.io/kwok ;;
-    *) fail "unknown component '$component' (known: etcd kubernetes kwok)" ;;
+    helm) module=helm.sh/helm/v3 ;;
+    *) fail "unknown component '$component' (known: etcd kubernetes kwok helm)" ;;
     esac
     version=$(pinned "$component" "$module")
     [ -n "$version" ] || fail "$bins/$component/go.mod does not require $module"
@@ -77,7 +87,7 @@ build() {
     echo "cluster-bins:   $component $version built in $(( $(date +%s) - start ))s"
 }
 
-[ $# -gt 0 ] || set -- etcd kubernetes kwok
+[ $# -gt 0 ] || set -- etcd kubernetes kwok helm
 mkdir -p "$cache"
 # One build at a time per checkout: a second `make cluster-bins` waits, then finds the binaries built.
 exec 9>"$cache/.lock"

@@ -46,6 +46,7 @@ _COMPONENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "etcd": ("go.etcd.io/etcd/server/v3", ("etcd",)),
     "kubernetes": ("k8s.io/kubernetes", ("kube-apiserver", "kube-controller-manager", "kube-scheduler")),
     "kwok": ("sigs.k8s.io/kwok", ("kwok",)),
+    "helm": ("helm.sh/helm/v3", ("helm",)),  # not a control plane part: renders deploy/helm for the tests
 }
 
 
