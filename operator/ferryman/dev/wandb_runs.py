@@ -63,6 +63,7 @@ def sdk_settings(**extra: Any) -> Any:
     import wandb
 
     options: dict[str, Any] = {
+        "mode": "offline",  # explicit: the wandb singleton may predate QUIET_ENV (e.g. after wandb.Api)
         "x_disable_stats": True,
         "x_disable_meta": True,
         "console": "off",
