@@ -36,7 +36,7 @@ demo: install cluster-bins
 crds: install
 	$(BIN)/python -m ferryman.api.resources .
 
-# Control plane binaries (etcd, kube-apiserver/-controller-manager/-scheduler, kwok) from the pinned
+# Control plane binaries (etcd, kube-apiserver/-controller-manager/-scheduler, kwok) and helm from the pinned
 # wrapper modules in e2e/bins/, cached in .cache/bin/<component>-<version>/; rebuilt only when a pin changes.
 cluster-bins:
 	@e2e/bins/build.sh
