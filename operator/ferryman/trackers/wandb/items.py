@@ -62,25 +62,38 @@ def _strings(a: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[str] | None:
     return parts
 
 
-def split_items(payloads: list[bytes], field_tag: int) -> Items | None:
-    """Decode the items of `payloads` (serialized `Record`s whose type field is `field_tag`), or None if no
-    record of the chunk has the plain shape."""
-    count = len(payloads)
-    lengths = np.fromiter(map(len, payloads), np.int64, count)
+def _envelope(payloads: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The chunk's bytes (padded), each record's end, where its type tag is (after an optional `num`), and
+    whether that `num` is a proper varint."""
+    lengths = np.fromiter(map(len, payloads), np.int64, len(payloads))
     ends = np.cumsum(lengths)
-    starts = ends - lengths
     a = np.frombuffer(b"".join(payloads) + _PAD, np.uint8)
-    # envelope: optional `num` (tag 0x08, varint), the type tag, the body length (1 or 2 bytes) up to the end
-    tag = starts.copy()
-    has_num = a[tag] == 0x08
+    tag = ends - lengths
+    has_num = (a[tag] == 0x08) & (lengths > 0)
     tag[has_num] += 1
-    for _ in range(10):
+    for _ in range(9):
         more = has_num & (a[tag] >= 0x80)
         if not more.any():
             break
         tag[more] += 1
-    ok = ~has_num | (a[tag] < 0x80)  # a `num` longer than a varint is left to protobuf
+    num_ok = ~has_num | (a[tag] < 0x80)
     tag[has_num] += 1
+    return a, ends, tag, num_ok
+
+
+def record_types(payloads: list[bytes]) -> np.ndarray:
+    """Each record's type (its oneof field number) when a one-byte tag directly follows `num`, the common
+    shape, matched for a whole chunk at once; else 0 (then `offline.first_field` decides)."""
+    a, ends, tag, num_ok = _envelope(payloads)
+    byte = a[tag]
+    return np.where(num_ok & (tag < ends) & (byte < 0x80) & (byte != 0x08), byte >> 3, 0)
+
+
+def split_items(payloads: list[bytes], field_tag: int) -> Items | None:
+    """Decode the items of `payloads` (serialized `Record`s whose type field is `field_tag`), or None if no
+    record of the chunk has the plain shape."""
+    count = len(payloads)
+    a, ends, tag, ok = _envelope(payloads)
     first = a[tag + 1].astype(np.int64)
     second = a[tag + 2].astype(np.int64)
     long_length = first >= 0x80

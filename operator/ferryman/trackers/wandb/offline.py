@@ -47,7 +47,7 @@ from ferryman.trackers.model import (
     RunStatus,
 )
 from ferryman.trackers.wandb.datastore import Damage, NotAWandbLog, read_payloads
-from ferryman.trackers.wandb.items import HISTORY_TAG, SUMMARY_TAG, split_items
+from ferryman.trackers.wandb.items import HISTORY_TAG, SUMMARY_TAG, record_types, split_items
 
 RUN_DIR = re.compile(r"^(?:offline-run|run|dryrun)-(\d{8}_\d{6})-([A-Za-z0-9_.-]+)$")
 BATCH = 5000  # points per MetricBatch
@@ -80,6 +80,7 @@ _FRAME_FIELDS = frozenset({1, 16, 19, 200})  # num, control, uuid, _info: on eve
 # Records the metadata pass skips: the bulk of a log. Summary records are among them because SDK 0.31 writes
 # one per history row; the metrics pass folds them (`_RunData.summary` is complete once it ran).
 _BULK = frozenset({F_HISTORY, F_SUMMARY, F_OUTPUT, F_STATS, F_OUTPUT_RAW, F_OUTPUT_LOGGER})
+_BULK_TYPES = sorted(_BULK)
 # Records that carry nothing a tracker keeps (SDK bookkeeping), read and ignored.
 _IGNORED = frozenset(
     {
@@ -118,20 +119,6 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
         if byte < 0x80:
             return value, pos
-
-
-# `num` (a varint) then a one-byte tag: the common shape of a record, matched in C before the general parser
-_LEAD = re.compile(rb"(?:\x08[\x80-\xff]{0,9}[\x00-\x7f])?([\x00-\x7f])", re.DOTALL)
-
-
-def record_type(payload: bytes) -> int:
-    """`first_field`, with a fast path for records whose type field directly follows `num`."""
-    lead = _LEAD.match(payload)
-    if lead is not None:
-        tag = payload[lead.start(1)]
-        if tag != 0x08:  # 0x08 means the regex backtracked over `num`: let the general parser decide
-            return tag >> 3
-    return first_field(payload)
 
 
 def first_field(payload: bytes) -> int:
@@ -446,37 +433,41 @@ class WandbDirReader:
         summary: dict[Any, str] = {}
         try:
             payloads = read_payloads(log, damage)
-            for payload in payloads:
-                number = record_type(payload)
-                if number in _BULK:
-                    continue
-                record = self._new_record()
-                try:
-                    record.ParseFromString(payload)
-                except DecodeError:
-                    undecodable += 1
-                    continue
-                kind = record.WhichOneof("record_type")
-                if kind is None:
-                    unknown[number] = unknown.get(number, 0) + 1
-                elif kind == "run":
-                    self._apply_run_record(data, record.run)
-                    _fold_updates(summary, record.run.summary)
-                elif kind == "config":
-                    self._apply_updates(data.config, record.config)
-                elif kind == "exit":
-                    exited = True
-                    data.exit_code, data.runtime = record.exit.exit_code, record.exit.runtime
-                elif kind == "header":
-                    data.sdk_version = record.header.version_info.producer.split("+")[0] or data.sdk_version
-                elif kind == "environment":
-                    env = record.environment
-                    data.user = env.username or data.user
-                    data.host = env.host or data.host
-                elif kind == "files":
-                    data.listed_files.update(f.path for f in record.files.files)
-                elif kind == "artifact":
-                    data.logged_artifacts.append(self._artifact_manifest(record.artifact))
+            for chunk in iter(lambda: list(itertools.islice(payloads, CHUNK)), []):
+                types = record_types(chunk)
+                for index in np.flatnonzero(types == 0).tolist():
+                    types[index] = first_field(chunk[index])
+                for index in np.flatnonzero(~np.isin(types, _BULK_TYPES)).tolist():
+                    payload, number = chunk[index], int(types[index])
+                    record = self._new_record()
+                    try:
+                        record.ParseFromString(payload)
+                    except DecodeError:
+                        undecodable += 1
+                        continue
+                    kind = record.WhichOneof("record_type")
+                    if kind is None:
+                        unknown[number] = unknown.get(number, 0) + 1
+                    elif kind == "run":
+                        self._apply_run_record(data, record.run)
+                        _fold_updates(summary, record.run.summary)
+                    elif kind == "config":
+                        self._apply_updates(data.config, record.config)
+                    elif kind == "exit":
+                        exited = True
+                        data.exit_code, data.runtime = record.exit.exit_code, record.exit.runtime
+                    elif kind == "header":
+                        data.sdk_version = (
+                            record.header.version_info.producer.split("+")[0] or data.sdk_version
+                        )
+                    elif kind == "environment":
+                        env = record.environment
+                        data.user = env.username or data.user
+                        data.host = env.host or data.host
+                    elif kind == "files":
+                        data.listed_files.update(f.path for f in record.files.files)
+                    elif kind == "artifact":
+                        data.logged_artifacts.append(self._artifact_manifest(record.artifact))
         except NotAWandbLog as err:
             self._report(OutcomeKind.UNREADABLE, f"{item}/file {log.name}", f"{log}: {err}")
             return False
@@ -828,7 +819,6 @@ class WandbDirReader:
             payloads = read_payloads(log, damage)
             record = self._new_record()
             parse = record.ParseFromString
-            lead_match = _LEAD.match
 
             def decode(payload: bytes) -> Any:
                 try:
@@ -837,39 +827,29 @@ class WandbDirReader:
                     return None
                 return record
 
-            history: list[bytes] = []  # history and summary records, decoded a chunk at a time
-            summaries: list[bytes] = []
-            for payload in payloads:
-                lead = lead_match(payload)
-                number = payload[lead.start(1)] >> 3 if lead is not None else 0
-                if number <= 1:  # the lead bytes did not tell (see `record_type`)
-                    number = first_field(payload)
-                if number == F_HISTORY:
-                    history.append(payload)
-                    if len(history) < CHUNK:
-                        continue
-                    series.history_chunk(history, decode, on_object)
-                    history = []
-                elif number == F_SUMMARY:
-                    summaries.append(payload)
-                    if len(summaries) >= CHUNK:
-                        _fold_summaries(summary, summaries, decode)
-                        summaries = []
-                    continue
-                elif number == F_STATS:
-                    if history:  # a stats record without a timestamp takes the last row's
+            for chunk in iter(lambda: list(itertools.islice(payloads, CHUNK)), []):
+                types = record_types(chunk)
+                for index in np.flatnonzero(types <= 1).tolist():  # the lead bytes did not tell
+                    types[index] = first_field(chunk[index])
+                history: list[bytes] = []
+                summaries: list[bytes] = []
+                start = 0
+                for index in [*np.flatnonzero(types == F_STATS).tolist(), len(chunk)]:
+                    kinds = types[start:index]
+                    history += itertools.compress(chunk[start:index], (kinds == F_HISTORY).tolist())
+                    summaries += itertools.compress(chunk[start:index], (kinds == F_SUMMARY).tolist())
+                    if index < len(chunk):  # a stats record without a timestamp takes the last row's
                         series.history_chunk(history, decode, on_object)
                         history = []
-                    if decode(payload) is None:
-                        continue
-                    stats = record.stats
-                    series.stats_row(_pb_ms(stats.timestamp), ((i.key, i.value_json) for i in stats.item))
-                else:
-                    continue
+                        if decode(chunk[index]) is not None:
+                            stats = record.stats
+                            items = ((i.key, i.value_json) for i in stats.item)
+                            series.stats_row(_pb_ms(stats.timestamp), items)
+                    start = index + 1
+                series.history_chunk(history, decode, on_object)
+                _fold_summaries(summary, summaries, decode)
                 if series.full:
                     yield from series.drain(final=False)
-            series.history_chunk(history, decode, on_object)
-            _fold_summaries(summary, summaries, decode)
         except (NotAWandbLog, OSError):
             return
 
