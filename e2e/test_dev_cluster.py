@@ -31,6 +31,13 @@ def wait_gone(pids: list[int], timeout: float = 15) -> list[int]:
     return left
 
 
+def logs(state_dir: Path) -> str:
+    """The end of every component log, for failure messages."""
+    return "".join(
+        f"\n--- {log.name}\n{log.read_text(errors='replace')[-2000:]}" for log in state_dir.glob("*.log")
+    )
+
+
 def ferryman(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ferryman", *args], capture_output=True, text=True, env=env, timeout=300
@@ -42,7 +49,7 @@ def test_cli_starts_a_background_cluster_that_kubectl_can_use_and_stops_it(tmp_p
     env.pop("KUBECONFIG", None)
     up = ferryman("dev", "cluster", "up", "--no-controllers", "--trainer-api", "v2.1", env=env)
     try:
-        assert up.returncode == 0, up.stderr
+        assert up.returncode == 0, up.stderr + logs(tmp_path / "dev-cluster")
         assert "cluster ready at https://127.0.0.1:" in up.stderr
         state = json.loads((tmp_path / "dev-cluster" / "state.json").read_text())
         pids = [p["pid"] for p in state["processes"]]
@@ -68,10 +75,10 @@ def test_cli_starts_a_background_cluster_that_kubectl_can_use_and_stops_it(tmp_p
         assert "podTemplateOverrides" in exported.stdout  # the v2.1 flavour asked for
 
         again = ferryman("dev", "cluster", "up", env=env)
-        assert "already running" in again.stderr
+        assert "already running" in again.stderr, again.stderr + logs(tmp_path / "dev-cluster")
     finally:
         down = ferryman("dev", "cluster", "down", env=env)
-    assert down.returncode == 0, down.stderr
+    assert down.returncode == 0, down.stderr + logs(tmp_path / "dev-cluster")
     assert wait_gone(pids) == []
     assert not etcd_dir.exists()
     after = ferryman("dev", "cluster", "env", env=env)

@@ -183,6 +183,8 @@ class ControlPlane:
     etcd_dir: Path | None = None
     apiserver_port: int = 0
     _ssl: ssl.SSLContext | None = field(default=None, repr=False)
+    # (apiVersion, kind) -> (plural, namespaced) of the CRDs installed here: no waiting for discovery
+    _custom_kinds: dict[tuple[str, str], tuple[str, bool]] = field(default_factory=dict, repr=False)
 
     @property
     def kubeconfig(self) -> Path:
@@ -250,7 +252,10 @@ class ControlPlane:
             create_fake_nodes(client, self.spec)
         if self.spec.trainer_api is not None:
             progress(f"installing upstream CRDs (Trainer {self.spec.trainer_api.value} flavour)")
-            self.install_upstream(self.spec.trainer_api, runtimes=self.spec.runtimes)
+            try:
+                self.install_upstream(self.spec.trainer_api, runtimes=self.spec.runtimes)
+            except Rejected as rejected:
+                raise ClusterError(f"the apiserver refused an upstream manifest: {rejected}") from rejected
         if self.spec.kwok:
             wait_nodes_ready(client, self.spec.gpu_nodes + self.spec.cpu_nodes)
         if self.spec.controllers:
@@ -312,9 +317,13 @@ class ControlPlane:
 
     def install_crds(self, paths: Sequence[Path], timeout: float = 60) -> list[str]:
         """Server-side apply CRD manifests and wait until each is Established; returns their names."""
-        names = [
-            self.apply(doc)["metadata"]["name"] for path in paths for doc in upstream.load_documents(path)
-        ]
+        names = []
+        for doc in (doc for path in paths for doc in upstream.load_documents(path)):
+            names.append(self.apply(doc)["metadata"]["name"])
+            spec = doc["spec"]
+            for version in spec["versions"]:
+                key = (f"{spec['group']}/{version['name']}", spec["names"]["kind"])
+                self._custom_kinds[key] = (spec["names"]["plural"], spec["scope"] == "Namespaced")
         base = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
         def established() -> bool:
@@ -343,8 +352,11 @@ class ControlPlane:
         return self._request("POST", f"{path}?dryRun=All&fieldValidation=Strict", obj)
 
     def _collection_path(self, api_version: str, kind: str, namespace: str, timeout: float = 10) -> str:
-        """The collection URL path of ``kind``; waits ``timeout`` for a just-established CRD to be served."""
+        """The collection URL path of ``kind``; waits ``timeout`` for discovery to list a new resource."""
         base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+        if (api_version, kind) in self._custom_kinds:
+            plural, namespaced = self._custom_kinds[api_version, kind]
+            return f"{base}/namespaces/{namespace}/{plural}" if namespaced else f"{base}/{plural}"
         deadline = time.monotonic() + timeout
         while True:
             try:
