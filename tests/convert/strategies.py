@@ -169,7 +169,9 @@ POD_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "tolerations": tolerations,
     "affinity": affinity,
     "serviceAccountName": dns_labels,
-    "imagePullSecrets": st.lists(st.builds(lambda n: {"name": n}, dns_labels), min_size=1, max_size=2),
+    "imagePullSecrets": st.lists(
+        st.builds(lambda n: {"name": n}, dns_labels), min_size=1, max_size=2, unique_by=lambda s: s["name"]
+    ),
     "securityContext": st.just({"runAsUser": 1000, "fsGroup": 2000}),
     "schedulingGates": st.just([{"name": "example.com/gate"}]),
     "terminationGracePeriodSeconds": st.integers(0, 600),
