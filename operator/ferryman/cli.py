@@ -83,7 +83,9 @@ def convert(
               help="Source: MLflow tracking URI (http(s)://, sqlite:, postgresql:, mlruns path), "
                    "tensorboard:PATH, wandb:PATH, wandb://ENTITY/PROJECT or neptune-export:PATH.")
 @click.option("--to", "destination", metavar="URI",
-              help="Destination tracking URI (default: an embedded MLflow store, sqlite:///./mlflow.db).")
+              help="Destination: MLflow tracking URI (http(s)://, sqlite:, postgresql:), tensorboard:PATH, "
+                   "wandb:PATH (offline runs; online with WANDB_API_KEY) or neptune-export:PATH "
+                   "(default: an embedded MLflow store, sqlite:///./mlflow.db).")
 @click.option("-f", "--file", "spec_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="Run an ExperimentMigration manifest (its spec) locally instead of --from/--to.")
 @click.option("--experiment", "experiments", multiple=True, metavar="NAME",

@@ -84,9 +84,18 @@ def test_credentials_differ_per_end_and_fall_back_to_mlflow_variables() -> None:
         "MLFLOW_TRACKING_USERNAME": "u",
         "MLFLOW_TRACKING_PASSWORD": "p",
     }
-    assert Credentials.from_env("source", env) == Credentials("s-token", "u", "p")
-    assert Credentials.from_env("destination", env) == Credentials(None, "u", "p")
-    assert "s-token" not in repr(Credentials.from_env("source", env))
+    assert Credentials.from_env("source", env, kind="mlflow") == Credentials("s-token", "u", "p")
+    assert Credentials.from_env("destination", env, kind="mlflow") == Credentials(None, "u", "p")
+    assert "s-token" not in repr(Credentials.from_env("source", env, kind="mlflow"))
+
+
+def test_one_trackers_secret_never_reaches_another() -> None:
+    env = {"MLFLOW_TRACKING_TOKEN": "mlflow-secret", "WANDB_API_KEY": "wandb-key"}
+    assert Credentials.from_env("destination", env, kind="wandb").token == "wandb-key"
+    assert Credentials.from_env("source", env, kind="mlflow").token == "mlflow-secret"
+    assert Credentials.from_env("source", env, kind="neptune") == Credentials()
+    given = {**env, "FERRYMAN_SOURCE_TOKEN": "given"}
+    assert Credentials.from_env("source", given, kind="wandb").token == "given"
 
 
 def test_uri_dispatch() -> None:

@@ -22,6 +22,17 @@ class TrackerURIError(ValueError):
     """A URI no tracker serves, or a tracker that cannot serve it in the asked role."""
 
 
+# The variables each tracker's own client reads, by credential field.
+NATIVE_CREDENTIALS: dict[str, dict[str, str]] = {
+    "mlflow": {
+        "TOKEN": "MLFLOW_TRACKING_TOKEN",
+        "USERNAME": "MLFLOW_TRACKING_USERNAME",
+        "PASSWORD": "MLFLOW_TRACKING_PASSWORD",
+    },
+    "wandb": {"TOKEN": "WANDB_API_KEY"},
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Credentials:
     """Secrets for one end of a migration; each end has its own, so source and destination may differ."""
@@ -31,14 +42,16 @@ class Credentials:
     password: str | None = None
 
     @classmethod
-    def from_env(cls, role: Role, env: Mapping[str, str] | None = None) -> Credentials:
-        """`FERRYMAN_SOURCE_*` / `FERRYMAN_DESTINATION_*` (TOKEN, USERNAME, PASSWORD), falling back to
-        MLflow's own `MLFLOW_TRACKING_*` variables."""
+    def from_env(cls, role: Role, env: Mapping[str, str] | None = None, *, kind: str) -> Credentials:
+        """`FERRYMAN_SOURCE_*` / `FERRYMAN_DESTINATION_*` (TOKEN, USERNAME, PASSWORD), falling back to the
+        tracker's own variables (`MLFLOW_TRACKING_*` for MLflow, `WANDB_API_KEY` for W&B), so one tracker's
+        secret never reaches another."""
         env = os.environ if env is None else env
         prefix = f"FERRYMAN_{role.upper()}_"
+        native = NATIVE_CREDENTIALS.get(kind, {})
 
         def pick(name: str) -> str | None:
-            return env.get(prefix + name) or env.get(f"MLFLOW_TRACKING_{name}") or None
+            return env.get(prefix + name) or env.get(native.get(name, "")) or None
 
         return cls(token=pick("TOKEN"), username=pick("USERNAME"), password=pick("PASSWORD"))
 
@@ -92,7 +105,7 @@ def open_reader(uri: str, credentials: Credentials | None = None) -> TrackerRead
     if tracker.reader is None:
         raise TrackerURIError(f"{uri!r}: {tracker.kind} cannot be read from this URI")
     factory = _load(tracker.reader)
-    creds = credentials if credentials is not None else Credentials.from_env("source")
+    creds = credentials if credentials is not None else Credentials.from_env("source", kind=tracker.kind)
     return cast(TrackerReader, factory(uri, creds))  # type: ignore[operator]
 
 
@@ -105,7 +118,7 @@ def open_writer(uri: str, credentials: Credentials | None = None) -> TrackerWrit
             "(MLflow destinations are tracking servers or sqlite:/postgresql: stores)"
         )
     factory = _load(tracker.writer)
-    creds = credentials if credentials is not None else Credentials.from_env("destination")
+    creds = credentials if credentials is not None else Credentials.from_env("destination", kind=tracker.kind)
     return cast(TrackerWriter, factory(uri, creds))  # type: ignore[operator]
 
 

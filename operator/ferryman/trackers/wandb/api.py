@@ -80,14 +80,7 @@ def open_reader(uri: str, credentials: Any = None) -> WandbApiReader:
             filters = json.loads(query["filters"])
         except json.JSONDecodeError as error:
             raise WandbApiError(f"{uri!r}: filters is not JSON: {error}") from None
-    token = getattr(credentials, "token", None)
-    if (
-        token
-        and token == os.environ.get("MLFLOW_TRACKING_TOKEN")
-        and not os.environ.get("FERRYMAN_SOURCE_TOKEN")
-    ):
-        token = None  # MLflow's token, which the generic credentials fall back to, is no W&B API key
-    token = token or os.environ.get("WANDB_API_KEY")
+    token = getattr(credentials, "token", None)  # FERRYMAN_SOURCE_TOKEN, else WANDB_API_KEY
     return WandbApiReader(
         entity, project or None, api_key=token, base_url=query.get("base_url"), filters=filters
     )

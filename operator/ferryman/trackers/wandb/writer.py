@@ -455,7 +455,7 @@ def open_writer(uri: str, credentials: Any = None) -> WandbWriter:
     """The writer for `wandb:PATH` (the URI registry's factory); online when an API key is given."""
     if uri.startswith("wandb://"):
         raise ValueError(f"{uri!r}: W&B destinations are written through run directories (use wandb:PATH)")
-    token = getattr(credentials, "token", None) or os.environ.get("WANDB_API_KEY")
+    token = getattr(credentials, "token", None)  # FERRYMAN_DESTINATION_TOKEN, else WANDB_API_KEY
     return WandbWriter(
         Path(uri.removeprefix("wandb:")).expanduser(), api_key=token, entity=os.environ.get("WANDB_ENTITY")
     )
