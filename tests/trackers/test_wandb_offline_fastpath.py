@@ -1,11 +1,14 @@
-"""The vectorised history/summary decoding (`wandb.items`) against the protobuf path it stands in for: the
-same points, summary, kept objects and outcomes on SDK-written runs and on hand-built logs full of rows it
-must leave to protobuf."""
+"""The vectorised history/summary decoding (`wandb.items`) and the reuse of the metadata pass's framing in
+the later passes, against the protobuf path with every pass framing its log afresh: the same points,
+summary, kept objects and outcomes on SDK-written runs and on hand-built logs full of rows it must leave to
+protobuf."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,7 @@ import pytest
 
 from ferryman.dev.wandb_runs import write_sdk_run, write_synthetic_log
 from ferryman.trackers.wandb import offline
-from ferryman.trackers.wandb.datastore import LogWriter
+from ferryman.trackers.wandb.datastore import BLOCK_LEN, Damage, Framing, LogWriter, read_chunks
 from ferryman.trackers.wandb.items import HISTORY_TAG, SUMMARY_TAG, split_items
 from ferryman.trackers.wandb.offline import CHUNK, WandbDirReader
 
@@ -38,20 +41,31 @@ def read_all(root: Path) -> dict[str, Any]:
 
 def protobuf_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(offline, "split_items", lambda payloads, tag: None)
+    monkeypatch.setattr(offline, "FRAMING_BUDGET", 0)  # no framing kept: every pass checks every record
 
 
 def both_paths(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     used: list[int] = []
+    reused: list[Path] = []
 
     def counting(payloads: list[bytes], tag: int) -> Any:
         items = split_items(payloads, tag)
         used.append(0 if items is None else int(items.ok.sum()))
         return items
 
+    def framing(
+        path: Path, damage: list[Damage], size: int, framings: dict[Path, Framing], keep: bool = True
+    ) -> Any:
+        if path in framings:
+            reused.append(path)
+        return read_chunks(path, damage, size, framings, keep)
+
     with monkeypatch.context() as patch:
         patch.setattr(offline, "split_items", counting)
+        patch.setattr(offline, "read_chunks", framing)
         fast = read_all(root)
     assert sum(used) > 0, "the vectorised path decoded nothing"
+    assert reused, "no pass reused the metadata pass's framing"
     with monkeypatch.context() as patch:
         protobuf_only(patch)
         slow = read_all(root)
@@ -193,3 +207,27 @@ def test_corpus_reads_the_same(corpus_dir: Path, monkeypatch: pytest.MonkeyPatch
             protobuf_only(patch)
             slow = read_all(dataset)
         assert read_all(dataset) == slow, dataset.name
+
+
+def test_framing_is_reused_only_for_the_same_file(tmp_path: Path) -> None:
+    """Split records and a bad block come back the same from a kept framing; a changed file is framed anew."""
+    log = tmp_path / "run-x.wandb"
+    write_synthetic_log(log, rows=3000, keys=3, run_id="x")
+    data = bytearray(log.read_bytes())
+    data[BLOCK_LEN + 100] ^= 0xFF
+    log.write_bytes(bytes(data))
+    framings: dict[Path, Framing] = {}
+    first: list[Damage] = []
+    fresh = list(read_chunks(log, first, 100, framings))
+    kept = framings[log]
+    assert first and kept.joined  # records lost and records split across blocks
+    again: list[Damage] = []
+    assert list(read_chunks(log, again, 100, framings)) == fresh and again == first
+    data[3 * BLOCK_LEN + 100] ^= 0xFF  # the file changes in place (same size, a later mtime)
+    log.write_bytes(bytes(data))
+    stamp = log.stat().st_mtime_ns + 10**9
+    os.utime(log, ns=(stamp, stamp))
+    changed: list[Damage] = []
+    payloads = list(itertools.chain(*read_chunks(log, changed, 100, framings, keep=False)))
+    assert len(payloads) < sum(map(len, fresh))
+    assert framings[log] is kept and len(changed) > len(first)

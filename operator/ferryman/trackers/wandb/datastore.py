@@ -15,10 +15,13 @@ reported as a `Damage` with its file offset.
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
 
@@ -54,8 +57,21 @@ def check_header(data: bytes | memoryview) -> None:
         raise NotAWandbLog(f"unknown .wandb header: magic {magic:#06x}, version {version}")
 
 
-def iter_payloads(data: bytes, damage: list[Damage]) -> Iterator[bytes]:
-    """Every complete record payload of a `.wandb` file's bytes, in order; losses are appended to `damage`."""
+@dataclass(slots=True, frozen=True)
+class Framing:
+    """Where the payloads of a `.wandb` file are, found by a full read, to cut them again without checking."""
+
+    stat: tuple[int, int, int]  # size, mtime (ns) and inode of the file when it was framed
+    spans: array[int]  # start, end of each payload in the file; a split one: (-1 - index in `joined`, 0)
+    joined: list[bytes]  # the reassembled FIRST…LAST payloads
+    damage: tuple[Damage, ...]  # what the full read lost
+
+
+def iter_payloads(
+    data: bytes, damage: list[Damage], spans: array[int] | None = None, joined: list[bytes] | None = None
+) -> Iterator[bytes]:
+    """Every complete record payload of a `.wandb` file's bytes, in order; losses are appended to `damage`,
+    and where each payload is to `spans` and `joined` if given (see `Framing`)."""
     check_header(data)
     size = len(data)
     unpack = _RECORD_HEADER.unpack_from
@@ -77,6 +93,9 @@ def iter_payloads(data: bytes, damage: list[Damage]) -> Iterator[bytes]:
         if kind == FULL and parts is None and HEADER_LEN + length <= left and end <= size:  # the usual record
             payload = data[pos + HEADER_LEN : end]
             if crc32(payload, full_crc) == checksum:
+                if spans is not None:
+                    spans.append(pos + HEADER_LEN)
+                    spans.append(end)
                 yield payload
                 pos = end
                 continue
@@ -105,6 +124,9 @@ def iter_payloads(data: bytes, damage: list[Damage]) -> Iterator[bytes]:
             if parts is not None:
                 damage.append(Damage(parts_start, pos - parts_start, "split record without its LAST part"))
                 parts = None
+            if spans is not None:
+                spans.append(pos + HEADER_LEN)
+                spans.append(end)
             yield payload
         elif kind == FIRST:
             if parts is not None:
@@ -118,7 +140,12 @@ def iter_payloads(data: bytes, damage: list[Damage]) -> Iterator[bytes]:
             parts.append(payload)
         else:
             parts.append(payload)
-            yield b"".join(parts)
+            whole = b"".join(parts)
+            if spans is not None and joined is not None:
+                spans.append(-1 - len(joined))
+                spans.append(0)
+                joined.append(whole)
+            yield whole
             parts = None
         pos = end
     if parts is not None:
@@ -131,6 +158,41 @@ def read_payloads(path: Path, damage: list[Damage]) -> Iterator[bytes]:
     """`iter_payloads` over a file, read whole (W&B files are written in full blocks; reading them in one
     call is the fastest path and bounded by the file's size)."""
     return iter_payloads(path.read_bytes(), damage)
+
+
+def _stat(path: Path) -> tuple[int, int, int]:
+    found = os.stat(path)
+    return found.st_size, found.st_mtime_ns, found.st_ino
+
+
+def read_chunks(
+    path: Path, damage: list[Damage], size: int, framings: dict[Path, Framing], keep: bool = True
+) -> Iterator[list[bytes]]:
+    """The payloads of a file in lists of `size`. If `framings` holds a framing of this very file (same
+    size, mtime and inode), the payloads are cut where it says, without checking again (its losses are
+    appended to `damage` all at once); else the file is read in full and (if `keep`) its framing is stored."""
+    stat = _stat(path)
+    data = path.read_bytes()
+    known = framings.get(path)
+    if known is not None and known.stat == stat and len(data) == stat[0]:
+        damage.extend(known.damage)
+        for start in range(0, len(known.spans), 2 * size):
+            part = known.spans[start : start + 2 * size]
+            pairs = zip(part[::2], part[1::2], strict=True)
+            yield [data[lo:hi] if lo >= 0 else known.joined[-1 - lo] for lo, hi in pairs]
+        return
+    spans: array[int] = array("q")
+    joined: list[bytes] = []
+    lost: list[Damage] = []
+    payloads = iter_payloads(data, lost, spans, joined)
+    told = 0
+    while chunk := list(islice(payloads, size)):
+        damage.extend(lost[told:])
+        told = len(lost)
+        yield chunk
+    damage.extend(lost[told:])
+    if keep and len(data) == stat[0]:
+        framings[path] = Framing(stat, spans, joined, tuple(lost))
 
 
 class LogWriter:

@@ -46,12 +46,13 @@ from ferryman.trackers.model import (
     Run,
     RunStatus,
 )
-from ferryman.trackers.wandb.datastore import Damage, NotAWandbLog, read_payloads
+from ferryman.trackers.wandb.datastore import Damage, Framing, NotAWandbLog, read_chunks
 from ferryman.trackers.wandb.items import HISTORY_TAG, SUMMARY_TAG, record_types, split_items
 
 RUN_DIR = re.compile(r"^(?:offline-run|run|dryrun)-(\d{8}_\d{6})-([A-Za-z0-9_.-]+)$")
 BATCH = 5000  # points per MetricBatch
 CHUNK = 2048  # history or summary records decoded together (`items.split_items`)
+FRAMING_BUDGET = 8_000_000  # payloads whose place in its log a reader keeps for the later passes (16 B each)
 INTERNAL_KEYS = frozenset({"_step", "_timestamp", "_runtime", "_wandb"})
 ENVELOPE = "_ferryman"  # config key the ferryman W&B writer keeps what W&B cannot hold natively in
 TIMESTAMP_PREFIX = "_ferryman_ts/"  # per-key timestamps (ms) that differ from their row's `_timestamp`
@@ -303,6 +304,7 @@ class WandbDirReader:
         self._outcomes: dict[Outcome, None] = {}
         self._runs: dict[tuple[str, str], _RunData] | None = None
         self._record = None
+        self._framings: dict[Path, Framing] = {}  # of the logs the metadata pass read, for the later passes
 
     # -- discovery and the metadata pass ------------------------------------------------------------------
 
@@ -313,6 +315,11 @@ class WandbDirReader:
 
     def _report(self, kind: OutcomeKind, item: str, reason: str) -> None:
         self._outcomes.setdefault(Outcome(kind, item, reason))  # a second pass over a run reports nothing new
+
+    def _chunks(self, log: Path, damage: list[Damage]) -> Iterator[list[bytes]]:
+        """The log's payloads a chunk at a time; its framing is kept for the next passes within the budget."""
+        kept = sum(len(framing.spans) for framing in self._framings.values()) // 2
+        return read_chunks(log, damage, CHUNK, self._framings, keep=kept < FRAMING_BUDGET)
 
     def _run_dirs(self) -> list[Path]:
         if not self.root.exists():
@@ -432,8 +439,7 @@ class WandbDirReader:
         exited = False
         summary: dict[Any, str] = {}
         try:
-            payloads = read_payloads(log, damage)
-            for chunk in iter(lambda: list(itertools.islice(payloads, CHUNK)), []):
+            for chunk in self._chunks(log, damage):
                 types = record_types(chunk)
                 for index in np.flatnonzero(types == 0).tolist():
                     types[index] = first_field(chunk[index])
@@ -816,7 +822,7 @@ class WandbDirReader:
             return
         damage: list[Damage] = []  # reported by the metadata pass already
         try:
-            payloads = read_payloads(log, damage)
+            chunks = self._chunks(log, damage)
             record = self._new_record()
             parse = record.ParseFromString
 
@@ -827,7 +833,7 @@ class WandbDirReader:
                     return None
                 return record
 
-            for chunk in iter(lambda: list(itertools.islice(payloads, CHUNK)), []):
+            for chunk in chunks:
                 types = record_types(chunk)
                 for index in np.flatnonzero(types <= 1).tolist():  # the lead bytes did not tell
                     types[index] = first_field(chunk[index])
