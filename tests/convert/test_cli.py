@@ -6,7 +6,6 @@ import contextlib
 import gc
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -236,8 +235,6 @@ def test_trainer_api_and_launcher_options(tmp_path: Path) -> None:
 
 
 def test_directory_walk_honours_gitignore_and_skips_git(tree: Path, tmp_path: Path) -> None:
-    if shutil.which("git") is None:
-        pytest.skip("git is not installed")
     subprocess.run(["git", "init", "-q", str(tree)], check=True)
     (tree / ".gitignore").write_text("ignored/\n")
     (tree / "ignored").mkdir()
