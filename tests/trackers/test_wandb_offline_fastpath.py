@@ -198,6 +198,61 @@ def test_split_items_takes_only_plain_records() -> None:
     assert summaries is not None and summaries.ok.tolist() == [True, False]
 
 
+# rows of equally many keys of equal lengths (and equal values), differing where the comparison
+# of neighbouring rows' keys looks: the first or last of 16 bytes, the middle of a short key, beyond 16 bytes,
+# the length alone, the order of the keys
+SIMILAR: list[list[str]] = [
+    ["ab", "cd", "e"],
+    ["ab", "ce", "e"],
+    ["ce", "ab", "e"],
+    ["0123456789abcdef", "x", ""],
+    ["0123456789abcdeg", "x", ""],
+    ["1123456789abcdef", "x", ""],
+    ["0123456X89abcdef", "x", ""],
+    ["01234567X9abcdef", "x", ""],
+    ["0123456789ab", "y", ""],
+    ["0123X56789ab", "y", ""],
+    ["k" * 17, "y", ""],
+    ["k" * 8 + "X" + "k" * 8, "y", ""],
+    ["k" * 8 + "X" + "k" * 8, "y", ""],
+    ["a" * 9, "y", ""],
+    ["a" * 10, "y", ""],
+]
+
+
+def test_rows_with_similar_keys_read_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    log = tmp_path / "run-20260101_000000-similar1" / "run-similar1.wandb"
+    log.parent.mkdir(parents=True)
+    rows = [SIMILAR[(index // 3) % len(SIMILAR)] for index in range(3 * CHUNK // 2)]  # runs of 3 alike
+    payloads: list[bytes] = []
+    with log.open("wb") as stream:
+        writer = LogWriter(stream)
+        record = pb.Record()  # type: ignore[attr-defined]
+        record.run.run_id, record.run.project = "similar1", "edge"
+        writer.write(record.SerializeToString())
+        for step, keys in enumerate(rows):
+            row = [(key, "1") for key in keys]
+            summary = pb.Record()  # type: ignore[attr-defined]
+            for key, text in row:
+                summary.summary.update.add(key=key, value_json=text)
+            record = pb.Record(num=step)  # type: ignore[attr-defined]
+            _row(record, [*row, ("_step", str(step)), ("_timestamp", str(step))])
+            payloads.append(record.SerializeToString())
+            writer.write(summary.SerializeToString())
+            writer.write(payloads[-1])
+    items = split_items(payloads, HISTORY_TAG)
+    assert items is not None and items.ok.all()
+    written = [key for keys in rows for key in [*keys, "_step", "_timestamp"]]
+    assert [items.names[k] for k in items.key] == written
+    read = both_paths(tmp_path, monkeypatch)
+    points = read["similar1"]["points"]
+    assert {key.split("|")[0] for key in points} == {key for keys in SIMILAR for key in keys}
+    summary = json.loads(read["similar1"]["files"]["wandb-summary.json"])
+    assert set(summary) == {key for keys in SIMILAR for key in keys}
+
+
 @pytest.mark.corpus
 def test_corpus_reads_the_same(corpus_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     datasets = sorted(p for p in (corpus_dir / "trackers" / "wandb").iterdir() if p.is_dir())

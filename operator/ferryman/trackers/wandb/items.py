@@ -146,18 +146,47 @@ def split_items(payloads: list[bytes], field_tag: int) -> Items | None:
         return None
     keep = ok[record]
     item, anchor, value_end, record = item[keep], anchor[keep], value_end[keep], record[keep]
-    keyed = _key_ids(a, item + 4, anchor)
+    keyed = _key_ids(a, item + 4, anchor, record)
     if keyed is None:
         return None
     return Items(ok, record, keyed[0], keyed[1], _bytes=a, _anchor=anchor, _value_end=value_end)
 
 
-def _key_ids(a: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, list[str]] | None:
-    """Per range [lo, hi) of `a` the index of its text among the distinct ones, and those (None if one is
-    not UTF-8 or holds a NUL)."""
-    keys = _strings(a, lo, hi)
+def _key_ids(
+    a: np.ndarray, lo: np.ndarray, hi: np.ndarray, record: np.ndarray
+) -> tuple[np.ndarray, list[str]] | None:
+    """Per range [lo, hi) of `a` (the keys of items, grouped by `record`) the index of its text among the
+    distinct ones, and those (None if one is not UTF-8 or holds a NUL). A record whose keys (of at most 16
+    bytes) are byte for byte those of the record before it, slot by slot (the usual case: one row after
+    another), takes that record's ids; only the others' keys become strings."""
+    count = len(lo)
+    if not count:
+        return np.zeros(0, np.int64), []
+    first = np.flatnonzero(np.concatenate(([True], record[1:] != record[:-1])))  # each record's first item
+    items = np.diff(np.append(first, count))
+    owner = np.repeat(np.arange(len(first)), items)  # per item: its record among `first`
+    slot = np.arange(count) - first[owner]
+    repeats = np.zeros(len(first), dtype=bool)
+    repeats[1:] = items[1:] == items[:-1]
+    pairs = np.flatnonzero(repeats[owner])
+    before = pairs - items[owner[pairs]]
+    # a key of at most 16 bytes lies within its first 8 and its last 8 bytes, compared as two words
+    words = np.ndarray((len(a) - 7,), np.uint64, a, 0, (1,))
+    length = hi - lo
+    tail = np.maximum(hi - 8, 0)
+    same = (length[pairs] == length[before]) & (length[pairs] <= 16)
+    same &= words[lo[pairs]] == words[lo[before]]
+    same &= words[tail[pairs]] == words[tail[before]]
+    differs = np.ones(count, dtype=bool)
+    differs[pairs[same]] = False
+    repeats &= np.bincount(owner[differs], minlength=len(first)) == 0
+    fresh = ~repeats[owner]
+    keys = _strings(a, lo[fresh], hi[fresh])
     if keys is None:
         return None
     names = list(dict.fromkeys(keys))
     index = {name: number for number, name in enumerate(names)}
-    return np.fromiter(map(index.__getitem__, keys), np.int64, len(keys)), names
+    ids = np.zeros(count, np.int64)
+    ids[fresh] = np.fromiter(map(index.__getitem__, keys), np.int64, len(keys))
+    source = np.maximum.accumulate(np.where(repeats, 0, np.arange(len(first))))  # the record copied
+    return ids[first[source[owner]] + slot], names

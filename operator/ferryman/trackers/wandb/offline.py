@@ -51,7 +51,7 @@ from ferryman.trackers.wandb.items import HISTORY_TAG, SUMMARY_TAG, record_types
 
 RUN_DIR = re.compile(r"^(?:offline-run|run|dryrun)-(\d{8}_\d{6})-([A-Za-z0-9_.-]+)$")
 BATCH = 5000  # points per MetricBatch
-CHUNK = 2048  # history or summary records decoded together (`items.split_items`)
+CHUNK = 8192  # history or summary records decoded together (`items.split_items`)
 FRAMING_BUDGET = 8_000_000  # payloads whose place in its log a reader keeps for the later passes (16 B each)
 INTERNAL_KEYS = frozenset({"_step", "_timestamp", "_runtime", "_wandb"})
 ENVELOPE = "_ferryman"  # config key the ferryman W&B writer keeps what W&B cannot hold natively in
