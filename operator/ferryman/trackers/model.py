@@ -159,6 +159,20 @@ class DestinationRun:
     source_state: str | None = None  # what `finish_run` recorded of the source run (status and end time)
 
 
+class WithoutModelRegistry:
+    """Writer mix-in for destinations without a model registry: each model is an UNSUPPORTED outcome."""
+
+    no_registry_reason = "the destination has no model registry"
+
+    def write_registered_model(self, model: RegisteredModel, run_keys: dict[str, str]) -> list[Outcome]:
+        return [Outcome(OutcomeKind.UNSUPPORTED, f"registered model {model.name}", self.no_registry_reason)]
+
+    def write_logged_model(
+        self, model: LoggedModel, experiment_key: str, run_keys: dict[str, str]
+    ) -> list[Outcome]:
+        return [Outcome(OutcomeKind.UNSUPPORTED, f"logged model {model.name}", self.no_registry_reason)]
+
+
 class TrackerWriter(Protocol):
     """A destination. The engine calls it from several threads, but never concurrently for the same run.
 

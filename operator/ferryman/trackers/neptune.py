@@ -51,6 +51,7 @@ from ferryman.trackers.model import (
     Run,
     RunStatus,
     TrackerReader,
+    WithoutModelRegistry,
 )
 
 URI_PREFIX = "neptune-export:"
@@ -756,8 +757,10 @@ def _atomic_parquet(table: pa.Table, target: Path) -> None:
     os.replace(tmp, target)
 
 
-class NeptuneExportWriter:
+class NeptuneExportWriter(WithoutModelRegistry):
     """Writes runs into the neptune-exporter layout at PATH (`data/` and `files/`), idempotently."""
+
+    no_registry_reason = "Neptune run exports have no model registry"
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -975,26 +978,6 @@ class NeptuneExportWriter:
 
     def reader(self) -> TrackerReader:
         return _ReadBack(self.path)
-
-    def write_registered_model(self, model: RegisteredModel, run_keys: dict[str, str]) -> list[Outcome]:
-        return [
-            Outcome(
-                OutcomeKind.UNSUPPORTED,
-                f"registered model {model.name}",
-                "Neptune run exports have no model registry",
-            )
-        ]
-
-    def write_logged_model(
-        self, model: LoggedModel, experiment_key: str, run_keys: dict[str, str]
-    ) -> list[Outcome]:
-        return [
-            Outcome(
-                OutcomeKind.UNSUPPORTED,
-                f"logged model {model.name}",
-                "Neptune run exports have no logged models",
-            )
-        ]
 
     def close(self) -> None:
         pass

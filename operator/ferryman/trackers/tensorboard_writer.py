@@ -40,14 +40,13 @@ from ferryman.trackers.model import (
     Artifact,
     DestinationRun,
     Experiment,
-    LoggedModel,
     MetricBatch,
     Outcome,
     OutcomeKind,
-    RegisteredModel,
     Run,
     RunStatus,
     TrackerReader,
+    WithoutModelRegistry,
 )
 from ferryman.trackers.tensorboard import (
     EXPERIMENT_METADATA,
@@ -166,8 +165,10 @@ class _EventFile:
         self.handle.close()
 
 
-class TensorBoardWriter:
+class TensorBoardWriter(WithoutModelRegistry):
     """A `TrackerWriter` into a directory of TensorBoard log directories (see the module docstring)."""
+
+    no_registry_reason = "TensorBoard has no model registry"
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser().absolute()
@@ -335,17 +336,6 @@ class TensorBoardWriter:
         shutil.rmtree(self._run_dir(run_key) / PARTIAL_DIR, ignore_errors=True)  # leftovers of crashes
         self._update(run_key, status=run.status.value, start_time=run.start_time, end_time=run.end_time,
                      complete=True, source_state=source_state(run))
-
-    # models -----------------------------------------------------------------------------------------------
-
-    def write_registered_model(self, model: RegisteredModel, run_keys: dict[str, str]) -> list[Outcome]:
-        return [Outcome(OutcomeKind.UNSUPPORTED, f"model {model.name}", "TensorBoard has no model registry")]
-
-    def write_logged_model(
-        self, model: LoggedModel, experiment_key: str, run_keys: dict[str, str]
-    ) -> list[Outcome]:
-        return [Outcome(OutcomeKind.UNSUPPORTED, f"logged model {model.name}",
-                        "TensorBoard has no logged models; its files are not copied")]
 
     def reader(self) -> TrackerReader:
         return TensorBoardTreeReader(self.root)

@@ -39,13 +39,12 @@ from ferryman.trackers.model import (
     Artifact,
     DestinationRun,
     Experiment,
-    LoggedModel,
     MetricBatch,
     Outcome,
     OutcomeKind,
-    RegisteredModel,
     Run,
     RunStatus,
+    WithoutModelRegistry,
 )
 from ferryman.trackers.wandb.datastore import NotAWandbLog, read_payloads
 from ferryman.trackers.wandb.offline import (
@@ -87,8 +86,10 @@ def run_id_for(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
 
 
-class WandbWriter:
+class WandbWriter(WithoutModelRegistry):
     """A `TrackerWriter` into W&B run directories (offline) or W&B itself (online, with an API key)."""
+
+    no_registry_reason = "W&B keeps models in its online registry; run directories cannot hold them"
 
     def __init__(self, root: Path, api_key: str | None = None, entity: str | None = None) -> None:
         self.root = root
@@ -244,26 +245,6 @@ class WandbWriter:
         for suffix in ("-wal", "-shm"):
             (self._dir(run_key) / f"points.sqlite{suffix}").unlink(missing_ok=True)
         shutil.rmtree(self._dir(run_key) / "files", ignore_errors=True)
-
-    def write_registered_model(self, model: RegisteredModel, run_keys: dict[str, str]) -> list[Outcome]:
-        return [
-            Outcome(
-                OutcomeKind.UNSUPPORTED,
-                f"registered model {model.name}",
-                "W&B keeps models in its online registry; run directories cannot hold them",
-            )
-        ]
-
-    def write_logged_model(
-        self, model: LoggedModel, experiment_key: str, run_keys: dict[str, str]
-    ) -> list[Outcome]:
-        return [
-            Outcome(
-                OutcomeKind.UNSUPPORTED,
-                f"logged model {model.name}",
-                "W&B keeps models in its online registry; run directories cannot hold them",
-            )
-        ]
 
     def reader(self) -> WandbDirReader:
         return WandbDirReader(self.root)
