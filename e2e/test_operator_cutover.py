@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +21,11 @@ from lightkube.types import PatchType
 
 from ferryman.dev.cluster import ControlPlane
 from ferryman.dev.operator import OperatorProcess, install_ferryman, operator_kubeconfig
+from ferryman.dev.waiting import wait_for
 from ferryman.kube.resources import CutoverPolicy, JobSet, PyTorchJob, TrainJob
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.cluster
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.3)
 
 
 def example_jobs(namespace: str) -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,22 +24,12 @@ from lightkube.types import PatchType
 from ferryman.dev.cluster import ControlPlane
 from ferryman.dev.mlflow import MlflowServer
 from ferryman.dev.operator import OperatorProcess, install_ferryman, operator_kubeconfig, run_pod_worker
+from ferryman.dev.waiting import wait_for
 from ferryman.kube.resources import ExperimentMigration
 
 pytestmark = [pytest.mark.cluster, pytest.mark.mlflow]
 PASSWORD = "n0t-in-any-status-Zq81"
 RUNS, STEPS = 6, 150
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.3)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import copy
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +20,11 @@ import yaml
 
 from ferryman.dev.cluster import ClusterSpec, ControlPlane, repo_root
 from ferryman.dev.operator import OperatorProcess, install_ferryman, operator_kubeconfig, run_pod_worker
+from ferryman.dev.waiting import wait_for
 
 
 def say(text: str) -> None:
     print(text, flush=True)
-
-
-def wait_for(check: Any, what: str, timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.5)
-    return result
 
 
 def write_tensorboard_logs(directory: Path) -> None:
