@@ -9,15 +9,19 @@ import itertools
 import json
 import math
 import os
+import random
+import struct
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from ferryman.dev.wandb_runs import write_sdk_run, write_synthetic_log
+from ferryman.trackers.wandb import items as wandb_items
 from ferryman.trackers.wandb import offline
 from ferryman.trackers.wandb.datastore import BLOCK_LEN, Damage, Framing, LogWriter, read_chunks
-from ferryman.trackers.wandb.items import HISTORY_TAG, SUMMARY_TAG, split_items
+from ferryman.trackers.wandb.items import HISTORY_TAG, SUMMARY_TAG, decimals, split_items
 from ferryman.trackers.wandb.offline import CHUNK, WandbDirReader
 
 
@@ -118,6 +122,13 @@ UNUSUAL: list[list[tuple[str | list[str], str]]] = [
     [("a", "1"), ("_ferryman_ts/a", "9000"), ("_step", "27"), ("_timestamp", "9")],
     [("a", "1"), ("_runtime", "0.5"), ("_wandb", '{"runtime": 1}'), ("_step", "28"), ("_timestamp", "9.5")],
     [("a", "1"), ("_step", "1e300"), ("_timestamp", "10")],
+    [  # long mantissas, one halfway between two floats, leading zeros
+        ("a", "4503599627370496.5"),
+        ("b", "-9999999999999999999"),
+        ("c", "0.00012345678901234567"),
+        ("_step", "0029"),
+        ("_timestamp", "007.25"),
+    ],
     [("a", "3"), ("_step", "2.9"), ("_timestamp", "10.0015")],
 ]
 
@@ -196,6 +207,114 @@ def test_split_items_takes_only_plain_records() -> None:
     assert items.values() == ["0.5", "1", "0.5", "1"]
     summaries = split_items([summary.SerializeToString(), removal.SerializeToString()], SUMMARY_TAG)
     assert summaries is not None and summaries.ok.tolist() == [True, False]
+
+
+def _decimals(texts: list[str]) -> tuple[list[float], list[bool]]:
+    blobs = [text.encode() for text in texts]
+    hi = np.cumsum([len(blob) for blob in blobs]) + 24
+    a = np.frombuffer(bytes(24) + b"".join(blobs) + bytes(8), np.uint8)
+    numbers, parsed = decimals(a, hi - [len(blob) for blob in blobs], hi)
+    return numbers.tolist(), parsed.tolist()
+
+
+def _bits(value: float) -> bytes:
+    return struct.pack("<d", value)
+
+
+EDGE_DECIMALS = [
+    "0",
+    "-0",
+    "0.0",
+    "-0.0",
+    "00.50",
+    "007",
+    "1",
+    "9",
+    "12345",
+    "0.5",
+    "-0.8414709848078965",
+    "1700000000.01",
+    "0.1",
+    "0.3",
+    "9007199254740993",
+    "9007199254740995",
+    "4503599627370496.5",
+    "-4503599627370497.5",
+    "18014398509481986",
+    "9999999999999999999",
+    "-9999999999999999999",
+    "0.9999999999999999999",
+    "1844674407370955161.5",
+    "18446744073709551615",
+    "18446744073709551616",
+    "0.00012345678901234567",
+    "-0.000000000000000000001",
+    "100000000000000000000",
+    "0.12345678901234567890",
+    "1e5",
+    "1E5",
+    "1.5e-3",
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    "inf",
+    "+1",
+    ".5",
+    "5.",
+    "-",
+    "-.",
+    ".",
+    "1.2.3",
+    "1.234567890123.5",
+    "1-2",
+    "--1",
+    "1_0",
+    "0x10",
+    "\uff11",
+    "1,5",
+    "[1]",
+    "true",
+    "",
+    " 1",
+    "1 ",
+]
+
+
+def test_decimals_are_float_exactly() -> None:
+    """Every text `decimals` takes gives `float()`'s bits; the usual shapes are taken, halfway cases and
+    other forms left to `float()`."""
+    rng = random.Random(7)
+    texts = list(EDGE_DECIMALS)
+    texts += [repr(struct.unpack("<d", rng.randbytes(8))[0]) for _ in range(20_000)]
+    metrics = [repr(rng.uniform(-1, 1) * 10 ** rng.randint(-3, 9)) for _ in range(50_000)]
+    texts += metrics
+    for _ in range(100_000):  # random digit strings, up to and beyond 19 digits
+        whole = "".join(rng.choices("0123456789", k=rng.randint(1, 20)))
+        fraction = "".join(rng.choices("0123456789", k=rng.randint(0, 20)))
+        texts.append(rng.choice(["", "-"]) + whole + (f".{fraction}" if fraction else ""))
+    texts += ["".join(rng.choices("0123456789.-+e", k=rng.randint(0, 26))) for _ in range(20_000)]
+    for power in range(53, 64):  # integers halfway between two floats, and next to that
+        for offset in (-1, 0, 1):
+            texts.append(str(2**power + 2 ** (power - 53) + offset))
+    numbers, parsed = _decimals(texts)
+    for text, number, ok in zip(texts, numbers, parsed, strict=True):
+        if ok:
+            assert _bits(number) == _bits(float(text)), text
+    taken = dict(zip(texts, parsed, strict=True))
+    usual = "0 -0 00.50 -0.8414709848078965 1700000000.01 9999999999999999999 0.00012345678901234567"
+    assert all(taken[text] for text in usual.split())
+    assert not any(taken[text] for text in ("4503599627370496.5", "9007199254740993", "1e5", "NaN", "+1"))
+    left = ("18446744073709551616", ".5", "5.", "-", "1_0", "\uff11", "", " 1", "1.234567890123.5")
+    assert not any(taken[text] for text in left)
+    assert sum(taken[text] for text in metrics) > 0.9 * len(metrics)
+
+
+def test_decimals_need_a_wide_long_double(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a 64-bit long double mantissas of 2**53 and more are left to `float()`."""
+    monkeypatch.setattr(wandb_items, "_EXTENDED", False)
+    numbers, parsed = _decimals(["0.8414709848078965", "0.12345678901234567", "12345"])
+    assert parsed == [True, False, True]
+    assert numbers[0] == 0.8414709848078965 and numbers[2] == 12345.0
 
 
 # rows of equally many keys of equal lengths (and equal values), differing where the comparison

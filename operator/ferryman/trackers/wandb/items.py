@@ -22,6 +22,7 @@ import numpy as np
 
 HISTORY_TAG, SUMMARY_TAG = 0x12, 0x1A  # `Record.history` (2) and `Record.summary` (3), wire type 2
 _PAD = b"\x00" * 512  # reads past a record's end stay inside the buffer (items are at most 2 + 127 bytes)
+_WINDOW = 24  # bytes `decimals` reads ending at a value's end; the buffer starts with as many zero bytes
 
 
 @dataclass(slots=True)
@@ -41,6 +42,10 @@ class Items:
         if which is None:
             return _strings(self._bytes, self._anchor + 3, self._value_end)
         return _strings(self._bytes, self._anchor[which] + 3, self._value_end[which])
+
+    def numbers(self) -> tuple[np.ndarray, np.ndarray]:
+        """`decimals` of every item's `value_json`."""
+        return decimals(self._bytes, self._anchor + 3, self._value_end)
 
 
 def _strings(a: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[str] | None:
@@ -63,11 +68,11 @@ def _strings(a: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[str] | None:
 
 
 def _envelope(payloads: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The chunk's bytes (padded), each record's end, where its type tag is (after an optional `num`), and
-    whether that `num` is a proper varint."""
+    """The chunk's bytes (padded on both sides), each record's end, where its type tag is (after an optional
+    `num`), and whether that `num` is a proper varint."""
     lengths = np.fromiter(map(len, payloads), np.int64, len(payloads))
-    ends = np.cumsum(lengths)
-    a = np.frombuffer(b"".join(payloads) + _PAD, np.uint8)
+    ends = np.cumsum(lengths) + _WINDOW
+    a = np.frombuffer(bytes(_WINDOW) + b"".join(payloads) + _PAD, np.uint8)
     tag = ends - lengths
     has_num = (a[tag] == 0x08) & (lengths > 0)
     tag[has_num] += 1
@@ -190,3 +195,78 @@ def _key_ids(
     ids[fresh] = np.fromiter(map(index.__getitem__, keys), np.int64, len(keys))
     source = np.maximum.accumulate(np.where(repeats, 0, np.arange(len(first))))  # the record copied
     return ids[first[source[owner]] + slot], names
+
+
+# `decimals`: SWAR constants (a uint64 holds 8 characters, the first in its lowest byte)
+_U64 = np.uint64
+_ZEROS, _DOTS = _U64(0x3030303030303030), _U64(0x2E2E2E2E2E2E2E2E)
+_HIGH_BITS, _LOW_BITS = _U64(0x8080808080808080), _U64(0x7F7F7F7F7F7F7F7F)
+_LOW_BYTES = np.array([(1 << (8 * count)) - 1 for count in range(9)], np.uint64)  # the lowest `count` bytes
+_ROOM = _U64((2**64 - 10**8) // 10**8)  # below it, `value * 10**8 + eight digits` stays below 2**64
+_TENS = np.array([10**power for power in range(20)], np.uint64)
+_POWERS = 10.0 ** np.arange(_WINDOW)  # all exact in a float64 (and a long double) up to 10**22
+_LONG_POWERS = np.array([np.longdouble(10) ** power for power in range(_WINDOW)], np.longdouble)
+_EXACT_MANTISSA = 2**53  # below it a float64 holds an integer exactly
+_EXTENDED = np.longdouble(1) + np.longdouble(2.0**-63) != 1  # long double keeps 64 mantissa bits (x86-64)
+
+
+def _eight_digits(digits: np.ndarray) -> np.ndarray:
+    """The number written by 8 digit values (0-9 per byte, the most significant in the lowest byte)."""
+    digits = digits * _U64(10) + (digits >> _U64(8))
+    pairs = _U64(0x000000FF000000FF)
+    return (
+        ((digits & pairs) * _U64(100 + (1_000_000 << 32)))
+        + (((digits >> _U64(16)) & pairs) * _U64(1 + (10_000 << 32)))
+    ) >> _U64(32)
+
+
+def decimals(a: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`float()` of each text a[lo:hi] and whether it is that: True for `-?D+(.D+)?` of at most 24
+    characters whose digits, the dot read as a 0, make an integer below 2**64 (19 digits after leading
+    zeros); False (another form, or a rounding this cannot settle) leaves it to `float()`. `a` needs
+    `_WINDOW` bytes before each text and 8 after.
+
+    Eight characters at a time: the digits, `-` and `.` read as zeros, make one integer, which the dot's
+    place splits into the mantissa M and F fraction digits. M / 10**F is one correctly rounded float64
+    division while M < 2**53; above, one long double division (64 bits) then the rounding to float64,
+    which equals the single rounding unless the first lands exactly halfway between two floats."""
+    count = len(lo)
+    length = hi - lo
+    negative = a[lo] == 0x2D
+    ok = (length > negative) & (length <= _WINDOW)
+    before = _WINDOW - np.where(ok, length, 0)  # bytes of the window ending at `hi` that are not the text
+    words = np.ndarray((len(a) - 7,), "<u8", a, 0, (1,))
+    value = np.zeros(count, np.uint64)  # the text's characters read as digits, `-` and `.` as zeros
+    strays = np.zeros(count, np.uint64)  # characters that are not digits
+    dot_end = np.zeros(count, np.int64)  # window offset just after the dot; 0: no dot
+    for index in range(_WINDOW // 8):
+        word = words[hi - _WINDOW + 8 * index]
+        outside = _LOW_BYTES[np.clip(before - 8 * index, 0, 8)]
+        shifted = word ^ _ZEROS  # digits become 0-9; adding 0x76 sets the high bit of any byte above 9
+        other = ((shifted + _U64(0x7676767676767676)) | shifted) & _HIGH_BITS & ~outside
+        dotted = word ^ _DOTS  # dots become 0: the one byte value for which (b & 0x7F) + 0x7F | b < 0x80
+        dots = ~(((dotted & _LOW_BITS) + _LOW_BITS) | dotted | _LOW_BITS) & ~outside
+        strays += np.bitwise_count(other)
+        dot_end += (dots != 0) * (8 * index + 1 + (np.bitwise_count(dots - _U64(1)).astype(np.int64) >> 3))
+        filler = ((other >> _U64(7)) * _U64(0xFF)) | outside
+        digits = ((word & ~filler) | (_ZEROS & filler)) - _ZEROS
+        ok &= value < _ROOM
+        value = value * _U64(100_000_000) + _eight_digits(digits)
+    has_dot = dot_end > 0
+    ok &= strays == negative + has_dot.astype(np.uint64)  # no other character, at most one dot
+    ok &= ~has_dot | ((dot_end < _WINDOW) & (dot_end > before + negative + 1))  # digits on both sides of it
+    fraction = np.where(ok & has_dot, _WINDOW - dot_end, 0)
+    short = np.minimum(fraction, 18)  # with 19 fraction digits or more, `value` has no integer part
+    split = _TENS[short + 1]
+    mantissa = np.where(has_dot & (fraction < 19), value // split * _TENS[short] + value % split, value)
+    numbers = mantissa.astype(np.float64) / _POWERS[fraction]
+    wide = np.flatnonzero(mantissa >= _U64(_EXACT_MANTISSA))
+    if len(wide) and _EXTENDED:
+        exact = mantissa[wide].astype(np.longdouble) / _LONG_POWERS[fraction[wide]]
+        near = exact.astype(np.float64)
+        beyond = np.nextafter(near, np.where(exact > near, np.inf, -np.inf))
+        ok[wide] &= exact != (near.astype(np.longdouble) + beyond.astype(np.longdouble)) / 2
+        numbers[wide] = near
+    elif len(wide):
+        ok[wide] = False
+    return np.where(negative, -numbers, numbers), ok

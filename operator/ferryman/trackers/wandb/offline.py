@@ -1013,8 +1013,7 @@ class _Series:
             return
         count = len(payloads)
         items = split_items(payloads, HISTORY_TAG)
-        values = items.values() if items is not None else None
-        if items is None or values is None:
+        if items is None:
             ok = np.zeros(count, dtype=bool)
         else:
             ok, record, key_id, names = items.ok, items.record, items.key, items.names
@@ -1028,15 +1027,16 @@ class _Series:
                 ok &= np.bincount(record[np.isin(key_id, stamped)], minlength=count) == 0
             skipped = [ids[name] for name in names if name in INTERNAL_KEYS]
             is_data = ~(is_step | is_time | np.isin(key_id, skipped))
-            try:  # the common chunk: every value a plain number
-                numbers = np.fromiter(map(float, values), np.float64, len(values))
-            except ValueError:  # else only those of numeric keys count, and rows with others go to protobuf
-                numbers = np.full(len(key_id), np.nan)
-                numeric = np.flatnonzero((is_data | is_step | is_time) & ok[record])
-                parsed = [_float_or_none(values[index]) for index in numeric.tolist()]
-                bad = np.fromiter((value is None for value in parsed), bool, len(parsed))
-                ok[record[numeric[bad]]] = False
-                numbers[numeric[~bad]] = [value for value in parsed if value is not None]
+            numbers, parsed = items.numbers()
+            rest = np.flatnonzero(~parsed & ok[record])  # values `decimals` left to float()
+            texts = items.values(rest)
+            if texts is None:  # one is not UTF-8 (protobuf rejects its record) or holds a NUL
+                ok[record[rest]] = False
+            else:  # rows whose numeric keys have other values go to protobuf
+                floats = [_float_or_none(text) for text in texts]
+                bad = np.fromiter((value is None for value in floats), bool, len(floats))
+                ok[record[rest[bad & (is_data | is_step | is_time)[rest]]]] = False
+                numbers[rest[~bad]] = [value for value in floats if value is not None]
             step_value = np.zeros(count)
             step_value[record[is_step]] = numbers[is_step]
             time_value = np.zeros(count)
