@@ -21,7 +21,6 @@ import zlib
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
 
@@ -31,6 +30,7 @@ BLOCK_LEN = 32768
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 _TYPE_CRC = [zlib.crc32(bytes([kind])) for kind in range(LAST + 1)]
 _RECORD_HEADER = struct.Struct("<IHB")
+_CUT = 4096  # payloads `iter_payloads` copies out at a time
 
 
 class NotAWandbLog(ValueError):
@@ -67,91 +67,101 @@ class Framing:
     damage: tuple[Damage, ...]  # what the full read lost
 
 
-def iter_payloads(
-    data: bytes, damage: list[Damage], spans: array[int] | None = None, joined: list[bytes] | None = None
-) -> Iterator[bytes]:
-    """Every complete record payload of a `.wandb` file's bytes, in order; losses are appended to `damage`,
-    and where each payload is to `spans` and `joined` if given (see `Framing`)."""
+def frame(data: bytes) -> tuple[array[int], list[bytes], list[Damage]]:
+    """Where the complete record payloads of a `.wandb` file's bytes are, in order (`Framing.spans`), the
+    split ones reassembled (`Framing.joined`), and what was lost. One loop, no payload copied but the
+    reassembled ones: the usual record (FULL, in its block, checksum right) costs a header read and a CRC."""
     check_header(data)
     size = len(data)
     unpack = _RECORD_HEADER.unpack_from
     crc32 = zlib.crc32
     type_crc = _TYPE_CRC
-    pos = HEADER_LEN
+    full_crc = type_crc[FULL]
+    spans: array[int] = array("q")
+    add = spans.append
+    joined: list[bytes] = []
+    damage: list[Damage] = []
     parts: list[bytes] | None = None  # fragments of a FIRST…LAST payload being reassembled
     parts_start = 0
-    full_crc = type_crc[FULL]
+    pos = HEADER_LEN
+    block_end = BLOCK_LEN
+    bound = min(block_end, size)  # a record must end by the end of its block and of the file
     while True:
-        left = BLOCK_LEN - pos % BLOCK_LEN
-        if left < HEADER_LEN:  # block trailer: zero padding
-            pos += left
+        if pos + HEADER_LEN > block_end:  # block trailer: zero padding
+            pos = block_end
+            block_end += BLOCK_LEN
+            bound = min(block_end, size)
             continue
         if pos + HEADER_LEN > size:
             break
         checksum, length, kind = unpack(data, pos)
-        end = pos + HEADER_LEN + length
-        if kind == FULL and parts is None and HEADER_LEN + length <= left and end <= size:  # the usual record
-            payload = data[pos + HEADER_LEN : end]
-            if crc32(payload, full_crc) == checksum:
-                if spans is not None:
-                    spans.append(pos + HEADER_LEN)
-                    spans.append(end)
-                yield payload
-                pos = end
-                continue
+        start = pos + HEADER_LEN
+        end = start + length
+        if kind == FULL and end <= bound and parts is None and crc32(data[start:end], full_crc) == checksum:
+            add(start)
+            add(end)
+            pos = end
+            continue
         if kind == 0 and length == 0 and checksum == 0:  # zeroed tail of a preallocated or padded block
-            pos += left
+            pos = block_end
             continue
         problem = None
         if kind < FULL or kind > LAST:
             problem = f"unknown record type {kind}"
         elif end > size:
             problem = "truncated record"
-        elif HEADER_LEN + length > left:
+        elif end > block_end:
             problem = "record overruns its block"
-        elif crc32(data[pos + HEADER_LEN : end], type_crc[kind]) != checksum:
+        elif crc32(data[start:end], type_crc[kind]) != checksum:
             problem = "bad checksum"
         if problem is not None:
             if parts is not None:
                 damage.append(Damage(parts_start, pos - parts_start, f"{problem} inside a split record"))
                 parts = None
-            skip = min(left, size - pos)
-            damage.append(Damage(pos, skip, problem))
-            pos += left
+            damage.append(Damage(pos, min(block_end, size) - pos, problem))
+            pos = block_end
             continue
-        payload = data[pos + HEADER_LEN : end]
-        if kind == FULL:
-            if parts is not None:
-                damage.append(Damage(parts_start, pos - parts_start, "split record without its LAST part"))
-                parts = None
-            if spans is not None:
-                spans.append(pos + HEADER_LEN)
-                spans.append(end)
-            yield payload
+        if kind == FULL:  # with a split payload pending
+            damage.append(Damage(parts_start, pos - parts_start, "split record without its LAST part"))
+            parts = None
+            add(start)
+            add(end)
         elif kind == FIRST:
             if parts is not None:
                 damage.append(Damage(parts_start, pos - parts_start, "split record without its LAST part"))
-            parts, parts_start = [payload], pos
+            parts, parts_start = [data[start:end]], pos
         elif parts is None:
             damage.append(
                 Damage(pos, end - pos, f"{'MIDDLE' if kind == MIDDLE else 'LAST'} record without FIRST")
             )
         elif kind == MIDDLE:
-            parts.append(payload)
+            parts.append(data[start:end])
         else:
-            parts.append(payload)
-            whole = b"".join(parts)
-            if spans is not None and joined is not None:
-                spans.append(-1 - len(joined))
-                spans.append(0)
-                joined.append(whole)
-            yield whole
+            parts.append(data[start:end])
+            add(-1 - len(joined))
+            add(0)
+            joined.append(b"".join(parts))
             parts = None
         pos = end
     if parts is not None:
         damage.append(Damage(parts_start, size - parts_start, "truncated split record at end of file"))
     elif pos < size:
         damage.append(Damage(pos, size - pos, "truncated record at end of file"))
+    return spans, joined, damage
+
+
+def _cut(data: bytes, spans: array[int], joined: list[bytes]) -> list[bytes]:
+    """The payloads `spans` names (see `Framing`)."""
+    pairs = zip(spans[::2], spans[1::2], strict=True)
+    return [data[lo:hi] if lo >= 0 else joined[-1 - lo] for lo, hi in pairs]
+
+
+def iter_payloads(data: bytes, damage: list[Damage]) -> Iterator[bytes]:
+    """Every complete record payload of a `.wandb` file's bytes, in order; losses are appended to `damage`."""
+    spans, joined, lost = frame(data)
+    damage.extend(lost)
+    for start in range(0, len(spans), 2 * _CUT):
+        yield from _cut(data, spans[start : start + 2 * _CUT], joined)
 
 
 def read_payloads(path: Path, damage: list[Damage]) -> Iterator[bytes]:
@@ -168,31 +178,20 @@ def _stat(path: Path) -> tuple[int, int, int]:
 def read_chunks(
     path: Path, damage: list[Damage], size: int, framings: dict[Path, Framing], keep: bool = True
 ) -> Iterator[list[bytes]]:
-    """The payloads of a file in lists of `size`. If `framings` holds a framing of this very file (same
-    size, mtime and inode), the payloads are cut where it says, without checking again (its losses are
-    appended to `damage` all at once); else the file is read in full and (if `keep`) its framing is stored."""
+    """The payloads of a file in lists of `size`, and its losses appended to `damage`. If `framings` holds a
+    framing of this very file (same size, mtime and inode), the payloads are cut where it says, without
+    checking again; else the file is framed and (if `keep`) its framing is stored."""
     stat = _stat(path)
     data = path.read_bytes()
     known = framings.get(path)
-    if known is not None and known.stat == stat and len(data) == stat[0]:
-        damage.extend(known.damage)
-        for start in range(0, len(known.spans), 2 * size):
-            part = known.spans[start : start + 2 * size]
-            pairs = zip(part[::2], part[1::2], strict=True)
-            yield [data[lo:hi] if lo >= 0 else known.joined[-1 - lo] for lo, hi in pairs]
-        return
-    spans: array[int] = array("q")
-    joined: list[bytes] = []
-    lost: list[Damage] = []
-    payloads = iter_payloads(data, lost, spans, joined)
-    told = 0
-    while chunk := list(islice(payloads, size)):
-        damage.extend(lost[told:])
-        told = len(lost)
-        yield chunk
-    damage.extend(lost[told:])
-    if keep and len(data) == stat[0]:
-        framings[path] = Framing(stat, spans, joined, tuple(lost))
+    if known is None or known.stat != stat or len(data) != stat[0]:
+        spans, joined, lost = frame(data)
+        known = Framing(stat, spans, joined, tuple(lost))
+        if keep and len(data) == stat[0]:
+            framings[path] = known
+    damage.extend(known.damage)
+    for start in range(0, len(known.spans), 2 * size):
+        yield _cut(data, known.spans[start : start + 2 * size], known.joined)
 
 
 class LogWriter:

@@ -23,6 +23,7 @@ import numpy as np
 HISTORY_TAG, SUMMARY_TAG = 0x12, 0x1A  # `Record.history` (2) and `Record.summary` (3), wire type 2
 _PAD = b"\x00" * 512  # reads past a record's end stay inside the buffer (items are at most 2 + 127 bytes)
 _WINDOW = 24  # bytes `decimals` reads ending at a value's end; the buffer starts with as many zero bytes
+_FRONT = b"\x00" * _WINDOW
 
 
 @dataclass(slots=True)
@@ -72,7 +73,7 @@ def _envelope(payloads: list[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray
     `num`), and whether that `num` is a proper varint."""
     lengths = np.fromiter(map(len, payloads), np.int64, len(payloads))
     ends = np.cumsum(lengths) + _WINDOW
-    a = np.frombuffer(bytes(_WINDOW) + b"".join(payloads) + _PAD, np.uint8)
+    a = np.frombuffer(b"".join([_FRONT, *payloads, _PAD]), np.uint8)
     tag = ends - lengths
     has_num = (a[tag] == 0x08) & (lengths > 0)
     tag[has_num] += 1
