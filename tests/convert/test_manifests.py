@@ -98,6 +98,27 @@ def test_other_documents_and_comments_stay_byte_for_byte() -> None:
     assert result.jobs[0].document == 1
 
 
+def test_comment_after_a_job_ending_in_a_block_scalar_stays() -> None:
+    job = JOB.replace(
+        "            command: [torchrun, /opt/mnist.py]\n",
+        "            command: [bash, -c]\n"
+        "            args:\n"
+        "            - |\n"
+        "              torchrun /opt/mnist.py\n",
+    )
+    text = f"{job}\n# about the next one\n---\n{CONFIGMAP}"
+    out = convert_stream(text, OPTIONS).text
+    assert out.endswith(f"\n# about the next one\n---\n{CONFIGMAP}")
+    assert [doc["kind"] for doc in documents(out)] == ["TrainJob", "ConfigMap"]
+
+
+def test_an_error_in_a_later_document_names_its_line_in_the_stream() -> None:
+    text = f"{CONFIGMAP}---\n{JOB}---\na: 1\n b: 2\n"
+    with pytest.raises(ManifestError) as raised:
+        convert_stream(text, OPTIONS)
+    assert raised.value.line == text.count("\n")  # the last line
+
+
 def test_stream_without_jobs_is_returned_unchanged() -> None:
     trainjob = dump_yaml(documents(convert_stream(JOB, OPTIONS).text)[0])
     for text in (CONFIGMAP, f"{CONFIGMAP}---\n{trainjob}", "# only a comment\n", ""):

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from ferryman.convert import emit
+from ferryman.convert import blockyaml, emit
 from ferryman.convert.emit import Placeholder
 from ferryman.convert.findings import Finding, Severity
 from ferryman.convert.job import convert_pytorchjob
@@ -145,9 +145,19 @@ class StreamResult:
 @dataclass
 class _Document:
     index: int
-    node: yaml.Node | None  # kept only where a job may sit inside (not for a top-level PyTorchJob)
     data: Any
-    span: tuple[int, int]  # where the document's content starts and ends in the text
+    source: str  # the text positions refer to: the document's own part of the stream, or the whole stream
+    offset: int  # where `source` starts in the stream
+    span: tuple[int, int]  # where the document's content starts and ends in `source`
+    composed: yaml.Node | None = None  # the node tree, kept when PyYAML parsed a document a job may sit in
+
+    @property
+    def node(self) -> yaml.Node:
+        """The node tree, needed only to splice a job nested in the document (composed on demand from a
+        document's own part of the stream)."""
+        if self.composed is None:
+            self.composed = _compose(self.source)
+        return self.composed
 
 
 @dataclass
@@ -195,7 +205,7 @@ def convert_stream(text: str, options: ConvertOptions, template: bool | None = N
             continue
         if json_input and isinstance(documents, list) and len(documents) == 1:
             return StreamResult(_rewrite_json(document, converted, _json_indent(text)), results, template)
-        edits.extend(_document_edits(text, document, converted, template))
+        edits.extend(_document_edits(document, converted, template))
     if not edits:
         return StreamResult(text=text, jobs=results, template=template)
     if "\r\n" in text:  # keep Windows line ends
@@ -209,10 +219,34 @@ def parse_stream(text: str) -> list[_Document]:
 
 
 def iter_documents(text: str) -> Iterator[_Document]:
-    """The non-empty documents of a stream, one at a time."""
-    loader = _Loader(text)
+    """The non-empty documents of a stream, one at a time. Each document in the block style manifests are
+    written in is read by `blockyaml`; any other is parsed by PyYAML, on its own or with the whole stream
+    when the stream itself needs it (directives, `...` markers)."""
+    pieces = blockyaml.split_stream(text)
+    if pieces is None:
+        yield from _composed_documents(text)
+        return
+    for index, (start, end) in enumerate(pieces):
+        piece = text[start:end]
+        loaded = blockyaml.load(piece)
+        if loaded is None:
+            try:
+                yield from _composed_documents(piece, index, start)
+            except ManifestError as error:
+                if error.line is None:
+                    raise
+                raise ManifestError(
+                    error.message, text.count("\n", 0, start) + error.line, error.column
+                ) from None
+        else:
+            data, content_start, content_end = loaded
+            yield _Document(index, data, piece, start, (content_start, content_end))
+
+
+def _composed_documents(source: str, index: int = 0, offset: int = 0) -> Iterator[_Document]:
+    """The documents of `source` (at `offset` in the stream) parsed by PyYAML."""
+    loader = _Loader(source)
     try:
-        index = 0
         while loader.check_node():
             node = loader.get_node()
             data = _construct(loader, node, {})
@@ -220,12 +254,22 @@ def iter_documents(text: str) -> Iterator[_Document]:
             if data is not None:
                 # Node trees are large; keep one only where a job may sit inside the document.
                 kept = None if isinstance(data, dict) and _is_pytorchjob(data) else node
-                yield _Document(index, kept, data, _content_span(text, node))
+                yield _Document(index, data, source, offset, _content_span(source, node), kept)
             index += 1
     except yaml.YAMLError as error:
-        raise _manifest_error(error, text) from None
+        raise _manifest_error(error, source) from None
     finally:
         loader.dispose()
+
+
+def _compose(source: str) -> yaml.Node:
+    loader = _Loader(source)
+    try:
+        node = loader.get_single_node()
+    finally:
+        loader.dispose()
+    assert node is not None  # `source` held a document when it was read
+    return node
 
 
 def _construct(loader: Any, node: yaml.Node, memo: dict[int, Any]) -> Any:
@@ -602,8 +646,16 @@ def _set(data: Any, path: list[_PathKey], value: Any) -> Any:
 
 
 def _document_edits(
-    text: str, document: _Document, jobs: list[tuple[_Found, Conversion]], template: bool
+    document: _Document, jobs: list[tuple[_Found, Conversion]], template: bool
 ) -> list[_Edit]:
+    """The edits of the stream that replace the document's jobs."""
+    offset = document.offset
+    return [_Edit(offset + e.start, offset + e.end, e.text) for e in _source_edits(document, jobs, template)]
+
+
+def _source_edits(document: _Document, jobs: list[tuple[_Found, Conversion]], template: bool) -> list[_Edit]:
+    """The same edits, in the document's source."""
+    text = document.source
     start, end = document.span
     runtimes = "".join(
         dump_yaml(conversion.runtime, template) + "---\n"
@@ -613,7 +665,6 @@ def _document_edits(
     if len(jobs) == 1 and not jobs[0][0].path:
         trainjob = jobs[0][1].trainjob
         return [_Edit(start, end, _at_line_start(text, start) + runtimes + dump_yaml(trainjob, template))]
-    assert document.node is not None  # kept for every document that is not itself a PyTorchJob
     edits = [_job_edit(text, document.node, job, conversion, template) for job, conversion in jobs]
     node = document.node
     edits.extend(_fixup_edit(text, node, path, value) for job, _ in jobs for path, value in job.fixups)
@@ -763,8 +814,8 @@ def _locate(text: str, root: yaml.Node, path: list[_PathKey]) -> tuple[yaml.Node
 
 
 def _content_span(text: str, node: yaml.Node) -> tuple[int, int]:
-    """Start and end of a node's own text: comment and blank lines after it are not part of it, a comment
-    on its last line is."""
+    """Start and end of a node's own text: comment and blank lines after it are not part of it (nor blank
+    lines ending a block scalar), a comment on its last line is."""
     start, end = node.start_mark.index, node.end_mark.index
     if not isinstance(node, yaml.CollectionNode) or node.flow_style:
         return start, end
@@ -774,6 +825,8 @@ def _content_span(text: str, node: yaml.Node) -> tuple[int, int]:
     while isinstance(last, yaml.CollectionNode) and not last.flow_style and last.value:
         last = last.value[-1][1] if isinstance(last, yaml.MappingNode) else last.value[-1]
     floor = max(start, min(last.end_mark.index, end))
+    if isinstance(last, yaml.ScalarNode) and last.style in ("|", ">"):  # its last line with content
+        floor = max(start, min(_scalar_end(text, last) - 1, floor))
     while end > floor:
         line_start = text.rfind("\n", floor, end - 1) + 1
         if line_start <= floor:
