@@ -97,15 +97,31 @@ def _literal(value: str, indent: str) -> list[str] | None:
     return [header, *lines]
 
 
-def _emit(value: Any, indent: str, out: list[str], quote: bool, in_sequence: bool) -> None:
-    """Append the lines of a non-empty mapping or sequence, at `indent`."""
+def _emit(value: Any, indent: str, out: list[str], quote: bool) -> None:
+    """Append the lines of a non-empty mapping or sequence, at `indent`. Plain dicts, lists and one-line
+    strings, most of a manifest, are written here directly; anything else goes through `_emit_child`."""
     if isinstance(value, dict):
         for key, child in value.items():
-            head = f"{indent}{scalar(key, quote)}:"
-            _emit_child(head, child, indent, out, quote, key_in_mapping=True)
+            head = f"{indent}{_string(key) if type(key) is str and not quote else scalar(key, quote)}:"
+            kind = type(child)
+            if kind is str and not quote and "\n" not in child:
+                out.append(f"{head} {_string(child)}")
+            elif kind is dict and child:
+                out.append(head)
+                _emit(child, indent + "  ", out, quote)
+            else:
+                _emit_child(head, child, indent, out, quote, key_in_mapping=True)
     else:
         for child in value:
-            _emit_child(f"{indent}-", child, indent, out, quote, key_in_mapping=False)
+            kind = type(child)
+            if kind is str and not quote and "\n" not in child:
+                out.append(f"{indent}- {_string(child)}")
+            elif kind is dict and child:
+                start = len(out)
+                _emit(child, indent + "  ", out, quote)
+                out[start] = f"{indent}- {out[start][len(indent) + 2 :]}"
+            else:
+                _emit_child(f"{indent}-", child, indent, out, quote, key_in_mapping=False)
 
 
 def _emit_child(
@@ -114,14 +130,14 @@ def _emit_child(
     if isinstance(child, dict) and child:
         if key_in_mapping:
             out.append(head)
-            _emit(child, indent + "  ", out, quote, False)
+            _emit(child, indent + "  ", out, quote)
         else:
             start = len(out)
-            _emit(child, indent + "  ", out, quote, False)
+            _emit(child, indent + "  ", out, quote)
             out[start] = f"{head} {out[start][len(indent) + 2 :]}"
     elif isinstance(child, list) and child:
         out.append(head)
-        _emit(child, indent if key_in_mapping else indent + "  ", out, quote, True)
+        _emit(child, indent if key_in_mapping else indent + "  ", out, quote)
     elif isinstance(child, dict):
         out.append(f"{head} {{}}")
     elif isinstance(child, list):
@@ -143,7 +159,7 @@ def dump(value: Any, quote_placeholders: bool = False) -> str:
     try:
         if isinstance(value, (dict, list)) and value:
             out: list[str] = []
-            _emit(value, "", out, quote_placeholders, False)
+            _emit(value, "", out, quote_placeholders)
             return "\n".join(out) + "\n"
         if isinstance(value, (dict, list)):
             return json.dumps(value) + "\n"  # {} or []
