@@ -201,12 +201,13 @@ def _fold_summaries(raw: dict[Any, str], payloads: list[bytes], decode: Callable
     for index in [*slow, len(payloads)]:
         if items is not None and start < index:
             lo, hi = bounds[start], bounds[index]
-            keys = items.key[lo:hi]
-            _, first = np.unique(keys, return_index=True)
-            present = keys[np.sort(first)]  # in order of first update, as protobuf's fold adds them
-            _, from_end = np.unique(keys[::-1], return_index=True)
-            last = np.empty(len(items.names), np.int64)
-            last[np.unique(keys)] = hi - 1 - from_end  # a key's last update wins
+            keys, positions = items.key[lo:hi], np.arange(lo, hi)
+            first = np.full(len(items.names), hi)
+            np.minimum.at(first, keys, positions)
+            last = np.full(len(items.names), -1)
+            np.maximum.at(last, keys, positions)  # a key's last update wins
+            present = np.flatnonzero(last >= 0)
+            present = present[np.argsort(first[present])]  # in order of first update, as protobuf folds
             values = items.values(last[present])
             if values is not None:
                 raw.update(zip([items.names[k] for k in present.tolist()], values, strict=True))
