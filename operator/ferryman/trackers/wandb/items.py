@@ -179,10 +179,10 @@ def _key_ids(
     # a key of at most 16 bytes lies within its first 8 and its last 8 bytes, compared as two words
     words = np.ndarray((len(a) - 7,), np.uint64, a, 0, (1,))
     length = hi - lo
-    tail = np.maximum(hi - 8, 0)
+    head, tail = words[lo], words[np.maximum(hi - 8, 0)]
     same = (length[pairs] == length[before]) & (length[pairs] <= 16)
-    same &= words[lo[pairs]] == words[lo[before]]
-    same &= words[tail[pairs]] == words[tail[before]]
+    same &= head[pairs] == head[before]
+    same &= tail[pairs] == tail[before]
     differs = np.ones(count, dtype=bool)
     differs[pairs[same]] = False
     repeats &= np.bincount(owner[differs], minlength=len(first)) == 0
