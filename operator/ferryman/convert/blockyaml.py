@@ -170,7 +170,7 @@ def _token(line: str) -> _Token:
     else:
         kind, value = _FLOW, () if special == "[]" else tuple(_flow_sequence(special))
     token = (len(indent), dash_length, key_value, kind, value)
-    if len(_TOKENS) < 65536:
+    if len(_TOKENS) < 65536 and len(line) < 256:
         _TOKENS[line] = token
     return token
 
