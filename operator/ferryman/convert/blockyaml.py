@@ -59,15 +59,26 @@ _UNUSUAL = re.compile(
     "[^\x09\x0a\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
 )
 
-_RESOLVED: dict[str, Any] = {}  # plain scalar -> its value; manifests repeat most of their values
+_TAGS: dict[str, str] = {}  # plain scalar -> its tag; manifests repeat most of their values
+_RESOLVED: dict[str, Any] = {}  # plain scalar -> its value
 _MISSING = object()
+
+
+def plain_tag(text: str) -> str:
+    """The tag PyYAML's safe loader resolves a plain scalar to (in one lookup for a scalar seen before)."""
+    tag = _TAGS.get(text)
+    if tag is None:
+        tag = next((t for t, regexp in _IMPLICIT.get(text[:1], ()) if regexp.match(text)), _STR_TAG)
+        if len(_TAGS) < 65536 and len(text) < 256:
+            _TAGS[text] = tag
+    return tag
 
 
 def _plain_value(text: str) -> Any:
     """A plain scalar's value, resolved and constructed as PyYAML's safe loader does."""
     value = _RESOLVED.get(text, _MISSING)
     if value is _MISSING:
-        tag = next((t for t, regexp in _IMPLICIT.get(text[:1], ()) if regexp.match(text)), _STR_TAG)
+        tag = plain_tag(text)
         if tag == _STR_TAG:
             value = text
         elif tag in _SCALAR_TAGS:

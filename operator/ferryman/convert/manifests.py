@@ -43,14 +43,6 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML was built with it
-_IMPLICIT = {
-    first: [*resolvers, *_BaseLoader.yaml_implicit_resolvers.get(None, [])]
-    for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
-    if first is not None
-}
-
-
-_RESOLVED: dict[str, str] = {}  # plain scalar -> tag: manifests repeat most of their values
 _Scalar, _Mapping, _Sequence = yaml.ScalarNode, yaml.MappingNode, yaml.SequenceNode
 
 
@@ -60,14 +52,7 @@ class _Loader(_BaseLoader):
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
         if kind is _Scalar:
-            if not implicit[0]:
-                return _STR_TAG
-            tag = _RESOLVED.get(value)
-            if tag is None:
-                tag = next((t for t, regexp in _IMPLICIT.get(value[:1], ()) if regexp.match(value)), _STR_TAG)
-                if len(_RESOLVED) < 65536 and len(value) < 256:
-                    _RESOLVED[value] = tag
-            return tag
+            return blockyaml.plain_tag(value) if implicit[0] else _STR_TAG
         return _SEQ_TAG if kind is _Sequence else _MAP_TAG
 
 
