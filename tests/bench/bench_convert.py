@@ -19,11 +19,11 @@ from typing import Any
 
 import yaml
 
+from ferryman.cli.convert import run_convert
 from ferryman.convert import manifests
 from ferryman.convert.job import convert_pytorchjob
 from ferryman.convert.manifests import convert_stream, dump_yaml
 from ferryman.convert.options import ConvertOptions
-from ferryman.convert_files import run_convert
 
 JOBS = 1000
 GOAL = 2000.0  # jobs/s, end to end, one core

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ferryman.api.experimentmigration import ExperimentMigrationSpec, load_spec
-from ferryman.migrate.console import request_from_spec, shard_from_env
+from ferryman.cli.migrate import request_from_spec, shard_from_env
 from ferryman.migrate.ledger import Action, after_high_water, decide, shard_of, source_identity, source_state
 from ferryman.migrate.plan import MigrationError, RunFilter, parse_since
 from ferryman.migrate.uri import Credentials, TrackerURIError, open_writer, redact, tracker_for

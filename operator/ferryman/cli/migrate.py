@@ -16,7 +16,7 @@ from ferryman.migrate.plan import MigrationError, MigrationRequest, RunFilter, p
 from ferryman.migrate.report import MigrationReport
 
 if TYPE_CHECKING:
-    from ferryman.kube.reporting import MigrationReporter
+    from ferryman.cli.worker import MigrationReporter
 
 DEFAULT_DESTINATION = "sqlite:///./mlflow.db"  # embedded MLflow store, artifacts in ./mlartifacts
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2

@@ -1,0 +1,221 @@
+"""The `ferryman` command line: convert manifests, migrate experiments, run the operator, drive a dev cluster.
+
+Each command keeps its heavy imports inside its body so `ferryman convert` never pays for MLflow or kopf.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ferryman import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ferryman")
+def cli() -> None:
+    """Move PyTorchJobs to Kubeflow Trainer v2 and experiments between trackers."""
+
+
+@cli.command("convert")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Write here: a file, or a directory mirroring the inputs.")
+@click.option("--in-place", is_flag=True, help="Rewrite the files, changing only the converted jobs.")
+@click.option("--report", "report_format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@click.option("--trainer-api", type=click.Choice(["v2.0", "v2.1", "v2.2"]), default="v2.2", show_default=True,
+              help="TrainJob flavour: v2.0 podSpecOverrides, v2.1 podTemplateOverrides, v2.2 runtimePatches.")
+@click.option("--strict", is_flag=True, help="Exit 1 when any job has a blocker.")
+@click.option("--emit-runtime", is_flag=True,
+              help="Derive a namespaced TrainingRuntime for pod settings a TrainJob cannot patch.")
+@click.option("--force", is_flag=True, help="Emit TrainJobs even for blocked jobs.")
+@click.option("--launcher", type=click.Choice(["torchrun", "env"]), default="torchrun", show_default=True,
+              help="How plain `python train.py` entrypoints stay distributed.")
+@click.option("--runtime-rules", type=click.Path(path_type=Path, dir_okay=False),
+              help="YAML file mapping accelerator resources to runtimes.")
+@click.option("--template/--no-template", default=None,
+              help="Treat inputs as envsubst templates (default: detected from $VAR placeholders).")
+def convert_command(
+    paths: tuple[str, ...],
+    output: Path | None,
+    in_place: bool,
+    report_format: str,
+    trainer_api: str,
+    strict: bool,
+    emit_runtime: bool,
+    force: bool,
+    launcher: str,
+    runtime_rules: Path | None,
+    template: bool | None,
+) -> None:
+    """Convert the PyTorchJobs in manifest files (PATH: a file, a directory or - for stdin) to TrainJobs.
+
+    Without -o or --in-place the converted manifests go to stdout and the report to stderr.
+    Exit codes: 0 converted, 1 blockers with --strict, 2 usage or parse errors.
+    """
+    from ferryman.cli.convert import UsageError, load_runtime_rules, run_convert
+    from ferryman.convert.options import ConvertOptions, LauncherStrategy, RuntimeRules, TrainerAPI
+
+    try:
+        options = ConvertOptions(
+            trainer_api=TrainerAPI(trainer_api),
+            launcher=LauncherStrategy(launcher),
+            runtime_rules=load_runtime_rules(runtime_rules) if runtime_rules else RuntimeRules(),
+            emit_runtime=emit_runtime,
+            force=force,
+        )
+        if output is not None and str(output).endswith(("/", "\\")):
+            output.mkdir(parents=True, exist_ok=True)
+        code = run_convert(
+            list(paths), options, output=output, in_place=in_place, report_format=report_format,
+            strict=strict, template=template,
+        )
+    except UsageError as error:
+        raise click.UsageError(str(error)) from None
+    sys.exit(code)
+
+
+@cli.command("migrate")
+@click.option("--from", "source", metavar="URI",
+              help="Source: MLflow tracking URI (http(s)://, sqlite:, postgresql:, mlruns path), "
+                   "tensorboard:PATH, wandb:PATH, wandb://ENTITY/PROJECT or neptune-export:PATH.")
+@click.option("--to", "destination", metavar="URI",
+              help="Destination: MLflow tracking URI (http(s)://, sqlite:, postgresql:), tensorboard:PATH, "
+                   "wandb:PATH (offline runs; online with WANDB_API_KEY) or neptune-export:PATH "
+                   "(default: an embedded MLflow store, sqlite:///./mlflow.db).")
+@click.option("-f", "--file", "spec_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="Run an ExperimentMigration manifest (its spec) locally instead of --from/--to.")
+@click.option("--experiment", "experiments", multiple=True, metavar="NAME",
+              help="Source experiment (repeatable).")
+@click.option("--since", metavar="TIME",
+              help="Only runs started since: ISO date/time, epoch ms or 7d/12h ago.")
+@click.option("--dry-run", is_flag=True, help="Plan and count; write nothing.")
+@click.option("--workers", type=click.IntRange(1, 64), help="Runs copied in parallel (default 4).")
+@click.option("--report", "report_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the JSON report here.")
+@click.option("--verify-only", is_flag=True,
+              help="Re-check an earlier migration point by point; write nothing.")
+@click.option("--no-verify", is_flag=True, help="Skip the verification after copying.")
+@click.option("--no-artifacts", is_flag=True, help="Do not copy artifacts.")
+@click.option("--shard-index", type=int, help="Copy only this shard of the runs (0-based)...")
+@click.option("--shard-count", type=int, help="...out of this many (runs assigned by a stable hash).")
+@click.option("--shard-from-env", "shard_env", is_flag=True,
+              help="Shard from JOB_COMPLETION_INDEX and FERRYMAN_SHARDS.")
+@click.option("--report-to", metavar="experimentmigration/NS/NAME",
+              help="In a worker pod: report progress and the report to this ExperimentMigration.")
+@click.option("--json", "json_output", is_flag=True, help="Print the JSON report to stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars; print the summary only on failure.")
+def migrate_command(source: str | None, destination: str | None, spec_file: Path | None,
+            experiments: tuple[str, ...], since: str | None, dry_run: bool, workers: int | None,
+            report_file: Path | None, verify_only: bool, no_verify: bool, no_artifacts: bool,
+            shard_index: int | None, shard_count: int | None, shard_env: bool, report_to: str | None,
+            json_output: bool, quiet: bool) -> None:
+    """Copy experiments between trackers: resumable, idempotent, verified point by point.
+
+    Exit codes: 0 migrated and verified, 1 mismatches or failed runs (see the report), 2 could not run.
+    """
+    from ferryman.cli.migrate import DEFAULT_DESTINATION, request_from_spec, run, shard_from_env
+    from ferryman.migrate.plan import MigrationError, MigrationRequest, parse_since
+
+    try:
+        if spec_file is not None:
+            if source or destination:
+                raise click.UsageError("use either -f or --from/--to")
+            request = request_from_spec(spec_file)
+        elif source:
+            request = MigrationRequest(source, destination or DEFAULT_DESTINATION, since=parse_since(since))
+        else:
+            raise click.UsageError("give --from URI (and --to URI) or -f migration.yaml")
+        if experiments:
+            request.experiments = list(experiments)
+        if since and spec_file is not None:
+            request.since = parse_since(since)
+        request.dry_run = request.dry_run or dry_run
+        request.verify_only = request.verify_only or verify_only
+        request.verify = request.verify and not no_verify
+        request.artifacts = request.artifacts and not no_artifacts
+        if workers is not None:
+            request.workers = workers
+        if shard_env:
+            request.shard_index, request.shard_count = shard_from_env()
+        if shard_index is not None or shard_count is not None:
+            request.shard_index = shard_index or 0
+            request.shard_count = shard_count or request.shard_count
+    except MigrationError as error:
+        raise click.UsageError(str(error)) from None
+    reporter = None
+    if report_to:
+        from ferryman.cli.worker import MigrationReporter, ReportTargetError
+
+        try:
+            reporter = MigrationReporter(report_to, request.shard_index)
+        except ReportTargetError as error:
+            raise click.UsageError(str(error)) from None
+    sys.exit(run(request, report_file=report_file, json_output=json_output, quiet=quiet, reporter=reporter))
+
+
+@cli.group()
+def dev() -> None:
+    """Developer tooling: a local control plane built by `make cluster-bins`."""
+
+
+@dev.group("cluster")
+def dev_cluster() -> None:
+    """A local etcd + kube-apiserver (+ controllers, scheduler, kwok fake nodes) on 127.0.0.1."""
+
+
+@dev_cluster.command("up")
+@click.option("--controllers/--no-controllers", default=True, show_default=True,
+              help="Run kube-controller-manager, kube-scheduler and kwok with fake (GPU) nodes.")
+@click.option("--trainer-api", type=click.Choice(["v2.0", "v2.1", "v2.2"]), default="v2.2", show_default=True,
+              help="Flavour of the upstream Trainer CRDs to install.")
+def dev_cluster_up(controllers: bool, trainer_api: str) -> None:
+    """Start the cluster in the background (state in .cache/dev-cluster/)."""
+    from ferryman.convert.options import TrainerAPI
+    from ferryman.dev.cluster import ClusterError, ClusterSpec, cluster_up, dev_state_dir
+
+    spec = ClusterSpec(controllers=controllers, kwok=controllers, trainer_api=TrainerAPI(trainer_api))
+    try:
+        plane = cluster_up(dev_state_dir(), spec, lambda message: click.echo(message, err=True))
+    except ClusterError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"KUBECONFIG={plane.kubeconfig}")
+
+
+@dev_cluster.command("down")
+def dev_cluster_down() -> None:
+    """Stop the cluster and delete its etcd data."""
+    from ferryman.dev.cluster import cluster_down, dev_state_dir
+
+    click.echo("stopped" if cluster_down(dev_state_dir()) else "no dev cluster was running", err=True)
+
+
+@dev_cluster.command("env")
+def dev_cluster_env() -> None:
+    """Print `export KUBECONFIG=...` for `eval $(ferryman dev cluster env)`."""
+    import shlex
+
+    from ferryman.dev.cluster import ControlPlane, dev_state_dir
+
+    plane = ControlPlane.load(dev_state_dir())
+    if not plane.running():
+        raise click.ClickException("no dev cluster is running; start one with `ferryman dev cluster up`")
+    click.echo(f"export KUBECONFIG={shlex.quote(str(plane.kubeconfig))}")
+
+
+
+@cli.command("operator")
+@click.option("--liveness", default="http://0.0.0.0:8080/healthz", show_default=True,
+              help="Liveness endpoint URL ('' to disable).")
+@click.option("--verbose", is_flag=True, help="Log kopf's debug output.")
+def operator_command(liveness: str, verbose: bool) -> None:
+    """Run the ferryman operator (CutoverPolicy and ExperimentMigration) against the current kubeconfig."""
+    from ferryman.controller.run import run_operator
+
+    run_operator(liveness=liveness or None, verbose=verbose)
+
+def main() -> None:
+    cli()
