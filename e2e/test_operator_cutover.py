@@ -394,7 +394,7 @@ def test_served_flavour_is_discovered(flavour_cluster: Any, tmp_path: Path) -> N
     from lightkube.models.meta_v1 import ObjectMeta
     from lightkube.resources.core_v1 import Namespace
 
-    from ferryman.convert.options import TrainerAPI
+    from ferryman.api.trainer import TrainerAPI
 
     plane = flavour_cluster(TrainerAPI.V2_1)
     install_ferryman(plane)

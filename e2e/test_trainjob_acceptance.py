@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from ferryman.api.trainer import TrainerAPI
 from ferryman.convert.job import convert_pytorchjob
-from ferryman.convert.options import ConvertOptions, TrainerAPI
+from ferryman.convert.options import ConvertOptions
 from ferryman.dev.cluster import ControlPlane, Rejected
 from ferryman.dev.upstream import pytorchjob_examples
 from tests.convert.strategies import pytorchjobs

@@ -38,6 +38,9 @@ ldflags_for() {
         ;;
     etcd) printf '%s' "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$2" ;;
     kwok) printf '%s' "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${2#v}" ;;
+    jobset | kueue) printf '%s' "-s -w -X sigs.k8s.io/$1/pkg/version.GitVersion=$2" ;;
+    mpi-operator) printf '%s' "-s -w -X github.com/kubeflow/mpi-operator/pkg/version.Version=$2" ;;
+    trainer | training-operator) printf '%s' "-s -w" ;;
     helm)
         # `helm version`, and the Kubernetes version helm template and lint assume: that of its client-go
         client=$(sed -n 's|^[[:space:]]*k8s.io/client-go v0\.\([0-9]*\)\..*|\1|p' "$bins/helm/go.mod")
@@ -57,7 +60,13 @@ build() {
     etcd) module=go.etcd.io/etcd/server/v3 ;;
     kwok) module=sigs.k8s.io/kwok ;;
     helm) module=helm.sh/helm/v3 ;;
-    *) fail "unknown component '$component' (known: etcd kubernetes kwok helm)" ;;
+    # the controllers the cluster tests run beside the control plane
+    trainer) module=github.com/kubeflow/trainer/v2 ;;
+    jobset) module=sigs.k8s.io/jobset ;;
+    training-operator) module=github.com/kubeflow/training-operator ;;
+    mpi-operator) module=github.com/kubeflow/mpi-operator ;;
+    kueue) module=sigs.k8s.io/kueue ;;
+    *) fail "unknown component '$component' (known: etcd kubernetes kwok helm trainer jobset training-operator mpi-operator kueue)" ;;
     esac
     version=$(pinned "$component" "$module")
     [ -n "$version" ] || fail "$bins/$component/go.mod does not require $module"

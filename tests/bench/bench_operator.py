@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from lightkube import codecs
 
-from ferryman.convert.options import TrainerAPI
+from ferryman.api.trainer import TrainerAPI
 from ferryman.dev.cluster import ClusterSpec, ControlPlane, repo_root
 from ferryman.dev.operator import OperatorProcess, install_ferryman, operator_kubeconfig
 from ferryman.kube.resources import CutoverPolicy, PyTorchJob

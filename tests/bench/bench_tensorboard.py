@@ -23,8 +23,8 @@ from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.proto.summary_pb2 import Summary
 from tensorboardX.record_writer import RecordWriter
 
-from ferryman.trackers.tensorboard import TensorBoardReader
-from ferryman.trackers.tfrecord import masked_crc32c
+from ferryman.trackers.tensorboard.reader import TensorBoardReader
+from ferryman.trackers.tensorboard.tfrecord import masked_crc32c
 
 EVENTS = 500_000
 TAGS = ("loss", "train/accuracy", "validation/loss", "lr-AdamW/pg1", "grad_norm")

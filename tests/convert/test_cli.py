@@ -15,9 +15,10 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
+from ferryman.api.trainer import TrainerAPI
 from ferryman.cli import cli
 from ferryman.convert.manifests import ManifestError, convert_stream
-from ferryman.convert.options import ConvertOptions, TrainerAPI
+from ferryman.convert.options import ConvertOptions
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "pytorchjobs"

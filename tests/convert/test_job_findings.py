@@ -478,7 +478,7 @@ def build(case_id: str, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _options(options: dict[str, Any]) -> dict[str, Any]:
-    from ferryman.convert.options import RuntimeRules
+    from ferryman.api.trainer import RuntimeRules
 
     if "runtime_rules" in options:
         options = {**options, "runtime_rules": RuntimeRules.model_validate(options["runtime_rules"])}

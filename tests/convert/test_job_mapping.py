@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from ferryman.api.trainer import TrainerAPI
 from ferryman.api.trainjob import parse_trainjob
 from ferryman.convert.job import ConversionError, convert_pytorchjob
-from ferryman.convert.options import ConvertOptions, TrainerAPI
+from ferryman.convert.options import ConvertOptions
 from tests.convert.jobs import codes, convert, env, node_pod, pytorchjob, trainer
 from tests.convert.trainjob_schema import schema_errors
 

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
+from ferryman.api.trainer import TrainerAPI
 from ferryman.convert.manifests import ManifestError, convert_stream, dump_yaml, parse_stream
-from ferryman.convert.options import ConvertOptions, TrainerAPI
+from ferryman.convert.options import ConvertOptions
 
 OPTIONS = ConvertOptions()
 

@@ -15,9 +15,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ferryman.api.trainer import TrainerAPI
 from ferryman.convert.emit import dump
 from ferryman.convert.manifests import convert_stream
-from ferryman.convert.options import ConvertOptions, TrainerAPI
+from ferryman.convert.options import ConvertOptions
 from tests.convert.strategies import pytorchjobs, trainjobs
 
 EXAMPLES = int(os.environ.get("FERRYMAN_PROPERTY_EXAMPLES", "15"))

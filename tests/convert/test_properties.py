@@ -11,9 +11,10 @@ import jsonschema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ferryman.api.trainer import LauncherStrategy, TrainerAPI
 from ferryman.api.trainjob import parse_trainjob
 from ferryman.convert.job import convert_pytorchjob
-from ferryman.convert.options import ConvertOptions, LauncherStrategy, TrainerAPI
+from ferryman.convert.options import ConvertOptions
 from ferryman.dev import upstream
 from tests.convert.facts import uncovered_facts
 from tests.convert.strategies import pytorchjobs, trainjobs

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ferryman.convert.options import RuntimeRules, TrainerAPI
+from ferryman.api.trainer import RuntimeRules, TrainerAPI
 from ferryman.convert.runtime import (
     accelerators,
     is_accelerator,

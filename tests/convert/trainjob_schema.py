@@ -11,7 +11,7 @@ from typing import Any
 
 import jsonschema
 
-from ferryman.convert.options import TrainerAPI
+from ferryman.api.trainer import TrainerAPI
 from ferryman.convert.placeholders import is_placeholder
 from ferryman.dev import upstream
 

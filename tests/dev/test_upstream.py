@@ -2,7 +2,7 @@
 
 import pytest
 
-from ferryman.convert.options import TrainerAPI
+from ferryman.api.trainer import TrainerAPI
 from ferryman.dev import upstream
 
 

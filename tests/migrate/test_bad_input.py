@@ -13,7 +13,7 @@ import pytest
 from ferryman.dev.mlflow import MlflowServer, free_port
 from ferryman.migrate.copy import migrate
 from ferryman.migrate.plan import MigrationRequest
-from ferryman.migrate.uri import Credentials
+from ferryman.trackers.registry import Credentials
 from ferryman.trackers.model import OutcomeKind
 from tests.migrate.sources import client, populate_bulk
 

@@ -18,7 +18,7 @@ import pytest
 from ferryman.dev.mlflow import MlflowServer
 from ferryman.migrate.copy import migrate
 from ferryman.migrate.plan import MigrationRequest
-from ferryman.migrate.uri import Credentials
+from ferryman.trackers.registry import Credentials
 from tests.migrate.sources import client
 
 pytestmark = pytest.mark.mlflow

@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 
 from ferryman.api.cutoverpolicy import CutoverPolicySpec
+from ferryman.api.trainer import TrainerAPI
 from ferryman.controller.cutover import (
     Action,
     RuntimeCatalog,
@@ -18,7 +19,6 @@ from ferryman.controller.cutover import (
 )
 from ferryman.controller.discovery import served_trainer_api
 from ferryman.controller.takeover import pytorchjob_status
-from ferryman.convert.options import TrainerAPI
 
 RUNTIMES = RuntimeCatalog(cluster=frozenset({"torch-distributed"}))
 POLICY = {

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ferryman.migrate.uri import Credentials
+from ferryman.trackers.registry import Credentials
 from ferryman.trackers.mlflow import FileStoreReader, MlflowError, open_reader, open_writer
 from ferryman.trackers.model import Experiment, MetricBatch, OutcomeKind, Run, RunStatus
 

@@ -2,7 +2,7 @@
 
 TF2-style events (rank-0 `scalars` tensors, plugin metadata only on a tag's first event, Keras' `train/` and
 `validation/` directories) cannot be written without TensorFlow, which is not installed here: they are built
-with the protobuf classes tensorboardX ships and framed with `ferryman.trackers.tfrecord.frame`, whose
+with the protobuf classes tensorboardX ships and framed with `ferryman.trackers.tensorboard.tfrecord.frame`, whose
 checksums are checked against tensorboardX's own `masked_crc32c`.
 """
 
@@ -26,12 +26,12 @@ from tensorboardX.proto.tensor_shape_pb2 import TensorShapeProto
 from tensorboardX.record_writer import masked_crc32c as tbx_masked_crc32c
 from tensorboardX.summary import hparams
 
-from ferryman.migrate.uri import open_reader
-from ferryman.trackers import tensorboard as tensorboard_module
+from ferryman.trackers.registry import open_reader
+from ferryman.trackers.tensorboard import reader as tensorboard_module
 from ferryman.trackers.model import MetricBatch, OutcomeKind, Run
-from ferryman.trackers.tensorboard import TensorBoardReader, _glance
-from ferryman.trackers.tensorboard_events import EventDecoder
-from ferryman.trackers.tfrecord import (
+from ferryman.trackers.tensorboard.reader import TensorBoardReader, _glance
+from ferryman.trackers.tensorboard.events import EventDecoder
+from ferryman.trackers.tensorboard.tfrecord import (
     first_record,
     frame,
     last_record,
@@ -476,7 +476,7 @@ def test_runs_read_in_parallel_threads_match_a_sequential_read(tmp_path: Path) -
 
 def test_predicted_walk_finds_exactly_the_records_a_plain_walk_finds() -> None:
     """`_walk` confirms predicted offsets in bulk; it must agree with reading one length after another."""
-    from ferryman.trackers.tfrecord import _walk
+    from ferryman.trackers.tensorboard.tfrecord import _walk
 
     def plain(buf: bytes) -> tuple[list[int], int]:
         offsets, pos = [], 0

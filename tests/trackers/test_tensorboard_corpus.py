@@ -14,7 +14,7 @@ import pytest
 from tensorboardX.proto.event_pb2 import Event
 
 from ferryman.trackers.model import OutcomeKind
-from ferryman.trackers.tensorboard import KERAS_SPLITS, TensorBoardReader, is_event_file
+from ferryman.trackers.tensorboard.reader import KERAS_SPLITS, TensorBoardReader, is_event_file
 
 pytestmark = pytest.mark.corpus
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tensorboardX.record_writer import masked_crc32c as tbx_masked_crc32c
 
-from ferryman.migrate.uri import open_writer
+from ferryman.trackers.registry import open_writer
 from ferryman.trackers.model import (
     COMPLETE_TAG,
     SOURCE_TAG,
@@ -21,8 +21,8 @@ from ferryman.trackers.model import (
     RunStatus,
     TrackerReader,
 )
-from ferryman.trackers.tensorboard import TensorBoardReader
-from ferryman.trackers.tensorboard_writer import TensorBoardWriter
+from ferryman.trackers.tensorboard.reader import TensorBoardReader
+from ferryman.trackers.tensorboard.writer import TensorBoardWriter
 
 T0 = 1_748_779_200_000  # ms
 
@@ -167,7 +167,7 @@ def test_hand_assembled_scalar_events_equal_protobufs_serialization() -> None:
     from tensorboardX.proto.event_pb2 import Event
     from tensorboardX.proto.summary_pb2 import Summary
 
-    from ferryman.trackers.tensorboard_writer import _scalar_event, _value_prefix
+    from ferryman.trackers.tensorboard.writer import _scalar_event, _value_prefix
 
     for tag in ("", "loss", "a/" * 100, "späť"):
         prefix = _value_prefix(tag)
@@ -182,8 +182,8 @@ def test_hand_assembled_scalar_events_equal_protobufs_serialization() -> None:
 
 
 def test_a_tree_the_writer_made_reads_back_as_its_experiments(tmp_path: Path) -> None:
-    from ferryman.migrate.uri import open_reader
-    from ferryman.trackers.tensorboard import TensorBoardTreeReader
+    from ferryman.trackers.registry import open_reader
+    from ferryman.trackers.tensorboard.reader import TensorBoardTreeReader
 
     writer = TensorBoardWriter(tmp_path)
     for name in ("vision", "nlp"):

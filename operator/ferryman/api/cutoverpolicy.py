@@ -8,7 +8,7 @@ from pydantic import ConfigDict, Field
 
 from ferryman.api.base import Condition, KubeModel, LabelSelector, StatusModel, conditions_field
 from ferryman.api.crd import CustomResource, PrinterColumn, cel
-from ferryman.convert.options import LauncherStrategy, RuntimeRules, TrainerAPI
+from ferryman.api.trainer import LauncherStrategy, RuntimeRules, TrainerAPI
 
 
 class CutoverMode(StrEnum):

@@ -9,8 +9,8 @@ from typing import Any
 import kopf
 from lightkube import AsyncClient
 
+from ferryman.api.trainer import TrainerAPI
 from ferryman.controller.cutover import PolicyState
-from ferryman.convert.options import TrainerAPI
 
 
 @dataclass

@@ -13,10 +13,11 @@ from enum import StrEnum
 from typing import Any
 
 from ferryman.api.cutoverpolicy import CutoverMode, CutoverPolicySpec
+from ferryman.api.trainer import TrainerAPI
 from ferryman.controller.takeover import is_finished, was_started_elsewhere
 from ferryman.convert.findings import Finding, Severity
 from ferryman.convert.job import convert_pytorchjob
-from ferryman.convert.options import ConvertOptions, TrainerAPI
+from ferryman.convert.options import ConvertOptions
 from ferryman.kube.builders import MODE_LABEL, POLICY_LABEL, SOURCE_UID_LABEL, build_trainjob
 
 ADOPTED_ANNOTATION = "ferryman.dev/adopted"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ferryman.convert.options import TrainerAPI
+from ferryman.api.trainer import TrainerAPI
 
 TRAINJOB_CRD = "trainjobs.trainer.kubeflow.org"
 

@@ -34,7 +34,7 @@ from ferryman.kube.builders import (
 from ferryman.kube.client import FIELD_MANAGER, create_if_missing, get_or_none, patch_status
 from ferryman.kube.conditions import find_condition, is_true, now_rfc3339, set_condition
 from ferryman.kube.resources import ExperimentMigration
-from ferryman.migrate.uri import redact
+from ferryman.trackers.registry import redact
 
 SPEC_HASH_LABEL = "ferryman.dev/spec-hash"  # what a round's Job was built from (suspension aside)
 RECONCILE_SECONDS = float(os.environ.get("FERRYMAN_MIGRATION_SECONDS", "5"))

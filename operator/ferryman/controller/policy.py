@@ -20,6 +20,7 @@ from lightkube.types import PatchType
 
 from ferryman.api.crd import API_VERSION
 from ferryman.api.cutoverpolicy import CutoverMode, CutoverPolicySpec
+from ferryman.api.trainer import TrainerAPI
 from ferryman.controller.context import OperatorContext, values
 from ferryman.controller.cutover import (
     ADOPTED_ANNOTATION,
@@ -36,7 +37,6 @@ from ferryman.controller.cutover import (
     selects,
     summarise,
 )
-from ferryman.convert.options import TrainerAPI
 from ferryman.kube.builders import POLICY_LABEL, build_config_map
 from ferryman.kube.client import FIELD_MANAGER, patch_status, tolerate_gone_or_conflict
 from ferryman.kube.conditions import set_condition

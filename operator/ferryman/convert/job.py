@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from ferryman.api import pytorchjob as v1
 from ferryman.api import trainjob as v2
+from ferryman.api.trainer import LauncherStrategy, TrainerAPI
 from ferryman.convert.findings import Finding, Severity
 from ferryman.convert.launcher import (
     COMPLETION_INDEX_ANNOTATION,
@@ -26,7 +27,7 @@ from ferryman.convert.launcher import (
 )
 from ferryman.convert.metadata import clean_metadata, source_ref
 from ferryman.convert.names import shorten, trainjob_name
-from ferryman.convert.options import Conversion, ConvertOptions, LauncherStrategy, TrainerAPI
+from ferryman.convert.options import Conversion, ConvertOptions
 from ferryman.convert.overrides import (
     CONTAINER_PATCH_FIELDS,
     NOT_CARRIED_BY_RUNTIME,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ferryman.api.trainer import TrainerAPI
 from ferryman.api.trainjob import PATCH_MANAGER, TRAINER_CONTAINER, TRAINER_JOB
 from ferryman.convert.findings import Severity
-from ferryman.convert.options import TrainerAPI
 
 _V20_POD = ("serviceAccountName", "nodeSelector", "tolerations", "volumes", "schedulingGates")
 _V21_POD = (*_V20_POD, "affinity", "imagePullSecrets")

@@ -9,9 +9,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from ferryman.api.trainer import RuntimeRules
 from ferryman.api.trainjob import API_VERSION, TRAINER_CONTAINER, TRAINER_JOB
 from ferryman.convert.metadata import SOURCE_ANNOTATION
-from ferryman.convert.options import RuntimeRules
 
 ANCESTOR_LABEL = "trainer.kubeflow.org/trainjob-ancestor-step"
 FRAMEWORK_LABEL = "trainer.kubeflow.org/framework"

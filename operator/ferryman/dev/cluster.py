@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from ferryman.convert.options import TrainerAPI
+from ferryman.api.trainer import TrainerAPI
 from ferryman.dev import upstream
 from ferryman.dev.pki import Pki, create_pki
 

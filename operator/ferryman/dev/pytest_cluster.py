@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from ferryman.convert.options import TrainerAPI
+from ferryman.api.trainer import TrainerAPI
 from ferryman.dev.cluster import ClusterSpec, ControlPlane, wait_default_service_account
 
 CURRENT_FLAVOUR = TrainerAPI.V2_2

@@ -4,7 +4,7 @@ The Kubeflow Trainer, Training Operator and JobSet Go modules ship their CRD man
 examples inside the module zip, so ``go mod download`` (module cache under ``go env GOMODCACHE``)
 is all it takes to get them at an exact version; nothing upstream is copied into this repository.
 
-Which Trainer release stands for which :class:`~ferryman.convert.options.TrainerAPI` flavour:
+Which Trainer release stands for which :class:`~ferryman.api.trainer.TrainerAPI` flavour:
 
 * ``v2.0`` -> ``github.com/kubeflow/trainer/v2`` ``v2.0.0`` (``podSpecOverrides``)
 * ``v2.1`` -> ``v2.1.0`` (``podTemplateOverrides``, IntOrString ``numProcPerNode``)
@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from ferryman.convert.options import TrainerAPI
+from ferryman.api.trainer import TrainerAPI
 
 TRAINER_MODULE = "github.com/kubeflow/trainer/v2"
 TRAINER_VERSIONS: dict[TrainerAPI, str] = {

@@ -19,9 +19,10 @@ from typing import IO, Any
 from ferryman.migrate.ledger import Action, after_high_water
 from ferryman.migrate.plan import MigrationError, MigrationRequest, PlannedExperiment, PlannedRun, plan
 from ferryman.migrate.report import MigrationReport, RunResult
-from ferryman.migrate.uri import open_reader, open_writer, redact, tracker_for
+from ferryman.trackers.registry import open_reader, open_writer, redact, tracker_for
 from ferryman.migrate.validate import RunDigest, compare_runs, digest_run, sha256_of, totals
 from ferryman.trackers.model import (
+    INTERNAL_PREFIX,
     SOURCE_TAG,
     SOURCE_VERSION_TAG,
     Artifact,
@@ -394,7 +395,7 @@ class Migration:
     ) -> None:
         stored = writer.stored_artifacts(key) if action == Action.RESUME else {}
         for artifact in reader.artifacts(run):
-            if artifact.path.startswith("ferryman/"):
+            if artifact.path.startswith(INTERNAL_PREFIX):
                 continue
             if artifact.size is not None and stored.get(artifact.path) == artifact.size:
                 digest.artifacts[artifact.path] = sha256_of(artifact.open)

@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from enum import StrEnum
 
-from ferryman.trackers.model import DestinationRun, MetricBatch, Run, RunStatus
+from ferryman.trackers.model import DestinationRun, MetricBatch, Run, RunStatus, source_state
 
 
 class Action(StrEnum):
@@ -30,11 +30,6 @@ def shard_of(identity: str, shard_count: int) -> int:
     """The shard a run belongs to, by a stable hash of its (root run's) source identity."""
     digest = hashlib.sha256(identity.encode()).digest()
     return int.from_bytes(digest[:8], "big") % max(shard_count, 1)
-
-
-def source_state(run: Run) -> str:
-    """What the completion mark records of the source run; a change means the source run moved on."""
-    return f"{run.status.value}:{run.end_time}"
 
 
 def decide(run: Run, existing: DestinationRun | None) -> Action:

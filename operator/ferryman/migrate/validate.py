@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 from ferryman.trackers.model import (
     COMPLETE_TAG,
+    INTERNAL_PREFIX,
+    LONG_VALUES_ARTIFACT,
     SOURCE_TAG,
     MetricBatch,
     Outcome,
@@ -26,8 +28,6 @@ from ferryman.trackers.model import (
 
 _MASK = (1 << 64) - 1
 _NAN = 0x7FF8_0000_0000_0001
-LONG_VALUES_ARTIFACT = "ferryman/long-values.json"  # where writers keep values too long for the destination
-INTERNAL_PREFIX = "ferryman/"  # artifacts ferryman itself adds to destination runs
 
 
 @dataclass(slots=True)

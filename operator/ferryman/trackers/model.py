@@ -19,6 +19,8 @@ from typing import BinaryIO, Protocol
 SOURCE_TAG = "ferryman.source"  # tag on every destination run: the source identity it was copied from
 COMPLETE_TAG = "ferryman.complete"  # set by `finish_run` once everything of the run is written
 SOURCE_VERSION_TAG = "ferryman.source.version"  # on destination model versions: the source version number
+INTERNAL_PREFIX = "ferryman/"  # artifacts ferryman itself adds to destination runs
+LONG_VALUES_ARTIFACT = "ferryman/long-values.json"  # where writers keep values too long for the destination
 
 
 class RunStatus(StrEnum):
@@ -50,6 +52,11 @@ class Run:
     notes: str | None = None
     parent_key: str | None = None  # key of the parent run (nested runs)
     params: dict[str, str] = field(default_factory=dict)
+
+
+def source_state(run: Run) -> str:
+    """What the completion mark records of the source run; a change means the source run moved on."""
+    return f"{run.status.value}:{run.end_time}"
 
 
 @dataclass(slots=True)

@@ -1,0 +1,42 @@
+"""Kubeflow Trainer vocabulary: the TrainJob API flavours, launcher strategies and runtime selection rules."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrainerAPI(StrEnum):
+    """The TrainJob API flavour a cluster serves."""
+
+    V2_0 = "v2.0"  # podSpecOverrides
+    V2_1 = "v2.1"  # podTemplateOverrides, IntOrString numProcPerNode
+    V2_2 = "v2.2"  # runtimePatches, int numProcPerNode (current)
+
+
+class LauncherStrategy(StrEnum):
+    """How a job whose entrypoint is not a distributed launcher keeps v1's distributed semantics."""
+
+    TORCHRUN = "torchrun"  # wrap the entrypoint in torchrun with numProcPerNode 1
+    ENV = "env"  # inject MASTER_ADDR, MASTER_PORT, WORLD_SIZE and RANK with v2 naming
+
+
+class RuntimeRule(BaseModel):
+    """Jobs asking for an accelerator resource matching `resource` (a glob) run on `runtime`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    resource: str
+    runtime: str
+    kind: str = "ClusterTrainingRuntime"
+
+
+class RuntimeRules(BaseModel):
+    """Runtime selection: the first rule whose resource glob matches a requested accelerator wins."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rules: tuple[RuntimeRule, ...] = ()
+    default: str = "torch-distributed"
+    default_kind: str = Field(default="ClusterTrainingRuntime", alias="defaultKind")
