@@ -7,7 +7,7 @@
 # stay at their defaults outside the repository, so later builds on the same machine
 # reuse the compiled packages.
 #
-# usage: build.sh [component ...]   (default: etcd kubernetes kwok helm)
+# usage: build.sh [component ...]   (default: etcd kubernetes kwok helm coredns)
 set -eu
 bins=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$bins/../.." && pwd)
@@ -60,13 +60,14 @@ build() {
     etcd) module=go.etcd.io/etcd/server/v3 ;;
     kwok) module=sigs.k8s.io/kwok ;;
     helm) module=helm.sh/helm/v3 ;;
+    coredns) module=github.com/coredns/coredns ;; # the real node's DNS; its wrapper holds the main package
     # the controllers the cluster tests run beside the control plane
     trainer) module=github.com/kubeflow/trainer/v2 ;;
     jobset) module=sigs.k8s.io/jobset ;;
     training-operator) module=github.com/kubeflow/training-operator ;;
     mpi-operator) module=github.com/kubeflow/mpi-operator ;;
     kueue) module=sigs.k8s.io/kueue ;;
-    *) fail "unknown component '$component' (known: etcd kubernetes kwok helm trainer jobset training-operator mpi-operator kueue)" ;;
+    *) fail "unknown component '$component' (known: etcd kubernetes kwok helm coredns trainer jobset training-operator mpi-operator kueue)" ;;
     esac
     version=$(pinned "$component" "$module")
     [ -n "$version" ] || fail "$bins/$component/go.mod does not require $module"
@@ -84,6 +85,7 @@ build() {
         fail "cannot download the modules of $component $version; is the Go module proxy ($(go env GOPROXY)) reachable?"
     tools=$(awk '/^tool \(/ { inside = 1; next } inside && /^\)/ { inside = 0 }
                  inside { print $1 } /^tool [^(]/ { print $2 }' go.mod | tr '\n' ' ')
+    [ -n "$tools" ] || tools=.  # a wrapper with no tool block is itself the main package
     rm -rf "$out.tmp" && mkdir -p "$out.tmp"
     start=$(date +%s)
     echo "cluster-bins:   compiling $tools"
@@ -96,7 +98,7 @@ build() {
     echo "cluster-bins:   $component $version built in $(( $(date +%s) - start ))s"
 }
 
-[ $# -gt 0 ] || set -- etcd kubernetes kwok helm
+[ $# -gt 0 ] || set -- etcd kubernetes kwok helm coredns
 mkdir -p "$cache"
 # One build at a time per checkout: a second `make cluster-bins` waits, then finds the binaries built.
 exec 9>"$cache/.lock"
