@@ -18,7 +18,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from ferryman.trackers.model import Experiment, MetricBatch, Run
-from ferryman.trackers.neptune import NeptuneExportReader, NeptuneExportWriter
+from ferryman.trackers.neptune.reader import NeptuneExportReader
+from ferryman.trackers.neptune.writer import NeptuneExportWriter
 
 RUNS, KEYS, STEPS, CHUNK = 4, 5, 50_000, 10_000
 T0 = 1_700_000_000_000

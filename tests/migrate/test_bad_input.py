@@ -13,8 +13,8 @@ import pytest
 from ferryman.dev.mlflow import MlflowServer, free_port
 from ferryman.migrate.copy import migrate
 from ferryman.migrate.plan import MigrationRequest
-from ferryman.trackers.registry import Credentials
 from ferryman.trackers.model import OutcomeKind
+from ferryman.trackers.registry import Credentials
 from tests.migrate.sources import client, populate_bulk
 
 pytestmark = pytest.mark.mlflow

@@ -9,11 +9,11 @@ import pytest
 
 from ferryman.api.experimentmigration import ExperimentMigrationSpec, load_spec
 from ferryman.cli.migrate import request_from_spec, shard_from_env
-from ferryman.migrate.ledger import Action, after_high_water, decide, shard_of, source_identity, source_state
+from ferryman.migrate.ledger import Action, after_high_water, decide, shard_of, source_identity
 from ferryman.migrate.plan import MigrationError, RunFilter, parse_since
-from ferryman.migrate.uri import Credentials, TrackerURIError, open_writer, redact, tracker_for
 from ferryman.migrate.validate import SeriesDigest
-from ferryman.trackers.model import DestinationRun, MetricBatch, Run, RunStatus
+from ferryman.trackers.model import DestinationRun, MetricBatch, Run, RunStatus, source_state
+from ferryman.trackers.registry import Credentials, TrackerURIError, open_writer, redact, tracker_for
 
 
 def batch(key: str, steps: list[int], values: list[float] | None = None) -> MetricBatch:

@@ -15,7 +15,8 @@ from ferryman.dev.mlflow import MlflowServer
 from ferryman.migrate.copy import Migration, migrate
 from ferryman.migrate.plan import MigrationRequest
 from ferryman.trackers.model import MetricBatch
-from ferryman.trackers.neptune import NeptuneExportReader, NeptuneExportWriter
+from ferryman.trackers.neptune.reader import NeptuneExportReader
+from ferryman.trackers.neptune.writer import NeptuneExportWriter
 from tests.migrate.sources import client, populate_bulk, populate_rich
 
 pytestmark = pytest.mark.mlflow

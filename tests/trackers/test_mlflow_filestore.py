@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from ferryman.trackers.registry import Credentials
-from ferryman.trackers.mlflow import FileStoreReader, MlflowError, open_reader, open_writer
+from ferryman.trackers.mlflow.fields import MlflowError
+from ferryman.trackers.mlflow.filestore import FileStoreReader
 from ferryman.trackers.model import Experiment, MetricBatch, OutcomeKind, Run, RunStatus
+from ferryman.trackers.registry import Credentials, open_reader, open_writer
 
 
 def write(path: Path, text: str) -> None:

@@ -21,13 +21,10 @@ from ferryman.trackers.model import (
     Run,
 )
 from ferryman.trackers.model import RunStatus as S
-from ferryman.trackers.neptune import (
-    NeptuneExportError,
-    NeptuneExportReader,
-    NeptuneExportWriter,
-    open_reader,
-    safe_path_part,
-)
+from ferryman.trackers.neptune.export import NeptuneExportError, safe_path_part
+from ferryman.trackers.neptune.reader import NeptuneExportReader
+from ferryman.trackers.neptune.writer import NeptuneExportWriter
+from ferryman.trackers.registry import open_reader
 
 HAND_BUILT = Path(__file__).parent / "data" / "neptune_export"
 T0 = 1748779200000  # 2025-06-01T12:00:00Z, the hand-built export's time origin

@@ -2,8 +2,8 @@
 
 TF2-style events (rank-0 `scalars` tensors, plugin metadata only on a tag's first event, Keras' `train/` and
 `validation/` directories) cannot be written without TensorFlow, which is not installed here: they are built
-with the protobuf classes tensorboardX ships and framed with `ferryman.trackers.tensorboard.tfrecord.frame`, whose
-checksums are checked against tensorboardX's own `masked_crc32c`.
+with the protobuf classes tensorboardX ships and framed with `ferryman.trackers.tensorboard.tfrecord.frame`,
+whose checksums are checked against tensorboardX's own `masked_crc32c`.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from tensorboardX.proto.tensor_shape_pb2 import TensorShapeProto
 from tensorboardX.record_writer import masked_crc32c as tbx_masked_crc32c
 from tensorboardX.summary import hparams
 
+from ferryman.trackers.model import MetricBatch, OutcomeKind, Run
 from ferryman.trackers.registry import open_reader
 from ferryman.trackers.tensorboard import reader as tensorboard_module
-from ferryman.trackers.model import MetricBatch, OutcomeKind, Run
-from ferryman.trackers.tensorboard.reader import TensorBoardReader, _glance
 from ferryman.trackers.tensorboard.events import EventDecoder
+from ferryman.trackers.tensorboard.reader import TensorBoardReader, _glance
 from ferryman.trackers.tensorboard.tfrecord import (
     first_record,
     frame,

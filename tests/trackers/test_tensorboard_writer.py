@@ -9,7 +9,6 @@ from pathlib import Path
 
 from tensorboardX.record_writer import masked_crc32c as tbx_masked_crc32c
 
-from ferryman.trackers.registry import open_writer
 from ferryman.trackers.model import (
     COMPLETE_TAG,
     SOURCE_TAG,
@@ -21,6 +20,7 @@ from ferryman.trackers.model import (
     RunStatus,
     TrackerReader,
 )
+from ferryman.trackers.registry import open_writer
 from ferryman.trackers.tensorboard.reader import TensorBoardReader
 from ferryman.trackers.tensorboard.writer import TensorBoardWriter
 

@@ -13,8 +13,8 @@ from urllib.parse import quote
 
 import pytest
 
-from ferryman.trackers.registry import open_reader
 from ferryman.trackers.model import MetricBatch, OutcomeKind, RunStatus
+from ferryman.trackers.registry import open_reader
 from ferryman.trackers.wandb.api import WandbApiError, WandbApiReader
 from tests.trackers.wandb_api_server import WandbApiFixtureServer
 

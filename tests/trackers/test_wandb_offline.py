@@ -13,8 +13,9 @@ import pytest
 
 from ferryman.dev.wandb_runs import LoggedRun, write_sdk_run, write_synthetic_log
 from ferryman.trackers.model import MetricBatch, Outcome, OutcomeKind, Run, RunStatus
+from ferryman.trackers.registry import open_reader
 from ferryman.trackers.wandb.datastore import BLOCK_LEN, Damage, LogWriter, NotAWandbLog, iter_payloads
-from ferryman.trackers.wandb.offline import OBJECTS_FILE, WandbDirReader, first_field, open_reader
+from ferryman.trackers.wandb.offline import OBJECTS_FILE, WandbDirReader, first_field
 
 
 @pytest.fixture(scope="module")
@@ -285,5 +286,3 @@ def test_corpus_style_roots_are_found_once(sdk_root: tuple[Path, LoggedRun, Logg
     root, _, _, _ = sdk_root
     reader = WandbDirReader(root)
     assert sorted(runs_by_key(reader)) == ["mainrun1", "resumed1"]  # latest-run symlink not read twice
-    with pytest.raises(ValueError, match="W&B API"):
-        open_reader("wandb://entity/project")

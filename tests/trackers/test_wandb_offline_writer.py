@@ -20,9 +20,10 @@ from ferryman.trackers.model import (
     Run,
     RunStatus,
 )
+from ferryman.trackers.registry import open_writer
 from ferryman.trackers.wandb.datastore import iter_payloads
 from ferryman.trackers.wandb.offline import first_field
-from ferryman.trackers.wandb.writer import WandbWriter, open_writer, run_id_for
+from ferryman.trackers.wandb.writer import WandbWriter, run_id_for
 
 SOURCE = "mlflow:http://127.0.0.1:5000#run/abc"
 START = 1_760_000_000_000

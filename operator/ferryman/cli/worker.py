@@ -26,7 +26,7 @@ from ferryman.kube.conditions import now_rfc3339
 from ferryman.kube.resources import ExperimentMigration
 from ferryman.migrate.copy import Progress
 from ferryman.migrate.report import MigrationReport
-from ferryman.migrate.uri import redact
+from ferryman.trackers.registry import redact
 
 REPORT_LIMIT = 900_000 // 8  # bytes of one shard's report in the shared ConfigMap (1 MiB in all)
 

@@ -19,7 +19,6 @@ from typing import IO, Any
 from ferryman.migrate.ledger import Action, after_high_water
 from ferryman.migrate.plan import MigrationError, MigrationRequest, PlannedExperiment, PlannedRun, plan
 from ferryman.migrate.report import MigrationReport, RunResult
-from ferryman.trackers.registry import open_reader, open_writer, redact, tracker_for
 from ferryman.migrate.validate import RunDigest, compare_runs, digest_run, sha256_of, totals
 from ferryman.trackers.model import (
     INTERNAL_PREFIX,
@@ -33,6 +32,7 @@ from ferryman.trackers.model import (
     TrackerReader,
     TrackerWriter,
 )
+from ferryman.trackers.registry import open_reader, open_writer, redact, tracker_for
 
 POINTS_PER_REQUEST = 1000
 QUEUE_BATCHES = 8  # per run: at most this many source batches wait for the writer

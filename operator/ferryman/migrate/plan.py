@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ferryman.migrate.ledger import Action, decide, shard_of, source_identity
-from ferryman.trackers.registry import Credentials
 from ferryman.trackers.model import DestinationRun, Experiment, Run, TrackerReader, TrackerWriter
+from ferryman.trackers.registry import Credentials
 
 
 class MigrationError(RuntimeError):

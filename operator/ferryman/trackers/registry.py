@@ -1,9 +1,9 @@
-"""Tracker URIs: the one table of URI schemes, which reader or writer serves each, and the credentials it gets.
+"""Tracker URIs: the one table of URI schemes, the reader or writer serving each, and their credentials.
 
 `TRACKERS` lists every kind of endpoint with the URI prefixes that name it, first match wins. `endpoint()` is
-the one place a `--from`/`--to` URI is classified; the reader and writer factories (`module:function`,
-imported only when used) are called as `factory(endpoint, credentials)` and return a `TrackerReader` or
-`TrackerWriter`.
+the one place a `--from`/`--to` URI is classified; the reader and writer factories (`module:function` below
+`ferryman.trackers`, imported only when used) are called as `factory(endpoint, credentials)` and return a
+`TrackerReader` or `TrackerWriter`.
 """
 
 from __future__ import annotations
@@ -79,29 +79,28 @@ class Tracker:
     kind: str  # short name recorded in source identities and reports: "mlflow", "tensorboard", …
     store: Store
     prefixes: tuple[str, ...]  # URI prefixes it serves, longer before shorter ("" matches plain paths)
-    reader: str | None  # "module:function" returning a TrackerReader
-    writer: str | None  # "module:function" returning a TrackerWriter
+    reader: str | None  # "module:function" (below ferryman.trackers) returning a TrackerReader
+    writer: str | None  # "module:function" (below ferryman.trackers) returning a TrackerWriter
     whole_uri: bool = False  # the factory needs the whole URI (a URL), not the path after the prefix
 
 
-_MLFLOW_READER = "ferryman.trackers.mlflow.reader:open_reader"
-_MLFLOW_WRITER = "ferryman.trackers.mlflow.writer:open_writer"
+_MLFLOW_READER = "mlflow.reader:open_reader"
+_MLFLOW_WRITER = "mlflow.writer:open_writer"
 
 TRACKERS: list[Tracker] = [
-    Tracker("wandb", Store.API, ("wandb://",), "ferryman.trackers.wandb.api:open_reader", None, whole_uri=True),
-    Tracker("wandb", Store.RUN_DIRECTORIES, ("wandb:",), "ferryman.trackers.wandb.offline:open_reader",
-            "ferryman.trackers.wandb.writer:open_writer"),
-    Tracker("tensorboard", Store.LOG_DIRECTORY, ("tensorboard:",), "ferryman.trackers.tensorboard.reader:open_reader",
-            "ferryman.trackers.tensorboard.writer:open_writer"),
+    Tracker("wandb", Store.API, ("wandb://",), "wandb.api:open_reader", None, whole_uri=True),
+    Tracker("wandb", Store.RUN_DIRECTORIES, ("wandb:",),
+            "wandb.offline:open_reader", "wandb.writer:open_writer"),
+    Tracker("tensorboard", Store.LOG_DIRECTORY, ("tensorboard:",),
+            "tensorboard.reader:open_reader", "tensorboard.writer:open_writer"),
     Tracker("neptune", Store.EXPORT, ("neptune-export://", "neptune-export:"),
-            "ferryman.trackers.neptune.reader:open_reader", "ferryman.trackers.neptune.writer:open_writer"),
-    Tracker("mlflow", Store.TRACKING_SERVER, ("http://", "https://"), _MLFLOW_READER, _MLFLOW_WRITER,
-            whole_uri=True),
+            "neptune.reader:open_reader", "neptune.writer:open_writer"),
+    Tracker("mlflow", Store.TRACKING_SERVER, ("http://", "https://"),
+            _MLFLOW_READER, _MLFLOW_WRITER, whole_uri=True),
     Tracker("mlflow", Store.SQLITE, ("sqlite:",), _MLFLOW_READER, _MLFLOW_WRITER, whole_uri=True),
     Tracker("mlflow", Store.DATABASE_SERVER, ("postgresql:", "postgresql+", "mysql:", "mysql+"),
             _MLFLOW_READER, _MLFLOW_WRITER, whole_uri=True),
-    Tracker("mlflow", Store.FILE_STORE, ("file://", "file:", ""), "ferryman.trackers.mlflow.filestore:open_reader",
-            None),
+    Tracker("mlflow", Store.FILE_STORE, ("file://", "file:", ""), "mlflow.filestore:open_reader", None),
 ]
 
 
@@ -132,7 +131,7 @@ def tracker_for(uri: str) -> Tracker:
 
 def _load(target: str) -> object:
     module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
+    return getattr(importlib.import_module(f"ferryman.trackers.{module}"), name)
 
 
 def _destinations() -> str:

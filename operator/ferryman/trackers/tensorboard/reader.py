@@ -27,7 +27,7 @@ Layout (what a user sees in TensorBoard, and what they expect after a migration)
   relative path.
 * Empty, truncated and corrupt files, bad checksums, dangling symlinks and files outside any run are
   reported as outcomes with their byte offset; everything else still reads.
-* A run directory written by ferryman's TensorBoard writer (`tensorboard_writer`) holds `ferryman/run.json`:
+* A run directory written by ferryman's TensorBoard writer (`tensorboard.writer`) holds `ferryman/run.json`:
   the run's name, status, times, user, notes, tags and parent come from it, and `ferryman/` is not an
   artifact.
 """
@@ -52,6 +52,7 @@ from tensorboardX.proto.event_pb2 import Event
 
 from ferryman.trackers.model import (
     COMPLETE_TAG,
+    INTERNAL_PREFIX,
     SOURCE_TAG,
     Artifact,
     Experiment,
@@ -63,6 +64,7 @@ from ferryman.trackers.model import (
     Run,
     RunStatus,
 )
+from ferryman.trackers.registry import Endpoint
 from ferryman.trackers.tensorboard.events import (
     SESSION_START_TAG,
     EventDecoder,
@@ -81,7 +83,6 @@ from ferryman.trackers.tensorboard.tfrecord import (
 
 KERAS_SPLITS = ("train", "validation")
 RUN_METADATA = "ferryman/run.json"  # beside the event files of runs ferryman wrote
-_INTERNAL = "ferryman/"  # the writer's own files in a run directory: metadata, partial artifacts
 EXPERIMENT_METADATA = "ferryman/experiment.json"
 _HPARAMS_DIR = re.compile(r"^\d+(\.\d+)?$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+,@ -]")
@@ -284,7 +285,7 @@ class TensorBoardReader:
             for name in sorted(filenames):
                 path = directory / name
                 rel = path.relative_to(source.directory).as_posix()
-                if is_event_file(name) or not path.exists() or (rel.startswith(_INTERNAL) and written):
+                if is_event_file(name) or not path.exists() or (rel.startswith(INTERNAL_PREFIX) and written):
                     continue
                 yield _file_artifact(path, rel)
 
@@ -591,10 +592,10 @@ class TensorBoardTreeReader:
             reader.close()
 
 
-def open_reader(uri: str, credentials: object = None) -> TensorBoardReader | TensorBoardTreeReader:
+def open_reader(endpoint: Endpoint, credentials: object = None) -> TensorBoardReader | TensorBoardTreeReader:
     """The `tensorboard:PATH` source of the URI registry: a log directory, or a tree ferryman's writer made
     (whose experiments are then read back as such)."""
-    root = Path(uri.removeprefix("tensorboard:"))
+    root = Path(endpoint.location)
     if root.is_dir() and any((child / EXPERIMENT_METADATA).is_file() for child in root.iterdir()):
         return TensorBoardTreeReader(root)
     return TensorBoardReader(root)

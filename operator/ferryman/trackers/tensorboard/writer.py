@@ -35,8 +35,8 @@ from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData, SessionStartInfo
 from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
 
-from ferryman.migrate.ledger import source_state
 from ferryman.trackers.model import (
+    INTERNAL_PREFIX,
     Artifact,
     DestinationRun,
     Experiment,
@@ -47,7 +47,10 @@ from ferryman.trackers.model import (
     RunStatus,
     TrackerReader,
     WithoutModelRegistry,
+    source_state,
 )
+from ferryman.trackers.registry import Endpoint
+from ferryman.trackers.tensorboard.events import HPARAMS_PLUGIN, SCALARS_PLUGIN, SESSION_START_TAG
 from ferryman.trackers.tensorboard.reader import (
     EXPERIMENT_METADATA,
     RUN_METADATA,
@@ -56,7 +59,6 @@ from ferryman.trackers.tensorboard.reader import (
     is_event_file,
     read_json,
 )
-from ferryman.trackers.tensorboard.events import HPARAMS_PLUGIN, SCALARS_PLUGIN, SESSION_START_TAG
 from ferryman.trackers.tensorboard.tfrecord import frame, read_records
 
 PARTIAL_DIR = "ferryman/partial"  # artifacts being copied
@@ -301,7 +303,7 @@ class TensorBoardWriter(WithoutModelRegistry):
         found: dict[str, int] = {}
         for path in directory.rglob("*"):
             rel = path.relative_to(directory).as_posix()
-            if path.is_file() and not is_event_file(path.name) and not rel.startswith("ferryman/"):
+            if path.is_file() and not is_event_file(path.name) and not rel.startswith(INTERNAL_PREFIX):
                 found[rel] = path.stat().st_size
         return found
 
@@ -346,6 +348,6 @@ class TensorBoardWriter(WithoutModelRegistry):
         self._files.clear()
 
 
-def open_writer(uri: str, credentials: object = None) -> TensorBoardWriter:
+def open_writer(endpoint: Endpoint, credentials: object = None) -> TensorBoardWriter:
     """The `tensorboard:PATH` destination of the URI registry."""
-    return TensorBoardWriter(uri.removeprefix("tensorboard:"))
+    return TensorBoardWriter(endpoint.location)

@@ -49,8 +49,8 @@ from ferryman.trackers.model import (
     Run,
     RunStatus,
 )
+from ferryman.trackers.registry import Credentials, Endpoint
 
-URI_PREFIX = "wandb://"
 BATCH_POINTS = 10_000
 SYSTEM_SAMPLES = 100_000  # events rows asked for; the server samples beyond its own cap
 _STATUS = {
@@ -68,7 +68,9 @@ class WandbApiError(RuntimeError):
     """The W&B API cannot serve the migration: bad credentials, a missing project, a spent retry budget."""
 
 
-def open_reader(uri: str, credentials: Any = None) -> WandbApiReader:
+def open_reader(endpoint: Endpoint, credentials: Credentials) -> WandbApiReader:
+    """The reader for `wandb://ENTITY[/PROJECT]` (the URI registry's factory)."""
+    uri = endpoint.uri
     parts = urlsplit(uri)
     entity, project = parts.netloc, parts.path.strip("/")
     if not entity or "/" in project:
@@ -80,9 +82,8 @@ def open_reader(uri: str, credentials: Any = None) -> WandbApiReader:
             filters = json.loads(query["filters"])
         except json.JSONDecodeError as error:
             raise WandbApiError(f"{uri!r}: filters is not JSON: {error}") from None
-    token = getattr(credentials, "token", None)  # FERRYMAN_SOURCE_TOKEN, else WANDB_API_KEY
-    return WandbApiReader(
-        entity, project or None, api_key=token, base_url=query.get("base_url"), filters=filters
+    return WandbApiReader(  # the token is FERRYMAN_SOURCE_TOKEN, else WANDB_API_KEY
+        entity, project or None, api_key=credentials.token, base_url=query.get("base_url"), filters=filters
     )
 
 

@@ -46,6 +46,7 @@ from ferryman.trackers.model import (
     Run,
     RunStatus,
 )
+from ferryman.trackers.registry import Endpoint
 from ferryman.trackers.wandb.datastore import Damage, Framing, NotAWandbLog, read_chunks
 from ferryman.trackers.wandb.items import HISTORY_TAG, SUMMARY_TAG, record_types, split_items
 
@@ -1294,9 +1295,6 @@ def _item_value(item: Any) -> Any:
     return float(value) if kind == "integer" else value
 
 
-def open_reader(uri: str, credentials: object = None) -> WandbDirReader:
+def open_reader(endpoint: Endpoint, credentials: object = None) -> WandbDirReader:
     """The reader for `wandb:PATH` (the URI registry's factory)."""
-    if uri.startswith("wandb://"):
-        raise ValueError(f"{uri!r} names the W&B API, not a run directory (use wandb:PATH)")
-    path = uri.removeprefix("wandb:")
-    return WandbDirReader(Path(path).expanduser())
+    return WandbDirReader(Path(endpoint.location).expanduser())

@@ -46,6 +46,7 @@ from ferryman.trackers.model import (
     RunStatus,
     WithoutModelRegistry,
 )
+from ferryman.trackers.registry import Credentials, Endpoint
 from ferryman.trackers.wandb.datastore import NotAWandbLog, read_payloads
 from ferryman.trackers.wandb.offline import (
     ENVELOPE,
@@ -432,11 +433,9 @@ class WandbWriter(WithoutModelRegistry):
             wrun.save(str(target), base_path=str(run_dir), policy="now")
 
 
-def open_writer(uri: str, credentials: Any = None) -> WandbWriter:
-    """The writer for `wandb:PATH` (the URI registry's factory); online when an API key is given."""
-    if uri.startswith("wandb://"):
-        raise ValueError(f"{uri!r}: W&B destinations are written through run directories (use wandb:PATH)")
-    token = getattr(credentials, "token", None)  # FERRYMAN_DESTINATION_TOKEN, else WANDB_API_KEY
+def open_writer(endpoint: Endpoint, credentials: Credentials) -> WandbWriter:
+    """The writer for `wandb:PATH` (the URI registry's factory); online when an API key is given
+    (FERRYMAN_DESTINATION_TOKEN, else WANDB_API_KEY)."""
     return WandbWriter(
-        Path(uri.removeprefix("wandb:")).expanduser(), api_key=token, entity=os.environ.get("WANDB_ENTITY")
+        Path(endpoint.location).expanduser(), api_key=credentials.token, entity=os.environ.get("WANDB_ENTITY")
     )
