@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, Field
 
+from ferryman.api import kinds
 from ferryman.api.base import KubeModel
 from ferryman.api.crd import CustomResource, SchemaError, crd_manifest, openapi_schema
 from ferryman.api.resources import GENERATED_DIRECTORIES, RESOURCES, render_generated
@@ -44,7 +45,7 @@ def test_generated_files_are_up_to_date() -> None:
             assert path.relative_to(ROOT) in render_generated(ROOT), f"{path} is not generated any more"
 
 
-@pytest.mark.parametrize("resource", RESOURCES, ids=lambda r: r.kind)
+@pytest.mark.parametrize("resource", RESOURCES, ids=lambda r: r.kind.kind)
 def test_schemas_are_structural(resource: CustomResource) -> None:
     schema = crd_manifest(resource)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     for path, node in schema_nodes(schema):
@@ -56,7 +57,7 @@ def test_schemas_are_structural(resource: CustomResource) -> None:
         ), f"{path} has no type"
 
 
-@pytest.mark.parametrize("resource", RESOURCES, ids=lambda r: r.kind)
+@pytest.mark.parametrize("resource", RESOURCES, ids=lambda r: r.kind.kind)
 def test_crd_carries_status_columns_and_names(resource: CustomResource) -> None:
     crd = crd_manifest(resource)
     version = crd["spec"]["versions"][0]
@@ -71,7 +72,7 @@ def test_crd_carries_status_columns_and_names(resource: CustomResource) -> None:
 
 
 def test_cutover_policy_has_readable_cel_rules() -> None:
-    crd = crd_manifest(next(r for r in RESOURCES if r.kind == "CutoverPolicy"))
+    crd = crd_manifest(next(r for r in RESOURCES if r.kind is kinds.CUTOVER_POLICY))
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     messages = [rule["message"] for rule in spec["x-kubernetes-validations"]]
     assert any("v1ControllerRemoved" in message for message in messages)

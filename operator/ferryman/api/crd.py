@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel
 
-GROUP = "ferryman.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
+from ferryman.api.kinds import CUSTOM_RESOURCE_DEFINITION, Kind
 
 _DROPPED_KEYS = {"title", "examples", "discriminator", "readOnly", "writeOnly", "deprecated"}
 _KNOWN_FORMATS = {"int32", "int64", "float", "double", "byte", "date", "date-time", "duration", "uri"}
@@ -47,9 +45,7 @@ class PrinterColumn:
 class CustomResource:
     """Everything a CRD says about one kind, besides the schema its models give."""
 
-    kind: str
-    plural: str
-    scope: Literal["Namespaced", "Cluster"]
+    kind: Kind
     spec: type[BaseModel]
     status: type[BaseModel] | None = None
     short_names: tuple[str, ...] = ()
@@ -57,16 +53,6 @@ class CustomResource:
     printer_columns: tuple[PrinterColumn, ...] = ()
     description: str = ""
     spec_required: bool = True
-    group: str = GROUP
-    version: str = VERSION
-
-    @property
-    def singular(self) -> str:
-        return self.kind.lower()
-
-    @property
-    def name(self) -> str:
-        return f"{self.plural}.{self.group}"
 
 
 def cel(*rules: tuple[str, str]) -> dict[str, Any]:
@@ -160,6 +146,7 @@ def _structural_keys(node: dict[str, Any], defs: dict[str, Any], stack: tuple[st
 
 def crd_manifest(resource: CustomResource) -> dict[str, Any]:
     """The apiextensions.k8s.io/v1 CustomResourceDefinition of one kind."""
+    kind = resource.kind
     properties: dict[str, Any] = {
         "apiVersion": {"type": "string"},
         "kind": {"type": "string"},
@@ -174,7 +161,7 @@ def crd_manifest(resource: CustomResource) -> dict[str, Any]:
     if resource.spec_required:
         root["required"] = ["spec"]
     version: dict[str, Any] = {
-        "name": resource.version,
+        "name": kind.version,
         "served": True,
         "storage": True,
         "schema": {"openAPIV3Schema": root},
@@ -184,19 +171,24 @@ def crd_manifest(resource: CustomResource) -> dict[str, Any]:
     columns = [*resource.printer_columns, PrinterColumn("Age", ".metadata.creationTimestamp", "date")]
     version["additionalPrinterColumns"] = [column.manifest() for column in columns]
     names: dict[str, Any] = {
-        "kind": resource.kind,
-        "listKind": f"{resource.kind}List",
-        "plural": resource.plural,
-        "singular": resource.singular,
+        "kind": kind.kind,
+        "listKind": f"{kind.kind}List",
+        "plural": kind.plural,
+        "singular": kind.kind.lower(),
     }
     if resource.short_names:
         names["shortNames"] = list(resource.short_names)
     if resource.categories:
         names["categories"] = list(resource.categories)
     return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": resource.name},
-        "spec": {"group": resource.group, "names": names, "scope": resource.scope, "versions": [version]},
+        "apiVersion": CUSTOM_RESOURCE_DEFINITION.api_version,
+        "kind": CUSTOM_RESOURCE_DEFINITION.kind,
+        "metadata": {"name": kind.crd_name},
+        "spec": {
+            "group": kind.group,
+            "names": names,
+            "scope": "Namespaced" if kind.namespaced else "Cluster",
+            "versions": [version],
+        },
     }
 

@@ -6,6 +6,7 @@ from enum import StrEnum
 
 from pydantic import ConfigDict, Field
 
+from ferryman.api import kinds
 from ferryman.api.base import Condition, KubeModel, LabelSelector, StatusModel, conditions_field
 from ferryman.api.crd import CustomResource, PrinterColumn, cel
 from ferryman.api.trainer import LauncherStrategy, RuntimeRules, TrainerAPI
@@ -112,13 +113,12 @@ class CutoverPolicyStatus(StatusModel):
 
 
 CUTOVER_POLICY = CustomResource(
-    kind="CutoverPolicy",
-    plural="cutoverpolicies",
-    scope="Cluster",
+    kind=kinds.CUTOVER_POLICY,
     spec=CutoverPolicySpec,
     status=CutoverPolicyStatus,
     short_names=("cop",),
-    description="Drives a cluster-wide cutover of PyTorchJobs (kubeflow.org/v1) to Trainer v2 TrainJobs.",
+    description=f"Drives a cluster-wide cutover of PyTorchJobs ({kinds.PYTORCHJOB.api_version}) to "
+    "Trainer v2 TrainJobs.",
     printer_columns=(
         PrinterColumn("Mode", ".spec.mode"),
         PrinterColumn("Jobs", ".status.jobs", "integer"),

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from pydantic import Field
 
+from ferryman.api import kinds
 from ferryman.api.base import Condition, StatusModel, conditions_field
 from ferryman.api.crd import CustomResource, PrinterColumn
 from ferryman.api.experimentmigration import ExperimentMigrationSpec
@@ -55,9 +56,7 @@ class ExperimentMigrationStatus(StatusModel):
 
 
 EXPERIMENT_MIGRATION = CustomResource(
-    kind="ExperimentMigration",
-    plural="experimentmigrations",
-    scope="Namespaced",
+    kind=kinds.EXPERIMENT_MIGRATION,
     spec=ExperimentMigrationSpec,
     status=ExperimentMigrationStatus,
     short_names=("em", "emig"),

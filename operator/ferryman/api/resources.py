@@ -31,7 +31,7 @@ HELM_RBAC = "deploy/helm/ferryman/templates/rbac.yaml"
 def render_crds() -> dict[str, str]:
     """File name → YAML text of every CRD."""
     return {
-        f"{resource.group}_{resource.plural}.yaml": HEADER
+        f"{resource.kind.group}_{resource.kind.plural}.yaml": HEADER
         + yaml.safe_dump(crd_manifest(resource), sort_keys=False, width=120)
         for resource in RESOURCES
     }

@@ -6,6 +6,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ferryman.api.kinds import CLUSTER_TRAINING_RUNTIME
+
 
 class TrainerAPI(StrEnum):
     """The TrainJob API flavour a cluster serves."""
@@ -29,7 +31,7 @@ class RuntimeRule(BaseModel):
 
     resource: str
     runtime: str
-    kind: str = "ClusterTrainingRuntime"
+    kind: str = CLUSTER_TRAINING_RUNTIME.kind
 
 
 class RuntimeRules(BaseModel):
@@ -39,4 +41,4 @@ class RuntimeRules(BaseModel):
 
     rules: tuple[RuntimeRule, ...] = ()
     default: str = "torch-distributed"
-    default_kind: str = Field(default="ClusterTrainingRuntime", alias="defaultKind")
+    default_kind: str = Field(default=CLUSTER_TRAINING_RUNTIME.kind, alias="defaultKind")

@@ -13,18 +13,21 @@ fields are kept (``extra="allow"``).
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ferryman.api.kinds import TRAINJOB
 from ferryman.api.trainer import TrainerAPI
 
-GROUP = "trainer.kubeflow.org"
-API_VERSION = "trainer.kubeflow.org/v1alpha1"
-KIND = "TrainJob"
+GROUP = TRAINJOB.group
+API_VERSION = TRAINJOB.api_version
+KIND = TRAINJOB.kind
 TRAINER_JOB = "node"  # the replicated job with ancestor label "trainer" in the torch runtimes
 TRAINER_CONTAINER = "node"  # the container that gets trainer.image/command/args/env/resources
-PATCH_MANAGER = "ferryman.dev/converter"
+ANCESTOR_LABEL = f"{TRAINJOB.group}/trainjob-ancestor-step"  # marks the replicated job the trainer runs in
+FRAMEWORK_LABEL = f"{TRAINJOB.group}/framework"
 
 
 class _Model(BaseModel):
@@ -198,8 +201,8 @@ class TrainJobSpecV22(_TrainJobSpec):
 
 
 class _TrainJob(_Model):
-    api_version: Literal["trainer.kubeflow.org/v1alpha1"] = Field(alias="apiVersion")
-    kind: Literal["TrainJob"]
+    api_version: str = Field(alias="apiVersion", pattern=f"^{re.escape(TRAINJOB.api_version)}$")
+    kind: str = Field(pattern=f"^{TRAINJOB.kind}$")
     metadata: dict[str, Any] = Field(default_factory=dict)
     status: dict[str, Any] | None = None
 

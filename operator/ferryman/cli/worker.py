@@ -20,7 +20,7 @@ from lightkube import ApiError, Client
 from lightkube.resources.core_v1 import ConfigMap
 from lightkube.types import PatchType
 
-from ferryman.api.crd import API_VERSION
+from ferryman.api.kinds import EXPERIMENT_MIGRATION
 from ferryman.kube.builders import migration_children
 from ferryman.kube.conditions import now_rfc3339
 from ferryman.kube.resources import ExperimentMigration
@@ -105,8 +105,7 @@ class MigrationReporter:
             self._fields.update(fields)
             entry = {"index": self.shard, "pod": self.pod, "updated": now_rfc3339(), **self._fields}
         body = {
-            "apiVersion": API_VERSION,
-            "kind": "ExperimentMigration",
+            **EXPERIMENT_MIGRATION.type_meta,
             "metadata": {"name": self.name, "namespace": self.namespace},
             "status": {"shards": [entry]},
         }

@@ -13,14 +13,21 @@ from enum import StrEnum
 from typing import Any
 
 from ferryman.api.cutoverpolicy import CutoverMode, CutoverPolicySpec
+from ferryman.api.kinds import (
+    ADOPTED_ANNOTATION,
+    CLUSTER_TRAINING_RUNTIME,
+    MODE_LABEL,
+    POLICY_LABEL,
+    SOURCE_UID_LABEL,
+    TRAINING_RUNTIME,
+)
 from ferryman.api.trainer import TrainerAPI
 from ferryman.controller.takeover import is_finished, was_started_elsewhere
 from ferryman.convert.findings import Finding, Severity
 from ferryman.convert.job import convert_pytorchjob
 from ferryman.convert.options import ConvertOptions
-from ferryman.kube.builders import MODE_LABEL, POLICY_LABEL, SOURCE_UID_LABEL, build_trainjob
+from ferryman.kube.builders import build_trainjob
 
-ADOPTED_ANNOTATION = "ferryman.dev/adopted"
 TOP_BLOCKERS = 10
 
 
@@ -33,9 +40,12 @@ class RuntimeCatalog:
 
     def missing(self, trainjob: dict[str, Any]) -> Finding | None:
         ref = trainjob["spec"].get("runtimeRef") or {}
-        name, kind = ref.get("name", ""), ref.get("kind", "ClusterTrainingRuntime")
+        name, kind = ref.get("name", ""), ref.get("kind", CLUSTER_TRAINING_RUNTIME.kind)
         namespace = trainjob["metadata"].get("namespace", "")
-        found = (namespace, name) in self.namespaced if kind == "TrainingRuntime" else name in self.cluster
+        if kind == TRAINING_RUNTIME.kind:
+            found = (namespace, name) in self.namespaced
+        else:
+            found = name in self.cluster
         if found:
             return None
         return Finding(

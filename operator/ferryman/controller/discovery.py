@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from ferryman.api.kinds import TRAINJOB
 from ferryman.api.trainer import TrainerAPI
-
-TRAINJOB_CRD = "trainjobs.trainer.kubeflow.org"
 
 
 def served_trainer_api(crd: dict[str, Any]) -> TrainerAPI | None:
     """v2.2+ has `spec.runtimePatches`, v2.1 `spec.podTemplateOverrides`, v2.0 `spec.podSpecOverrides`."""
     for version in (crd.get("spec") or {}).get("versions") or []:
-        if not version.get("served") or version.get("name") != "v1alpha1":
+        if not version.get("served") or version.get("name") != TRAINJOB.version:
             continue
         schema = ((version.get("schema") or {}).get("openAPIV3Schema") or {}).get("properties") or {}
         spec_fields = ((schema.get("spec") or {}).get("properties") or {}).keys()

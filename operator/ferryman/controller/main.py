@@ -11,15 +11,11 @@ from typing import Any
 
 import kopf
 
-from ferryman.api.crd import GROUP, VERSION
+from ferryman.api import kinds
 from ferryman.controller import migration, policy, serving
 from ferryman.controller.context import OperatorContext, context
-from ferryman.controller.discovery import TRAINJOB_CRD, served_trainer_api
+from ferryman.controller.discovery import served_trainer_api
 from ferryman.controller.settings import configure, resync_seconds
-from ferryman.kube.builders import MODE_LABEL
-
-TRAINER = ("trainer.kubeflow.org", "v1alpha1")
-_DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 
 
 def _trimmed(body: kopf.Body) -> dict[str, Any]:
@@ -33,7 +29,7 @@ def _trimmed(body: kopf.Body) -> dict[str, Any]:
     annotations = {
         key: value
         for key, value in (metadata.get("annotations") or {}).items()
-        if key not in _DROPPED_ANNOTATIONS
+        if key != kinds.LAST_APPLIED_ANNOTATION
     }
     if annotations:
         kept["annotations"] = annotations
@@ -73,43 +69,43 @@ async def policies_probe(memo: kopf.Memo, **_: Any) -> int:
 # thousands of objects are indexed on the event loop rather than through the thread pool.
 
 
-@kopf.index("kubeflow.org", "v1", "pytorchjobs")
+@kopf.index(*kinds.PYTORCHJOB.resource)
 async def pytorchjobs(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
     return {(namespace, name): _trimmed(body)}
 
 
-@kopf.index(*TRAINER, "trainjobs")
+@kopf.index(*kinds.TRAINJOB.resource)
 async def trainjobs(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
     return {(namespace, name): _trimmed(body)}
 
 
-@kopf.index("jobset.x-k8s.io", "v1alpha2", "jobsets")
+@kopf.index(*kinds.JOBSET.resource)
 async def jobsets(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any] | None:
     if serving.owning_trainjob(kopf_plain(body)) is None:
         return None
     return {(namespace, name): {"metadata": {"name": name}, "status": kopf_plain(body.get("status") or {})}}
 
 
-@kopf.index("", "v1", "namespaces")
+@kopf.index(*kinds.NAMESPACE.resource)
 async def namespace_labels(name: str, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
     return {name: dict(labels)}
 
 
-@kopf.index(*TRAINER, "clustertrainingruntimes")
+@kopf.index(*kinds.CLUSTER_TRAINING_RUNTIME.resource)
 async def cluster_runtimes(name: str, **_: Any) -> dict[Any, Any]:
     return {name: True}
 
 
-@kopf.index(*TRAINER, "trainingruntimes")
+@kopf.index(*kinds.TRAINING_RUNTIME.resource)
 async def namespaced_runtimes(namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
     return {(namespace, name): True}
 
 
 def _is_trainjob_crd(name: str | None, **_: Any) -> bool:
-    return name == TRAINJOB_CRD
+    return name == kinds.TRAINJOB.crd_name
 
 
-@kopf.index("apiextensions.k8s.io", "v1", "customresourcedefinitions", when=_is_trainjob_crd)
+@kopf.index(*kinds.CUSTOM_RESOURCE_DEFINITION.resource, when=_is_trainjob_crd)
 async def trainer_flavour(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
     flavour = served_trainer_api(kopf_plain(body))
     return None if flavour is None else {"served": flavour}
@@ -123,7 +119,7 @@ def _indexes(kwargs: dict[str, Any]) -> dict[str, kopf.Index[Any, Any]]:
 # CutoverPolicy: a timer per policy (policies are few), re-planning from the indexes.
 
 
-@kopf.timer(GROUP, VERSION, "cutoverpolicies", interval=resync_seconds(), id="reconcile")
+@kopf.timer(*kinds.CUTOVER_POLICY.resource, interval=resync_seconds(), id="reconcile")
 async def cutover_policy(
     body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any
 ) -> None:
@@ -133,7 +129,7 @@ async def cutover_policy(
     await policy.reconcile_policy(ctx, body, _indexes(kwargs), logger)
 
 
-@kopf.on.event(GROUP, VERSION, "cutoverpolicies")
+@kopf.on.event(*kinds.CUTOVER_POLICY.resource)
 async def forget_policy(type: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     if type == "DELETED":
         context(memo).policies.pop(name, None)
@@ -142,7 +138,7 @@ async def forget_policy(type: str, name: str, memo: kopf.Memo, **_: Any) -> None
 # ExperimentMigration: a timer per migration drives its Job rounds and status.
 
 
-@kopf.timer(GROUP, VERSION, "experimentmigrations", interval=migration.RECONCILE_SECONDS, id="reconcile")
+@kopf.timer(*kinds.EXPERIMENT_MIGRATION.resource, interval=migration.RECONCILE_SECONDS, id="reconcile")
 async def experiment_migration(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     await migration.reconcile_migration(context(memo), body, logger)
 
@@ -150,14 +146,14 @@ async def experiment_migration(body: kopf.Body, memo: kopf.Memo, logger: kopf.Lo
 # Takeover: TrainJob and JobSet status flows back into the PyTorchJob served.
 
 
-@kopf.on.event(*TRAINER, "trainjobs", labels={MODE_LABEL: "takeover"})
+@kopf.on.event(*kinds.TRAINJOB.resource, labels={kinds.MODE_LABEL: "takeover"})
 async def takeover_trainjob(
     namespace: str | None, name: str, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any
 ) -> None:
     await serving.mirror_status(context(memo), namespace or "", name, _indexes(kwargs), logger)
 
 
-@kopf.on.event("jobset.x-k8s.io", "v1alpha2", "jobsets")
+@kopf.on.event(*kinds.JOBSET.resource)
 async def takeover_jobset(
     body: kopf.Body, namespace: str | None, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any
 ) -> None:

@@ -20,9 +20,9 @@ from lightkube.resources.batch_v1 import Job
 from lightkube.types import CascadeType, PatchType
 
 from ferryman.api.experimentmigration import ExperimentMigrationSpec
+from ferryman.api.kinds import MIGRATION_LABEL, SPEC_HASH_LABEL
 from ferryman.controller.context import OperatorContext
 from ferryman.kube.builders import (
-    MIGRATION_LABEL,
     MigrationWorkload,
     Placement,
     SecretEnv,
@@ -36,7 +36,6 @@ from ferryman.kube.conditions import find_condition, is_true, now_rfc3339, set_c
 from ferryman.kube.resources import ExperimentMigration
 from ferryman.trackers.registry import redact
 
-SPEC_HASH_LABEL = "ferryman.dev/spec-hash"  # what a round's Job was built from (suspension aside)
 RECONCILE_SECONDS = float(os.environ.get("FERRYMAN_MIGRATION_SECONDS", "5"))
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 

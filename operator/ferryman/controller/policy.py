@@ -18,12 +18,11 @@ import kopf
 from lightkube import ApiError, codecs
 from lightkube.types import PatchType
 
-from ferryman.api.crd import API_VERSION
 from ferryman.api.cutoverpolicy import CutoverMode, CutoverPolicySpec
+from ferryman.api.kinds import ADOPTED_ANNOTATION, CUTOVER_POLICY, POLICY_LABEL, TRAINJOB
 from ferryman.api.trainer import TrainerAPI
 from ferryman.controller.context import OperatorContext, values
 from ferryman.controller.cutover import (
-    ADOPTED_ANNOTATION,
     Action,
     Decision,
     JobPlan,
@@ -37,7 +36,7 @@ from ferryman.controller.cutover import (
     selects,
     summarise,
 )
-from ferryman.kube.builders import POLICY_LABEL, build_config_map
+from ferryman.kube.builders import build_config_map
 from ferryman.kube.client import FIELD_MANAGER, patch_status, tolerate_gone_or_conflict
 from ferryman.kube.conditions import set_condition
 from ferryman.kube.resources import CutoverPolicy, TrainJob
@@ -89,7 +88,7 @@ async def reconcile_policy(
     elapsed = time.monotonic() - started
     logger.debug(f"planned {len(plans)} of {len(pytorchjobs)} PyTorchJobs in {elapsed:.2f}s")
 
-    policy = {"apiVersion": API_VERSION, "kind": "CutoverPolicy", "metadata": dict(body["metadata"])}
+    policy = {**CUTOVER_POLICY.type_meta, "metadata": dict(body["metadata"])}
     trainjobs = values(indexes["trainjobs"])
     counts = {"present": 0, "adopted": 0, "pending": 0, "conflicts": 0, "skipped": 0}
     trainer_missing = served is None and spec.mode is not CutoverMode.PLAN
@@ -225,7 +224,7 @@ def _conditions(
     conditions = list((body.get("status") or {}).get("conditions") or [])
     summary = f"{status['jobs']} jobs selected, {status['blocked']} blocked"
     if trainer_missing:
-        ready = (False, "TrainerNotInstalled", "the TrainJob CRD (trainer.kubeflow.org) is not installed")
+        ready = (False, "TrainerNotInstalled", f"the TrainJob CRD ({TRAINJOB.crd_name}) is not installed")
     elif counts["pending"]:
         ready = (False, "RateLimited", f"{summary}; {counts['pending']} TrainJobs wait for the rate limit")
     elif spec.mode is CutoverMode.PLAN:

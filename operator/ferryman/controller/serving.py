@@ -12,9 +12,9 @@ from typing import Any
 import kopf
 from lightkube import ApiError
 
+from ferryman.api.kinds import MODE_LABEL, PYTORCHJOB, TRAINJOB
 from ferryman.controller.context import OperatorContext
 from ferryman.controller.takeover import pytorchjob_status
-from ferryman.kube.builders import MODE_LABEL
 from ferryman.kube.client import patch_status
 from ferryman.kube.conditions import now_rfc3339
 from ferryman.kube.resources import PyTorchJob
@@ -25,14 +25,14 @@ def served_pytorchjob(trainjob: dict[str, Any]) -> str | None:
     if (trainjob["metadata"].get("labels") or {}).get(MODE_LABEL) != "takeover":
         return None
     for owner in trainjob["metadata"].get("ownerReferences") or []:
-        if owner.get("kind") == "PyTorchJob" and owner.get("apiVersion", "").startswith("kubeflow.org/"):
+        if PYTORCHJOB.matches(owner.get("apiVersion"), owner.get("kind")):
             return str(owner["name"])
     return None
 
 
 def owning_trainjob(jobset: dict[str, Any]) -> str | None:
     for owner in jobset["metadata"].get("ownerReferences") or []:
-        if owner.get("kind") == "TrainJob" and owner.get("controller"):
+        if owner.get("kind") == TRAINJOB.kind and owner.get("controller"):
             return str(owner["name"])
     return None
 

@@ -7,8 +7,7 @@ import os
 
 import kopf
 
-PREFIX = "ferryman.dev"
-FINALIZER = f"{PREFIX}/finalizer"
+from ferryman.api.kinds import FINALIZER, GROUP
 
 
 def resync_seconds() -> float:
@@ -19,9 +18,9 @@ def resync_seconds() -> float:
 def configure(settings: kopf.OperatorSettings) -> None:
     # Own annotation prefix and finalizer: no collision with other kopf operators, tidy under GitOps.
     # They only ever land on ferryman's own kinds: PyTorchJobs get only stateless watchers and indexes.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=PREFIX, key="last-handled-configuration"
+        prefix=GROUP, key="last-handled-configuration"
     )
     settings.persistence.finalizer = FINALIZER
     # Watches: server-side timeouts below typical load-balancer idle cuts, paginated initial lists.

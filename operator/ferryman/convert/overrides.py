@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ferryman.api.kinds import CONVERTER_MANAGER
 from ferryman.api.trainer import TrainerAPI
-from ferryman.api.trainjob import PATCH_MANAGER, TRAINER_CONTAINER, TRAINER_JOB
+from ferryman.api.trainjob import TRAINER_CONTAINER, TRAINER_JOB
 from ferryman.convert.findings import Severity
 
 _V20_POD = ("serviceAccountName", "nodeSelector", "tolerations", "volumes", "schedulingGates")
@@ -124,7 +125,7 @@ def pod_overrides(
             template["spec"] = {"replicatedJobs": [job]}
         if template:
             out["runtimePatches"] = [
-                {"manager": PATCH_MANAGER, "trainingRuntimeSpec": {"template": template}}
+                {"manager": CONVERTER_MANAGER, "trainingRuntimeSpec": {"template": template}}
             ]
         return out
     if jobset_annotations:

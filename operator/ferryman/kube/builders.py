@@ -6,18 +6,20 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from ferryman.api.crd import API_VERSION
-
-MANAGED_BY = {"app.kubernetes.io/managed-by": "ferryman"}
-POLICY_LABEL = "ferryman.dev/policy"
-MODE_LABEL = "ferryman.dev/mode"
-SOURCE_UID_LABEL = "ferryman.dev/source-uid"
-MIGRATION_LABEL = "ferryman.dev/experimentmigration"
-
-# Keys never copied from a user's object onto one ferryman creates: GitOps tracking would make ArgoCD prune
-# the child, and other controllers' bookkeeping belongs to the source object only.
-_FOREIGN_METADATA_PREFIXES = ("argocd.argoproj.io/", "kopf.zalando.org/", "kubectl.kubernetes.io/")
-_FOREIGN_METADATA_KEYS = {"app.kubernetes.io/instance"}
+from ferryman.api.kinds import (
+    CONFIG_MAP,
+    EXPERIMENT_MIGRATION,
+    JOB,
+    MANAGED_BY,
+    MIGRATION_LABEL,
+    MODE_LABEL,
+    POLICY_LABEL,
+    ROLE,
+    ROLE_BINDING,
+    SERVICE_ACCOUNT,
+    SOURCE_UID_LABEL,
+    is_foreign_metadata,
+)
 
 GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
@@ -42,11 +44,8 @@ def owner_reference(owner: dict[str, Any], *, controller: bool = True) -> dict[s
 
 
 def clean_metadata_map(values: dict[str, str] | None) -> dict[str, str]:
-    return {
-        key: value
-        for key, value in (values or {}).items()
-        if key not in _FOREIGN_METADATA_KEYS and not key.startswith(_FOREIGN_METADATA_PREFIXES)
-    }
+    """Labels or annotations without those of the tools managing the source (see `is_foreign_metadata`)."""
+    return {key: value for key, value in (values or {}).items() if not is_foreign_metadata(key)}
 
 
 def build_trainjob(
@@ -197,8 +196,8 @@ def build_migration_job(workload: MigrationWorkload) -> dict[str, Any]:
         pod_spec["priorityClassName"] = placement.priority_class_name
     labels = worker_labels(migration)
     return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
+        "apiVersion": JOB.api_version,
+        "kind": JOB.kind,
         "metadata": {
             "name": workload.job_name,
             "namespace": namespace,
@@ -232,32 +231,36 @@ def build_worker_rbac(migration: dict[str, Any]) -> list[dict[str, Any]]:
         "ownerReferences": [owner_reference(migration)],
     }
     return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": copy.deepcopy(metadata)},
         {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
+            "apiVersion": SERVICE_ACCOUNT.api_version,
+            "kind": SERVICE_ACCOUNT.kind,
+            "metadata": copy.deepcopy(metadata),
+        },
+        {
+            "apiVersion": ROLE.api_version,
+            "kind": ROLE.kind,
             "metadata": copy.deepcopy(metadata),
             "rules": [
                 {
-                    "apiGroups": [API_VERSION.split("/")[0]],
-                    "resources": ["experimentmigrations/status"],
+                    "apiGroups": [EXPERIMENT_MIGRATION.group],
+                    "resources": [f"{EXPERIMENT_MIGRATION.plural}/status"],
                     "resourceNames": [name],
                     "verbs": ["get", "patch"],
                 },
                 {
-                    "apiGroups": [""],
-                    "resources": ["configmaps"],
+                    "apiGroups": [CONFIG_MAP.group],
+                    "resources": [CONFIG_MAP.plural],
                     "resourceNames": [children["report"]],
                     "verbs": ["get", "patch"],
                 },
             ],
         },
         {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
+            "apiVersion": ROLE_BINDING.api_version,
+            "kind": ROLE_BINDING.kind,
             "metadata": copy.deepcopy(metadata),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": service_account},
-            "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}],
+            "roleRef": {"apiGroup": ROLE.group, "kind": ROLE.kind, "name": service_account},
+            "subjects": [{"kind": SERVICE_ACCOUNT.kind, "name": service_account, "namespace": namespace}],
         },
     ]
 
@@ -266,8 +269,8 @@ def build_config_map(
     name: str, namespace: str, data: dict[str, str], owner: dict[str, Any], labels: dict[str, str]
 ) -> dict[str, Any]:
     return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
+        "apiVersion": CONFIG_MAP.api_version,
+        "kind": CONFIG_MAP.kind,
         "metadata": {
             "name": name,
             "namespace": namespace,
