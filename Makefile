@@ -8,10 +8,10 @@ STAMP  := $(VENV)/.installed-stamp
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml e2e/harness/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e e2e/harness
 	touch $@
 
 lint: install
@@ -31,7 +31,7 @@ bench: install
 # (CutoverPolicy Plan and Mirror, an ExperimentMigration of TensorBoard logs into an embedded MLflow store).
 demo: install cluster-bins
 	$(BIN)/ferryman convert examples/pytorchjobs --report text > /dev/null
-	$(BIN)/python -m ferryman.dev.demo
+	$(BIN)/python -m ferryman_dev.demo
 
 crds: install
 	$(BIN)/python -m ferryman.api.resources .

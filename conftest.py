@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins: list[str] = ["ferryman.dev.pytest_mlflow", "ferryman.dev.pytest_cluster"]
+pytest_plugins: list[str] = ["ferryman_dev.pytest_mlflow", "ferryman_dev.pytest_cluster"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

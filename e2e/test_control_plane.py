@@ -24,8 +24,8 @@ from lightkube.resources.core_v1 import ConfigMap, Node, Pod, Secret, ServiceAcc
 from lightkube.resources.rbac_authorization_v1 import Role, RoleBinding
 from lightkube.types import CascadeType
 
-from ferryman.dev.cluster import GPU_RESOURCE, ControlPlane
-from ferryman.dev.upstream import upstream_crds
+from ferryman_dev.cluster import GPU_RESOURCE, ControlPlane
+from ferryman_dev.upstream import upstream_crds
 
 pytestmark = pytest.mark.cluster
 

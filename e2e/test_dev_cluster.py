@@ -91,7 +91,7 @@ def test_killing_the_python_process_leaves_no_control_plane_behind(tmp_path: Pat
         f"""
         import json, sys, time
         from pathlib import Path
-        from ferryman.dev.cluster import ClusterSpec, ControlPlane
+        from ferryman_dev.cluster import ClusterSpec, ControlPlane
         spec = ClusterSpec(controllers=False, kwok=False, trainer_api=None)
         plane = ControlPlane(Path({str(tmp_path)!r}), spec)
         plane.start()

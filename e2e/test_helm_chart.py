@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from ferryman.dev.cluster import ControlPlane, binary, repo_root
-from ferryman.dev.operator import OPERATOR_NAMESPACE, install_ferryman, rendered_base
+from ferryman_dev.cluster import ControlPlane, binary, repo_root
+from ferryman_dev.operator import OPERATOR_NAMESPACE, install_ferryman, rendered_base
 
 ROOT = repo_root()
 CHART = ROOT / "deploy" / "helm" / "ferryman"
@@ -146,7 +146,7 @@ def test_chart_lints(helm_home: dict[str, str]) -> None:
 
 
 def test_helm_is_the_pinned_version(helm_home: dict[str, str]) -> None:
-    from ferryman.dev.cluster import pinned_version
+    from ferryman_dev.cluster import pinned_version
 
     result = helm(helm_home, "version", "--template", "{{ .Version }}")
     assert result.returncode == 0, result.stderr

@@ -19,10 +19,10 @@ from lightkube import ApiError, Client, codecs
 from lightkube.resources.core_v1 import ConfigMap
 from lightkube.types import PatchType
 
-from ferryman.dev.cluster import ControlPlane
-from ferryman.dev.operator import OperatorProcess, install_ferryman, operator_kubeconfig
-from ferryman.dev.waiting import wait_for
 from ferryman.kube.resources import CutoverPolicy, JobSet, PyTorchJob, TrainJob
+from ferryman_dev.cluster import ControlPlane
+from ferryman_dev.operator import OperatorProcess, install_ferryman, operator_kubeconfig
+from ferryman_dev.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.cluster
@@ -370,7 +370,7 @@ def test_operator_pod_passes_pod_security_restricted(ferryman_installed: Control
     """The base's namespace enforces `restricted`; a Pod from the Deployment's template is admitted."""
     from lightkube.resources.core_v1 import Namespace
 
-    from ferryman.dev.operator import OPERATOR_NAMESPACE, rendered_base
+    from ferryman_dev.operator import OPERATOR_NAMESPACE, rendered_base
 
     labels = kube.get(Namespace, OPERATOR_NAMESPACE).metadata.labels
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"

@@ -21,11 +21,11 @@ from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import ConfigMap, Event, Namespace, Pod, Secret
 from lightkube.types import PatchType
 
-from ferryman.dev.cluster import ControlPlane
-from ferryman.dev.mlflow import MlflowServer
-from ferryman.dev.operator import OperatorProcess, install_ferryman, operator_kubeconfig, run_pod_worker
-from ferryman.dev.waiting import wait_for
 from ferryman.kube.resources import ExperimentMigration
+from ferryman_dev.cluster import ControlPlane
+from ferryman_dev.mlflow import MlflowServer
+from ferryman_dev.operator import OperatorProcess, install_ferryman, operator_kubeconfig, run_pod_worker
+from ferryman_dev.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.mlflow]
 PASSWORD = "n0t-in-any-status-Zq81"
@@ -215,7 +215,7 @@ def test_bad_experiment_migrations_are_rejected(
 def test_suspend_and_scheduled_resync(
     operator: OperatorProcess, cluster: ControlPlane, kube: Client, namespace: str, tmp_path: Path
 ) -> None:
-    from ferryman.dev.demo import write_tensorboard_logs
+    from ferryman_dev.demo import write_tensorboard_logs
 
     logs = tmp_path / "tensorboard"
     write_tensorboard_logs(logs)

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from ferryman.api.trainer import TrainerAPI
 from ferryman.convert.job import convert_pytorchjob
 from ferryman.convert.options import ConvertOptions
-from ferryman.dev.cluster import ControlPlane, Rejected
-from ferryman.dev.upstream import pytorchjob_examples
+from ferryman_dev.cluster import ControlPlane, Rejected
+from ferryman_dev.upstream import pytorchjob_examples
 from tests.convert.strategies import pytorchjobs
 
 pytestmark = pytest.mark.cluster

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from mlflow.entities import Metric
 
-from ferryman.dev.mlflow import start_mlflow_server
 from ferryman.migrate.copy import migrate
 from ferryman.migrate.plan import MigrationRequest
+from ferryman_dev.mlflow import start_mlflow_server
 from tests.migrate.sources import client, populate_bulk
 
 RUNS, KEYS, STEPS = 20, 5, 1000

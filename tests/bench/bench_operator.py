@@ -23,9 +23,9 @@ import yaml
 from lightkube import codecs
 
 from ferryman.api.trainer import TrainerAPI
-from ferryman.dev.cluster import ClusterSpec, ControlPlane, repo_root
-from ferryman.dev.operator import OperatorProcess, install_ferryman, operator_kubeconfig
 from ferryman.kube.resources import CutoverPolicy, PyTorchJob
+from ferryman_dev.cluster import ClusterSpec, ControlPlane, repo_root
+from ferryman_dev.operator import OperatorProcess, install_ferryman, operator_kubeconfig
 
 JOBS = 1000
 NAMESPACE = "bench"

@@ -20,12 +20,12 @@ import time
 import uuid
 from pathlib import Path
 
-from ferryman.dev.mlflow import start_mlflow_server
-from ferryman.dev.wandb_runs import write_synthetic_log
 from ferryman.migrate.copy import migrate
 from ferryman.migrate.plan import MigrationRequest
 from ferryman.trackers.wandb.datastore import read_payloads
 from ferryman.trackers.wandb.offline import WandbDirReader
+from ferryman_dev.mlflow import start_mlflow_server
+from ferryman_dev.wandb_runs import write_synthetic_log
 from tests.bench.bench_migrate import KEYS, POINTS, RUNS, STEPS, ceiling
 
 ROWS, ROW_KEYS = 200_000, 5

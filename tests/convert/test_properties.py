@@ -15,7 +15,7 @@ from ferryman.api.trainer import LauncherStrategy, TrainerAPI
 from ferryman.api.trainjob import parse_trainjob
 from ferryman.convert.job import convert_pytorchjob
 from ferryman.convert.options import ConvertOptions
-from ferryman.dev import upstream
+from ferryman_dev import upstream
 from tests.convert.facts import uncovered_facts
 from tests.convert.strategies import pytorchjobs, trainjobs
 from tests.convert.trainjob_schema import schema_errors

@@ -13,7 +13,7 @@ import jsonschema
 
 from ferryman.api.trainer import TrainerAPI
 from ferryman.convert.placeholders import is_placeholder
-from ferryman.dev import upstream
+from ferryman_dev import upstream
 
 
 @cache

@@ -7,8 +7,8 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ferryman.dev import cluster
-from ferryman.dev.pki import create_pki
+from ferryman_dev import cluster
+from ferryman_dev.pki import create_pki
 
 
 def test_pki_issues_a_loopback_serving_cert_and_a_system_masters_admin(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 import pytest
 
 from ferryman.api.trainer import TrainerAPI
-from ferryman.dev import upstream
+from ferryman_dev import upstream
 
 
 def spec_fields(trainer_api: TrainerAPI) -> set[str]:

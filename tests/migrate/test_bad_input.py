@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from ferryman.dev.mlflow import MlflowServer, free_port
 from ferryman.migrate.copy import migrate
 from ferryman.migrate.plan import MigrationRequest
 from ferryman.trackers.model import OutcomeKind
 from ferryman.trackers.registry import Credentials
+from ferryman_dev.mlflow import MlflowServer, free_port
 from tests.migrate.sources import client, populate_bulk
 
 pytestmark = pytest.mark.mlflow

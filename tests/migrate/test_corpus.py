@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from ferryman.dev.mlflow import MlflowServer
 from ferryman.migrate.copy import migrate
 from ferryman.migrate.plan import MigrationRequest
 from ferryman.trackers.model import OutcomeKind
+from ferryman_dev.mlflow import MlflowServer
 
 pytestmark = [pytest.mark.corpus, pytest.mark.mlflow]
 

@@ -15,7 +15,7 @@ from collections import Counter
 
 import pytest
 
-from ferryman.dev.mlflow import MlflowServer
+from ferryman_dev.mlflow import MlflowServer
 from tests.migrate.sources import client, populate_bulk
 
 pytestmark = pytest.mark.mlflow

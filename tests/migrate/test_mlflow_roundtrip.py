@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ferryman.dev.mlflow import MlflowServer
 from ferryman.migrate.copy import Progress, migrate
 from ferryman.migrate.plan import MigrationRequest
 from ferryman.trackers.model import OutcomeKind
+from ferryman_dev.mlflow import MlflowServer
 from tests.migrate.sources import SourceExperiment, client, populate_bulk, populate_rich
 
 pytestmark = pytest.mark.mlflow

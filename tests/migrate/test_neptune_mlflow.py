@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from ferryman.dev.mlflow import MlflowServer
 from ferryman.migrate.copy import Migration, migrate
 from ferryman.migrate.plan import MigrationRequest
 from ferryman.trackers.model import MetricBatch
 from ferryman.trackers.neptune.reader import NeptuneExportReader
 from ferryman.trackers.neptune.writer import NeptuneExportWriter
+from ferryman_dev.mlflow import MlflowServer
 from tests.migrate.sources import client, populate_bulk, populate_rich
 
 pytestmark = pytest.mark.mlflow

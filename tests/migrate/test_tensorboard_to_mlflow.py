@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from tensorboardX import SummaryWriter
 
-from ferryman.dev.mlflow import MlflowServer
 from ferryman.migrate.copy import migrate
 from ferryman.migrate.plan import MigrationRequest
 from ferryman.trackers.model import OutcomeKind
+from ferryman_dev.mlflow import MlflowServer
 from tests.migrate.sources import client
 
 pytestmark = pytest.mark.mlflow

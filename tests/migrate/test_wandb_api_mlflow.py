@@ -15,10 +15,10 @@ from urllib.parse import quote
 
 import pytest
 
-from ferryman.dev.mlflow import MlflowServer
 from ferryman.migrate.copy import migrate
 from ferryman.migrate.plan import MigrationRequest
 from ferryman.trackers.registry import Credentials
+from ferryman_dev.mlflow import MlflowServer
 from tests.migrate.sources import client
 
 pytestmark = pytest.mark.mlflow

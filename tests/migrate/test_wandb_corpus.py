@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from ferryman.dev.mlflow import MlflowServer
 from ferryman.migrate.copy import migrate
 from ferryman.migrate.plan import MigrationRequest
 from ferryman.trackers.model import OutcomeKind
 from ferryman.trackers.wandb.offline import RUN_DIR
+from ferryman_dev.mlflow import MlflowServer
 
 pytestmark = [pytest.mark.corpus, pytest.mark.mlflow]
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from ferryman.dev.mlflow import MlflowServer
-from ferryman.dev.wandb_runs import LoggedRun, quiet_offline_env, write_sdk_run
 from ferryman.migrate.copy import migrate
 from ferryman.migrate.plan import MigrationRequest
 from ferryman.trackers.model import RunStatus
 from ferryman.trackers.wandb.offline import WandbDirReader
+from ferryman_dev.mlflow import MlflowServer
+from ferryman_dev.wandb_runs import LoggedRun, quiet_offline_env, write_sdk_run
 
 pytestmark = pytest.mark.mlflow
 

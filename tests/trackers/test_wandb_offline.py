@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from ferryman.dev.wandb_runs import LoggedRun, write_sdk_run, write_synthetic_log
 from ferryman.trackers.model import MetricBatch, Outcome, OutcomeKind, Run, RunStatus
 from ferryman.trackers.registry import open_reader
 from ferryman.trackers.wandb.datastore import BLOCK_LEN, Damage, LogWriter, NotAWandbLog, iter_payloads
 from ferryman.trackers.wandb.offline import OBJECTS_FILE, WandbDirReader, first_field
+from ferryman_dev.wandb_runs import LoggedRun, write_sdk_run, write_synthetic_log
 
 
 @pytest.fixture(scope="module")

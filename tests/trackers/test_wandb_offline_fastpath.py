@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ferryman.dev.wandb_runs import write_sdk_run, write_synthetic_log
 from ferryman.trackers.wandb import items as wandb_items
 from ferryman.trackers.wandb import offline
 from ferryman.trackers.wandb.datastore import BLOCK_LEN, Damage, Framing, LogWriter, read_chunks
 from ferryman.trackers.wandb.items import HISTORY_TAG, SUMMARY_TAG, decimals, split_items
 from ferryman.trackers.wandb.offline import CHUNK, WandbDirReader
+from ferryman_dev.wandb_runs import write_sdk_run, write_synthetic_log
 
 
 def read_all(root: Path) -> dict[str, Any]:

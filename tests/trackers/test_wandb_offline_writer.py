@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from ferryman.dev.wandb_runs import quiet_offline_env
 from ferryman.trackers.model import (
     COMPLETE_TAG,
     SOURCE_TAG,
@@ -24,6 +23,7 @@ from ferryman.trackers.registry import open_writer
 from ferryman.trackers.wandb.datastore import iter_payloads
 from ferryman.trackers.wandb.offline import first_field
 from ferryman.trackers.wandb.writer import WandbWriter, run_id_for
+from ferryman_dev.wandb_runs import quiet_offline_env
 
 SOURCE = "mlflow:http://127.0.0.1:5000#run/abc"
 START = 1_760_000_000_000

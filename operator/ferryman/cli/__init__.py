@@ -1,19 +1,39 @@
-"""The `ferryman` command line: convert manifests, migrate experiments, run the operator, drive a dev cluster.
+"""The `ferryman` command line: convert manifests, migrate experiments, run the operator.
 
 Each command keeps its heavy imports inside its body so `ferryman convert` never pays for MLflow or kopf.
+Other installed distributions add command groups through the entry-point group `ferryman.commands`
+(ferryman-dev adds `ferryman dev cluster`); they load only when named or listed.
 """
 
 from __future__ import annotations
 
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import click
 
 from ferryman import __version__
 
+COMMANDS_ENTRY_POINTS = "ferryman.commands"
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class CommandsWithPlugins(click.Group):
+    """ferryman's own commands, then those registered under the `ferryman.commands` entry points."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        plugins = {entry.name for entry in entry_points(group=COMMANDS_ENTRY_POINTS)}
+        return sorted({*super().list_commands(ctx), *plugins})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        plugins = entry_points(group=COMMANDS_ENTRY_POINTS, name=cmd_name)
+        return next((entry.load() for entry in plugins), None)
+
+
+@click.group(cls=CommandsWithPlugins, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ferryman")
 def cli() -> None:
     """Move PyTorchJobs to Kubeflow Trainer v2 and experiments between trackers."""
@@ -157,56 +177,6 @@ def migrate_command(source: str | None, destination: str | None, spec_file: Path
     sys.exit(run(request, report_file=report_file, json_output=json_output, quiet=quiet, reporter=reporter))
 
 
-@cli.group()
-def dev() -> None:
-    """Developer tooling: a local control plane built by `make cluster-bins`."""
-
-
-@dev.group("cluster")
-def dev_cluster() -> None:
-    """A local etcd + kube-apiserver (+ controllers, scheduler, kwok fake nodes) on 127.0.0.1."""
-
-
-@dev_cluster.command("up")
-@click.option("--controllers/--no-controllers", default=True, show_default=True,
-              help="Run kube-controller-manager, kube-scheduler and kwok with fake (GPU) nodes.")
-@click.option("--trainer-api", type=click.Choice(["v2.0", "v2.1", "v2.2"]), default="v2.2", show_default=True,
-              help="Flavour of the upstream Trainer CRDs to install.")
-def dev_cluster_up(controllers: bool, trainer_api: str) -> None:
-    """Start the cluster in the background (state in .cache/dev-cluster/)."""
-    from ferryman.convert.options import TrainerAPI
-    from ferryman.dev.cluster import ClusterError, ClusterSpec, cluster_up, dev_state_dir
-
-    spec = ClusterSpec(controllers=controllers, kwok=controllers, trainer_api=TrainerAPI(trainer_api))
-    try:
-        plane = cluster_up(dev_state_dir(), spec, lambda message: click.echo(message, err=True))
-    except ClusterError as error:
-        raise click.ClickException(str(error)) from None
-    click.echo(f"KUBECONFIG={plane.kubeconfig}")
-
-
-@dev_cluster.command("down")
-def dev_cluster_down() -> None:
-    """Stop the cluster and delete its etcd data."""
-    from ferryman.dev.cluster import cluster_down, dev_state_dir
-
-    click.echo("stopped" if cluster_down(dev_state_dir()) else "no dev cluster was running", err=True)
-
-
-@dev_cluster.command("env")
-def dev_cluster_env() -> None:
-    """Print `export KUBECONFIG=...` for `eval $(ferryman dev cluster env)`."""
-    import shlex
-
-    from ferryman.dev.cluster import ControlPlane, dev_state_dir
-
-    plane = ControlPlane.load(dev_state_dir())
-    if not plane.running():
-        raise click.ClickException("no dev cluster is running; start one with `ferryman dev cluster up`")
-    click.echo(f"export KUBECONFIG={shlex.quote(str(plane.kubeconfig))}")
-
-
-
 @cli.command("operator")
 @click.option("--liveness", default="http://0.0.0.0:8080/healthz", show_default=True,
               help="Liveness endpoint URL ('' to disable).")
@@ -216,6 +186,7 @@ def operator_command(liveness: str, verbose: bool) -> None:
     from ferryman.controller.run import run_operator
 
     run_operator(liveness=liveness or None, verbose=verbose)
+
 
 def main() -> None:
     cli()

@@ -18,9 +18,9 @@ from typing import Any
 
 import yaml
 
-from ferryman.dev.cluster import ClusterSpec, ControlPlane, repo_root
-from ferryman.dev.operator import OperatorProcess, install_ferryman, operator_kubeconfig, run_pod_worker
-from ferryman.dev.waiting import wait_for
+from ferryman_dev.cluster import ClusterSpec, ControlPlane, repo_root
+from ferryman_dev.operator import OperatorProcess, install_ferryman, operator_kubeconfig, run_pod_worker
+from ferryman_dev.waiting import wait_for
 
 
 def say(text: str) -> None:

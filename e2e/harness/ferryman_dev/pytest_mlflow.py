@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from ferryman.dev.mlflow import MlflowServer, start_mlflow_server
+from ferryman_dev.mlflow import MlflowServer, start_mlflow_server
 
 MlflowServerFactory = Callable[..., MlflowServer]
 

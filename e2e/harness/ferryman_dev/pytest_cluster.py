@@ -1,4 +1,4 @@
-"""pytest fixtures for tests against the local control plane (:mod:`ferryman.dev.cluster`).
+"""pytest fixtures for tests against the local control plane (:mod:`ferryman_dev.cluster`).
 
 * ``cluster``: session-scoped full cluster (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
   kwok with fake GPU and CPU nodes; upstream CRDs in the current Trainer flavour and the default runtimes).
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from ferryman.api.trainer import TrainerAPI
-from ferryman.dev.cluster import ClusterSpec, ControlPlane, wait_default_service_account
+from ferryman_dev.cluster import ClusterSpec, ControlPlane, wait_default_service_account
 
 CURRENT_FLAVOUR = TrainerAPI.V2_2
 

@@ -31,8 +31,8 @@ from typing import Any
 import yaml
 
 from ferryman.api.trainer import TrainerAPI
-from ferryman.dev import upstream
-from ferryman.dev.pki import Pki, create_pki
+from ferryman_dev import upstream
+from ferryman_dev.pki import Pki, create_pki
 
 FIELD_MANAGER = "ferryman-dev"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -67,7 +67,7 @@ def repo_root() -> Path:
     for parent in Path(__file__).resolve().parents:
         if (parent / "e2e" / "bins").is_dir():
             return parent
-    raise ClusterError("cannot find e2e/bins above ferryman/dev: the dev cluster needs a ferryman checkout")
+    raise ClusterError("cannot find e2e/bins above ferryman_dev: the dev cluster needs a ferryman checkout")
 
 
 def pinned_version(component: str, root: Path | None = None) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ferryman.dev.cluster import ControlPlane, free_port, repo_root
+from ferryman_dev.cluster import ControlPlane, free_port, repo_root
 
 OPERATOR_NAMESPACE = "ferryman-system"
 OPERATOR_ACCOUNT = "ferryman"

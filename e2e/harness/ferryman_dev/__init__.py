@@ -1,0 +1,1 @@
+"""ferryman-dev: the test harness (local control plane, PKI, MLflow servers, demo, pytest plugins)."""
