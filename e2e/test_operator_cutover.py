@@ -292,11 +292,11 @@ def _last_v1_condition(kube: Client, namespace: str, name: str) -> tuple[str, st
 def test_existing_trainjob_is_adopted_not_duplicated(
     operator: OperatorProcess, kube: Client, namespace: str
 ) -> None:
-    from ferryman.convert.job import convert_pytorchjob
+    from ferryman.convert.registry import convert_job
 
     job = next(j for j in example_jobs(namespace) if j["metadata"]["name"] == "resnet50-finetune")
     kube.create(codecs.from_dict(job))
-    handmade = convert_pytorchjob(job).trainjob
+    handmade = convert_job(job).trainjob
     assert handmade is not None
     handmade["metadata"] = {"name": handmade["metadata"]["name"], "namespace": namespace}
     handmade["spec"]["suspend"] = True

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from ferryman.api.trainer import TrainerAPI
-from ferryman.convert.job import convert_pytorchjob
 from ferryman.convert.options import ConvertOptions
+from ferryman.convert.registry import convert_job
 from ferryman_dev.cluster import ControlPlane, Rejected
 from ferryman_dev.upstream import pytorchjob_examples
 from tests.convert.strategies import pytorchjobs
@@ -34,7 +34,7 @@ def admit(plane: ControlPlane, obj: dict[str, Any]) -> dict[str, Any]:
 
 def accept(plane: ControlPlane, job: dict[str, Any], options: ConvertOptions) -> dict[str, Any]:
     """Convert ``job`` and dry-run create what it emits; the admitted TrainJob."""
-    conversion = convert_pytorchjob(job, options)
+    conversion = convert_job(job, options)
     assert conversion.trainjob is not None, [str(f) for f in conversion.findings]
     if conversion.runtime is not None:
         admit(plane, conversion.runtime)
@@ -78,7 +78,7 @@ def test_converted_generated_jobs_are_accepted(
     """Every generated PyTorchJob is valid v1 input and converts to objects the apiserver accepts."""
     plane = flavour_cluster(trainer_api)
     admit(plane, as_submitted(job))
-    conversion = convert_pytorchjob(job, ConvertOptions(trainer_api=trainer_api, force=True))
+    conversion = convert_job(job, ConvertOptions(trainer_api=trainer_api, force=True))
     assert conversion.trainjob is not None
     if conversion.runtime is not None:
         admit(plane, conversion.runtime)
@@ -128,7 +128,7 @@ def test_broken_trainjobs_are_rejected_with_the_apiservers_message(
 ) -> None:
     plane = flavour_cluster(trainer_api)
     _, job = pytorchjob_examples()[0]
-    valid = convert_pytorchjob(job, ConvertOptions(trainer_api=trainer_api)).trainjob
+    valid = convert_job(job, ConvertOptions(trainer_api=trainer_api)).trainjob
     assert valid is not None
     admit(plane, valid)
     for what, breakage, message in breakages(trainer_api):

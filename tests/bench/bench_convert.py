@@ -21,9 +21,9 @@ import yaml
 
 from ferryman.cli.convert import run_convert
 from ferryman.convert import manifests
-from ferryman.convert.job import convert_pytorchjob
 from ferryman.convert.manifests import convert_stream, dump_yaml
 from ferryman.convert.options import ConvertOptions
+from ferryman.convert.registry import convert_job
 
 JOBS = 1000
 GOAL = 2000.0  # jobs/s, end to end, one core
@@ -138,17 +138,17 @@ def main() -> None:
         baseline = _best(lambda: yaml.dump_all(list(yaml.load_all(text, Loader=_Loader)), Dumper=_Dumper))
         end_to_end = _best(cli)
     library = _best(lambda: convert_stream(text, options))
-    convert_only = _best(lambda: [convert_pytorchjob(doc, options) for doc in documents])
+    convert_only = _best(lambda: [convert_job(doc, options) for doc in documents])
     # The stream layer alone: the same convert_stream with each job's conversion looked up, not computed.
-    done = {doc["metadata"]["name"]: convert_pytorchjob(doc, options) for doc in documents}
-    real, manifests.convert_pytorchjob = (
-        manifests.convert_pytorchjob,
+    done = {doc["metadata"]["name"]: convert_job(doc, options) for doc in documents}
+    real, manifests.convert_job = (
+        manifests.convert_job,
         lambda obj, _: done[obj["metadata"]["name"]],
     )
     try:
         stream_only = _best(lambda: convert_stream(text, options))
     finally:
-        manifests.convert_pytorchjob = real
+        manifests.convert_job = real
 
     def rate(seconds: float) -> str:
         return f"{JOBS / seconds:8.0f} jobs/s  ({seconds * 1e6 / JOBS:6.0f} us/job)"
@@ -161,7 +161,7 @@ def main() -> None:
     print(f"baseline  PyYAML load_all + dump_all, in memory        {rate(baseline)}")
     print(f"ferryman  convert file -> file + JSON report (the CLI) {rate(end_to_end)}")
     print(f"ferryman  convert_stream, in memory (library)          {rate(library)}")
-    print(f"ferryman  convert_pytorchjob only                      {rate(convert_only)}")
+    print(f"ferryman  convert_job only (the converters)            {rate(convert_only)}")
     print(f"ferryman  stream layer only (no conversion)            {rate(stream_only)}")
     print(
         f"ratio     CLI end to end / baseline time: {end_to_end / baseline:.2f}x "

@@ -6,8 +6,8 @@ import copy
 from typing import Any
 
 from ferryman.convert.findings import Finding
-from ferryman.convert.job import convert_pytorchjob
 from ferryman.convert.options import Conversion, ConvertOptions
+from ferryman.convert.registry import convert_job
 
 
 def pytorchjob(
@@ -53,7 +53,7 @@ def pytorchjob(
 
 
 def convert(job: dict[str, Any], **options: Any) -> Conversion:
-    return convert_pytorchjob(job, ConvertOptions(**options))
+    return convert_job(job, ConvertOptions(**options))
 
 
 def codes(conversion: Conversion) -> dict[str, list[Finding]]:

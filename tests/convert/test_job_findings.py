@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
-import ferryman.convert.job as job_module
+import ferryman.convert.core as core_module
 import ferryman.convert.metadata as metadata_module
 import ferryman.convert.names as names_module
+import ferryman.convert.pytorchjob as pytorchjob_module
+import ferryman.convert.registry as registry_module
 from ferryman.convert.findings import Severity
 from tests.convert.jobs import codes, convert, pytorchjob
 
@@ -501,7 +503,8 @@ def test_finding(case_id, kwargs, options, code, severity, path) -> None:
 
 
 def test_every_finding_code_is_tested() -> None:
-    sources = [Path(m.__file__).read_text() for m in (job_module, metadata_module, names_module)]
+    modules = (core_module, pytorchjob_module, registry_module, metadata_module, names_module)
+    sources = [Path(m.__file__).read_text() for m in modules]
     emitted = set()
     for source in sources:
         emitted |= set(re.findall(r'"([a-z][a-z0-9]*(?:-[a-z0-9]+)+)"', source))  # the code literals

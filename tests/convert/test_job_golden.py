@@ -17,8 +17,8 @@ import yaml
 
 from ferryman.api.trainer import TrainerAPI
 from ferryman.api.trainjob import parse_trainjob
-from ferryman.convert.job import convert_pytorchjob
 from ferryman.convert.options import ConvertOptions
+from ferryman.convert.registry import convert_job
 from ferryman_dev import upstream
 from tests.convert.facts import uncovered_facts
 from tests.convert.trainjob_schema import schema_errors
@@ -54,7 +54,7 @@ def _record(job: dict[str, Any], template: bool) -> dict[str, Any]:
             options = ConvertOptions(
                 trainer_api=api, emit_runtime=emit_runtime, force=True, template=template
             )
-            conversion = convert_pytorchjob(job, options)
+            conversion = convert_job(job, options)
             assert conversion.trainjob is not None
             errors = schema_errors(conversion.trainjob, api, template=template)
             # a placeholder quantity (`nvidia.com/gpu: $GPUS`) fails the quantity pattern until substituted

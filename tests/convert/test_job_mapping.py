@@ -6,8 +6,8 @@ import pytest
 
 from ferryman.api.trainer import TrainerAPI
 from ferryman.api.trainjob import parse_trainjob
-from ferryman.convert.job import ConversionError, convert_pytorchjob
 from ferryman.convert.options import ConvertOptions
+from ferryman.convert.registry import ConversionError, convert_job
 from tests.convert.jobs import codes, convert, env, node_pod, pytorchjob, trainer
 from tests.convert.trainjob_schema import schema_errors
 
@@ -268,7 +268,7 @@ def test_trainjob_passes_through() -> None:
         "metadata": {"name": "x"},
         "spec": {"runtimeRef": {"name": "torch-distributed"}},
     }
-    conversion = convert_pytorchjob(trainjob, ConvertOptions())
+    conversion = convert_job(trainjob, ConvertOptions())
     assert conversion.trainjob is trainjob and not conversion.blocked
 
 
@@ -282,4 +282,4 @@ def test_trainjob_passes_through() -> None:
 )
 def test_not_a_pytorchjob_is_a_clear_error(obj) -> None:
     with pytest.raises(ConversionError, match=r"PyTorchJob|mapping"):
-        convert_pytorchjob(obj, ConvertOptions())
+        convert_job(obj, ConvertOptions())

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from ferryman.api.trainer import LauncherStrategy, TrainerAPI
 from ferryman.api.trainjob import parse_trainjob
-from ferryman.convert.job import convert_pytorchjob
 from ferryman.convert.options import ConvertOptions
+from ferryman.convert.registry import convert_job
 from ferryman_dev import upstream
 from tests.convert.facts import uncovered_facts
 from tests.convert.strategies import pytorchjobs, trainjobs
@@ -38,7 +38,7 @@ def test_never_raises_and_every_fact_is_carried_or_reported(
     job: dict[str, Any], opts: ConvertOptions
 ) -> None:
     before = copy.deepcopy(job)
-    conversion = convert_pytorchjob(job, opts)
+    conversion = convert_job(job, opts)
     assert job == before, "the source object was modified"
     if conversion.trainjob is None:
         assert conversion.blocked and not opts.force
@@ -63,7 +63,7 @@ def _poison(value: Any) -> None:
 @SETTINGS
 @given(job=pytorchjobs(), opts=options)
 def test_emitted_objects_validate_against_the_flavours_crd(job: dict[str, Any], opts: ConvertOptions) -> None:
-    conversion = convert_pytorchjob(job, ConvertOptions(**{**opts.__dict__, "force": True}))
+    conversion = convert_job(job, ConvertOptions(**{**opts.__dict__, "force": True}))
     assert conversion.trainjob is not None
     assert schema_errors(conversion.trainjob, opts.trainer_api) == []
     parse_trainjob(conversion.trainjob, opts.trainer_api)
@@ -74,8 +74,8 @@ def test_emitted_objects_validate_against_the_flavours_crd(job: dict[str, Any], 
 @settings(max_examples=25, deadline=None)
 @given(job=pytorchjobs(), opts=options)
 def test_deterministic(job: dict[str, Any], opts: ConvertOptions) -> None:
-    first = convert_pytorchjob(job, opts)
-    second = convert_pytorchjob(copy.deepcopy(job), opts)
+    first = convert_job(job, opts)
+    second = convert_job(copy.deepcopy(job), opts)
     assert first == second
 
 
@@ -83,7 +83,7 @@ def test_deterministic(job: dict[str, Any], opts: ConvertOptions) -> None:
 @given(job=trainjobs(), opts=options)
 def test_trainjob_passes_through_unchanged(job: dict[str, Any], opts: ConvertOptions) -> None:
     before = copy.deepcopy(job)
-    conversion = convert_pytorchjob(job, opts)
+    conversion = convert_job(job, opts)
     assert conversion.trainjob == before
     assert not conversion.blocked
 
@@ -114,7 +114,7 @@ def test_malformed_jobs_are_reported_not_raised(job: dict[str, Any], junk: Any, 
     ]
     parent, key = targets[where]
     parent[key] = junk
-    conversion = convert_pytorchjob(job, opts)
+    conversion = convert_job(job, opts)
     assert conversion.trainjob is not None or conversion.blocked
     if conversion.trainjob is not None:
         assert uncovered_facts(job, conversion) == []

@@ -32,9 +32,9 @@ import yaml
 from ferryman.convert import blockyaml, emit
 from ferryman.convert.emit import Placeholder
 from ferryman.convert.findings import Finding, Severity
-from ferryman.convert.job import convert_pytorchjob
 from ferryman.convert.options import Conversion, ConvertOptions
 from ferryman.convert.placeholders import contains_placeholder, is_placeholder
+from ferryman.convert.registry import JOB_KINDS, convert_job, job_kind
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _MAP_TAG = "tag:yaml.org,2002:map"
@@ -56,8 +56,7 @@ class _Loader(_BaseLoader):
         return _SEQ_TAG if kind is _Sequence else _MAP_TAG
 
 
-PYTORCHJOB_GROUP = "kubeflow.org/"
-PYTORCHJOB_API_VERSION = "kubeflow.org/v1"
+_KIND_NAMES = tuple(row.kind.kind for row in JOB_KINDS.values())
 # Keys whose values a template may hold as a bare placeholder standing for a number.
 _NUMERIC_KEYS = frozenset(
     {"numNodes", "numProcPerNode", "activeDeadlineSeconds", "terminationGracePeriodSeconds", "replicas"}
@@ -238,7 +237,7 @@ def _composed_documents(source: str, index: int = 0, offset: int = 0) -> Iterato
             loader.constructed_objects, loader.recursive_objects = {}, {}
             if data is not None:
                 # Node trees are large; keep one only where a job may sit inside the document.
-                kept = None if isinstance(data, dict) and _is_pytorchjob(data) else node
+                kept = None if isinstance(data, dict) and _is_job(data) else node
                 yield _Document(index, data, source, offset, _content_span(source, node), kept)
             index += 1
     except yaml.YAMLError as error:
@@ -319,18 +318,14 @@ def _manifest_error(error: yaml.YAMLError, text: str) -> ManifestError:
 # -- finding the jobs -----------------------------------------------------------------------------------
 
 
-def _is_pytorchjob(obj: dict[str, Any]) -> bool:
-    api_version = obj.get("apiVersion")
-    return (
-        obj.get("kind") == "PyTorchJob"
-        and isinstance(api_version, str)
-        and api_version.startswith(PYTORCHJOB_GROUP)
-    )
+def _is_job(obj: dict[str, Any]) -> bool:
+    """Whether an object is a job of a kind in the converter table (in any version)."""
+    return job_kind(obj) is not None
 
 
 def _find_jobs(document: _Document) -> Iterator[_Found]:
     data = document.data
-    if isinstance(data, dict) and _is_pytorchjob(data):
+    if isinstance(data, dict) and _is_job(data):
         yield _Found(document, [], data, False, None)
         return
     wrapper = data.get("kind") if isinstance(data, dict) else None
@@ -347,13 +342,13 @@ def _walk(document: _Document, value: Any, path: list[_PathKey], wrapper: str | 
         return
     for key, child in items:
         if isinstance(child, dict):
-            if _is_pytorchjob(child):
+            if _is_job(child):
                 yield _Found(document, [*path, key], child, False, wrapper)
             else:
                 yield from _walk(document, child, [*path, key], wrapper)
         elif isinstance(child, list):
             yield from _walk(document, child, [*path, key], wrapper)
-        elif isinstance(child, str) and "PyTorchJob" in child and "\n" in child:
+        elif isinstance(child, str) and "\n" in child and any(k in child for k in _KIND_NAMES):
             embedded = _load_embedded(child)
             if embedded is not None:
                 yield _Found(document, [*path, key], embedded, True, wrapper)
@@ -364,7 +359,7 @@ def _load_embedded(text: str) -> dict[str, Any] | None:
         obj = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError:
         return None
-    return obj if isinstance(obj, dict) and _is_pytorchjob(obj) else None
+    return obj if isinstance(obj, dict) and _is_job(obj) else None
 
 
 def _has_placeholder(value: Any, key: _PathKey | None = None) -> bool:
@@ -405,20 +400,22 @@ def _convert_one(job: _Found, options: ConvertOptions) -> JobResult:
         namespace=str(namespace) if namespace is not None else None,
         conversion=None,
     )
-    if job.obj.get("apiVersion") != PYTORCHJOB_API_VERSION:
+    kind = job_kind(job.obj)
+    assert kind is not None  # _find_jobs found it by the table
+    if job.obj.get("apiVersion") != kind.kind.api_version:
         result.findings.append(
             Finding(
                 severity=Severity.BLOCKER,
                 path=_join(location, "apiVersion"),
-                message=f"apiVersion {job.obj.get('apiVersion')} is not {PYTORCHJOB_API_VERSION}, the only "
-                "PyTorchJob version ferryman reads; upgrade the job to the v1 API first",
+                message=f"apiVersion {job.obj.get('apiVersion')} is not {kind.kind.api_version}, the only "
+                f"{kind.kind.kind} version ferryman reads; upgrade the job to that API first",
                 code="unsupported-api-version",
             )
         )
         return result
     provisional = _provisional_name(job) if name is None else None
     source = job.obj if provisional is None else {**job.obj, "metadata": {**metadata, "name": provisional}}
-    conversion = convert_pytorchjob(source, options)
+    conversion = convert_job(source, options)
     result.conversion = conversion
     result.findings.extend(
         f.model_copy(update={"path": _join(location, f.path)}) for f in conversion.findings

@@ -1,30 +1,39 @@
-"""Convert one Training Operator v1 PyTorchJob into a Kubeflow Trainer v2 TrainJob (pure, deterministic).
+"""The kind-agnostic core of converting a Training Operator v1 job into a Kubeflow Trainer v2 TrainJob.
 
-Every source fact ends up in the TrainJob, in the derived TrainingRuntime (``emit_runtime``) or in a
-finding. The README section "Converting manifests" describes the mapping and the launcher strategies.
+Pure and deterministic: every source fact ends up in the TrainJob, in the derived TrainingRuntime or in a
+finding. The README section "Converting manifests" describes the mapping.
+
+A v1 kind is converted by a subclass of :class:`JobConverter` in a module of its own
+(``convert/pytorchjob.py`` is the model) and one row of the table in ``convert/registry.py``. The subclass
+implements ``convert() -> Conversion`` from the core's steps, in this order:
+
+1. ``validate(model)``: the typed v1 object (a pydantic view from ``api/``), or None after blockers;
+2. ``begin(job)``: unknown top-level fields, status, the TrainJob's name and metadata;
+3. the kind's own topology: which replica's pod template every v2 node runs, ``numNodes``, replica
+   ``restart_policy``; a kind whose roles differ merges or blocks here;
+4. ``node(base, template, has_leader)``: the node pod template (pod metadata, pod patch, the trainer
+   container named ``self.container_name``, sidecars, env with ``self.operator_env`` dropped and v1 host
+   names rewritten by ``self.rewriter``), as a :class:`Node`;
+5. the kind's distributed semantics on ``trainer``/``env`` (launcher, processes per node, ...);
+6. ``finish(trainer, node, run_policy)``: list limits, run policy, runtime selection, the derived runtime
+   and the TrainJob in the requested flavour, as a :class:`Conversion`.
+
+Class attributes a kind sets: ``kind`` (as in reports), ``container_name`` (the container v1 requires) and
+``operator_env`` (variables the v1 operator set over the user's, dropped when the job has a leader).
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from ferryman.api import pytorchjob as v1
 from ferryman.api import trainjob as v2
-from ferryman.api.trainer import LauncherStrategy, TrainerAPI
+from ferryman.api.trainer import TrainerAPI
 from ferryman.convert.findings import Finding, Severity
-from ferryman.convert.launcher import (
-    COMPLETION_INDEX_ANNOTATION,
-    RESERVED_ENV,
-    TORCHRUN_WRAP,
-    V1_ENV,
-    HostRewriter,
-    Launch,
-    classify,
-    v1_env,
-    v1_env_references,
-)
+from ferryman.convert.launcher import COMPLETION_INDEX_ANNOTATION, RESERVED_ENV, HostRewriter
 from ferryman.convert.metadata import clean_metadata, source_ref
 from ferryman.convert.names import shorten, trainjob_name
 from ferryman.convert.options import Conversion, ConvertOptions
@@ -48,7 +57,6 @@ V1_LABEL_PREFIX = "training.kubeflow.org/"
 _REPLICA_INDEX_LABEL = "training.kubeflow.org/replica-index"
 _JOB_NAME_LABEL = "training.kubeflow.org/job-name"
 _JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"
-_NPROC_WORDS = ("auto", "cpu", "gpu")
 _KEYED_BY_NAME = ("volumes", "imagePullSecrets", "schedulingGates")  # listType=map, key name, in patches
 _TRAINER_TYPES: dict[str, type | tuple[type, ...]] = {
     "image": str,
@@ -64,68 +72,54 @@ POD_LIST_LIMITS = {"volumes": 128, "tolerations": 128, "imagePullSecrets": 64, "
 _ViewT = TypeVar("_ViewT", bound=BaseModel)
 
 
-class ConversionError(ValueError):
-    """The input is not a PyTorchJob (nor a TrainJob) at all."""
-
-
-def convert_pytorchjob(obj: dict[str, Any], options: ConvertOptions | None = None) -> Conversion:
-    """Convert a PyTorchJob manifest (a parsed YAML/JSON object) into a TrainJob of ``options.trainer_api``.
-
-    A TrainJob passes through unchanged. Raises :class:`ConversionError` only for input that is neither.
-    """
-    options = options or ConvertOptions()
-    if not isinstance(obj, dict):
-        raise ConversionError(f"expected a Kubernetes object (a mapping), got {type(obj).__name__}")
-    api_version, kind = obj.get("apiVersion"), obj.get("kind")
-    metadata = _mapping(obj.get("metadata"))
-    name = str(metadata.get("name") or metadata.get("generateName") or "<unnamed>")
-    group = str(api_version).split("/", 1)[0] if isinstance(api_version, str) and "/" in api_version else ""
-    if kind == v2.KIND and group == v2.GROUP:
-        return Conversion(
-            source_name=name,
-            source_namespace=metadata.get("namespace"),
-            trainjob=obj,
-            findings=[
-                Finding(
-                    severity=Severity.INFO,
-                    path="kind",
-                    code="already-trainjob",
-                    message="already a TrainJob; passed through unchanged",
-                )
-            ],
-        )
-    if kind != v1.KIND or group != v1.GROUP:
-        raise ConversionError(
-            f"{kind or '<no kind>'} {name!r} (apiVersion {api_version!r}) is not a PyTorchJob: "
-            f"field 'kind' must be {v1.KIND!r} with apiVersion {v1.GROUP}/v1"
-        )
-    return _Converter(obj, options).convert()
-
-
-def _join(path: str, key: str) -> str:
+def join(path: str, key: str) -> str:
     """Field paths are dotted with raw keys and ``[i]`` list indexes: ``spec.x.containers[0].env``."""
     return f"{path}.{key}" if path else key
 
 
-def _env_value_texts(env: list[dict[str, Any]]) -> list[str]:
-    return [str(e.get("value")) for e in env if isinstance(e, dict) and e.get("value") is not None]
+def mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
-class _Converter:
+@dataclass
+class Node:
+    """The pod template every v2 node runs, split into what the TrainJob and the runtime carry."""
+
+    pod_path: str  # of the pod spec in the source
+    path: str  # of the trainer container in the source
+    pod_metadata: dict[str, Any]  # pod labels and annotations the flavour patches
+    pod_patch: dict[str, Any]  # pod fields the flavour patches
+    container_patch: dict[str, Any]  # fields of the `node` container the flavour patches
+    container: dict[str, Any]  # the trainer container's image, command, args, env and resources
+    env: list[dict[str, Any]] = field(default_factory=list)  # trainer.env so far
+    accelerators: list[str] = field(default_factory=list)  # accelerator resources it requests
+
+
+class JobConverter:
+    """Converts one v1 job; a kind subclasses it (see the module docstring)."""
+
+    kind: ClassVar[str]
+    container_name: ClassVar[str]
+    operator_env: ClassVar[tuple[str, ...]] = ()
+
     def __init__(self, obj: dict[str, Any], options: ConvertOptions) -> None:
         self.obj = obj
         self.options = options
         self.api = TrainerAPI(options.trainer_api)
-        self.launcher = LauncherStrategy(options.launcher)
         self.findings: list[Finding] = []
-        metadata = _mapping(obj.get("metadata"))
+        metadata = mapping(obj.get("metadata"))
         self.source_metadata: dict[str, Any] = metadata
         self.source_name = str(metadata.get("name") or metadata.get("generateName") or "")
         self.namespace: str | None = metadata.get("namespace")
+        self.name = ""
+        self.metadata: dict[str, Any] = {}
         self.runtime_pod: dict[str, Any] = {}  # pod settings only a derived runtime can carry
         self.runtime_pod_metadata: dict[str, Any] = {}
         self.runtime_container: dict[str, Any] = {}
         self.rewriter: HostRewriter | None = None
+
+    def convert(self) -> Conversion:
+        raise NotImplementedError
 
     # -- findings -----------------------------------------------------------------------------------
 
@@ -136,7 +130,7 @@ class _Converter:
         for key in fields:
             self.report(
                 Severity.WARNING,
-                _join(path, key),
+                join(path, key),
                 "unknown-field",
                 f"{key!r} is not a field of the v1 API; it was not carried. Remove it or move it where v1 "
                 "expects it",
@@ -190,11 +184,12 @@ class _Converter:
         self.report(Severity.BLOCKER, path, "invalid-value", f"{what} is {value!r}, not an integer")
         return None
 
-    # -- the conversion -----------------------------------------------------------------------------
+    # -- the object ---------------------------------------------------------------------------------
 
-    def convert(self) -> Conversion:
+    def validate(self, model: type[_ViewT]) -> _ViewT | None:
+        """The typed v1 object; None (every invalid field reported as a blocker) when it does not fit."""
         try:
-            job = v1.PyTorchJob.model_validate(self.obj)
+            return model.model_validate(self.obj)
         except ValidationError as exc:
             for err in exc.errors(include_url=False):
                 loc = ".".join(str(p) for p in err["loc"])
@@ -204,14 +199,17 @@ class _Converter:
                     "invalid-field",
                     f"{loc}: {err['msg']} (got {repr(err.get('input'))[:80]})",
                 )
-            return self.result(None)
+            return None
+
+    def begin(self, job: Any, api_version: str) -> None:
+        """Unknown fields, the source's apiVersion and status, and the TrainJob's name and metadata."""
         self.unknown({k: v for k, v in job.unknown_fields().items()}, "")
-        if job.api_version != f"{v1.GROUP}/v1":
+        if job.api_version != api_version:
             self.report(
                 Severity.WARNING,
                 "apiVersion",
                 "api-version",
-                f"{job.api_version} is not kubeflow.org/v1; converted with v1 semantics",
+                f"{job.api_version} is not {api_version}; converted with v1 semantics",
             )
         if job.status is not None:
             self.report(Severity.INFO, "status", "status-dropped", "status of the source is not copied")
@@ -221,10 +219,10 @@ class _Converter:
             self.findings.append(finding)
         if not self.source_name:
             self.report(
-                Severity.BLOCKER, "metadata.name", "name-missing", "the PyTorchJob has no name; give it one"
+                Severity.BLOCKER, "metadata.name", "name-missing", f"the {self.kind} has no name; give it one"
             )
         self.name = name
-        metadata, dropped = clean_metadata(self.source_metadata, name)
+        self.metadata, dropped = clean_metadata(self.source_metadata, name)
         self.findings.extend(dropped)
         if self.source_metadata.get("generateName"):
             if self.source_metadata.get("name"):
@@ -236,186 +234,12 @@ class _Converter:
                     "v1 host names) need a name known before creation; rename it to submit it again",
                 )
             self.report(severity, "metadata.generateName", "generate-name", message)
-
-        spec = job.spec
-        self.unknown(spec.unknown_fields(), "spec")
-        trainer: dict[str, Any] = {}
-        body: dict[str, Any] = {}
-        jobset_annotations: dict[str, str] = {}
-
-        replicas = self.replicas(job)
-        if replicas is None:
-            return self.result(None)
-        primary_key, primary, has_master, num_nodes = replicas
-        base = f"spec.pytorchReplicaSpecs.{primary_key}"
-        template = primary.template if isinstance(primary.template, dict) else {}
-        pod_spec = _mapping(template.get("spec"))
-        if not isinstance(template.get("spec"), dict):
-            self.report(
-                Severity.BLOCKER,
-                f"{base}.template.spec",
-                "invalid-field",
-                f"the pod template's spec is {template.get('spec')!r}, not a pod spec",
-            )
-
-        if spec.elastic_policy is not None:
-            elastic = spec.elastic_policy
-            self.report(
-                Severity.BLOCKER,
-                "spec.elasticPolicy",
-                "elastic-policy",
-                f"elastic training (minReplicas {elastic.min_replicas}, maxReplicas {elastic.max_replicas}, "
-                f"rdzvBackend {elastic.rdzv_backend}) is not supported by Trainer v2; the TrainJob would run "
-                f"a fixed {num_nodes} nodes. Remove elasticPolicy, or use --force to accept a fixed size",
-            )
-
-        pod_metadata = self.pod_metadata(template, f"{base}.template")
-        self.rewriter = HostRewriter(self.source_name, name, has_master) if self.source_name else None
-        self.typed(v1.PodSpecView, pod_spec, f"{base}.template.spec")
-        pod_patch = self.pod_spec(pod_spec, f"{base}.template.spec")
-        container_index, container = self.pytorch_container(pod_spec, f"{base}.template.spec")
-        cpath = f"{base}.template.spec.containers[{container_index}]"
-        view = self.typed(v1.ContainerView, container, cpath)
-        container_patch, trainer_container = self.container(container, view, cpath)
-
-        if num_nodes is not None:
-            trainer["numNodes"] = num_nodes
-        for key in ("image", "command", "args"):
-            if trainer_container.get(key) is not None:
-                trainer[key] = trainer_container[key]
-        if trainer_container.get("resources"):
-            trainer["resourcesPerNode"] = trainer_container["resources"]
-        requested = accelerators(trainer_container.get("resources"))
-
-        rewriter = self.rewriter
-        env = self.env(trainer_container.get("env") or [], f"{cpath}.env", has_master, rewriter)
-        if rewriter:
-            for key in ("command", "args"):
-                if key in trainer:
-                    trainer[key] = self.rewrite_hosts(trainer[key], f"{cpath}.{key}", rewriter)
-
-        nproc = self.nproc(spec.nproc_per_node, requested)
-        env, trainer = self.distributed(trainer, env, nproc, num_nodes, has_master, spec, cpath)
-        if nproc is not None and "numProcPerNode" not in trainer:
-            trainer["numProcPerNode"] = nproc
-        if not any(e.get("name") == "PYTHONUNBUFFERED" for e in env):
-            env.append({"name": "PYTHONUNBUFFERED", "value": "1"})  # v1 set it in every container
-        trainer["env"] = env
-        self.check_limits(trainer, pod_patch, cpath, f"{base}.template.spec")
-
-        if spec.run_policy is not None:
-            self.run_policy(spec.run_policy, body, jobset_annotations)
-
-        runtime_name, runtime_kind, rule_resource = select_runtime(self.options.runtime_rules, requested)
-        if rule_resource is not None:
-            self.report(
-                Severity.INFO,
-                f"{cpath}.resources",
-                "runtime-selected",
-                f"runtime {runtime_kind}/{runtime_name} selected by the rule for {rule_resource}",
-            )
-        runtime_ref: dict[str, Any] = {"name": runtime_name, "apiGroup": v2.GROUP, "kind": runtime_kind}
-
-        runtime: dict[str, Any] | None = None
-        volcano = VOLCANO_QUEUE_ANNOTATION in jobset_annotations
-        if self.options.emit_runtime and (
-            self.runtime_pod or self.runtime_pod_metadata or self.runtime_container or volcano
-        ):
-            runtime = self.build_runtime(runtime_name, trainer_container, volcano)
-            runtime_ref = {
-                "name": runtime["metadata"]["name"],
-                "apiGroup": v2.GROUP,
-                "kind": "TrainingRuntime",
-            }
-        elif volcano:
-            self.report(
-                Severity.WARNING,
-                "spec.runPolicy.schedulingPolicy.queue",
-                "volcano-runtime",
-                f"the Volcano queue only applies when runtime {runtime_name} has podGroupPolicy.volcano; use "
-                "such a runtime or convert with --emit-runtime",
-            )
-
-        spec_out: dict[str, Any] = {"runtimeRef": runtime_ref, "trainer": trainer}
-        spec_out.update(body)
-        spec_out.update(
-            pod_overrides(
-                self.api,
-                pod_metadata=pod_metadata,
-                pod_spec=pod_patch,
-                container=container_patch,
-                jobset_annotations=jobset_annotations,
-            )
-        )
-        trainjob = {"apiVersion": v2.API_VERSION, "kind": v2.KIND, "metadata": metadata, "spec": spec_out}
-        # the output shares no mutable part with the source: callers may edit either freely
-        return self.result(_clone(trainjob), _clone(runtime) if runtime is not None else None)
-
-    # -- replicas -----------------------------------------------------------------------------------
-
-    def replicas(self, job: v1.PyTorchJob) -> tuple[str, v1.ReplicaSpec, bool, int | str | None] | None:
-        """(primary replica key, its spec, whether a Master exists, numNodes) or None when unconvertible."""
-        specs = job.spec.pytorch_replica_specs
-        for key in specs:
-            if key.lower() not in ("master", "worker"):
-                self.report(
-                    Severity.BLOCKER,
-                    _join("spec.pytorchReplicaSpecs", key),
-                    "unknown-replica-type",
-                    f"replica type {key!r} is not Master or Worker; v1 rejects it and v2 has no equivalent",
-                )
-        master, worker = job.replica(v1.MASTER), job.replica(v1.WORKER)
-        if master is None and worker is None:
-            self.report(
-                Severity.BLOCKER,
-                "spec.pytorchReplicaSpecs",
-                "no-replicas",
-                "the job has neither a Master nor a Worker replica spec",
-            )
-            return None
-        total: int | str | None = 0
-        terms: list[int | str | None] = []
-        for entry in (master, worker):
-            if entry is None:
-                continue
-            key, replica = entry
-            path = f"spec.pytorchReplicaSpecs.{key}"
-            self.unknown(replica.unknown_fields(), path)
-            if entry is worker or worker is None or replica.restart_policy != worker[1].restart_policy:
-                # a Master policy equal to the Worker's is the nodes' policy: reported once, as the Worker's
-                self.restart_policy(
-                    replica.restart_policy, f"{path}.restartPolicy", entry is worker or worker is None
-                )
-            count = 1 if replica.replicas is None else replica.replicas
-            terms.append(self.integer(count, f"{path}.replicas", f"{key}.replicas"))
-        if any(t is None for t in terms):
-            total = None
-        elif all(isinstance(t, int) for t in terms):
-            total = sum(t for t in terms if isinstance(t, int))
-        else:
-            placeholders = [t for t in terms if isinstance(t, str)]
-            rest = [t for t in terms if isinstance(t, int)]
-            if len(terms) == 1:
-                total = placeholders[0]
-            else:
-                self.report(
-                    Severity.BLOCKER,
-                    "spec.pytorchReplicaSpecs",
-                    "placeholder-arithmetic",
-                    f"numNodes would be {' + '.join(str(t) for t in terms)}, which one placeholder cannot "
-                    f"express; substitute {', '.join(placeholders)} first or make it a Worker-only job"
-                    + (f" (other replicas: {sum(rest)})" if rest else ""),
-                )
-                total = None
-        if master is not None and worker is not None:
-            self.compare_templates(master, worker)
-        primary_key, primary = worker if worker is not None else master  # type: ignore[misc]
-        return primary_key, primary, master is not None, total
+        self.unknown(job.spec.unknown_fields(), "spec")
 
     def restart_policy(self, policy: str | None, path: str, primary: bool) -> None:
-        """``primary``: the replica whose template the TrainJob's nodes use."""
+        """A replica's restartPolicy; ``primary``: the replica whose template the TrainJob's nodes use."""
         if policy in (None, "OnFailure"):
-            return  # v1's PyTorch default; JobSet defaults pods to OnFailure as well
+            return  # v1's default; JobSet defaults pods to OnFailure as well
         if policy == "Never" and self.options.emit_runtime and primary:
             self.runtime_pod["restartPolicy"] = "Never"
             self.report(
@@ -429,58 +253,31 @@ class _Converter:
         }.get(str(policy), f"{policy!r} is not a v1 restart policy; v2 uses OnFailure")
         self.report(Severity.WARNING, path, "restart-policy", f"restartPolicy {policy}: {remedy}")
 
-    def compare_templates(
-        self, master: tuple[str, v1.ReplicaSpec], worker: tuple[str, v1.ReplicaSpec]
-    ) -> None:
-        (mkey, mspec), (_, wspec) = master, worker
-        if mspec.restart_policy != wspec.restart_policy and (mspec.restart_policy or "OnFailure") != (
-            wspec.restart_policy or "OnFailure"
-        ):
-            self.report(
-                Severity.WARNING,
-                f"spec.pytorchReplicaSpecs.{mkey}.restartPolicy",
-                "replica-templates-differ",
-                f"Master restartPolicy {mspec.restart_policy} differs from Worker's; all v2 nodes share one",
-            )
-        differences: list[str] = []
-        _diff(
-            _template_for_compare(mspec.template),
-            _template_for_compare(wspec.template),
-            "template",
-            differences,
+    # -- the node pod template ----------------------------------------------------------------------
+
+    def node(self, base: str, template: dict[str, Any], has_leader: bool) -> Node:
+        """The pod template at ``base``.template that every v2 node runs. ``has_leader``: the job has a
+        replica (a Master) that v1 treated as rank 0 besides the Workers."""
+        pod_spec = mapping(template.get("spec"))
+        pod_metadata = self.pod_metadata(template, f"{base}.template")
+        self.rewriter = HostRewriter(self.source_name, self.name, has_leader) if self.source_name else None
+        self.typed(v1.PodSpecView, pod_spec, f"{base}.template.spec")
+        pod_patch = self.pod_spec(pod_spec, f"{base}.template.spec")
+        container_index, container = self.trainer_container(pod_spec, f"{base}.template.spec")
+        cpath = f"{base}.template.spec.containers[{container_index}]"
+        view = self.typed(v1.ContainerView, container, cpath)
+        container_patch, trainer_container = self.container(container, view, cpath)
+        node = Node(
+            pod_path=f"{base}.template.spec",
+            path=cpath,
+            pod_metadata=pod_metadata,
+            pod_patch=pod_patch,
+            container_patch=container_patch,
+            container=trainer_container,
+            accelerators=accelerators(trainer_container.get("resources")),
         )
-        for path in differences:
-            # pod labels and annotations mostly name the role; everything else changes how node 0 runs
-            metadata_only = path.startswith("template.metadata")
-            self.report(
-                Severity.WARNING if metadata_only else Severity.BLOCKER,
-                f"spec.pytorchReplicaSpecs.{mkey}.{path}",
-                "replica-templates-differ",
-                f"Master and Worker templates differ at {path}; all TrainJob nodes share one pod template "
-                "(the Worker's was used), and a runtime cannot give node 0 its own template either. Make "
-                "the templates identical, e.g. move per-role logic into the entrypoint using RANK",
-            )
-
-    def check_limits(
-        self, trainer: dict[str, Any], pod_patch: dict[str, Any], cpath: str, ppath: str
-    ) -> None:
-        """The TrainJob CRD caps list lengths that v1 pods never capped."""
-        for fields, path, limits in (
-            (trainer, cpath, TRAINER_LIST_LIMITS),
-            (pod_patch, ppath, POD_LIST_LIMITS),
-        ):
-            for key, limit in limits.items():
-                value = fields.get(key)
-                if isinstance(value, list) and len(value) > limit:
-                    self.report(
-                        Severity.BLOCKER,
-                        _join(path, key),
-                        "too-many-items",
-                        f"{len(value)} entries in {key}; a TrainJob allows at most {limit}. Move them into a "
-                        "script, a ConfigMap (envFrom in a runtime) or a custom runtime",
-                    )
-
-    # -- pod ----------------------------------------------------------------------------------------
+        node.env = self.env(trainer_container.get("env") or [], f"{cpath}.env", has_leader)
+        return node
 
     def pod_metadata(self, template: dict[str, Any], path: str) -> dict[str, Any]:
         for key in template:
@@ -550,7 +347,7 @@ class _Converter:
                 continue
             if value is None or value == [] or value == {}:
                 continue
-            fpath = _join(path, key)
+            fpath = join(path, key)
             if key in patchable:
                 if key == "terminationGracePeriodSeconds":
                     value = self.integer(value, fpath, key)
@@ -618,7 +415,8 @@ class _Converter:
         )
         self.report(severity, path, "unpatchable-pod-field", f"{flavour} cannot set pod {key}: {why}{remedy}")
 
-    def pytorch_container(self, pod_spec: dict[str, Any], path: str) -> tuple[int, dict[str, Any]]:
+    def trainer_container(self, pod_spec: dict[str, Any], path: str) -> tuple[int, dict[str, Any]]:
+        """(index, container) of the container named ``container_name``; the others are sidecars."""
         containers = pod_spec.get("containers")
         if not isinstance(containers, list):
             containers = []  # typed() reported it
@@ -626,7 +424,7 @@ class _Converter:
             (
                 i
                 for i, c in enumerate(containers)
-                if isinstance(c, dict) and c.get("name") == v1.PYTORCH_CONTAINER
+                if isinstance(c, dict) and c.get("name") == self.container_name
             ),
             None,
         )
@@ -634,8 +432,9 @@ class _Converter:
             self.report(
                 Severity.BLOCKER,
                 f"{path}.containers",
-                "no-pytorch-container",
-                "no container is named 'pytorch' (v1 requires one); the first container was used",
+                f"no-{self.container_name}-container",
+                f"no container is named {self.container_name!r} (v1 requires one); the first container was "
+                "used",
             )
             index = 0
         sidecars = [c for i, c in enumerate(containers) if i != index]
@@ -700,7 +499,7 @@ class _Converter:
             }
             trainer = {key: value for key, value in typed.items() if value is not None}
         for key, value in container.items():
-            fpath = _join(path, key)
+            fpath = join(path, key)
             if key == "name":
                 continue
             if key in ("image", "resources", "env", "command", "args"):
@@ -805,12 +604,11 @@ class _Converter:
             )
         return rewritten
 
-    # -- env and distributed semantics --------------------------------------------------------------
+    # -- env and v1 host names ----------------------------------------------------------------------
 
-    def env(
-        self, env: list[Any], path: str, has_master: bool, rewriter: HostRewriter | None
-    ) -> list[dict[str, Any]]:
+    def env(self, env: list[Any], path: str, has_leader: bool) -> list[dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
+        rewriter = self.rewriter
         for i, entry in enumerate(env):
             epath = f"{path}[{i}]"
             if not isinstance(entry, dict) or not entry.get("name"):
@@ -826,7 +624,7 @@ class _Converter:
                     "copied; the webhook would reject it",
                 )
                 continue
-            if has_master and name in V1_ENV:
+            if has_leader and name in self.operator_env:
                 self.report(
                     Severity.WARNING,
                     epath,
@@ -841,7 +639,7 @@ class _Converter:
             field_path = ((entry.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
             if isinstance(field_path, str) and V1_LABEL_PREFIX in field_path:
                 entry = self.rewrite_field_ref(
-                    entry, field_path, f"{epath}.valueFrom.fieldRef.fieldPath", has_master
+                    entry, field_path, f"{epath}.valueFrom.fieldRef.fieldPath", has_leader
                 )
             if name in out:
                 self.report(
@@ -856,9 +654,9 @@ class _Converter:
         return list(out.values())
 
     def rewrite_field_ref(
-        self, entry: dict[str, Any], field_path: str, path: str, has_master: bool
+        self, entry: dict[str, Any], field_path: str, path: str, has_leader: bool
     ) -> dict[str, Any]:
-        if _REPLICA_INDEX_LABEL in field_path and not has_master:
+        if _REPLICA_INDEX_LABEL in field_path and not has_leader:
             new = f"metadata.annotations['{COMPLETION_INDEX_ANNOTATION}']"
             self.report(
                 Severity.INFO,
@@ -925,118 +723,6 @@ class _Converter:
                 f"{rewriter.trainjob}-node-0-<index>.{rewriter.trainjob} (index 0 is the v1 master)",
             )
         return new
-
-    def nproc(self, value: Any, requested: list[str]) -> int | str | None:
-        path = "spec.nprocPerNode"
-        if value is None:
-            return None
-        text = str(value).strip().lower() if isinstance(value, str) else None
-        if text in _NPROC_WORDS:
-            if self.api is not TrainerAPI.V2_2:
-                return text
-            if text == "cpu" and requested:
-                self.report(
-                    Severity.WARNING,
-                    path,
-                    "nproc-per-node",
-                    "nprocPerNode 'cpu' cannot be expressed in TrainJob v2.2+; with GPUs requested v2 starts "
-                    "one process per GPU. Set an integer nprocPerNode to keep a fixed count",
-                )
-            else:
-                self.report(
-                    Severity.INFO,
-                    path,
-                    "nproc-per-node",
-                    f"nprocPerNode {text!r} is v2's default (auto: a process per GPU, else per CPU)",
-                )
-            return None
-        minimum = 1
-        return self.integer(value, path, "nprocPerNode", minimum)
-
-    def distributed(
-        self,
-        trainer: dict[str, Any],
-        env: list[dict[str, Any]],
-        nproc: int | str | None,
-        num_nodes: int | str | None,
-        has_master: bool,
-        spec: v1.PyTorchJobSpec,
-        cpath: str,
-    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """Keep v1's distributed semantics: wrap in torchrun or inject the v1 variables (Master jobs only:
-        v1 injects MASTER_ADDR, MASTER_PORT, WORLD_SIZE and RANK only when a Master exists)."""
-        if not has_master:
-            return env, trainer
-        entry = classify(trainer.get("command"), trainer.get("args"))
-        referenced = v1_env_references([entry.text, *_env_value_texts(env)])
-        wrap = entry.launch is Launch.PLAIN and self.launcher is LauncherStrategy.TORCHRUN
-        per_node = nproc if isinstance(nproc, int) else 1
-        if wrap:
-            per_node = 1
-        world: int | str | None = None
-        if isinstance(num_nodes, int):
-            world = num_nodes * per_node
-        elif isinstance(num_nodes, str) and per_node == 1:
-            world = num_nodes
-
-        if entry.launch is Launch.TORCH:
-            inject = referenced
-            reason = "torchrun reads v2's PET_* variables; the command refers to"
-        elif entry.launch is Launch.OTHER:
-            inject = list(V1_ENV)
-            reason = f"{entry.launcher} may read the v1 variables; injected"
-        elif wrap:
-            inject = referenced
-            reason = "the command refers to"
-            trainer["command"] = [*TORCHRUN_WRAP, *trainer["command"]]
-            trainer["numProcPerNode"] = 1
-            self.report(
-                Severity.INFO,
-                f"{cpath}.command",
-                "torchrun-wrapped",
-                "the entrypoint is not started by a distributed launcher; it is wrapped in "
-                "'torchrun --no-python' with numProcPerNode 1, so each node runs one process with RANK, "
-                "WORLD_SIZE, MASTER_ADDR and MASTER_PORT set as in v1",
-            )
-            if spec.nproc_per_node is not None:
-                self.report(
-                    Severity.INFO,
-                    "spec.nprocPerNode",
-                    "nproc-per-node",
-                    "v1 started one process per pod for a non-launcher entrypoint; numProcPerNode is 1",
-                )
-        else:
-            inject = list(V1_ENV)
-            if entry.launch is Launch.OPAQUE:
-                self.report(
-                    Severity.WARNING,
-                    f"{cpath}.command",
-                    "launcher-unknown",
-                    "the entrypoint (image default or a script file) cannot be inspected; MASTER_ADDR, "
-                    "MASTER_PORT, WORLD_SIZE and RANK are injected as v1 did. If it starts torchrun itself, "
-                    "nothing else is needed; otherwise check it initialises torch.distributed from them",
-                )
-            reason = "the v1 variables are injected (launcher strategy 'env'):"
-        if not inject:
-            return env, trainer
-        if world is None:
-            self.report(
-                Severity.BLOCKER,
-                "spec.pytorchReplicaSpecs",
-                "world-size",
-                "WORLD_SIZE cannot be computed from a placeholder node count times nprocPerNode; substitute",
-            )
-            world = 0
-        injected = [e for e in v1_env(self.name, world) if e["name"] in inject]
-        self.report(
-            Severity.INFO,
-            f"{cpath}.env",
-            "v1-env-injected",
-            f"{reason} {', '.join(e['name'] for e in injected)} (node 0 is the v1 master; RANK is the Job "
-            "completion index)",
-        )
-        names = {e["name"] for e in injected}
-        return [*[e for e in env if e.get("name") not in names], *injected], trainer
 
     # -- run policy ---------------------------------------------------------------------------------
 
@@ -1174,7 +860,87 @@ class _Converter:
                     "runtime (--emit-runtime) or use the kueue.x-k8s.io/priority-class label with Kueue",
                 )
 
-    # -- derived runtime ----------------------------------------------------------------------------
+    # -- the TrainJob -------------------------------------------------------------------------------
+
+    def check_limits(
+        self, trainer: dict[str, Any], pod_patch: dict[str, Any], cpath: str, ppath: str
+    ) -> None:
+        """The TrainJob CRD caps list lengths that v1 pods never capped."""
+        for fields, path, limits in (
+            (trainer, cpath, TRAINER_LIST_LIMITS),
+            (pod_patch, ppath, POD_LIST_LIMITS),
+        ):
+            for key, limit in limits.items():
+                value = fields.get(key)
+                if isinstance(value, list) and len(value) > limit:
+                    self.report(
+                        Severity.BLOCKER,
+                        join(path, key),
+                        "too-many-items",
+                        f"{len(value)} entries in {key}; a TrainJob allows at most {limit}. Move them into a "
+                        "script, a ConfigMap (envFrom in a runtime) or a custom runtime",
+                    )
+
+    def finish(self, trainer: dict[str, Any], node: Node, run_policy: v1.RunPolicy | None) -> Conversion:
+        """The TrainJob (and derived runtime) running ``trainer`` on ``node``'s pod template."""
+        trainer["env"] = node.env
+        self.check_limits(trainer, node.pod_patch, node.path, node.pod_path)
+        body: dict[str, Any] = {}
+        jobset_annotations: dict[str, str] = {}
+        if run_policy is not None:
+            self.run_policy(run_policy, body, jobset_annotations)
+
+        runtime_name, runtime_kind, rule_resource = select_runtime(
+            self.options.runtime_rules, node.accelerators
+        )
+        if rule_resource is not None:
+            self.report(
+                Severity.INFO,
+                f"{node.path}.resources",
+                "runtime-selected",
+                f"runtime {runtime_kind}/{runtime_name} selected by the rule for {rule_resource}",
+            )
+        runtime_ref: dict[str, Any] = {"name": runtime_name, "apiGroup": v2.GROUP, "kind": runtime_kind}
+
+        runtime: dict[str, Any] | None = None
+        volcano = VOLCANO_QUEUE_ANNOTATION in jobset_annotations
+        if self.options.emit_runtime and (
+            self.runtime_pod or self.runtime_pod_metadata or self.runtime_container or volcano
+        ):
+            runtime = self.build_runtime(runtime_name, node.container, volcano)
+            runtime_ref = {
+                "name": runtime["metadata"]["name"],
+                "apiGroup": v2.GROUP,
+                "kind": "TrainingRuntime",
+            }
+        elif volcano:
+            self.report(
+                Severity.WARNING,
+                "spec.runPolicy.schedulingPolicy.queue",
+                "volcano-runtime",
+                f"the Volcano queue only applies when runtime {runtime_name} has podGroupPolicy.volcano; use "
+                "such a runtime or convert with --emit-runtime",
+            )
+
+        spec_out: dict[str, Any] = {"runtimeRef": runtime_ref, "trainer": trainer}
+        spec_out.update(body)
+        spec_out.update(
+            pod_overrides(
+                self.api,
+                pod_metadata=node.pod_metadata,
+                pod_spec=node.pod_patch,
+                container=node.container_patch,
+                jobset_annotations=jobset_annotations,
+            )
+        )
+        trainjob = {
+            "apiVersion": v2.API_VERSION,
+            "kind": v2.KIND,
+            "metadata": self.metadata,
+            "spec": spec_out,
+        }
+        # the output shares no mutable part with the source: callers may edit either freely
+        return self.result(clone(trainjob), clone(runtime) if runtime is not None else None)
 
     def build_runtime(self, base: str, trainer_container: dict[str, Any], volcano: bool) -> dict[str, Any]:
         node = {**self.runtime_container}
@@ -1192,17 +958,13 @@ class _Converter:
         )
 
 
-def _clone(value: Any) -> Any:
+def clone(value: Any) -> Any:
     """A deep copy of a JSON-like value (several times faster than copy.deepcopy)."""
     if isinstance(value, dict):
-        return {key: _clone(item) for key, item in value.items()}
+        return {key: clone(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_clone(item) for item in value]
+        return [clone(item) for item in value]
     return value
-
-
-def _mapping(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _only_v1_port(ports: Any) -> bool:
@@ -1212,28 +974,3 @@ def _only_v1_port(ports: Any) -> bool:
         and isinstance(ports[0], dict)
         and ports[0].get("name") == v1.DEFAULT_PORT_NAME
     )
-
-
-def _template_for_compare(template: dict[str, Any]) -> dict[str, Any]:
-    """A pod template without what v1 itself sets per replica (creationTimestamp: null in dumps)."""
-    meta = template.get("metadata")
-    if isinstance(meta, dict) and "creationTimestamp" in meta:
-        template = {**template, "metadata": {k: v for k, v in meta.items() if k != "creationTimestamp"}}
-    return template
-
-
-def _diff(a: Any, b: Any, path: str, out: list[str]) -> None:
-    """Paths (in ``a``'s terms) where two JSON values differ, as shallow as the difference allows."""
-    if a == b:
-        return
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in a:
-            _diff(a[key], b.get(key), _join(path, key), out)
-        if any(key not in a for key in b):
-            out.append(path)
-        return
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _diff(x, y, f"{path}[{i}]", out)
-        return
-    out.append(path)

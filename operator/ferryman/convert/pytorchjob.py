@@ -1,0 +1,313 @@
+"""PyTorchJob (``kubeflow.org/v1``) to TrainJob on a torch runtime: replicas, launcher and processes per node.
+
+The kind-agnostic steps are in ``convert/core.py``; this module adds what only a PyTorchJob has: Master and
+Worker replicas (node 0 plays the Master), ``nprocPerNode``, ``elasticPolicy`` and the variables v1 injected
+for ``torch.distributed`` (see ``convert/launcher.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ferryman.api import pytorchjob as v1
+from ferryman.api.trainer import LauncherStrategy, TrainerAPI
+from ferryman.convert.core import JobConverter, join, mapping
+from ferryman.convert.findings import Severity
+from ferryman.convert.launcher import TORCHRUN_WRAP, V1_ENV, Launch, classify, v1_env, v1_env_references
+from ferryman.convert.options import Conversion
+
+_NPROC_WORDS = ("auto", "cpu", "gpu")
+
+
+def _env_value_texts(env: list[dict[str, Any]]) -> list[str]:
+    return [str(e.get("value")) for e in env if isinstance(e, dict) and e.get("value") is not None]
+
+
+class PyTorchJobConverter(JobConverter):
+    kind = v1.KIND
+    container_name = v1.PYTORCH_CONTAINER
+    operator_env = V1_ENV
+
+    def convert(self) -> Conversion:
+        job = self.validate(v1.PyTorchJob)
+        if job is None:
+            return self.result(None)
+        self.begin(job, f"{v1.GROUP}/v1")
+        spec = job.spec
+        replicas = self.replicas(job)
+        if replicas is None:
+            return self.result(None)
+        primary_key, primary, has_master, num_nodes = replicas
+        base = f"spec.pytorchReplicaSpecs.{primary_key}"
+        template = primary.template if isinstance(primary.template, dict) else {}
+        if not isinstance(template.get("spec"), dict):
+            self.report(
+                Severity.BLOCKER,
+                f"{base}.template.spec",
+                "invalid-field",
+                f"the pod template's spec is {template.get('spec')!r}, not a pod spec",
+            )
+        if spec.elastic_policy is not None:
+            elastic = spec.elastic_policy
+            self.report(
+                Severity.BLOCKER,
+                "spec.elasticPolicy",
+                "elastic-policy",
+                f"elastic training (minReplicas {elastic.min_replicas}, maxReplicas {elastic.max_replicas}, "
+                f"rdzvBackend {elastic.rdzv_backend}) is not supported by Trainer v2; the TrainJob would run "
+                f"a fixed {num_nodes} nodes. Remove elasticPolicy, or use --force to accept a fixed size",
+            )
+
+        node = self.node(base, template, has_master)
+        trainer: dict[str, Any] = {}
+        if num_nodes is not None:
+            trainer["numNodes"] = num_nodes
+        for key in ("image", "command", "args"):
+            if node.container.get(key) is not None:
+                trainer[key] = node.container[key]
+        if node.container.get("resources"):
+            trainer["resourcesPerNode"] = node.container["resources"]
+        if self.rewriter:
+            for key in ("command", "args"):
+                if key in trainer:
+                    trainer[key] = self.rewrite_hosts(trainer[key], f"{node.path}.{key}", self.rewriter)
+
+        nproc = self.nproc(spec.nproc_per_node, node.accelerators)
+        node.env, trainer = self.distributed(trainer, node.env, nproc, num_nodes, has_master, spec, node.path)
+        if nproc is not None and "numProcPerNode" not in trainer:
+            trainer["numProcPerNode"] = nproc
+        if not any(e.get("name") == "PYTHONUNBUFFERED" for e in node.env):
+            node.env.append({"name": "PYTHONUNBUFFERED", "value": "1"})  # v1 set it in every container
+        return self.finish(trainer, node, spec.run_policy)
+
+    # -- replicas -----------------------------------------------------------------------------------
+
+    def replicas(self, job: v1.PyTorchJob) -> tuple[str, v1.ReplicaSpec, bool, int | str | None] | None:
+        """(primary replica key, its spec, whether a Master exists, numNodes) or None when unconvertible."""
+        specs = job.spec.pytorch_replica_specs
+        for key in specs:
+            if key.lower() not in ("master", "worker"):
+                self.report(
+                    Severity.BLOCKER,
+                    join("spec.pytorchReplicaSpecs", key),
+                    "unknown-replica-type",
+                    f"replica type {key!r} is not Master or Worker; v1 rejects it and v2 has no equivalent",
+                )
+        master, worker = job.replica(v1.MASTER), job.replica(v1.WORKER)
+        if master is None and worker is None:
+            self.report(
+                Severity.BLOCKER,
+                "spec.pytorchReplicaSpecs",
+                "no-replicas",
+                "the job has neither a Master nor a Worker replica spec",
+            )
+            return None
+        total: int | str | None = 0
+        terms: list[int | str | None] = []
+        for entry in (master, worker):
+            if entry is None:
+                continue
+            key, replica = entry
+            path = f"spec.pytorchReplicaSpecs.{key}"
+            self.unknown(replica.unknown_fields(), path)
+            if entry is worker or worker is None or replica.restart_policy != worker[1].restart_policy:
+                # a Master policy equal to the Worker's is the nodes' policy: reported once, as the Worker's
+                self.restart_policy(
+                    replica.restart_policy, f"{path}.restartPolicy", entry is worker or worker is None
+                )
+            count = 1 if replica.replicas is None else replica.replicas
+            terms.append(self.integer(count, f"{path}.replicas", f"{key}.replicas"))
+        if any(t is None for t in terms):
+            total = None
+        elif all(isinstance(t, int) for t in terms):
+            total = sum(t for t in terms if isinstance(t, int))
+        else:
+            placeholders = [t for t in terms if isinstance(t, str)]
+            rest = [t for t in terms if isinstance(t, int)]
+            if len(terms) == 1:
+                total = placeholders[0]
+            else:
+                self.report(
+                    Severity.BLOCKER,
+                    "spec.pytorchReplicaSpecs",
+                    "placeholder-arithmetic",
+                    f"numNodes would be {' + '.join(str(t) for t in terms)}, which one placeholder cannot "
+                    f"express; substitute {', '.join(placeholders)} first or make it a Worker-only job"
+                    + (f" (other replicas: {sum(rest)})" if rest else ""),
+                )
+                total = None
+        if master is not None and worker is not None:
+            self.compare_templates(master, worker)
+        primary_key, primary = worker if worker is not None else master  # type: ignore[misc]
+        return primary_key, primary, master is not None, total
+
+    def compare_templates(
+        self, master: tuple[str, v1.ReplicaSpec], worker: tuple[str, v1.ReplicaSpec]
+    ) -> None:
+        (mkey, mspec), (_, wspec) = master, worker
+        if mspec.restart_policy != wspec.restart_policy and (mspec.restart_policy or "OnFailure") != (
+            wspec.restart_policy or "OnFailure"
+        ):
+            self.report(
+                Severity.WARNING,
+                f"spec.pytorchReplicaSpecs.{mkey}.restartPolicy",
+                "replica-templates-differ",
+                f"Master restartPolicy {mspec.restart_policy} differs from Worker's; all v2 nodes share one",
+            )
+        differences: list[str] = []
+        _diff(
+            _template_for_compare(mspec.template),
+            _template_for_compare(wspec.template),
+            "template",
+            differences,
+        )
+        for path in differences:
+            # pod labels and annotations mostly name the role; everything else changes how node 0 runs
+            metadata_only = path.startswith("template.metadata")
+            self.report(
+                Severity.WARNING if metadata_only else Severity.BLOCKER,
+                f"spec.pytorchReplicaSpecs.{mkey}.{path}",
+                "replica-templates-differ",
+                f"Master and Worker templates differ at {path}; all TrainJob nodes share one pod template "
+                "(the Worker's was used), and a runtime cannot give node 0 its own template either. Make "
+                "the templates identical, e.g. move per-role logic into the entrypoint using RANK",
+            )
+
+    # -- distributed semantics ----------------------------------------------------------------------
+
+    def nproc(self, value: Any, requested: list[str]) -> int | str | None:
+        path = "spec.nprocPerNode"
+        if value is None:
+            return None
+        text = str(value).strip().lower() if isinstance(value, str) else None
+        if text in _NPROC_WORDS:
+            if self.api is not TrainerAPI.V2_2:
+                return text
+            if text == "cpu" and requested:
+                self.report(
+                    Severity.WARNING,
+                    path,
+                    "nproc-per-node",
+                    "nprocPerNode 'cpu' cannot be expressed in TrainJob v2.2+; with GPUs requested v2 starts "
+                    "one process per GPU. Set an integer nprocPerNode to keep a fixed count",
+                )
+            else:
+                self.report(
+                    Severity.INFO,
+                    path,
+                    "nproc-per-node",
+                    f"nprocPerNode {text!r} is v2's default (auto: a process per GPU, else per CPU)",
+                )
+            return None
+        return self.integer(value, path, "nprocPerNode", 1)
+
+    def distributed(
+        self,
+        trainer: dict[str, Any],
+        env: list[dict[str, Any]],
+        nproc: int | str | None,
+        num_nodes: int | str | None,
+        has_master: bool,
+        spec: v1.PyTorchJobSpec,
+        cpath: str,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Keep v1's distributed semantics: wrap in torchrun or inject the v1 variables (Master jobs only:
+        v1 injects MASTER_ADDR, MASTER_PORT, WORLD_SIZE and RANK only when a Master exists)."""
+        if not has_master:
+            return env, trainer
+        launcher = LauncherStrategy(self.options.launcher)
+        entry = classify(trainer.get("command"), trainer.get("args"))
+        referenced = v1_env_references([entry.text, *_env_value_texts(env)])
+        wrap = entry.launch is Launch.PLAIN and launcher is LauncherStrategy.TORCHRUN
+        per_node = nproc if isinstance(nproc, int) else 1
+        if wrap:
+            per_node = 1
+        world: int | str | None = None
+        if isinstance(num_nodes, int):
+            world = num_nodes * per_node
+        elif isinstance(num_nodes, str) and per_node == 1:
+            world = num_nodes
+
+        if entry.launch is Launch.TORCH:
+            inject = referenced
+            reason = "torchrun reads v2's PET_* variables; the command refers to"
+        elif entry.launch is Launch.OTHER:
+            inject = list(V1_ENV)
+            reason = f"{entry.launcher} may read the v1 variables; injected"
+        elif wrap:
+            inject = referenced
+            reason = "the command refers to"
+            trainer["command"] = [*TORCHRUN_WRAP, *trainer["command"]]
+            trainer["numProcPerNode"] = 1
+            self.report(
+                Severity.INFO,
+                f"{cpath}.command",
+                "torchrun-wrapped",
+                "the entrypoint is not started by a distributed launcher; it is wrapped in "
+                "'torchrun --no-python' with numProcPerNode 1, so each node runs one process with RANK, "
+                "WORLD_SIZE, MASTER_ADDR and MASTER_PORT set as in v1",
+            )
+            if spec.nproc_per_node is not None:
+                self.report(
+                    Severity.INFO,
+                    "spec.nprocPerNode",
+                    "nproc-per-node",
+                    "v1 started one process per pod for a non-launcher entrypoint; numProcPerNode is 1",
+                )
+        else:
+            inject = list(V1_ENV)
+            if entry.launch is Launch.OPAQUE:
+                self.report(
+                    Severity.WARNING,
+                    f"{cpath}.command",
+                    "launcher-unknown",
+                    "the entrypoint (image default or a script file) cannot be inspected; MASTER_ADDR, "
+                    "MASTER_PORT, WORLD_SIZE and RANK are injected as v1 did. If it starts torchrun itself, "
+                    "nothing else is needed; otherwise check it initialises torch.distributed from them",
+                )
+            reason = "the v1 variables are injected (launcher strategy 'env'):"
+        if not inject:
+            return env, trainer
+        if world is None:
+            self.report(
+                Severity.BLOCKER,
+                "spec.pytorchReplicaSpecs",
+                "world-size",
+                "WORLD_SIZE cannot be computed from a placeholder node count times nprocPerNode; substitute",
+            )
+            world = 0
+        injected = [e for e in v1_env(self.name, world) if e["name"] in inject]
+        self.report(
+            Severity.INFO,
+            f"{cpath}.env",
+            "v1-env-injected",
+            f"{reason} {', '.join(e['name'] for e in injected)} (node 0 is the v1 master; RANK is the Job "
+            "completion index)",
+        )
+        names = {e["name"] for e in injected}
+        return [*[e for e in env if e.get("name") not in names], *injected], trainer
+
+
+def _template_for_compare(template: dict[str, Any]) -> dict[str, Any]:
+    """A pod template without what v1 itself sets per replica (creationTimestamp: null in dumps)."""
+    meta = mapping(template.get("metadata"))
+    if "creationTimestamp" in meta:
+        template = {**template, "metadata": {k: v for k, v in meta.items() if k != "creationTimestamp"}}
+    return template
+
+
+def _diff(a: Any, b: Any, path: str, out: list[str]) -> None:
+    """Paths (in ``a``'s terms) where two JSON values differ, as shallow as the difference allows."""
+    if a == b:
+        return
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in a:
+            _diff(a[key], b.get(key), join(path, key), out)
+        if any(key not in a for key in b):
+            out.append(path)
+        return
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _diff(x, y, f"{path}[{i}]", out)
+        return
+    out.append(path)
