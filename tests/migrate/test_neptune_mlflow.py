@@ -5,7 +5,6 @@ engine's validator and re-checked here against the source."""
 
 from __future__ import annotations
 
-import math
 import uuid
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from ferryman.trackers.neptune.reader import NeptuneExportReader
 from ferryman.trackers.neptune.writer import NeptuneExportWriter
 from ferryman_dev.mlflow import MlflowServer
 from tests.migrate.sources import client, populate_bulk, populate_rich
+from tests.trackers.contract import point_lists, same_points
 
 pytestmark = pytest.mark.mlflow
 
@@ -81,16 +81,10 @@ def test_mlflow_to_neptune_export_reads_back_and_migrates_on(
         assert copied.status.value == original.info.status
         assert (copied.start_time, copied.end_time) == (original.info.start_time, original.info.end_time)
         assert {k: v for k, v in copied.params.items()} == original.data.params
-        got: dict[str, list[tuple[int, int, float]]] = {}
-        for batch in reader.metrics(copied):
-            got.setdefault(batch.key, []).extend(
-                zip(batch.steps, batch.timestamps, batch.values, strict=True)
-            )
+        got = point_lists(reader.metrics(copied))
         for key in original.data.metrics:
             want = [(m.step, m.timestamp, m.value) for m in mlflow.get_metric_history(run_id, key)]
-            assert len(got[key]) == len(want), key
-            for (s1, t1, v1), (s2, t2, v2) in zip(sorted(got[key]), sorted(want), strict=True):
-                assert (s1, t1) == (s2, t2) and (v1 == v2 or (math.isnan(v1) and math.isnan(v2))), key
+            assert same_points(sorted(want), sorted(got[key])), key
     parquet_files = sorted(export.rglob("*.parquet"))
     assert len(parquet_files) == 4 and all(p.name.endswith("_part_0.parquet") for p in parquet_files)
 

@@ -15,6 +15,7 @@ from ferryman.trackers.model import RunStatus
 from ferryman.trackers.wandb.offline import WandbDirReader
 from ferryman_dev.mlflow import MlflowServer
 from ferryman_dev.wandb_runs import LoggedRun, quiet_offline_env, write_sdk_run
+from tests.trackers.contract import point_lists
 
 pytestmark = pytest.mark.mlflow
 
@@ -120,9 +121,7 @@ def test_mlflow_to_wandb_offline_reads_back(mlflow_source: MlflowServer, tmp_pat
         1_760_000_060_000,
     )
     assert run.params == {"lr": "0.01", "arch": "bert"} and run.tags["stage"] == "dev"
-    got: dict[str, list[tuple[int, int, float]]] = {}
-    for batch in reader.metrics(run):
-        got.setdefault(batch.key, []).extend(zip(batch.steps, batch.timestamps, batch.values, strict=True))
+    got = point_lists(reader.metrics(run))
     want: dict[str, list[tuple[int, int, float]]] = {}
     for metric in source["metrics"]:  # type: ignore[attr-defined]
         want.setdefault(metric.key, []).append((metric.step, metric.timestamp, metric.value))

@@ -25,28 +25,10 @@ from ferryman.trackers.neptune.export import NeptuneExportError, safe_path_part
 from ferryman.trackers.neptune.reader import NeptuneExportReader
 from ferryman.trackers.neptune.writer import NeptuneExportWriter
 from ferryman.trackers.registry import open_reader
+from tests.trackers.contract import read_all
 
 HAND_BUILT = Path(__file__).parent / "data" / "neptune_export"
 T0 = 1748779200000  # 2025-06-01T12:00:00Z, the hand-built export's time origin
-
-
-def read_all(reader: NeptuneExportReader) -> dict[str, tuple[Run, dict[str, MetricBatch], dict[str, bytes]]]:
-    """Every run by key, with its metric series merged per key and its artifacts' bytes."""
-    found = {}
-    for experiment in reader.experiments():
-        for run in reader.runs(experiment):
-            series: dict[str, MetricBatch] = {}
-            for batch in reader.metrics(run):
-                merged = series.setdefault(batch.key, MetricBatch(batch.key, [], [], [], batch.system))
-                merged.steps += batch.steps
-                merged.timestamps += batch.timestamps
-                merged.values += batch.values
-            files = {}
-            for artifact in reader.artifacts(run):
-                with artifact.open() as stream:
-                    files[artifact.path] = stream.read()
-            found[run.key] = (run, series, files)
-    return found
 
 
 def test_reads_the_hand_built_export() -> None:

@@ -26,7 +26,7 @@ from tensorboardX.proto.tensor_shape_pb2 import TensorShapeProto
 from tensorboardX.record_writer import masked_crc32c as tbx_masked_crc32c
 from tensorboardX.summary import hparams
 
-from ferryman.trackers.model import MetricBatch, OutcomeKind, Run
+from ferryman.trackers.model import OutcomeKind, Run
 from ferryman.trackers.registry import open_reader
 from ferryman.trackers.tensorboard import reader as tensorboard_module
 from ferryman.trackers.tensorboard.events import EventDecoder
@@ -39,32 +39,9 @@ from ferryman.trackers.tensorboard.tfrecord import (
     read_records,
     records_containing,
 )
+from tests.trackers.contract import points, read_all, same_points
 
 T0 = 1_700_000_000.0  # wall time origin of the written events (seconds)
-
-
-RunData = tuple[Run, dict[str, MetricBatch], dict[str, bytes]]
-
-
-def read_all(root: Path) -> tuple[TensorBoardReader, dict[str, RunData]]:
-    """Every run by key, with its series merged per key and its artifacts' bytes."""
-    reader = TensorBoardReader(root)
-    found = {}
-    for experiment in reader.experiments():
-        for run in reader.runs(experiment):
-            series: dict[str, MetricBatch] = {}
-            for batch in reader.metrics(run):
-                merged = series.setdefault(batch.key, MetricBatch(batch.key, [], [], []))
-                merged.steps += batch.steps
-                merged.timestamps += batch.timestamps
-                merged.values += batch.values
-            files = {}
-            for artifact in reader.artifacts(run):
-                with artifact.open() as stream:
-                    files[artifact.path] = stream.read()
-                assert artifact.size == len(files[artifact.path])
-            found[run.key] = (run, series, files)
-    return reader, found
 
 
 def f32(x: float) -> float:
@@ -97,25 +74,16 @@ def write_scalars(logdir: Path, n: int = 2_000) -> dict[str, list[tuple[int, int
     return expected
 
 
-def points(batch: MetricBatch) -> list[tuple[int, int, float]]:
-    return list(zip(batch.steps, batch.timestamps, batch.values, strict=True))
-
-
-def same(a: list[tuple[int, int, float]], b: list[tuple[int, int, float]]) -> bool:
-    return len(a) == len(b) and all(
-        x[:2] == y[:2] and (x[2] == y[2] or (np.isnan(x[2]) and np.isnan(y[2])))
-        for x, y in zip(a, b, strict=True))
-
-
 def test_every_scalar_point_step_and_wall_time_round_trips(tmp_path: Path) -> None:
     expected = write_scalars(tmp_path / "logs")
-    reader, runs = read_all(tmp_path / "logs")
+    reader = TensorBoardReader(tmp_path / "logs")
+    runs = read_all(reader)
     assert list(runs) == ["."]
     run, series, _ = runs["."]
     assert run.name == "logs"
     assert set(series) == set(expected)
     for key, pts in expected.items():
-        assert same(points(series[key]), pts), key
+        assert same_points(points(series[key]), pts), key
     (path,) = (tmp_path / "logs").glob("*tfevents*")
     opened = Event.FromString(next(iter(read_records(path, print))).record(0)).wall_time  # file_version, now
     # the first (file_version, written now) and last events, in time order: explicit wall times go back
@@ -141,7 +109,7 @@ def test_fast_path_agrees_with_protobuf_parse(tmp_path: Path) -> None:
             decoded.setdefault(tag, []).extend(zip(series.steps, series.wall_ms, series.values, strict=True))
     assert decoded.keys() == reference.keys()
     for tag in reference:
-        assert same(decoded[tag], reference[tag]), tag
+        assert same_points(decoded[tag], reference[tag]), tag
 
 
 def test_small_chunks_and_records_larger_than_a_chunk(tmp_path: Path) -> None:
@@ -164,7 +132,7 @@ def test_hparams_become_params_of_the_run_and_the_hparams_directory_folds_in(tmp
                            {"hparam/accuracy": 0.9})
     (hparams_dir,) = [p for p in (tmp_path / "exp").iterdir() if p.is_dir()]
     assert float(hparams_dir.name) > 0  # tensorboardX names it by time.time()
-    _, runs = read_all(tmp_path)
+    runs = read_all(TensorBoardReader(tmp_path))
     assert list(runs) == ["exp"]
     run, series, _ = runs["exp"]
     assert run.params == {"lr": "0.001", "batch": "32", "optimizer": "adam", "nesterov": "True"}
@@ -205,7 +173,8 @@ def test_text_images_histograms_and_audio_become_artifacts(tmp_path: Path) -> No
         (tmp_path / "media" / "hparams.yaml").write_text("lr: 0.1\n")
         (tmp_path / "media" / "checkpoints").mkdir()
         (tmp_path / "media" / "checkpoints" / "last.ckpt").write_bytes(b"weights")
-    reader, runs = read_all(tmp_path)
+    reader = TensorBoardReader(tmp_path)
+    runs = read_all(reader)
     _, series, files = runs["media"]
     assert series == {}
     assert files["hparams.yaml"] == b"lr: 0.1\n"
@@ -265,7 +234,8 @@ def write_keras_like(logdir: Path, epochs: int = 5) -> None:
 
 def test_tf2_tensor_scalars_and_keras_train_validation_fold_into_one_run(tmp_path: Path) -> None:
     write_keras_like(tmp_path / "fit" / "20240101-000000")
-    reader, runs = read_all(tmp_path / "fit")
+    reader = TensorBoardReader(tmp_path / "fit")
+    runs = read_all(reader)
     assert list(runs) == ["20240101-000000"]
     run, series, files = runs["20240101-000000"]
     assert set(series) == {f"{split}/{key}" for split in ("train", "validation")
@@ -328,7 +298,9 @@ def test_broken_files_are_outcomes_and_everything_else_still_reads(tmp_path: Pat
     blob[header_offsets[20] + 9] ^= 0xFF  # the length checksum of record 20
     header_crc.write_bytes(bytes(blob))
 
-    reader, runs = read_all(root)
+    reader = TensorBoardReader(root)
+
+    runs = read_all(reader)
     total = {key: sum(len(b) for b in series.values()) for key, (_, series, _) in runs.items()}
     full = 3 * 40 + len(STEPS) + 2 + 1
     assert total["good"] == full
@@ -356,7 +328,8 @@ def test_files_outside_runs_are_reported_and_nested_runs_stay_separate(tmp_path:
     write_scalars(tmp_path / "outer" / "inner", n=10)
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "readme.txt").write_text("x")
-    reader, runs = read_all(tmp_path)
+    reader = TensorBoardReader(tmp_path)
+    runs = read_all(reader)
     assert sorted(runs) == ["outer", "outer/inner"]
     assert not any(path.startswith("inner") for path in runs["outer"][2])
     assert [(o.kind, o.item) for o in reader.outcomes()] == [(OutcomeKind.SKIPPED, "file notes/readme.txt")]
@@ -383,7 +356,8 @@ def test_lightning_style_hparams_inside_the_scalar_file(tmp_path: Path) -> None:
                 for summary in hparams({"lr": 0.5, "layers": 4}, {"hp_metric": 0.0}):
                     writer.file_writer.add_summary(summary, i, T0 + i)
     (path,) = (tmp_path / "version_0").glob("*tfevents*")
-    reader, runs = read_all(tmp_path)
+    reader = TensorBoardReader(tmp_path)
+    runs = read_all(reader)
     run, series, _ = runs["version_0"]
     assert run.params == {"lr": "0.5", "layers": "4"}
     assert len(series["train_loss"]) == 5_000
@@ -405,7 +379,8 @@ def test_quick_look_helpers_fall_back_when_records_are_out_of_reach(tmp_path: Pa
     path.write_bytes(path.read_bytes()[:-3])  # truncated: no record ends at the end
     with open(path, "rb") as f:
         assert last_record(f, size - 3) is None
-    reader, runs = read_all(tmp_path)
+    reader = TensorBoardReader(tmp_path)
+    runs = read_all(reader)
     assert runs["."][0].end_time == round((T0 + 2) * 1000)  # from the full read that reports the damage
     assert [o.kind for o in reader.outcomes()] == [OutcomeKind.TRUNCATED]
 
@@ -421,7 +396,8 @@ def test_tensor_scalars_count_only_for_tags_of_the_scalars_plugin(tmp_path: Path
         records.append(event("f64", scalar_tensor(step / 3, double=True), "scalars"))
         records.append(event("gauge", scalar_tensor(float(step), content=True), "custom"))
     (tmp_path / "events.out.tfevents.1.host").write_bytes(b"".join(records))
-    reader, runs = read_all(tmp_path)
+    reader = TensorBoardReader(tmp_path)
+    runs = read_all(reader)
     _, series, files = runs["."]
     assert set(series) == {"f32", "f64"}
     assert series["f32"].values == [f32(s / 3) for s in range(40)]
@@ -445,7 +421,8 @@ def test_a_file_that_cannot_be_opened_is_an_outcome(tmp_path: Path, monkeypatch:
 
     monkeypatch.setattr(tensorboard_module, "read_records", read_records_denied)
     monkeypatch.setattr(tensorboard_module, "_glance", lambda path: None)
-    reader, runs = read_all(tmp_path)
+    reader = TensorBoardReader(tmp_path)
+    runs = read_all(reader)
     assert sum(len(b) for b in runs["ok"][1].values()) > 0 and runs["locked"][1] == {}
     assert {(o.kind, o.reason) for o in reader.outcomes()} == {
         (OutcomeKind.UNREADABLE, "cannot be read: Permission denied")}
@@ -456,7 +433,7 @@ def test_runs_read_in_parallel_threads_match_a_sequential_read(tmp_path: Path) -
 
     for name in ("a", "b", "c", "d"):
         write_scalars(tmp_path / name, n=200)
-    _, sequential = read_all(tmp_path)
+    sequential = read_all(TensorBoardReader(tmp_path))
     reader = TensorBoardReader(tmp_path)
     (experiment,) = reader.experiments()
 
@@ -512,7 +489,8 @@ def test_tf2_image_text_and_audio_tensors_become_artifacts(tmp_path: Path) -> No
         tf2_event(4, T0 + 2, "speech", strings([WAV, b"hello"], [1, 2]), "audio"),
     ]
     (tmp_path / "events.out.tfevents.1.host.v2").write_bytes(b"".join(records))
-    reader, runs = read_all(tmp_path)
+    reader = TensorBoardReader(tmp_path)
+    runs = read_all(reader)
     files = runs["."][2]
     assert files["tensorboard/images/samples/2.png"] == png.getvalue()
     assert files["tensorboard/images/samples/2-2.png"] == png.getvalue()

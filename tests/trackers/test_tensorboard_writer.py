@@ -18,11 +18,11 @@ from ferryman.trackers.model import (
     OutcomeKind,
     Run,
     RunStatus,
-    TrackerReader,
 )
 from ferryman.trackers.registry import open_writer
 from ferryman.trackers.tensorboard.reader import TensorBoardReader
 from ferryman.trackers.tensorboard.writer import TensorBoardWriter
+from tests.trackers.contract import point_lists
 
 T0 = 1_748_779_200_000  # ms
 
@@ -38,13 +38,6 @@ def batches(n: int) -> list[MetricBatch]:
         MetricBatch("loss", steps, times, [1 / (s + 3) for s in steps]),  # values that need all 64 bits
         MetricBatch("system/gpu_util", steps, [t + 1 for t in times], [float(s % 100) for s in steps], True),
     ]
-
-
-def merged(reader: TrackerReader, run: Run) -> dict[str, list[tuple[int, int, float]]]:
-    out: dict[str, list[tuple[int, int, float]]] = {}
-    for batch in reader.metrics(run):
-        out.setdefault(batch.key, []).extend(zip(batch.steps, batch.timestamps, batch.values, strict=True))
-    return out
 
 
 def expected_points(n: int) -> dict[str, list[tuple[int, int, float]]]:
@@ -87,7 +80,7 @@ def test_round_trip_through_the_writer_and_reader(tmp_path: Path) -> None:
     assert run.params == {"lr": "0.1", "layers": "50", "extra": "x" * 10_000}
     assert run.tags == {"mlflow.note": "n", "k": "v", SOURCE_TAG: "src:exp-1/r1",
                         COMPLETE_TAG: f"FINISHED:{T0 + 99_000}"}
-    assert merged(reader, run) == expected_points(3_000)  # every float64 value, step and timestamp exact
+    assert point_lists(reader.metrics(run)) == expected_points(3_000)  # float64 values, steps, times exact
     files = {a.path: a.open().read() for a in reader.artifacts(run)}
     assert files == {"model/weights.bin": b"model", "tb/events.out.tf-events.1.host": b"tb"}
     assert reader.outcomes() == []
@@ -134,7 +127,7 @@ def test_resume_after_a_crash_loses_and_duplicates_nothing(tmp_path: Path) -> No
     resumed.finish_run(key, source)
     resumed.close()
     reader = TensorBoardReader(tmp_path / key)
-    assert merged(reader, Run(".", "")) == expected_points(1_000)
+    assert point_lists(reader.metrics(Run(".", ""))) == expected_points(1_000)
     assert reader.outcomes() == []  # the damaged tail was cut away before appending
     assert len(list((tmp_path / key).glob("*tfevents*"))) == 2
 
@@ -197,4 +190,4 @@ def test_a_tree_the_writer_made_reads_back_as_its_experiments(tmp_path: Path) ->
     assert sorted(e.name for e in reader.experiments()) == ["nlp", "vision"]
     (vision,) = reader.experiments(["vision"])
     (run,) = reader.runs(vision)
-    assert run.key == "vision/r" and merged(reader, run) == expected_points(5)
+    assert run.key == "vision/r" and point_lists(reader.metrics(run)) == expected_points(5)

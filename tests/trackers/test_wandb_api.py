@@ -13,9 +13,10 @@ from urllib.parse import quote
 
 import pytest
 
-from ferryman.trackers.model import MetricBatch, OutcomeKind, RunStatus
+from ferryman.trackers.model import OutcomeKind, RunStatus
 from ferryman.trackers.registry import open_reader
 from ferryman.trackers.wandb.api import WandbApiError, WandbApiReader
+from tests.trackers.contract import merged_series
 from tests.trackers.wandb_api_server import WandbApiFixtureServer
 
 KEY = "k" * 40
@@ -36,16 +37,6 @@ def server() -> Iterator[WandbApiFixtureServer]:
 
 def reader(server: WandbApiFixtureServer, **options: object) -> WandbApiReader:
     return WandbApiReader("acme", "vision", api_key=KEY, base_url=server.url, **options)  # type: ignore[arg-type]
-
-
-def series_of(source: WandbApiReader, run: object) -> dict[str, MetricBatch]:
-    merged: dict[str, MetricBatch] = {}
-    for batch in source.metrics(run):  # type: ignore[arg-type]
-        into = merged.setdefault(batch.key, MetricBatch(batch.key, [], [], [], batch.system))
-        into.steps += batch.steps
-        into.timestamps += batch.timestamps
-        into.values += batch.values
-    return merged
 
 
 def test_every_history_row_and_run_field_arrives(server: WandbApiFixtureServer) -> None:
@@ -70,7 +61,7 @@ def test_every_history_row_and_run_field_arrives(server: WandbApiFixtureServer) 
     assert (base.start_time, base.end_time) == (1_750_000_000_000, 1_750_000_000_000 + 308_250)
     assert base.tags == {"resnet": "", "best": "", "wandb.job_type": "train", "wandb.commit": "abc123"}
     assert base.params == {"lr": "0.001", "model.depth": "50", "model.act": "relu"}  # _wandb stays in files
-    series = series_of(source, base)
+    series = merged_series(source.metrics(base))
     rows = recorded["base-1"]["history"]
     assert series["loss"].steps == [row["_step"] for row in rows]  # all 1,234 rows, across two pages
     assert series["loss"].values == [row["loss"] for row in rows]
@@ -100,7 +91,7 @@ def test_every_history_row_and_run_field_arrives(server: WandbApiFixtureServer) 
         {"wandb.group": "sweep-a"},
         {"lr": "0.1", "nested.a": "[1, 2]"},
     )
-    assert series_of(source, tune)["train.loss"].values == [1.0 - s / 30 for s in range(30)]
+    assert merged_series(source.metrics(tune))["train.loss"].values == [1.0 - s / 30 for s in range(30)]
     assert [(o.kind, o.item) for o in source.outcomes()] == [
         (OutcomeKind.UNSUPPORTED, "run base-1/history key samples")
     ]
@@ -125,7 +116,7 @@ def test_rate_limits_are_honoured_with_retry_after() -> None:
         (experiment,) = source.experiments()
         runs = list(source.runs(experiment))
         assert len(runs) == 3
-        assert len(series_of(source, runs[0])["loss"]) == 1234
+        assert len(merged_series(source.metrics(runs[0]))["loss"]) == 1234
         assert len([artifact.open().read() for artifact in source.artifacts(runs[0])]) == 4
         for op in ("Runs", "HistoryPage", "RunFiles", "download"):
             calls = server.ops(op)
@@ -218,7 +209,7 @@ def test_system_metric_sampling_cap_is_reported(
     source = reader(server)
     (experiment,) = source.experiments()
     base = next(iter(source.runs(experiment)))
-    assert len(series_of(source, base)["system.gpu.0.gpu"]) == 12
+    assert len(merged_series(source.metrics(base))["system.gpu.0.gpu"]) == 12
     assert ("run base-1/system metrics", OutcomeKind.TRUNCATED) in {
         (o.item, o.kind) for o in source.outcomes()
     }

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import shutil
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from ferryman.trackers.registry import open_reader
 from ferryman.trackers.wandb.datastore import BLOCK_LEN, Damage, LogWriter, NotAWandbLog, iter_payloads
 from ferryman.trackers.wandb.offline import OBJECTS_FILE, WandbDirReader, first_field
 from ferryman_dev.wandb_runs import LoggedRun, write_sdk_run, write_synthetic_log
+from tests.trackers.contract import point_lists, same_points
 
 
 @pytest.fixture(scope="module")
@@ -30,20 +30,6 @@ def sdk_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, LoggedRun,
     return root, main, first, second
 
 
-def read_points(reader: WandbDirReader, run: Run) -> dict[str, list[tuple[int, int, float]]]:
-    points: dict[str, list[tuple[int, int, float]]] = {}
-    for batch in reader.metrics(run):
-        points.setdefault(batch.key, []).extend(zip(batch.steps, batch.timestamps, batch.values, strict=True))
-    return points
-
-
-def same_points(expected: list[tuple[int, int, float]], got: list[tuple[int, int, float]]) -> bool:
-    return len(expected) == len(got) and all(
-        a[:2] == b[:2] and (a[2] == b[2] or (math.isnan(a[2]) and math.isnan(b[2])))
-        for a, b in zip(expected, got, strict=True)
-    )
-
-
 def runs_by_key(reader: WandbDirReader) -> dict[str, Run]:
     return {run.key: run for experiment in reader.experiments() for run in reader.runs(experiment)}
 
@@ -52,7 +38,7 @@ def test_history_is_read_point_by_point(sdk_root: tuple[Path, LoggedRun, LoggedR
     root, main, _, _ = sdk_root
     reader = open_reader(f"wandb:{root}")
     run = runs_by_key(reader)["mainrun1"]
-    points = read_points(reader, run)
+    points = point_lists(reader.metrics(run))
     for key, expected in main.points.items():
         assert same_points(expected, points[key]), key
     # the summary value no history row carries is one point at the last step
@@ -105,7 +91,7 @@ def test_resumed_run_is_one_run(sdk_root: tuple[Path, LoggedRun, LoggedRun, Logg
     reader = WandbDirReader(root)
     run = runs_by_key(reader)["resumed1"]
     assert run.tags["wandb.resumed"] == "true" and run.status == RunStatus.FINISHED
-    points = read_points(reader, run)
+    points = point_lists(reader.metrics(run))
     for key in ("loss", "acc"):
         assert same_points(first.points[key] + second.points[key], points[key]), key
 
@@ -135,7 +121,7 @@ def test_run_without_exit_record_is_crashed(
     reader = WandbDirReader(tmp_path)
     run = runs_by_key(reader)["mainrun1"]
     assert run.status == RunStatus.FAILED and run.tags["wandb.state"] == "crashed"
-    assert same_points(main.points["loss"], read_points(reader, run)["loss"])
+    assert same_points(main.points["loss"], point_lists(reader.metrics(run))["loss"])
     assert [o.kind for o in reader.outcomes() if o.item == "run mainrun1"] == [OutcomeKind.TRUNCATED]
 
 
@@ -171,7 +157,7 @@ def test_truncated_log_keeps_what_precedes_the_cut(
     log.write_bytes(log.read_bytes()[:-5])
     reader = WandbDirReader(tmp_path)
     run = runs_by_key(reader)["mainrun1"]
-    assert same_points(main.points["loss"][:10], read_points(reader, run)["loss"])
+    assert same_points(main.points["loss"][:10], point_lists(reader.metrics(run))["loss"])
     reasons = [o.reason for o in reader.outcomes()]
     assert any("truncated record" in r for r in reasons) and run.status == RunStatus.FAILED
 
@@ -252,7 +238,7 @@ def test_legacy_layout(tmp_path: Path) -> None:
     assert run.experiment_key == "old-project" and run.user == "pablo" and run.status == RunStatus.FINISHED
     assert run.params == {"lr": "0.01"} and run.start_time == 1577715825621
     assert run.tags["wandb.sdk_version"] == "0.8.19"
-    points = read_points(reader, run)
+    points = point_lists(reader.metrics(run))
     assert points["loss"] == [(i, 1577715800250 + i * 1000, 1.0 / (i + 1)) for i in range(5)]
     assert points["final_acc"] == [(4, 1577715804250, 0.9)]
     assert points["system/cpu"] == [(0, 1577715830000, 12.5)]

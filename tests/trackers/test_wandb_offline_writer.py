@@ -24,6 +24,7 @@ from ferryman.trackers.wandb.datastore import iter_payloads
 from ferryman.trackers.wandb.offline import first_field
 from ferryman.trackers.wandb.writer import WandbWriter, run_id_for
 from ferryman_dev.wandb_runs import quiet_offline_env
+from tests.trackers.contract import same_points
 
 SOURCE = "mlflow:http://127.0.0.1:5000#run/abc"
 START = 1_760_000_000_000
@@ -70,13 +71,6 @@ def points_of(batches: list[MetricBatch]) -> dict[tuple[str, bool], list[tuple[i
             zip(batch.steps, batch.timestamps, batch.values, strict=True)
         )
     return {k: sorted(v, key=lambda p: (p[0], p[1])) for k, v in out.items()}
-
-
-def same(a: list[tuple[int, int, float]], b: list[tuple[int, int, float]]) -> bool:
-    return len(a) == len(b) and all(
-        x[:2] == y[:2] and (x[2] == y[2] or (math.isnan(x[2]) and math.isnan(y[2])))
-        for x, y in zip(a, b, strict=True)
-    )
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +120,7 @@ def test_round_trip_is_exact(written: tuple[Path, str]) -> None:
     want = points_of(BATCHES)
     assert got.keys() == want.keys()
     for series, points in want.items():
-        assert same(points, got[series]), series
+        assert same_points(points, got[series]), series
     files = {a.path: a.open().read() for a in reader.artifacts(run)}
     assert files == FILES
 

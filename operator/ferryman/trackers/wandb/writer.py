@@ -45,6 +45,7 @@ from ferryman.trackers.model import (
     Run,
     RunStatus,
     WithoutModelRegistry,
+    source_state,
 )
 from ferryman.trackers.registry import Credentials, Endpoint
 from ferryman.trackers.wandb.datastore import NotAWandbLog, read_payloads
@@ -137,7 +138,7 @@ class WandbWriter(WithoutModelRegistry):
                     key=state_file.parent.name,
                     source=state["source"],
                     complete=state["complete"],
-                    source_state=json.dumps(state["finished"]) if state["complete"] else None,
+                    source_state=state["finished"] if state["complete"] else None,
                 )
         return found
 
@@ -240,7 +241,7 @@ class WandbWriter(WithoutModelRegistry):
         state["complete"] = True
         state["counts"] = counts
         state["files"] = self.stored_artifacts(run_key)
-        state["finished"] = {"status": run.status.value, "end_time": run.end_time}
+        state["finished"] = source_state(run)
         self._save_state(run_key, state)
         (self._dir(run_key) / "points.sqlite").unlink(missing_ok=True)
         for suffix in ("-wal", "-shm"):
