@@ -82,10 +82,10 @@ def test_summary_counts_and_top_blockers() -> None:
         ("team-a", "norun"): plan_job(pytorchjob("norun"), options, RuntimeCatalog()),
     }
     summary = summarise(plans)
-    assert summary["jobs"] == 3 and summary["blocked"] == 2 and summary["convertible"] == 1
-    assert summary["findings"]["blocker"] >= 2
-    codes = {entry["code"]: entry for entry in summary["topBlockers"]}
-    assert codes["runtime-missing"]["example"] == "team-a/norun"
+    assert summary.jobs == 3 and summary.blocked == 2 and summary.convertible == 1
+    assert summary.findings.blocker >= 2
+    codes = {entry.code: entry for entry in summary.top_blockers}
+    assert codes["runtime-missing"].example == "team-a/norun"
     assert '"name": "net"' in render_report("cutover", plans)
 
 

@@ -6,10 +6,10 @@ from typing import Any
 import pytest
 from kopf import PermanentError
 
+from ferryman.api.base import Condition, find_condition
 from ferryman.api.experimentmigration import ExperimentMigrationSpec
-from ferryman.controller.migration import interval_seconds, job_name, migration_conditions
-from ferryman.controller.migration import shard_totals as totals
-from ferryman.kube.conditions import find_condition
+from ferryman.api.migrationstatus import ExperimentMigrationStatus, ShardProgress
+from ferryman.controller.migration import interval_seconds, job_name, migration_conditions, shard_totals
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -20,31 +20,37 @@ def spec(**extra: Any) -> ExperimentMigrationSpec:
     )
 
 
-def shard(index: int, phase: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "index": index,
-        "phase": phase,
-        "runsTotal": 4,
-        "runsDone": 4 if phase == "done" else 1,
-        "points": 1000,
-        "bytes": 10,
-        "updated": "2026-01-01T11:59:00Z",
-        **extra,
-    }
+def shard(index: int, phase: str, **extra: Any) -> ShardProgress:
+    return ShardProgress.model_validate(
+        {
+            "index": index,
+            "phase": phase,
+            "runsTotal": 4,
+            "runsDone": 4 if phase == "done" else 1,
+            "points": 1000,
+            "bytes": 10,
+            "updated": "2026-01-01T11:59:00Z",
+            **extra,
+        }
+    )
+
+
+def status_with(
+    spec_: ExperimentMigrationSpec, shards: list[ShardProgress], conditions: list[Condition] | None = None
+) -> ExperimentMigrationStatus:
+    return ExperimentMigrationStatus(
+        last_sync_time=datetime(2026, 1, 1, 11, 58, tzinfo=UTC),
+        shards=shards,
+        totals=shard_totals(shards, spec_.parallelism),
+        conditions=conditions or [],
+    )
 
 
 def conditions(
-    spec_: ExperimentMigrationSpec,
-    job_state: str,
-    shards: list[dict[str, Any]],
-    status: dict[str, Any] | None = None,
-    now: datetime = NOW,
+    spec_: ExperimentMigrationSpec, job_state: str, shards: list[ShardProgress], now: datetime = NOW
 ) -> dict[str, dict[str, Any]]:
-    status = status or {"lastSyncTime": "2026-01-01T11:58:00Z"}
-    result = migration_conditions(
-        status, spec_, 3, None, job_state, shards, totals(shards, spec_.parallelism), now
-    )
-    return {c["type"]: c for c in result}
+    result = migration_conditions(status_with(spec_, shards), spec_, 3, None, job_state, now)
+    return {c.type: c.model_dump(mode="json", by_alias=True) for c in result}
 
 
 def test_running_shards_are_progressing_not_ready() -> None:
@@ -85,9 +91,9 @@ def test_suspended_migration_is_neither_progressing_nor_ready() -> None:
 
 
 def test_transition_times_survive_unchanged_status() -> None:
-    first = migration_conditions({}, spec(), 1, None, "active", [], totals([], 1), NOW)
+    first = migration_conditions(status_with(spec(), []), spec(), 1, None, "active", NOW)
     again = migration_conditions(
-        {"conditions": first}, spec(), 1, None, "active", [], totals([], 1), NOW + timedelta(seconds=30)
+        status_with(spec(), [], first), spec(), 1, None, "active", NOW + timedelta(seconds=30)
     )
     assert find_condition(again, "Progressing") == find_condition(first, "Progressing")
 
@@ -103,7 +109,7 @@ def test_a_scheduled_migration_resyncs_when_due() -> None:
     from ferryman.controller.migration import sync_due
 
     scheduled = spec(schedule={"interval": "30m"})
-    status = {"nextSyncTime": "2026-01-01T12:30:00Z"}
+    status = ExperimentMigrationStatus.model_validate({"nextSyncTime": "2026-01-01T12:30:00Z"})
     assert not sync_due(scheduled, status, "complete", NOW)
     assert sync_due(scheduled, status, "complete", NOW + timedelta(minutes=31))
     assert not sync_due(scheduled, status, "active", NOW + timedelta(minutes=31))

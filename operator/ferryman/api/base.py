@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -94,3 +94,50 @@ def conditions_field() -> list[Condition]:
         max_length=16,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
+
+
+def now() -> datetime:
+    """The current time as Kubernetes stores it (metav1.Time: UTC, whole seconds)."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def rfc3339(moment: datetime) -> str:
+    """`moment` as metav1.Time writes it: ``2026-01-01T12:00:00Z``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def find_condition(conditions: list[Condition], type_: str) -> Condition | None:
+    return next((c for c in conditions if c.type == type_), None)
+
+
+def is_true(conditions: list[Condition], type_: str) -> bool:
+    condition = find_condition(conditions, type_)
+    return condition is not None and condition.status is ConditionStatus.TRUE
+
+
+def set_condition(
+    conditions: list[Condition],
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str = "",
+    *,
+    observed_generation: int | None,
+    at: datetime,
+) -> list[Condition]:
+    """A new list with the condition `type_` set in its place; `lastTransitionTime` moves only when `status`
+    changes, to `at`."""
+    status_value = ConditionStatus.TRUE if status else ConditionStatus.FALSE
+    previous = find_condition(conditions, type_)
+    unchanged = previous is not None and previous.status is status_value
+    condition = Condition(
+        type=type_,
+        status=status_value,
+        reason=reason,
+        message=message[:32768],
+        last_transition_time=previous.last_transition_time if previous is not None and unchanged else at,
+        observed_generation=observed_generation,
+    )
+    others = [c for c in conditions if c.type != type_]
+    position = next((i for i, c in enumerate(conditions) if c.type == type_), len(others))
+    return [*others[:position], condition, *others[position:]]

@@ -7,6 +7,7 @@ apply with one field manager per shard), so shards never overwrite each other; t
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from pydantic import Field
 
@@ -16,9 +17,18 @@ from ferryman.api.crd import CustomResource, PrinterColumn
 from ferryman.api.experimentmigration import ExperimentMigrationSpec
 
 
+class ShardPhase(StrEnum):
+    PLANNING = "planning"
+    COPYING = "copying"
+    VERIFYING = "verifying"
+    DONE = "done"  # the shard's runs are copied (and verified, unless verification was off)
+    FAILED = "failed"  # runs did not copy or verify: the report says which
+    ERROR = "error"  # this attempt stopped with an error; the Job retries the shard, which resumes
+
+
 class ShardProgress(StatusModel):
     index: int = Field(ge=0, description="Shard (Job completion index)")
-    phase: str = Field(default="planning", description="planning, copying, verifying, done or failed")
+    phase: ShardPhase = Field(default=ShardPhase.PLANNING, description="Where the shard's worker is")
     pod: str = Field(default="", description="Pod that reported last")
     runs_total: int = 0
     runs_done: int = 0

@@ -20,9 +20,10 @@ from lightkube import ApiError, Client
 from lightkube.resources.core_v1 import ConfigMap
 from lightkube.types import PatchType
 
+from ferryman.api.base import now
 from ferryman.api.kinds import EXPERIMENT_MIGRATION
+from ferryman.api.migrationstatus import ShardPhase, ShardProgress
 from ferryman.kube.builders import migration_children
-from ferryman.kube.conditions import now_rfc3339
 from ferryman.kube.resources import ExperimentMigration
 from ferryman.migrate.copy import Progress
 from ferryman.migrate.report import MigrationReport
@@ -44,6 +45,15 @@ def parse_target(target: str) -> tuple[str, str]:
     return parts[1], parts[2]
 
 
+def shard_apply_body(namespace: str, name: str, entry: ShardProgress) -> dict[str, Any]:
+    """The server-side apply body by which one shard's worker reports `entry` into `status.shards`."""
+    return {
+        **EXPERIMENT_MIGRATION.type_meta,
+        "metadata": {"name": name, "namespace": namespace},
+        "status": {"shards": [entry.model_dump(mode="json", by_alias=True, exclude_none=True)]},
+    }
+
+
 class MigrationReporter:
     """Progress callback and final report of one shard."""
 
@@ -57,23 +67,19 @@ class MigrationReporter:
         self.pod = os.environ.get("POD_NAME") or socket.gethostname()
         self._lock = threading.Lock()
         self._last = 0.0
-        self._fields: dict[str, Any] = {}  # everything reported so far: an apply drops fields it omits
+        self.entry = ShardProgress(index=shard, pod=self.pod)  # all reported so far: an apply drops omissions
 
     def __call__(self, progress: Progress) -> None:
-        now = time.monotonic()
+        tick = time.monotonic()
         with self._lock:
-            if progress.phase != "done" and now - self._last < self.interval:
+            if progress.phase != "done" and tick - self._last < self.interval:
                 return
-            self._last = now
-        self._apply(
-            {
-                "phase": "copying" if progress.phase == "done" else progress.phase,
-                "runsTotal": progress.runs_total,
-                "runsDone": progress.runs_done,
-                "points": progress.points_written,
-                "bytes": progress.bytes_written,
-            }
-        )
+            self._last = tick
+            entry = self.entry
+            entry.phase = ShardPhase.COPYING if progress.phase == "done" else ShardPhase(progress.phase)
+            entry.runs_total, entry.runs_done = progress.runs_total, progress.runs_done
+            entry.points, entry.bytes = progress.points_written, progress.bytes_written
+        self._apply()
 
     def finished(self, report: MigrationReport) -> None:
         """The shard's outcome: `done` (verified or not) or `failed` when runs did not copy or verify."""
@@ -81,34 +87,30 @@ class MigrationReporter:
         totals["source"], totals["destination"] = redact(report.source), redact(report.destination)
         message = f"{report.mismatches} mismatches, {len(report.failed_runs)} failed runs"
         self._write_report(json.dumps(totals, separators=(",", ":"), default=str))
-        self._apply(
-            {
-                "phase": "done" if report.ok else "failed",
-                "runsTotal": len(report.runs),
-                "runsDone": sum(1 for run in report.runs if not run.error),
-                # What the destination holds for this shard: a retried pod that skipped finished runs
-                # still reports the shard's full size.
-                "points": report.destination_totals.get("points", report.points_written),
-                "bytes": report.destination_totals.get("artifactBytes", 0),
-                "verified": bool(report.verified and report.ok),
-                "mismatches": report.mismatches,
-                "message": message,
-            }
-        )
+        with self._lock:
+            entry = self.entry
+            entry.phase = ShardPhase.DONE if report.ok else ShardPhase.FAILED
+            entry.runs_total = len(report.runs)
+            entry.runs_done = sum(1 for run in report.runs if not run.error)
+            # What the destination holds for this shard: a retried pod that skipped finished runs still
+            # reports the shard's full size.
+            entry.points = report.destination_totals.get("points", report.points_written)
+            entry.bytes = report.destination_totals.get("artifactBytes", 0)
+            entry.verified = bool(report.verified and report.ok)
+            entry.mismatches = report.mismatches
+            entry.message = message
+        self._apply()
 
     def errored(self, error: str) -> None:
         """This attempt failed (the Job retries the shard, which resumes from the ledger)."""
-        self._apply({"phase": "error", "message": error[:1024]})
-
-    def _apply(self, fields: dict[str, Any]) -> None:
         with self._lock:
-            self._fields.update(fields)
-            entry = {"index": self.shard, "pod": self.pod, "updated": now_rfc3339(), **self._fields}
-        body = {
-            **EXPERIMENT_MIGRATION.type_meta,
-            "metadata": {"name": self.name, "namespace": self.namespace},
-            "status": {"shards": [entry]},
-        }
+            self.entry.phase, self.entry.message = ShardPhase.ERROR, error[:1024]
+        self._apply()
+
+    def _apply(self) -> None:
+        with self._lock:
+            self.entry.updated = now()
+            body = shard_apply_body(self.namespace, self.name, self.entry)
         try:
             self.client.patch(
                 ExperimentMigration.Status,

@@ -9,10 +9,19 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from ferryman.api.cutoverpolicy import CutoverMode, CutoverPolicySpec
+from ferryman.api.base import set_condition
+from ferryman.api.cutoverpolicy import (
+    Blocker,
+    CutoverMode,
+    CutoverPolicySpec,
+    CutoverPolicyStatus,
+    SeverityCounts,
+    TrainJobCounts,
+)
 from ferryman.api.kinds import (
     ADOPTED_ANNOTATION,
     CLUSTER_TRAINING_RUNTIME,
@@ -20,15 +29,17 @@ from ferryman.api.kinds import (
     POLICY_LABEL,
     SOURCE_UID_LABEL,
     TRAINING_RUNTIME,
+    TRAINJOB,
 )
 from ferryman.api.trainer import TrainerAPI
 from ferryman.controller.takeover import is_finished, was_started_elsewhere
 from ferryman.convert.findings import Finding, Severity
+from ferryman.convert.job import convert_pytorchjob
 from ferryman.convert.options import ConvertOptions
-from ferryman.convert.registry import convert_job
 from ferryman.kube.builders import build_trainjob
 
 TOP_BLOCKERS = 10
+_SUMMARY_FIELDS = {"jobs", "convertible", "blocked", "findings", "top_blockers"}  # of the status, in reports
 
 
 @dataclass(frozen=True)
@@ -90,7 +101,7 @@ def selects(spec: CutoverPolicySpec, pytorchjob: dict[str, Any], namespace_label
 def plan_job(pytorchjob: dict[str, Any], options: ConvertOptions, runtimes: RuntimeCatalog) -> JobPlan:
     metadata = pytorchjob["metadata"]
     try:
-        conversion = convert_job(pytorchjob, options)
+        conversion = convert_pytorchjob(pytorchjob, options)
     except Exception as error:  # one malformed job must not stop a cluster-wide plan
         failure = Finding(
             severity=Severity.BLOCKER,
@@ -241,7 +252,8 @@ class PolicyState:
     report_digest: str = ""
 
 
-def summarise(plans: dict[tuple[str, str], JobPlan]) -> dict[str, Any]:
+def summarise(plans: dict[tuple[str, str], JobPlan]) -> CutoverPolicyStatus:
+    """A status holding the plans' counts, findings and top blockers (the rest is left at its defaults)."""
     severities: Counter[str] = Counter()
     blocker_jobs: Counter[str] = Counter()
     examples: dict[str, tuple[str, str]] = {}
@@ -255,16 +267,64 @@ def summarise(plans: dict[tuple[str, str], JobPlan]) -> dict[str, Any]:
                 examples[code] = (f"{plan.namespace}/{plan.name}", message)
     blocked = sum(1 for plan in plans.values() if plan.blocked)
     ranked = sorted(blocker_jobs.items(), key=lambda item: (-item[1], item[0]))[:TOP_BLOCKERS]
-    return {
-        "jobs": len(plans),
-        "convertible": len(plans) - blocked,
-        "blocked": blocked,
-        "findings": {severity.value: severities.get(severity.value, 0) for severity in Severity},
-        "topBlockers": [
-            {"code": code, "jobs": count, "example": examples[code][0], "message": examples[code][1][:512]}
+    return CutoverPolicyStatus(
+        jobs=len(plans),
+        convertible=len(plans) - blocked,
+        blocked=blocked,
+        findings=SeverityCounts(
+            blocker=severities[Severity.BLOCKER],
+            warning=severities[Severity.WARNING],
+            info=severities[Severity.INFO],
+        ),
+        top_blockers=[
+            Blocker(code=code, jobs=count, example=examples[code][0], message=examples[code][1][:512])
             for code, count in ranked
         ],
-    }
+    )
+
+
+def policy_status(
+    current: CutoverPolicyStatus,
+    spec: CutoverPolicySpec,
+    plans: dict[tuple[str, str], JobPlan],
+    *,
+    generation: int | None,
+    trainer_api: TrainerAPI,
+    trainer_missing: bool,
+    train_jobs: TrainJobCounts,
+    report_config_map: str,
+    at: datetime,
+) -> CutoverPolicyStatus:
+    """The status a policy's reconciliation writes: its plans' summary, TrainJobs, Ready and Progressing."""
+    status = summarise(plans)
+    status.observed_generation = generation
+    status.trainer_api = trainer_api.value
+    status.train_jobs = train_jobs
+    status.report_config_map = report_config_map
+    summary = f"{status.jobs} jobs selected, {status.blocked} blocked"
+    pending = train_jobs.pending
+    if trainer_missing:
+        ready = (False, "TrainerNotInstalled", f"the TrainJob CRD ({TRAINJOB.crd_name}) is not installed")
+    elif pending:
+        ready = (False, "RateLimited", f"{summary}; {pending} TrainJobs wait for the rate limit")
+    elif spec.mode is CutoverMode.PLAN:
+        ready = (True, "Planned", summary)
+    else:
+        served = f"{train_jobs.present} TrainJobs, {train_jobs.conflicts} conflicts, " + (
+            f"{train_jobs.skipped} not served"
+        )
+        ready = (True, "Mirrored" if spec.mode is CutoverMode.MIRROR else "Serving", f"{summary}; {served}")
+    conditions = set_condition(current.conditions, "Ready", *ready, observed_generation=generation, at=at)
+    status.conditions = set_condition(
+        conditions,
+        "Progressing",
+        bool(pending),
+        "Creating" if pending else "Idle",
+        f"{pending} TrainJobs to create" if pending else "",
+        observed_generation=generation,
+        at=at,
+    )
+    return status
 
 
 def render_report(policy_name: str, plans: dict[tuple[str, str], JobPlan]) -> str:
@@ -282,4 +342,5 @@ def render_report(policy_name: str, plans: dict[tuple[str, str], JobPlan]) -> st
         }
         for _, plan in sorted(plans.items())
     ]
-    return json.dumps({"policy": policy_name, "summary": summarise(plans), "jobs": jobs}, indent=1)
+    summary = summarise(plans).model_dump(mode="json", by_alias=True, include=_SUMMARY_FIELDS)
+    return json.dumps({"policy": policy_name, "summary": summary, "jobs": jobs}, indent=1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import kopf
@@ -19,8 +19,10 @@ from lightkube import ApiError, codecs
 from lightkube.resources.batch_v1 import Job
 from lightkube.types import CascadeType, PatchType
 
+from ferryman.api.base import Condition, find_condition, is_true, now, rfc3339, set_condition
 from ferryman.api.experimentmigration import ExperimentMigrationSpec
 from ferryman.api.kinds import MIGRATION_LABEL, SPEC_HASH_LABEL
+from ferryman.api.migrationstatus import ExperimentMigrationStatus, MigrationTotals, ShardPhase, ShardProgress
 from ferryman.controller.context import OperatorContext
 from ferryman.kube.builders import (
     MigrationWorkload,
@@ -32,7 +34,6 @@ from ferryman.kube.builders import (
     migration_children,
 )
 from ferryman.kube.client import FIELD_MANAGER, create_if_missing, get_or_none, patch_status
-from ferryman.kube.conditions import find_condition, is_true, now_rfc3339, set_condition
 from ferryman.kube.resources import ExperimentMigration
 from ferryman.trackers.registry import redact
 
@@ -114,7 +115,7 @@ async def reconcile_migration(ctx: OperatorContext, body: kopf.Body, logger: kop
     name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
     generation = obj["metadata"].get("generation", 0)
     spec = ExperimentMigrationSpec.model_validate(obj["spec"])
-    status = dict(body.get("status") or {})
+    status = ExperimentMigrationStatus.model_validate(dict(body.get("status") or {}))
     names = migration_children(name)
     labels = {MIGRATION_LABEL: name}
 
@@ -124,16 +125,15 @@ async def reconcile_migration(ctx: OperatorContext, body: kopf.Body, logger: kop
     spec_map = build_config_map(
         names["spec"], namespace, {"migration.yaml": spec_document(body)}, obj, labels
     )
-    if not await create_if_missing(ctx.client, spec_map) and status.get("observedGeneration") != generation:
+    if not await create_if_missing(ctx.client, spec_map) and status.observed_generation != generation:
         await ctx.client.replace(codecs.from_dict(spec_map), field_manager=FIELD_MANAGER)
 
-    now = datetime.now(UTC)
-    round_ = int(status.get("round") or 0)
+    at = now()
+    round_ = status.round
     job = await get_or_none(ctx.client, Job, job_name(name, round_), namespace) if round_ else None
-    update: dict[str, Any] = {
-        "observedGeneration": generation,
-        "reportConfigMap": f"{namespace}/{names['report']}",
-    }
+    update = status.model_copy(deep=True)
+    update.observed_generation = generation
+    update.report_config_map = f"{namespace}/{names['report']}"
     job_state = _job_state(job)
 
     if (
@@ -145,8 +145,8 @@ async def reconcile_migration(ctx: OperatorContext, body: kopf.Body, logger: kop
         await ctx.client.delete(Job, job.metadata.name, namespace=namespace, cascade=CascadeType.BACKGROUND)
         kopf.info(body, reason="RoundRestarted", message=f"spec changed: restarting round {round_}")
         raise kopf.TemporaryError("waiting for the previous Job to go", delay=2)
-    settled = _finished(status) and status.get("observedGeneration") == generation
-    due = round_ == 0 or (job is None and not settled) or sync_due(spec, status, job_state, now)
+    settled = _finished(status) and status.observed_generation == generation
+    due = round_ == 0 or (job is None and not settled) or sync_due(spec, status, job_state, at)
     if due:
         round_ = round_ + 1 if (round_ == 0 or job is not None) else round_
         job_body = workload(ctx, obj, spec, round_)
@@ -157,37 +157,34 @@ async def reconcile_migration(ctx: OperatorContext, body: kopf.Body, logger: kop
                 message=f"round {round_}: {spec.parallelism} worker(s) migrate {redact(spec.source.uri)} "
                 f"to {redact(spec.destination.uri)}",
             )
-        update.update(
-            round=round_, job=job_body["metadata"]["name"], lastSyncTime=now_rfc3339(), nextSyncTime=None
+        update.round, update.job = round_, job_body["metadata"]["name"]
+        update.last_sync_time, update.next_sync_time = at, None
+        update.shards = []  # a new round: the workers report afresh
+        job_state = "active"
+    elif job is not None and bool(job.spec.suspend) != spec.suspend:
+        await ctx.client.patch(
+            Job,
+            job.metadata.name,
+            {"spec": {"suspend": spec.suspend}},
+            namespace=namespace,
+            patch_type=PatchType.MERGE,
+            field_manager=FIELD_MANAGER,
         )
-        if status.get("shards"):
-            update["shards"] = None  # a new round: the workers report afresh
-        job_state, shards = "active", []
-    else:
-        shards = list(status.get("shards") or [])
-        if job is not None and bool(job.spec.suspend) != spec.suspend:
-            await ctx.client.patch(
-                Job,
-                job.metadata.name,
-                {"spec": {"suspend": spec.suspend}},
-                namespace=namespace,
-                patch_type=PatchType.MERGE,
-                field_manager=FIELD_MANAGER,
-            )
 
-    update["totals"] = shard_totals(shards, spec.parallelism)
-    conditions = migration_conditions(status, spec, generation, job, job_state, shards, update["totals"], now)
-    update["conditions"] = conditions
-    if spec.schedule is not None and is_true(conditions, "Succeeded") and not status.get("nextSyncTime"):
+    update.totals = shard_totals(update.shards, spec.parallelism)
+    update.conditions = migration_conditions(update, spec, generation, job, job_state, at)
+    succeeded = is_true(update.conditions, "Succeeded")
+    if spec.schedule is not None and succeeded and update.next_sync_time is None:
         # The next round is due an interval after this one verifiably finished, not after its pods exited.
-        update["nextSyncTime"] = _rfc3339(now + timedelta(seconds=interval_seconds(spec.schedule.interval)))
-    if any(status.get(key) != value for key, value in update.items()):
+        update.next_sync_time = at + timedelta(seconds=interval_seconds(spec.schedule.interval))
+    patch = status_patch(status, update)
+    if patch:
         try:
             await patch_status(
                 ctx.client,
                 ExperimentMigration,
                 name,
-                update,
+                patch,
                 namespace=namespace,
                 resource_version=body["metadata"]["resourceVersion"],
             )
@@ -197,11 +194,15 @@ async def reconcile_migration(ctx: OperatorContext, body: kopf.Body, logger: kop
                     "the ExperimentMigration changed meanwhile; retrying", delay=1
                 ) from error
             raise
-        _post_transitions(body, status.get("conditions") or [], conditions)
+        _post_transitions(body, status.conditions, update.conditions)
 
 
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def status_patch(current: ExperimentMigrationStatus, wanted: ExperimentMigrationStatus) -> dict[str, Any]:
+    """The merge patch taking `current` to `wanted`: only the fields that differ, so the workers' shard
+    entries are left alone unless a new round clears them."""
+    before = current.model_dump(mode="json", by_alias=True)
+    after = wanted.model_dump(mode="json", by_alias=True)
+    return {key: value for key, value in after.items() if before.get(key) != value}
 
 
 def _job_state(job: Job | None) -> str:
@@ -215,55 +216,55 @@ def _job_state(job: Job | None) -> str:
     return "active"
 
 
-def _finished(status: dict[str, Any]) -> bool:
-    return any(
-        c.get("type") in ("Succeeded", "Failed") and c.get("status") == "True"
-        for c in status.get("conditions") or []
+def _finished(status: ExperimentMigrationStatus) -> bool:
+    return is_true(status.conditions, "Succeeded") or is_true(status.conditions, "Failed")
+
+
+def sync_due(
+    spec: ExperimentMigrationSpec, status: ExperimentMigrationStatus, job_state: str, at: datetime
+) -> bool:
+    if spec.schedule is None or job_state != "complete" or status.next_sync_time is None:
+        return False
+    return at >= status.next_sync_time
+
+
+def shard_totals(shards: list[ShardProgress], count: int) -> MigrationTotals:
+    return MigrationTotals(
+        shards=count,
+        shards_done=sum(1 for s in shards if s.phase is ShardPhase.DONE),
+        runs_total=sum(s.runs_total for s in shards),
+        runs_done=sum(s.runs_done for s in shards),
+        points=sum(s.points for s in shards),
+        bytes=sum(s.bytes for s in shards),
     )
 
 
-def sync_due(spec: ExperimentMigrationSpec, status: dict[str, Any], job_state: str, now: datetime) -> bool:
-    next_sync = status.get("nextSyncTime")
-    if spec.schedule is None or job_state != "complete" or not next_sync:
-        return False
-    return now >= datetime.fromisoformat(str(next_sync).replace("Z", "+00:00"))
-
-
-def shard_totals(shards: list[dict[str, Any]], count: int) -> dict[str, int]:
-    return {
-        "shards": count,
-        "shardsDone": sum(1 for s in shards if s.get("phase") == "done"),
-        "runsTotal": sum(int(s.get("runsTotal") or 0) for s in shards),
-        "runsDone": sum(int(s.get("runsDone") or 0) for s in shards),
-        "points": sum(int(s.get("points") or 0) for s in shards),
-        "bytes": sum(int(s.get("bytes") or 0) for s in shards),
-    }
-
-
 def migration_conditions(
-    status: dict[str, Any],
+    status: ExperimentMigrationStatus,
     spec: ExperimentMigrationSpec,
     generation: int,
     job: Job | None,
     job_state: str,
-    shards: list[dict[str, Any]],
-    totals: dict[str, int],
-    now: datetime,
-) -> list[dict[str, Any]]:
-    """Ready, Progressing, Succeeded, Failed, Stalled. The workers' reports decide success: a Job whose pods
-    exited without every shard reporting `done` is not a migration that happened."""
-    conditions = list(status.get("conditions") or [])
+    at: datetime,
+) -> list[Condition]:
+    """Ready, Progressing, Succeeded, Failed, Stalled, from `status` (its shards and totals as this round has
+    them). The workers' reports decide success: a Job whose pods exited without every shard reporting `done`
+    is not a migration that happened."""
+    conditions = list(status.conditions)
+    shards, totals = status.shards, status.totals
 
     def put(type_: str, value: bool, reason: str, message: str = "") -> None:
         nonlocal conditions
-        conditions = set_condition(conditions, type_, value, reason, message, observed_generation=generation)
+        conditions = set_condition(
+            conditions, type_, value, reason, message, observed_generation=generation, at=at
+        )
 
-    failed_shards = [s for s in shards if s.get("phase") == "failed"]
-    mismatched = [s for s in shards if s.get("phase") == "done" and s.get("verified") is False]
-    done = totals["shardsDone"] == spec.parallelism and not mismatched
+    failed_shards = [s for s in shards if s.phase is ShardPhase.FAILED]
+    mismatched = [s for s in shards if s.phase is ShardPhase.DONE and s.verified is False]
+    done = totals.shards_done == spec.parallelism and not mismatched
     progress = (
-        f"{totals['runsDone']}/{totals['runsTotal']} runs, {totals['points']} points, "
-        f"{totals['shardsDone']}/{spec.parallelism} shards done"
+        f"{totals.runs_done}/{totals.runs_total} runs, {totals.points} points, "
+        f"{totals.shards_done}/{spec.parallelism} shards done"
     )
     if spec.suspend:
         put("Progressing", False, "Suspended", "spec.suspend is true: no worker pods run")
@@ -271,7 +272,8 @@ def migration_conditions(
         put("Stalled", False, "Suspended")
         return conditions
     if job_state == "failed" or failed_shards or mismatched:
-        detail = (failed_shards or mismatched or [{}])[0].get("message") or _job_failure(job)
+        first = next(iter(failed_shards or mismatched), None)
+        detail = (first.message if first is not None else "") or _job_failure(job)
         put("Failed", True, "MigrationFailed", detail)
         put("Succeeded", False, "MigrationFailed")
         put("Progressing", False, "MigrationFailed")
@@ -279,28 +281,23 @@ def migration_conditions(
         put("Ready", False, "MigrationFailed", detail)
         return conditions
     if done:
-        reason = "Verified" if all(s.get("verified") for s in shards) else "Migrated"
-        message = progress + (f"; next re-sync at {status.get('nextSyncTime')}" if spec.schedule else "")
+        reason = "Verified" if all(s.verified for s in shards) else "Migrated"
+        next_sync = f"; next re-sync at {rfc3339(status.next_sync_time)}" if status.next_sync_time else ""
         put("Succeeded", True, reason, progress)
         put("Failed", False, reason)
         put("Progressing", False, reason)
         put("Stalled", False, reason)
-        put("Ready", True, reason, message)
+        put("Ready", True, reason, progress + (next_sync if spec.schedule else ""))
         return conditions
-    last_report = max((str(s.get("updated") or "") for s in shards), default="")
-    started = str(status.get("lastSyncTime") or "")
-    quiet_since = last_report or started
-    stalled = (
-        bool(quiet_since)
-        and (now - datetime.fromisoformat(quiet_since.replace("Z", "+00:00"))).total_seconds()
-        > stall_seconds()
-    )
+    reports = [s.updated for s in shards if s.updated is not None]
+    quiet_since = max(reports) if reports else status.last_sync_time
+    stalled = quiet_since is not None and (at - quiet_since).total_seconds() > stall_seconds()
     put("Progressing", True, "Migrating", progress)
     put(
         "Stalled",
         stalled,
         "NoProgress" if stalled else "Migrating",
-        f"no shard reported since {quiet_since}" if stalled else "",
+        f"no shard reported since {rfc3339(quiet_since)}" if stalled and quiet_since else "",
     )
     put("Succeeded", False, "Migrating")  # a new round has not succeeded yet, whatever the last one did
     put("Failed", False, "Migrating")
@@ -315,9 +312,9 @@ def _job_failure(job: Job | None) -> str:
     return "the migration failed"
 
 
-def _post_transitions(body: kopf.Body, old: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
+def _post_transitions(body: kopf.Body, old: list[Condition], new: list[Condition]) -> None:
     """Kubernetes Events for the transitions that matter (messages carry counts and redacted URIs only)."""
     for type_, post in (("Succeeded", kopf.info), ("Failed", kopf.warn), ("Stalled", kopf.warn)):
-        before, after = find_condition(old, type_), find_condition(new, type_)
-        if after and after["status"] == "True" and (before is None or before["status"] != "True"):
-            post(body, reason=after["reason"], message=after["message"] or type_)
+        after = find_condition(new, type_)
+        if after is not None and is_true(new, type_) and not is_true(old, type_):
+            post(body, reason=after.reason, message=after.message or type_)

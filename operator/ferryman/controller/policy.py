@@ -18,8 +18,9 @@ import kopf
 from lightkube import ApiError, codecs
 from lightkube.types import PatchType
 
-from ferryman.api.cutoverpolicy import CutoverMode, CutoverPolicySpec
-from ferryman.api.kinds import ADOPTED_ANNOTATION, CUTOVER_POLICY, POLICY_LABEL, TRAINJOB
+from ferryman.api.base import now
+from ferryman.api.cutoverpolicy import CutoverMode, CutoverPolicySpec, CutoverPolicyStatus, TrainJobCounts
+from ferryman.api.kinds import ADOPTED_ANNOTATION, CUTOVER_POLICY, POLICY_LABEL
 from ferryman.api.trainer import TrainerAPI
 from ferryman.controller.context import OperatorContext, values
 from ferryman.controller.cutover import (
@@ -32,13 +33,12 @@ from ferryman.controller.cutover import (
     convert_options,
     decide,
     plan_job,
+    policy_status,
     render_report,
     selects,
-    summarise,
 )
 from ferryman.kube.builders import build_config_map
 from ferryman.kube.client import FIELD_MANAGER, patch_status, tolerate_gone_or_conflict
-from ferryman.kube.conditions import set_condition
 from ferryman.kube.resources import CutoverPolicy, TrainJob
 
 CONFIG_MAP_LIMIT = 900_000  # ConfigMaps hold at most 1 MiB; larger reports are stored gzipped
@@ -90,21 +90,27 @@ async def reconcile_policy(
 
     policy = {**CUTOVER_POLICY.type_meta, "metadata": dict(body["metadata"])}
     trainjobs = values(indexes["trainjobs"])
-    counts = {"present": 0, "adopted": 0, "pending": 0, "conflicts": 0, "skipped": 0}
+    counts = TrainJobCounts()
     trainer_missing = served is None and spec.mode is not CutoverMode.PLAN
     if spec.mode is not CutoverMode.PLAN and not trainer_missing:
         counts = await _serve(ctx, spec, policy, state, plans, pytorchjobs, trainjobs, logger)
 
-    status = summarise(plans)
-    status["trainJobs"] = counts
-    status["trainerAPI"] = options.trainer_api.value
-    status["observedGeneration"] = generation
-    status["reportConfigMap"] = await _write_report(ctx, name, policy, state, plans)
-    status["conditions"] = _conditions(body, spec, status, counts, trainer_missing)
-    await _write_status(ctx, body, status)
-    if counts["pending"]:
+    current = CutoverPolicyStatus.model_validate(dict(body.get("status") or {}))
+    status = policy_status(
+        current,
+        spec,
+        plans,
+        generation=generation,
+        trainer_api=options.trainer_api,
+        trainer_missing=trainer_missing,
+        train_jobs=counts,
+        report_config_map=await _write_report(ctx, name, policy, state, plans),
+        at=now(),
+    )
+    await _write_status(ctx, body, current, status)
+    if counts.pending:
         assert state.bucket is not None
-        message = f"{counts['pending']} TrainJobs wait for the creation rate limit"
+        message = f"{counts.pending} TrainJobs wait for the creation rate limit"
         raise kopf.TemporaryError(message, delay=max(state.bucket.wait(), 0.5))
 
 
@@ -117,7 +123,7 @@ async def _serve(
     pytorchjobs: dict[tuple[str, str], dict[str, Any]],
     trainjobs: dict[tuple[str, str], dict[str, Any]],
     logger: logging.Logger | kopf.Logger,
-) -> dict[str, int]:
+) -> TrainJobCounts:
     """Create, adopt or update the TrainJobs the mode asks for, within the rate limit."""
     rate = spec.rate_limit.creations_per_minute / 60.0
     if state.bucket is None or (state.bucket.rate, state.bucket.burst) != (rate, spec.rate_limit.burst):
@@ -129,7 +135,7 @@ async def _serve(
             existing = trainjobs.get((plan.namespace, plan.trainjob["metadata"]["name"]))
         decisions.append((plan, decide(plan, pytorchjobs[key], policy, spec, existing)))
 
-    counts = {"present": 0, "adopted": 0, "pending": 0, "conflicts": 0, "skipped": 0}
+    counts = TrainJobCounts()
     creations = [(plan, d) for plan, d in decisions if d.action is Action.CREATE]
     granted = state.bucket.take(len(creations), time.monotonic())
     for plan, decision in creations[:granted]:
@@ -142,8 +148,8 @@ async def _serve(
                 message=f"CutoverPolicy {policy['metadata']['name']} created TrainJob "
                 f"{decision.desired['metadata']['name']} ({spec.mode.value})",
             )
-        counts["present"] += 1
-    counts["pending"] = len(creations) - granted
+        counts.present += 1
+    counts.pending = len(creations) - granted
     for plan, decision in decisions:
         if decision.action in (Action.ADOPT, Action.UPDATE):
             assert decision.desired is not None and decision.patch is not None
@@ -159,9 +165,9 @@ async def _serve(
             if decision.action is Action.ADOPT:
                 logger.info(f"adopted TrainJob {plan.namespace}/{decision.desired['metadata']['name']}")
         if decision.action in (Action.ADOPT, Action.UPDATE, Action.KEEP):
-            counts["present"] += 1
-        counts["conflicts"] += decision.action is Action.CONFLICT
-        counts["skipped"] += decision.action is Action.SKIP and not plan.blocked
+            counts.present += 1
+        counts.conflicts += decision.action is Action.CONFLICT
+        counts.skipped += decision.action is Action.SKIP and not plan.blocked
         if decision.action is Action.CONFLICT:
             kopf.warn(
                 _as_body(pytorchjobs[(plan.namespace, plan.name)]),
@@ -180,9 +186,9 @@ async def _serve(
         for plan, decision in decisions
         if decision.action is Action.ADOPT and decision.desired is not None
     }
-    counts["adopted"] = len(adopted)
+    counts.adopted = len(adopted)
     if granted:
-        logger.info(f"created {granted} TrainJobs, {counts['pending']} wait for the rate limit")
+        logger.info(f"created {granted} TrainJobs, {counts.pending} wait for the rate limit")
     return counts
 
 
@@ -213,50 +219,18 @@ async def _write_report(
     return f"{ctx.namespace}/{cm_name}"
 
 
-def _conditions(
-    body: kopf.Body,
-    spec: CutoverPolicySpec,
-    status: dict[str, Any],
-    counts: dict[str, int],
-    trainer_missing: bool,
-) -> list[dict[str, Any]]:
-    generation = body["metadata"].get("generation")
-    conditions = list((body.get("status") or {}).get("conditions") or [])
-    summary = f"{status['jobs']} jobs selected, {status['blocked']} blocked"
-    if trainer_missing:
-        ready = (False, "TrainerNotInstalled", f"the TrainJob CRD ({TRAINJOB.crd_name}) is not installed")
-    elif counts["pending"]:
-        ready = (False, "RateLimited", f"{summary}; {counts['pending']} TrainJobs wait for the rate limit")
-    elif spec.mode is CutoverMode.PLAN:
-        ready = (True, "Planned", summary)
-    else:
-        served = (
-            f"{counts['present']} TrainJobs, {counts['conflicts']} conflicts, {counts['skipped']} not served"
-        )
-        ready = (True, "Mirrored" if spec.mode is CutoverMode.MIRROR else "Serving", f"{summary}; {served}")
-    conditions = set_condition(conditions, "Ready", *ready, observed_generation=generation)
-    conditions = set_condition(
-        conditions,
-        "Progressing",
-        bool(counts["pending"]),
-        "Creating" if counts["pending"] else "Idle",
-        f"{counts['pending']} TrainJobs to create" if counts["pending"] else "",
-        observed_generation=generation,
-    )
-    return conditions
-
-
-async def _write_status(ctx: OperatorContext, body: kopf.Body, status: dict[str, Any]) -> None:
-    """Write only what changed, guarded by the resourceVersion the handler saw."""
-    current = body.get("status") or {}
-    if all(current.get(key) == value for key, value in status.items()):
+async def _write_status(
+    ctx: OperatorContext, body: kopf.Body, current: CutoverPolicyStatus, status: CutoverPolicyStatus
+) -> None:
+    """Write the status if it changed, guarded by the resourceVersion the handler saw."""
+    if status == current:
         return
     try:
         await patch_status(
             ctx.client,
             CutoverPolicy,
             body["metadata"]["name"],
-            status,
+            status.model_dump(mode="json", by_alias=True),
             resource_version=body["metadata"]["resourceVersion"],
         )
     except ApiError as error:

@@ -12,11 +12,11 @@ from typing import Any
 import kopf
 from lightkube import ApiError
 
+from ferryman.api.base import now, rfc3339
 from ferryman.api.kinds import MODE_LABEL, PYTORCHJOB, TRAINJOB
 from ferryman.controller.context import OperatorContext
 from ferryman.controller.takeover import pytorchjob_status
 from ferryman.kube.client import patch_status
-from ferryman.kube.conditions import now_rfc3339
 from ferryman.kube.resources import PyTorchJob
 
 
@@ -54,7 +54,7 @@ async def mirror_status(
         return
     pytorchjob = next(iter(pytorchjobs[(namespace, source_name)]))
     jobset = next(iter(jobsets[key])) if key in jobsets else None
-    status = pytorchjob_status(pytorchjob, trainjob, jobset, now=now_rfc3339())
+    status = pytorchjob_status(pytorchjob, trainjob, jobset, now=rfc3339(now()))
     current = pytorchjob.get("status") or {}
     if all(current.get(field) == value for field, value in status.items()):
         return

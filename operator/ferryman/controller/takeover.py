@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ferryman.kube.conditions import is_true
-
 _TERMINAL = ("Succeeded", "Failed")
+
+
+def is_true(conditions: list[dict[str, Any]], type_: str) -> bool:
+    """Whether a v1 or Trainer condition list (plain dicts, as read from the cluster) has `type_` True."""
+    return any(c.get("type") == type_ and c.get("status") == "True" for c in conditions)
 
 
 def _jobs_counts(trainjob: dict[str, Any], jobset: dict[str, Any] | None) -> dict[str, int]:
