@@ -34,8 +34,8 @@ from ferryman.api.kinds import (
 from ferryman.api.trainer import TrainerAPI
 from ferryman.controller.takeover import is_finished, was_started_elsewhere
 from ferryman.convert.findings import Finding, Severity
-from ferryman.convert.job import convert_pytorchjob
 from ferryman.convert.options import ConvertOptions
+from ferryman.convert.registry import convert_job
 from ferryman.kube.builders import build_trainjob
 
 TOP_BLOCKERS = 10
@@ -101,7 +101,7 @@ def selects(spec: CutoverPolicySpec, pytorchjob: dict[str, Any], namespace_label
 def plan_job(pytorchjob: dict[str, Any], options: ConvertOptions, runtimes: RuntimeCatalog) -> JobPlan:
     metadata = pytorchjob["metadata"]
     try:
-        conversion = convert_pytorchjob(pytorchjob, options)
+        conversion = convert_job(pytorchjob, options)
     except Exception as error:  # one malformed job must not stop a cluster-wide plan
         failure = Finding(
             severity=Severity.BLOCKER,
