@@ -27,7 +27,7 @@ godebug=$(sed -n 's/^godebug \(.*\)$/\1/p' "$upstream")
     echo "require k8s.io/kubernetes $version"
     echo
     echo "tool ("
-    for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
+    for cmd in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
         echo "	k8s.io/kubernetes/cmd/$cmd"
     done
     echo ")"
