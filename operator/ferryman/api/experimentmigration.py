@@ -14,6 +14,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from ferryman.api.base import KubeModel
 from ferryman.api.crd import cel
+from ferryman.api.kinds import EXPERIMENT_MIGRATION
 
 DEFAULT_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
 DEFAULT_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
@@ -174,6 +175,6 @@ class ExperimentMigrationSpec(KubeModel):
 
 def load_spec(document: dict[str, Any]) -> ExperimentMigrationSpec:
     """The spec of an ExperimentMigration manifest, or a bare spec mapping."""
-    if document.get("kind") == "ExperimentMigration" or "spec" in document:
+    if document.get("kind") == EXPERIMENT_MIGRATION.kind or "spec" in document:
         document = document.get("spec") or {}
     return ExperimentMigrationSpec.model_validate(document)

@@ -39,8 +39,8 @@ class ReportTargetError(ValueError):
 def parse_target(target: str) -> tuple[str, str]:
     """`experimentmigration/<namespace>/<name>` → (namespace, name)."""
     parts = target.split("/")
-    kinds = ("experimentmigration", "experimentmigrations")
-    if len(parts) != 3 or parts[0].lower() not in kinds or not all(parts):
+    names = (EXPERIMENT_MIGRATION.kind.lower(), EXPERIMENT_MIGRATION.plural)
+    if len(parts) != 3 or parts[0].lower() not in names or not all(parts):
         raise ReportTargetError(f"--report-to {target!r}: expected experimentmigration/<namespace>/<name>")
     return parts[1], parts[2]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ferryman.api import pytorchjob as v1
+from ferryman.api.kinds import PYTORCHJOB
 from ferryman.api.trainer import LauncherStrategy, TrainerAPI
 from ferryman.convert.core import JobConverter, join, mapping
 from ferryman.convert.findings import Severity
@@ -24,7 +25,7 @@ def _env_value_texts(env: list[dict[str, Any]]) -> list[str]:
 
 
 class PyTorchJobConverter(JobConverter):
-    kind = v1.KIND
+    kind = PYTORCHJOB.kind
     container_name = v1.PYTORCH_CONTAINER
     operator_env = V1_ENV
 
@@ -32,7 +33,7 @@ class PyTorchJobConverter(JobConverter):
         job = self.validate(v1.PyTorchJob)
         if job is None:
             return self.result(None)
-        self.begin(job, f"{v1.GROUP}/v1")
+        self.begin(job, PYTORCHJOB.api_version)
         spec = job.spec
         replicas = self.replicas(job)
         if replicas is None:

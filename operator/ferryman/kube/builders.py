@@ -162,7 +162,7 @@ def build_migration_job(workload: MigrationWorkload) -> dict[str, Any]:
             "/etc/ferryman/migration.yaml",
             "--shard-from-env",
             "--report-to",
-            f"experimentmigration/{namespace}/{name}",
+            f"{EXPERIMENT_MIGRATION.kind.lower()}/{namespace}/{name}",
         ],
         "env": env,
         "resources": copy.deepcopy(placement.resources),
