@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from ferryman.api.trainer import RuntimeRules
 from ferryman.convert import runtime
 from ferryman.convert.findings import Finding, Severity
 from ferryman.convert.manifests import ManifestError, convert_stream
-from ferryman.convert.options import ConvertOptions, RuntimeRules
+from ferryman.convert.options import ConvertOptions
 from ferryman.convert.report import FileReport, render_json, render_text
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
