@@ -13,7 +13,6 @@ from ferryman.migrate.ledger import Action, after_high_water, decide, shard_of, 
 from ferryman.migrate.plan import MigrationError, RunFilter, parse_since
 from ferryman.migrate.validate import SeriesDigest
 from ferryman.trackers.model import DestinationRun, MetricBatch, Run, RunStatus, source_state
-from ferryman.trackers.registry import Credentials, TrackerURIError, open_writer, redact, tracker_for
 
 
 def batch(key: str, steps: list[int], values: list[float] | None = None) -> MetricBatch:
@@ -76,38 +75,6 @@ def test_run_filter() -> None:
     assert RunFilter(names=["trial-*"], statuses=["failed"], tags={"team": "a"}).matches(run)
     assert not RunFilter(names=["sweep*"]).matches(run)
     assert not RunFilter(tags={"team": "b"}).matches(run)
-
-
-def test_credentials_differ_per_end_and_fall_back_to_mlflow_variables() -> None:
-    env = {
-        "FERRYMAN_SOURCE_TOKEN": "s-token",
-        "MLFLOW_TRACKING_USERNAME": "u",
-        "MLFLOW_TRACKING_PASSWORD": "p",
-    }
-    assert Credentials.from_env("source", env, kind="mlflow") == Credentials("s-token", "u", "p")
-    assert Credentials.from_env("destination", env, kind="mlflow") == Credentials(None, "u", "p")
-    assert "s-token" not in repr(Credentials.from_env("source", env, kind="mlflow"))
-
-
-def test_one_trackers_secret_never_reaches_another() -> None:
-    env = {"MLFLOW_TRACKING_TOKEN": "mlflow-secret", "WANDB_API_KEY": "wandb-key"}
-    assert Credentials.from_env("destination", env, kind="wandb").token == "wandb-key"
-    assert Credentials.from_env("source", env, kind="mlflow").token == "mlflow-secret"
-    assert Credentials.from_env("source", env, kind="neptune") == Credentials()
-    given = {**env, "FERRYMAN_SOURCE_TOKEN": "given"}
-    assert Credentials.from_env("source", given, kind="wandb").token == "given"
-
-
-def test_uri_dispatch() -> None:
-    assert tracker_for("http://127.0.0.1:5000").kind == "mlflow"
-    assert tracker_for("sqlite:///x.db").kind == "mlflow"
-    assert tracker_for("./mlruns").kind == "mlflow"
-    assert tracker_for("tensorboard:/logs").kind == "tensorboard"
-    with pytest.raises(TrackerURIError, match="no tracker serves"):
-        tracker_for("s3://bucket/x")
-    with pytest.raises(TrackerURIError, match="cannot be written"):
-        open_writer("./mlruns")
-    assert redact("https://user:secret@host/x") == "https://user:***@host/x"
 
 
 def test_experiment_migration_spec_defaults_and_manifest(tmp_path: Path) -> None:

@@ -76,6 +76,8 @@ class Store(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Tracker:
+    """One kind of endpoint: the URI prefixes that name it and the factories that read and write it."""
+
     kind: str  # short name recorded in source identities and reports: "mlflow", "tensorboard", …
     store: Store
     prefixes: tuple[str, ...]  # URI prefixes it serves, longer before shorter ("" matches plain paths)
@@ -147,7 +149,7 @@ def open_reader(uri: str, credentials: Credentials | None = None) -> TrackerRead
     found = endpoint(uri)
     tracker = found.tracker
     if tracker.reader is None:
-        raise TrackerURIError(f"{uri!r}: a {tracker.kind} {tracker.store} cannot be read")
+        raise TrackerURIError(f"{uri!r} names a {tracker.kind} {tracker.store}, which ferryman cannot read")
     factory = _load(tracker.reader)
     creds = credentials if credentials is not None else Credentials.from_env("source", kind=tracker.kind)
     return cast(TrackerReader, factory(found, creds))  # type: ignore[operator]
@@ -159,7 +161,8 @@ def open_writer(uri: str, credentials: Credentials | None = None) -> TrackerWrit
     tracker = found.tracker
     if tracker.writer is None:
         raise TrackerURIError(
-            f"{uri!r}: a {tracker.kind} {tracker.store} cannot be written; destinations are {_destinations()}"
+            f"{uri!r} names a {tracker.kind} {tracker.store}, which ferryman cannot write; "
+            f"destinations are {_destinations()}"
         )
     factory = _load(tracker.writer)
     creds = credentials if credentials is not None else Credentials.from_env("destination", kind=tracker.kind)
