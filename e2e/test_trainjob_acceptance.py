@@ -42,13 +42,13 @@ def accept(plane: ControlPlane, job: dict[str, Any], options: ConvertOptions) ->
 
 
 @pytest.mark.parametrize("trainer_api", FLAVOURS, ids=str)
-@pytest.mark.parametrize("emit_runtime", [False, True], ids=["trainjob", "with-runtime"])
+@pytest.mark.parametrize("derived_runtime", [False, True], ids=["trainjob", "with-runtime"])
 def test_converted_upstream_examples_are_accepted(
-    flavour_cluster: FlavourCluster, trainer_api: TrainerAPI, emit_runtime: bool
+    flavour_cluster: FlavourCluster, trainer_api: TrainerAPI, derived_runtime: bool
 ) -> None:
     plane = flavour_cluster(trainer_api)
     # forced: a job with a blocker (e.g. elastic training) still yields the TrainJob a user would get
-    options = ConvertOptions(trainer_api=trainer_api, emit_runtime=emit_runtime, force=True)
+    options = ConvertOptions(trainer_api=trainer_api, derived_runtime=derived_runtime, force=True)
     examples = pytorchjob_examples()
     assert examples
     for path, job in examples:

@@ -81,3 +81,11 @@ def node_pod(conversion: Conversion) -> dict[str, Any]:
     (job,) = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
     assert job["name"] == "node"
     return job["template"]["spec"]["template"]
+
+
+def runtime_pod(conversion: Conversion) -> dict[str, Any]:
+    """The derived runtime's pod spec for the node job."""
+    assert conversion.runtime is not None, [f.message for f in conversion.findings]
+    (job,) = conversion.runtime["spec"]["template"]["spec"]["replicatedJobs"]
+    assert job["name"] == "node"
+    return job["template"]["spec"]["template"]["spec"]

@@ -56,7 +56,8 @@ def job(name: str = "train", extra: str = "") -> str:
     return JOB.format(name=name, extra=extra)
 
 
-BLOCKED = job("hostnet", "\n          hostNetwork: true")
+BLOCKED = job("invalid", "\n          nodeSelector: {pool: 1}")  # v1 rejects a number there
+HOSTNET = job("hostnet", "\n          hostNetwork: true")  # only a derived runtime can carry it
 
 
 def run(*args: str | Path, stdin: str | None = None) -> Result:
@@ -144,13 +145,13 @@ def test_json_report(tree: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0
     report = json.loads(result.stdout)
     records = {r["name"]: r for r in report["jobs"]}
-    assert set(records) == {"train", "hostnet"}
-    train, hostnet = records["train"], records["hostnet"]
+    assert set(records) == {"train", "invalid"}
+    train, invalid = records["train"], records["invalid"]
     assert train["file"].endswith("team-a/train.yaml") and train["document"] == 1
     assert (train["namespace"], train["status"], train["trainjob"]) == ("team-a", "converted", "train")
-    assert (hostnet["status"], hostnet["trainjob"]) == ("blocked", None)
-    blocker = next(f for f in hostnet["findings"] if f["severity"] == "blocker")
-    assert set(blocker) == {"severity", "code", "path", "message"} and "hostNetwork" in blocker["path"]
+    assert (invalid["status"], invalid["trainjob"]) == ("blocked", None)
+    blocker = next(f for f in invalid["findings"] if f["severity"] == "blocker")
+    assert set(blocker) == {"severity", "code", "path", "message"} and "nodeSelector" in blocker["path"]
     assert report["summary"]["jobs"] == 2 and report["summary"]["blocked"] == 1
     assert report["errors"] == []
 
@@ -163,9 +164,11 @@ def test_strict_exits_1_on_blockers_and_force_emits(tmp_path: Path) -> None:
     forced = run(source, "--force", "--strict")
     assert forced.exit_code == 1  # still a blocker, even though emitted
     assert docs(forced.stdout)[0]["kind"] == "TrainJob"
-    emitted = run(source, "--emit-runtime", "--strict")
+    source.write_text(HOSTNET)
+    emitted = run(source, "--strict")
     assert emitted.exit_code == 0, emitted.stderr
     assert [d["kind"] for d in docs(emitted.stdout)] == ["TrainingRuntime", "TrainJob"]
+    assert run(source, "--no-derived-runtime", "--strict").exit_code == 1
 
 
 def test_parse_error_names_file_and_line_and_other_files_still_convert(tmp_path: Path) -> None:
@@ -243,21 +246,21 @@ def test_directory_walk_honours_gitignore_and_skips_git(tree: Path, tmp_path: Pa
     (tree / ".git" / "hooks-job.yaml").write_text(job("in-git-dir"))
     result = run(tree, "--report", "json", "-o", tmp_path / "out")
     names = {r["name"] for r in json.loads(result.stdout)["jobs"]}
-    assert names == {"train", "hostnet"}
+    assert names == {"train", "invalid"}
 
 
 def test_examples_convert_and_the_report_reads_well() -> None:
     result = run(EXAMPLES)
     assert result.exit_code == 0, result.output
-    assert "5 PyTorchJob(s) in 5 file(s): 4 converted; 1 blocked" in result.stderr
+    assert "5 PyTorchJob(s) in 5 file(s): 5 converted; 0 blocked" in result.stderr
     kinds = [d["kind"] for d in docs(result.stdout)]
-    assert kinds.count("TrainJob") == 4 and kinds.count("PyTorchJob") == 1 and "ConfigMap" in kinds
+    assert kinds.count("TrainJob") == 5 and kinds.count("TrainingRuntime") == 1 and "ConfigMap" in kinds
 
 
 def test_real_console_script(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "ferryman"
     done = subprocess.run(
-        [str(script), "convert", str(EXAMPLES), "-o", str(tmp_path), "--report", "json", "--emit-runtime"],
+        [str(script), "convert", str(EXAMPLES), "-o", str(tmp_path), "--report", "json"],
         capture_output=True,
         text=True,
         check=False,
@@ -294,14 +297,14 @@ def test_an_unwritable_target_is_an_error_and_the_others_are_written(tree: Path,
 
 def test_converting_creates_no_reference_cycles(tmp_path: Path) -> None:
     """The premise of pausing the cycle collector during conversion (cyclic_gc_paused)."""
-    texts = [p.read_text() for p in EXAMPLES.glob("*.yaml")] + [BLOCKED, "a: [1, 2\n"]
+    texts = [p.read_text() for p in EXAMPLES.glob("*.yaml")] + [BLOCKED, HOSTNET, "a: [1, 2\n"]
     gc.collect()
     gc.disable()
     try:
         for api in TrainerAPI:
             for text in texts:
                 with contextlib.suppress(ManifestError):
-                    convert_stream(text, ConvertOptions(trainer_api=api, emit_runtime=True))
+                    convert_stream(text, ConvertOptions(trainer_api=api, derived_runtime=True))
         assert gc.collect() == 0
     finally:
         gc.enable()
@@ -313,3 +316,12 @@ def test_in_place_through_a_named_symlink_rewrites_its_target(tmp_path: Path) ->
     link.symlink_to(target)
     assert run(link, "--in-place").exit_code == 0
     assert link.is_symlink() and docs(target.read_text())[0]["kind"] == "TrainJob"
+
+
+def test_output_path_ending_in_a_slash_is_a_new_directory(tmp_path: Path) -> None:
+    source = tmp_path / "train.yaml"
+    source.write_text(job())
+    result = run(source, "-o", f"{tmp_path / 'newdir'}/")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "newdir").is_dir()
+    assert docs((tmp_path / "newdir" / "train.yaml").read_text())[0]["kind"] == "TrainJob"

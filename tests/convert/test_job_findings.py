@@ -81,7 +81,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str, Severity, str]] = [
                 ]
             }
         },
-        {},
+        {"derived_runtime": False},
         "duplicate-name",
         B,
         f"{WC}.volumeMounts",
@@ -96,8 +96,8 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str, Severity, str]] = [
                 ]
             }
         },
-        {"emit_runtime": True},
-        "runtime-container-field",
+        {},
+        "derived-runtime",
         INFO,
         f"{WC}.volumeMounts",
     ),
@@ -138,7 +138,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str, Severity, str]] = [
     (
         "restart never",
         {"replica": {"restartPolicy": "Never"}},
-        {},
+        {"derived_runtime": False},
         "restart-policy",
         WARN,
         "spec.pytorchReplicaSpecs.Worker.restartPolicy",
@@ -146,8 +146,8 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str, Severity, str]] = [
     (
         "restart never runtime",
         {"replica": {"restartPolicy": "Never"}},
-        {"emit_runtime": True},
-        "restart-policy",
+        {},
+        "derived-runtime",
         INFO,
         "spec.pytorchReplicaSpecs.Worker.restartPolicy",
     ),
@@ -178,7 +178,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str, Severity, str]] = [
     (
         "v20 pod metadata",
         {"pod_metadata": {"labels": {"app": "x"}}},
-        {"trainer_api": "v2.0"},
+        {"trainer_api": "v2.0", "derived_runtime": False},
         "pod-metadata",
         WARN,
         f"{W}.template.metadata",
@@ -186,8 +186,8 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str, Severity, str]] = [
     (
         "v20 pod metadata runtime",
         {"pod_metadata": {"labels": {"app": "x"}}},
-        {"trainer_api": "v2.0", "emit_runtime": True},
-        "pod-metadata-runtime",
+        {"trainer_api": "v2.0"},
+        "derived-runtime",
         INFO,
         f"{W}.template.metadata",
     ),
@@ -195,7 +195,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str, Severity, str]] = [
     (
         "host network",
         {"pod": {"hostNetwork": True}},
-        {},
+        {"derived_runtime": False},
         "unpatchable-pod-field",
         B,
         f"{W}.template.spec.hostNetwork",
@@ -203,15 +203,15 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str, Severity, str]] = [
     (
         "host network runtime",
         {"pod": {"hostNetwork": True}},
-        {"emit_runtime": True},
-        "runtime-pod-field",
+        {},
+        "derived-runtime",
         INFO,
         f"{W}.template.spec.hostNetwork",
     ),
     (
         "unknown pod field",
         {"pod": {"futureField": 1}},
-        {},
+        {"derived_runtime": False},
         "unpatchable-pod-field",
         B,
         f"{W}.template.spec.futureField",
@@ -224,14 +224,14 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str, Severity, str]] = [
         B,
         f"{W}.template.spec.containers",
     ),
-    ("sidecar", {"pod": {}}, {}, "sidecar", B, f"{W}.template.spec.containers[1]"),
+    ("sidecar", {"pod": {}}, {"derived_runtime": False}, "sidecar", B, f"{W}.template.spec.containers[1]"),
     (
         "sidecar runtime",
         {"pod": {}},
-        {"emit_runtime": True},
-        "sidecars-runtime",
+        {},
+        "derived-runtime",
         INFO,
-        f"{W}.template.spec.containers",
+        f"{W}.template.spec.containers[1]",
     ),
     (
         "v1 port",
@@ -244,7 +244,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str, Severity, str]] = [
     (
         "working dir",
         {"container": {"workingDir": "/w"}},
-        {},
+        {"derived_runtime": False},
         "unpatchable-container-field",
         B,
         f"{WC}.workingDir",
@@ -252,8 +252,8 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str, Severity, str]] = [
     (
         "working dir runtime",
         {"container": {"workingDir": "/w"}},
-        {"emit_runtime": True},
-        "runtime-container-field",
+        {},
+        "derived-runtime",
         INFO,
         f"{WC}.workingDir",
     ),
@@ -423,7 +423,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str, Severity, str]] = [
     (
         "volcano runtime",
         {"spec": {"runPolicy": {"schedulingPolicy": {"queue": "q"}}}},
-        {},
+        {"derived_runtime": False},
         "volcano-runtime",
         WARN,
         "spec.runPolicy.schedulingPolicy.queue",
@@ -439,7 +439,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str, Severity, str]] = [
     (
         "priority class",
         {"spec": {"runPolicy": {"schedulingPolicy": {"priorityClass": "high"}}}},
-        {},
+        {"derived_runtime": False},
         "priority-class",
         WARN,
         "spec.runPolicy.schedulingPolicy.priorityClass",

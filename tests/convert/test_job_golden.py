@@ -1,8 +1,8 @@
 """Golden conversions of the upstream v1 examples (pinned, from the Go module proxy) and of hand-written jobs.
 
-Each golden file holds, per TrainJob flavour, the emitted TrainJob, the derived runtime (with
-``emit_runtime``) and the findings as ``severity code path``. Regenerate after an intended change with
-``FERRYMAN_UPDATE_GOLDEN=1 pytest tests/convert/test_job_golden.py`` and review the diff.
+Each golden file holds, per TrainJob flavour, the emitted TrainJob, the derived runtime (by default; none
+with ``derived_runtime=False``) and the findings as ``severity code path``. Regenerate after an intended
+change with ``FERRYMAN_UPDATE_GOLDEN=1 pytest tests/convert/test_job_golden.py`` and review the diff.
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ def _cases() -> list[Any]:
 def _record(job: dict[str, Any], template: bool) -> dict[str, Any]:
     record: dict[str, Any] = {}
     for api in TrainerAPI:
-        for emit_runtime in (False, True):
+        for derived_runtime in (True, False):
             options = ConvertOptions(
-                trainer_api=api, emit_runtime=emit_runtime, force=True, template=template
+                trainer_api=api, derived_runtime=derived_runtime, force=True, template=template
             )
             conversion = convert_job(job, options)
             assert conversion.trainjob is not None
@@ -64,7 +64,7 @@ def _record(job: dict[str, Any], template: bool) -> dict[str, Any]:
             if conversion.runtime is not None:
                 assert schema_errors(conversion.runtime, api) == []
             assert uncovered_facts(job, conversion) == []
-            record[f"{api.value}{' emit-runtime' if emit_runtime else ''}"] = {
+            record[f"{api.value}{'' if derived_runtime else ' no-derived-runtime'}"] = {
                 "blocked": conversion.blocked,
                 "trainjob": conversion.trainjob,
                 "runtime": conversion.runtime,

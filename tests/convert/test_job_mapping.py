@@ -8,7 +8,7 @@ from ferryman.api.trainer import TrainerAPI
 from ferryman.api.trainjob import parse_trainjob
 from ferryman.convert.options import ConvertOptions
 from ferryman.convert.registry import ConversionError, convert_job
-from tests.convert.jobs import codes, convert, env, node_pod, pytorchjob, trainer
+from tests.convert.jobs import codes, convert, env, node_pod, pytorchjob, runtime_pod, trainer
 from tests.convert.trainjob_schema import schema_errors
 
 ALL_APIS = list(TrainerAPI)
@@ -62,7 +62,7 @@ def test_pytorch_container_maps_to_trainer_fields() -> None:
         },
     ]
     job["spec"]["pytorchReplicaSpecs"].pop("Master")
-    conversion = convert(job, force=True)
+    conversion = convert(job)
     out = trainer(conversion)
     assert out["image"] == "docker.io/example/mnist:1.0"  # the container named pytorch, not containers[0]
     assert out["command"] == ["torchrun", "train.py"]
@@ -70,7 +70,8 @@ def test_pytorch_container_maps_to_trainer_fields() -> None:
     assert out["resourcesPerNode"] == resources
     assert env(conversion)["LOGLEVEL"] == "DEBUG"
     assert env(conversion)["PYTHONUNBUFFERED"] == "1"  # v1 injected it into every container
-    assert "sidecar" in codes(conversion)
+    assert conversion.runtime is not None
+    assert [c["name"] for c in runtime_pod(conversion)["containers"]] == ["node", "logger"]
 
 
 @pytest.mark.parametrize(
@@ -122,7 +123,7 @@ def test_pod_settings_v22_runtime_patches() -> None:
 
 def test_pod_settings_v21_pod_template_overrides() -> None:
     job = pytorchjob(pod=POD, pod_metadata=POD_METADATA, container={"volumeMounts": MOUNTS})
-    conversion = convert(job, trainer_api=TrainerAPI.V2_1, force=True)
+    conversion = convert(job, trainer_api=TrainerAPI.V2_1, derived_runtime=False, force=True)
     (override,) = conversion.trainjob["spec"]["podTemplateOverrides"]
     assert override["targetJobs"] == [{"name": "node"}]
     assert override["metadata"] == POD_METADATA
@@ -135,7 +136,7 @@ def test_pod_settings_v21_pod_template_overrides() -> None:
 
 def test_pod_settings_v20_pod_spec_overrides() -> None:
     job = pytorchjob(pod=POD, pod_metadata=POD_METADATA, container={"volumeMounts": MOUNTS})
-    conversion = convert(job, trainer_api=TrainerAPI.V2_0, force=True)
+    conversion = convert(job, trainer_api=TrainerAPI.V2_0, derived_runtime=False, force=True)
     (override,) = conversion.trainjob["spec"]["podSpecOverrides"]
     assert override["targetJobs"] == [{"name": "node"}]
     for key in ("volumes", "nodeSelector", "tolerations", "serviceAccountName", "schedulingGates"):
@@ -153,8 +154,11 @@ def test_container_security_context_is_patchable_only_from_v22() -> None:
     assert node_pod(conversion)["spec"]["containers"][0]["securityContext"]["capabilities"]["add"] == [
         "IPC_LOCK"
     ]
-    old = convert(job, trainer_api=TrainerAPI.V2_1)
+    old = convert(job, trainer_api=TrainerAPI.V2_1, derived_runtime=False)
     assert old.blocked and "unpatchable-container-field" in codes(old)
+    derived = convert(job, trainer_api=TrainerAPI.V2_1)
+    (node,) = runtime_pod(derived)["containers"]
+    assert node["securityContext"] == {"capabilities": {"add": ["IPC_LOCK"]}}
 
 
 def test_run_policy() -> None:
@@ -196,7 +200,7 @@ def test_volcano_queue_is_not_supported_by_v20() -> None:
 @pytest.mark.parametrize("api", [TrainerAPI.V2_1, TrainerAPI.V2_2])
 def test_volcano_queue_annotation(api) -> None:
     job = pytorchjob(spec={"runPolicy": {"schedulingPolicy": {"queue": "research"}}})
-    conversion = convert(job, trainer_api=api)
+    conversion = convert(job, trainer_api=api, derived_runtime=False)
     spec = conversion.trainjob["spec"]
     if api is TrainerAPI.V2_2:
         annotations = spec["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["metadata"]["annotations"]
@@ -205,7 +209,7 @@ def test_volcano_queue_annotation(api) -> None:
     assert annotations == {"scheduling.volcano.sh/queue-name": "research"}
     assert "volcano-runtime" in codes(conversion)
     valid(conversion, api)
-    emitted = convert(job, trainer_api=api, emit_runtime=True)
+    emitted = convert(job, trainer_api=api, derived_runtime=True)
     assert emitted.runtime["spec"]["podGroupPolicy"] == {"volcano": {}}
     valid(emitted, api)
 

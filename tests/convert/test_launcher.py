@@ -161,7 +161,7 @@ def test_host_names_in_runtime_carried_containers_are_rewritten() -> None:
         replica["template"]["spec"]["containers"].append(
             {"name": "probe", "image": "busybox", "env": [{"name": "PEER", "value": "mnist-worker-0"}]}
         )
-    conversion = convert(job, emit_runtime=True)
+    conversion = convert(job, derived_runtime=True)
     pod = conversion.runtime["spec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"][
         "spec"
     ]

@@ -394,25 +394,54 @@ HOSTNET = JOB.replace(
 
 
 def test_blocked_job_is_left_unchanged_and_forced_one_is_emitted() -> None:
-    blocked = convert_stream(HOSTNET, OPTIONS)
+    blocked = convert_stream(HOSTNET, ConvertOptions(derived_runtime=False))
     assert blocked.text == HOSTNET
     (job,) = blocked.jobs
     assert job.status == "blocked" and job.trainjob_name is None
     assert any(f.severity == "blocker" and "hostNetwork" in f.path for f in job.findings)
-    forced = convert_stream(HOSTNET, ConvertOptions(force=True))
+    forced = convert_stream(HOSTNET, ConvertOptions(derived_runtime=False, force=True))
     assert forced.jobs[0].status == "forced"
     assert documents(forced.text)[0]["kind"] == "TrainJob"
 
 
 def test_emitted_runtime_goes_in_its_own_document_before_the_job() -> None:
     text = f"{CONFIGMAP}---\n{HOSTNET}"
-    result = convert_stream(text, ConvertOptions(emit_runtime=True))
+    result = convert_stream(text, ConvertOptions())
     kinds = [doc["kind"] for doc in documents(result.text)]
     assert kinds == ["ConfigMap", "TrainingRuntime", "TrainJob"]
     runtime, trainjob = documents(result.text)[1:]
     assert trainjob["spec"]["runtimeRef"]["name"] == runtime["metadata"]["name"]
     assert trainjob["spec"]["runtimeRef"]["kind"] == "TrainingRuntime"
     assert result.jobs[0].status == "converted"
+
+
+def test_jobs_needing_the_same_settings_share_one_runtime_written_once() -> None:
+    second = HOSTNET.replace("name: mnist", "name: mnist-2")
+    result = convert_stream(f"{HOSTNET}---\n{second}", ConvertOptions())
+    kinds = [doc["kind"] for doc in documents(result.text)]
+    assert kinds == ["TrainingRuntime", "TrainJob", "TrainJob"]
+    runtime, first, other = documents(result.text)
+    assert first["spec"]["runtimeRef"] == other["spec"]["runtimeRef"]
+    names = [job.conversion.runtime["metadata"]["name"] for job in result.jobs if job.conversion.runtime]
+    assert names == [runtime["metadata"]["name"]] * 2
+    elsewhere = convert_stream(second.replace("namespace: team-a", "namespace: team-b"), ConvertOptions())
+    assert documents(elsewhere.text)[0]["metadata"]["namespace"] == "team-b"
+
+
+def test_a_wrapped_jobs_runtime_is_in_the_wrappers_namespace() -> None:
+    job = yaml.safe_load(HOSTNET)
+    del job["metadata"]["namespace"]
+    wrapper = {
+        "apiVersion": "workload.codeflare.dev/v1beta2",
+        "kind": "AppWrapper",
+        "metadata": {"name": "wrapped", "namespace": "team-w"},
+        "spec": {"components": [{"template": job}]},
+    }
+    result = convert_stream(yaml.safe_dump(wrapper, sort_keys=False), ConvertOptions())
+    runtime, appwrapper = documents(result.text)
+    assert runtime["kind"] == "TrainingRuntime" and runtime["metadata"]["namespace"] == "team-w"
+    trainjob = appwrapper["spec"]["components"][0]["template"]
+    assert trainjob["spec"]["runtimeRef"]["name"] == runtime["metadata"]["name"]
 
 
 TEMPLATE = """\

@@ -63,12 +63,12 @@ def kinds(value: Any) -> list[str]:
     trainjob=trainjobs(),
     shape=st.sampled_from(["documents", "list", "appwrapper", "argo"]),
     api=st.sampled_from(list(TrainerAPI)),
-    emit_runtime=st.booleans(),
+    derived_runtime=st.booleans(),
 )
 def test_stream_properties(
-    jobs: list[dict[str, Any]], trainjob: dict[str, Any], shape: str, api: TrainerAPI, emit_runtime: bool
+    jobs: list[dict[str, Any]], trainjob: dict[str, Any], shape: str, api: TrainerAPI, derived_runtime: bool
 ) -> None:
-    options = ConvertOptions(trainer_api=api, emit_runtime=emit_runtime)
+    options = ConvertOptions(trainer_api=api, derived_runtime=derived_runtime)
     if shape == "list":
         body = [dump({"apiVersion": "v1", "kind": "List", "items": jobs})]
     else:
@@ -98,4 +98,8 @@ def test_stream_properties(
 @given(job=pytorchjobs())
 def test_json_streams_stay_json(job: dict[str, Any]) -> None:
     result = convert_stream(json.dumps(job, indent=4), ConvertOptions(force=True))
-    assert json.loads(result.text)["kind"] == "TrainJob"
+    written = json.loads(result.text)
+    if result.jobs[0].conversion.runtime is None:
+        assert written["kind"] == "TrainJob"
+    else:  # a List: the derived runtime, then the TrainJob
+        assert [item["kind"] for item in written["items"]] == ["TrainingRuntime", "TrainJob"]

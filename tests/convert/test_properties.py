@@ -24,7 +24,7 @@ options = st.builds(
     ConvertOptions,
     trainer_api=st.sampled_from(list(TrainerAPI)),
     launcher=st.sampled_from(list(LauncherStrategy)),
-    emit_runtime=st.booleans(),
+    derived_runtime=st.booleans(),
     force=st.booleans(),
 )
 # FERRYMAN_PROPERTY_EXAMPLES raises the example count for a deeper local run (default keeps the suite fast).

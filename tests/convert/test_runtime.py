@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from ferryman.api.trainer import RuntimeRules, TrainerAPI
+from ferryman.convert.names import is_rfc1035_label
 from ferryman.convert.runtime import (
     accelerators,
     is_accelerator,
@@ -14,7 +15,7 @@ from ferryman.convert.runtime import (
     parse_runtime_rules,
     select_runtime,
 )
-from tests.convert.jobs import convert, pytorchjob
+from tests.convert.jobs import codes, convert, pytorchjob, runtime_pod
 from tests.convert.trainjob_schema import schema_errors
 
 
@@ -108,9 +109,10 @@ def test_derived_runtime_carries_unpatchable_pod_settings(api: TrainerAPI) -> No
     )
     for replica in job["spec"]["pytorchReplicaSpecs"].values():
         replica["template"]["spec"]["containers"].append({"name": "sidecar", "image": "busybox"})
-    blocked = convert(job, trainer_api=api)
+    blocked = convert(job, trainer_api=api, derived_runtime=False)
     assert blocked.blocked and blocked.trainjob is None
-    conversion = convert(job, trainer_api=api, emit_runtime=True)
+    assert all("--no-derived-runtime" in f.message for f in blocked.findings if f.severity == "blocker")
+    conversion = convert(job, trainer_api=api)
     assert not conversion.blocked
     runtime = conversion.runtime
     assert runtime["kind"] == "TrainingRuntime"
@@ -136,6 +138,32 @@ def test_derived_runtime_carries_unpatchable_pod_settings(api: TrainerAPI) -> No
 
 
 def test_no_runtime_when_nothing_needs_one() -> None:
-    conversion = convert(pytorchjob(), emit_runtime=True)
+    conversion = convert(pytorchjob())
     assert conversion.runtime is None
     assert conversion.trainjob["spec"]["runtimeRef"]["name"] == "torch-distributed"
+
+
+def test_no_runtime_for_settings_whose_loss_is_only_informational() -> None:
+    conversion = convert(pytorchjob(container={"imagePullPolicy": "Always"}))
+    assert conversion.runtime is None
+    (finding,) = codes(conversion)["unpatchable-container-field"]
+    assert finding.severity == "info"
+    with_runtime = convert(pytorchjob(container={"imagePullPolicy": "Always", "workingDir": "/w"}))
+    assert runtime_pod(with_runtime)["containers"][0]["imagePullPolicy"] == "Always"  # carried along
+
+
+def test_derived_runtimes_are_shared_by_content_and_named_within_limits() -> None:
+    pod = {"hostNetwork": True, "dnsPolicy": "ClusterFirstWithHostNet"}
+    first = convert(pytorchjob("a", pod=pod)).runtime
+    second = convert(pytorchjob("b", pod=pod, container={"image": "other:2"})).runtime
+    third = convert(pytorchjob("c", pod={**pod, "schedulerName": "kai"})).runtime
+    assert first == second  # no job name, image or source in it: one runtime serves every such job
+    assert third["metadata"]["name"] != first["metadata"]["name"]
+    rules = RuntimeRules(default="a-very-long-cluster-training-runtime-name-from-a-vendor-distribution")
+    long = convert(pytorchjob(pod=pod), runtime_rules=rules).runtime
+    for runtime in (first, third, long):
+        assert is_rfc1035_label(runtime["metadata"]["name"])
+        base = runtime["metadata"]["annotations"]["ferryman.dev/derived-from"]
+        assert base in (rules.default, "torch-distributed")
+        for rjob in runtime["spec"]["template"]["spec"]["replicatedJobs"]:
+            assert len(rjob["name"]) <= 20  # Trainer v2.4 rejects longer replicated job names

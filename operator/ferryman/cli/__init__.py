@@ -7,6 +7,7 @@ Other installed distributions add command groups through the entry-point group `
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -41,16 +42,20 @@ def cli() -> None:
 
 @cli.command("convert")
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
-@click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Write here: a file, or a directory mirroring the inputs.")
+@click.option("-o", "--output", type=click.Path(),
+              help="Write here: a file, or a directory mirroring the inputs (an existing one, or a path "
+                   "ending in /).")
 @click.option("--in-place", is_flag=True, help="Rewrite the files, changing only the converted jobs.")
 @click.option("--report", "report_format", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
 @click.option("--trainer-api", type=click.Choice(["v2.0", "v2.1", "v2.2"]), default="v2.2", show_default=True,
               help="TrainJob flavour: v2.0 podSpecOverrides, v2.1 podTemplateOverrides, v2.2 runtimePatches.")
 @click.option("--strict", is_flag=True, help="Exit 1 when any job has a blocker.")
-@click.option("--emit-runtime", is_flag=True,
-              help="Derive a namespaced TrainingRuntime for pod settings a TrainJob cannot patch.")
+@click.option("--no-derived-runtime", is_flag=True,
+              help="Block jobs whose settings only a derived TrainingRuntime can carry instead of deriving "
+                   "one.")
+@click.option("--strict-elastic", is_flag=True,
+              help="Block elastic jobs instead of converting them to a fixed node count.")
 @click.option("--force", is_flag=True, help="Emit TrainJobs even for blocked jobs.")
 @click.option("--launcher", type=click.Choice(["torchrun", "env"]), default="torchrun", show_default=True,
               help="How plain `python train.py` entrypoints stay distributed.")
@@ -60,12 +65,13 @@ def cli() -> None:
               help="Treat inputs as envsubst templates (default: detected from $VAR placeholders).")
 def convert_command(
     paths: tuple[str, ...],
-    output: Path | None,
+    output: str | None,
     in_place: bool,
     report_format: str,
     trainer_api: str,
     strict: bool,
-    emit_runtime: bool,
+    no_derived_runtime: bool,
+    strict_elastic: bool,
     force: bool,
     launcher: str,
     runtime_rules: Path | None,
@@ -84,14 +90,15 @@ def convert_command(
             trainer_api=TrainerAPI(trainer_api),
             launcher=LauncherStrategy(launcher),
             runtime_rules=load_runtime_rules(runtime_rules) if runtime_rules else RuntimeRules(),
-            emit_runtime=emit_runtime,
+            derived_runtime=not no_derived_runtime,
+            strict_elastic=strict_elastic,
             force=force,
         )
-        if output is not None and str(output).endswith(("/", "\\")):
-            output.mkdir(parents=True, exist_ok=True)
+        if output is not None and output.endswith(("/", os.sep)):
+            Path(output).mkdir(parents=True, exist_ok=True)  # a directory, even for a single input file
         code = run_convert(
-            list(paths), options, output=output, in_place=in_place, report_format=report_format,
-            strict=strict, template=template,
+            list(paths), options, output=Path(output) if output is not None else None, in_place=in_place,
+            report_format=report_format, strict=strict, template=template,
         )
     except UsageError as error:
         raise click.UsageError(str(error)) from None

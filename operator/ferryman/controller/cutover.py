@@ -88,7 +88,10 @@ class JobPlan:
 
 def convert_options(spec: CutoverPolicySpec, served: TrainerAPI) -> ConvertOptions:
     return ConvertOptions(
-        trainer_api=spec.trainer_api or served, launcher=spec.launcher, runtime_rules=spec.runtime_rules
+        trainer_api=spec.trainer_api or served,
+        launcher=spec.launcher,
+        runtime_rules=spec.runtime_rules,
+        derived_runtime=False,  # the operator creates no TrainingRuntimes: such jobs stay blocked
     )
 
 

@@ -31,11 +31,12 @@ from pydantic import BaseModel, ValidationError
 
 from ferryman.api import pytorchjob as v1
 from ferryman.api import trainjob as v2
+from ferryman.api.kinds import TRAINING_RUNTIME
 from ferryman.api.trainer import TrainerAPI
 from ferryman.convert.findings import Finding, Severity
 from ferryman.convert.launcher import COMPLETION_INDEX_ANNOTATION, RESERVED_ENV, HostRewriter
-from ferryman.convert.metadata import clean_metadata, source_ref
-from ferryman.convert.names import shorten, trainjob_name
+from ferryman.convert.metadata import clean_metadata
+from ferryman.convert.names import trainjob_name
 from ferryman.convert.options import Conversion, ConvertOptions
 from ferryman.convert.overrides import (
     CONTAINER_PATCH_FIELDS,
@@ -81,6 +82,17 @@ def mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+@dataclass(frozen=True)
+class RuntimeNeed:
+    """A source setting only a derived TrainingRuntime can carry, and what is lost without one."""
+
+    severity: Severity  # of the loss, when no runtime is derived
+    path: str
+    code: str  # of the finding when it is lost
+    lost: str  # what happens without the derived runtime
+    carried: str  # how the derived runtime carries it
+
+
 @dataclass
 class Node:
     """The pod template every v2 node runs, split into what the TrainJob and the runtime carry."""
@@ -113,9 +125,12 @@ class JobConverter:
         self.namespace: str | None = metadata.get("namespace")
         self.name = ""
         self.metadata: dict[str, Any] = {}
-        self.runtime_pod: dict[str, Any] = {}  # pod settings only a derived runtime can carry
+        # what only a derived runtime can carry: pod settings, pod metadata, node container fields
+        self.runtime_pod: dict[str, Any] = {}
         self.runtime_pod_metadata: dict[str, Any] = {}
         self.runtime_container: dict[str, Any] = {}
+        self.runtime_policy: dict[str, Any] = {}  # runtime spec fields besides the template (podGroupPolicy)
+        self.needs: list[RuntimeNeed] = []
         self.rewriter: HostRewriter | None = None
 
     def convert(self) -> Conversion:
@@ -125,6 +140,11 @@ class JobConverter:
 
     def report(self, severity: Severity, path: str, code: str, message: str) -> None:
         self.findings.append(Finding(severity=severity, path=path, code=code, message=message))
+
+    def need(self, severity: Severity, path: str, code: str, lost: str, carried: str) -> None:
+        """Record a setting the caller has put in ``runtime_*``; `finish` reports it once it knows whether a
+        runtime is derived."""
+        self.needs.append(RuntimeNeed(severity, path, code, lost, carried))
 
     def unknown(self, fields: dict[str, Any], path: str) -> None:
         for key in fields:
@@ -240,14 +260,18 @@ class JobConverter:
         """A replica's restartPolicy; ``primary``: the replica whose template the TrainJob's nodes use."""
         if policy in (None, "OnFailure"):
             return  # v1's default; JobSet defaults pods to OnFailure as well
-        if policy == "Never" and self.options.emit_runtime and primary:
+        if policy == "Never" and primary:
             self.runtime_pod["restartPolicy"] = "Never"
-            self.report(
-                Severity.INFO, path, "restart-policy", "restartPolicy Never is set in the derived runtime"
+            self.need(
+                Severity.WARNING,
+                path,
+                "restart-policy",
+                "restartPolicy Never: v2 pods restart in place on failure (OnFailure)",
+                "restartPolicy Never is set in the derived runtime",
             )
             return
         remedy = {
-            "Never": "v2 pods restart in place on failure (OnFailure); use --emit-runtime to keep Never",
+            "Never": "v2 pods restart in place on failure (OnFailure)",
             "ExitCode": "v2 has no exit-code based retry; failed pods restart in place (OnFailure)",
             "Always": "Job pods cannot use Always; v2 pods restart on failure only (OnFailure)",
         }.get(str(policy), f"{policy!r} is not a v1 restart policy; v2 uses OnFailure")
@@ -320,22 +344,15 @@ class JobConverter:
                 )
         if POD_METADATA_PATCH[self.api] or not out:
             return out
-        if self.options.emit_runtime:
-            self.runtime_pod_metadata = out
-            self.report(
-                Severity.INFO,
-                f"{path}.metadata",
-                "pod-metadata-runtime",
-                "pod labels and annotations are set in the derived runtime (v2.0 cannot patch them)",
-            )
-        else:
-            self.report(
-                Severity.WARNING,
-                f"{path}.metadata",
-                "pod-metadata",
-                "TrainJob v2.0 cannot set pod labels or annotations (spec.labels reach only the JobSet and "
-                "Jobs); selectors, mesh injection and monitoring keyed on them change. Use --emit-runtime",
-            )
+        self.runtime_pod_metadata = out
+        self.need(
+            Severity.WARNING,
+            f"{path}.metadata",
+            "pod-metadata",
+            "TrainJob v2.0 cannot set pod labels or annotations (spec.labels reach only the JobSet and "
+            "Jobs); selectors, mesh injection and monitoring keyed on them change",
+            "pod labels and annotations are set in the derived runtime (v2.0 cannot patch them)",
+        )
         return {}
 
     def pod_spec(self, pod_spec: dict[str, Any], path: str) -> dict[str, Any]:
@@ -399,21 +416,16 @@ class JobConverter:
         severity, why = UNPATCHABLE_POD_FIELDS.get(
             key, (Severity.BLOCKER, "the TrainJob cannot set it on the pods")
         )
-        flavour = f"TrainJob {self.api}"
-        if self.options.emit_runtime and key not in NOT_CARRIED_BY_RUNTIME:
-            if key == "initContainers" and isinstance(value, list):
-                value = [self.rewrite_container(c, f"{path}[{i}]") for i, c in enumerate(value)]
-            elif key == "affinity":
-                value = self.v1_selectors(value, path)
-            self.runtime_pod[key] = value
-            self.report(Severity.INFO, path, "runtime-pod-field", f"pod {key} is set in the derived runtime")
+        lost = f"TrainJob {self.api} cannot set pod {key}: {why}"
+        if key in NOT_CARRIED_BY_RUNTIME:
+            self.report(severity, path, "unpatchable-pod-field", lost)
             return
-        remedy = (
-            ""
-            if severity is Severity.INFO
-            else "; use a runtime that sets it, or convert with --emit-runtime"
-        )
-        self.report(severity, path, "unpatchable-pod-field", f"{flavour} cannot set pod {key}: {why}{remedy}")
+        if key == "initContainers" and isinstance(value, list):
+            value = [self.rewrite_container(c, f"{path}[{i}]") for i, c in enumerate(value)]
+        elif key == "affinity":
+            value = self.v1_selectors(value, path)
+        self.runtime_pod[key] = value
+        self.need(severity, path, "unpatchable-pod-field", lost, f"pod {key} is set in the derived runtime")
 
     def trainer_container(self, pod_spec: dict[str, Any], path: str) -> tuple[int, dict[str, Any]]:
         """(index, container) of the container named ``container_name``; the others are sidecars."""
@@ -439,29 +451,22 @@ class JobConverter:
             index = 0
         sidecars = [c for i, c in enumerate(containers) if i != index]
         if sidecars:
-            names = ", ".join(str(c.get("name")) for c in sidecars if isinstance(c, dict))
-            if self.options.emit_runtime:
-                self.runtime_pod["containers"] = [
-                    self.rewrite_container(c, f"{path}.containers[{i}]")
-                    for i, c in enumerate(containers)
-                    if i != index
-                ]
-                self.report(
-                    Severity.INFO,
-                    f"{path}.containers",
-                    "sidecars-runtime",
-                    f"sidecars {names} run from the derived runtime",
-                )
-            else:
-                for i, c in enumerate(containers):
-                    if i != index:
-                        self.report(
-                            Severity.BLOCKER,
-                            f"{path}.containers[{i}]",
-                            "sidecar",
-                            f"container {c.get('name') if isinstance(c, dict) else c!r} cannot be added by a "
-                            "TrainJob (patches only modify runtime containers); use --emit-runtime",
-                        )
+            self.runtime_pod["containers"] = [
+                self.rewrite_container(c, f"{path}.containers[{i}]")
+                for i, c in enumerate(containers)
+                if i != index
+            ]
+            for i, c in enumerate(containers):
+                if i != index:
+                    name = c.get("name") if isinstance(c, dict) else c
+                    self.need(
+                        Severity.BLOCKER,
+                        f"{path}.containers[{i}]",
+                        "sidecar",
+                        f"container {name!r} cannot be added by a TrainJob (patches only modify runtime "
+                        "containers)",
+                        f"sidecar {name} runs from the derived runtime",
+                    )
         container = (
             containers[index] if index < len(containers) and isinstance(containers[index], dict) else {}
         )
@@ -511,22 +516,16 @@ class JobConverter:
                 mounts, conflicts = self.by_name(value, fpath)
                 if not conflicts:
                     patch[key] = mounts
-                elif self.options.emit_runtime:
-                    self.runtime_container[key] = value
-                    self.report(
-                        Severity.INFO,
-                        fpath,
-                        "runtime-container-field",
-                        "volumeMounts mount one volume more than once; they are set in the derived runtime "
-                        "(a TrainJob keys mounts by volume name)",
-                    )
                 else:
-                    self.report(
+                    self.runtime_container[key] = value
+                    self.need(
                         Severity.BLOCKER,
                         fpath,
                         "duplicate-name",
                         "volumeMounts mount one volume more than once (e.g. two subPaths); a TrainJob keys "
-                        "mounts by volume name and cannot carry that. Convert with --emit-runtime",
+                        "mounts by volume name and cannot carry that",
+                        "volumeMounts mount one volume more than once; they are set in the derived runtime "
+                        "(a TrainJob keys mounts by volume name)",
                     )
             elif key in patchable:
                 patch[key] = value
@@ -541,22 +540,14 @@ class JobConverter:
                 severity, why = UNPATCHABLE_CONTAINER_FIELDS.get(
                     key, (Severity.BLOCKER, "the TrainJob cannot set it on the node container")
                 )
-                if self.options.emit_runtime:
-                    self.runtime_container[key] = value
-                    self.report(
-                        Severity.INFO,
-                        fpath,
-                        "runtime-container-field",
-                        f"container {key} is set in the derived runtime",
-                    )
-                else:
-                    remedy = "" if severity is Severity.INFO else "; convert with --emit-runtime to keep it"
-                    self.report(
-                        severity,
-                        fpath,
-                        "unpatchable-container-field",
-                        f"TrainJob {self.api} cannot set {key} on the trainer container: {why}{remedy}",
-                    )
+                self.runtime_container[key] = value
+                self.need(
+                    severity,
+                    fpath,
+                    "unpatchable-container-field",
+                    f"TrainJob {self.api} cannot set {key} on the trainer container: {why}",
+                    f"container {key} is set in the derived runtime",
+                )
         return patch, trainer
 
     def v1_selectors(self, affinity: Any, path: str) -> Any:
@@ -843,21 +834,26 @@ class JobConverter:
                     "runtime (podGroupPolicy; minMember is always all nodes)",
                 )
         if policy.priority_class:
-            if self.options.emit_runtime and "priorityClassName" not in self.runtime_pod:
-                self.runtime_pod["priorityClassName"] = policy.priority_class
-                self.report(
-                    Severity.INFO,
-                    f"{path}.priorityClass",
-                    "priority-class",
-                    "the priority class is set on the derived runtime's pods",
-                )
-            else:
+            lost = (
+                f"priorityClass {policy.priority_class} has no TrainJob field: pods run without it (with "
+                "Kueue, the kueue.x-k8s.io/priority-class label sets the workload's priority)"
+            )
+            if "priorityClassName" in self.runtime_pod:
                 self.report(
                     Severity.WARNING,
                     f"{path}.priorityClass",
                     "priority-class",
-                    f"priorityClass {policy.priority_class} has no TrainJob field: set priorityClassName in "
-                    "runtime (--emit-runtime) or use the kueue.x-k8s.io/priority-class label with Kueue",
+                    f"{lost}; the pod template's priorityClassName {self.runtime_pod['priorityClassName']} "
+                    "applies instead",
+                )
+            else:
+                self.runtime_pod["priorityClassName"] = policy.priority_class
+                self.need(
+                    Severity.WARNING,
+                    f"{path}.priorityClass",
+                    "priority-class",
+                    lost,
+                    "the priority class is set on the derived runtime's pods",
                 )
 
     # -- the TrainJob -------------------------------------------------------------------------------
@@ -902,25 +898,30 @@ class JobConverter:
             )
         runtime_ref: dict[str, Any] = {"name": runtime_name, "apiGroup": v2.GROUP, "kind": runtime_kind}
 
-        runtime: dict[str, Any] | None = None
-        volcano = VOLCANO_QUEUE_ANNOTATION in jobset_annotations
-        if self.options.emit_runtime and (
-            self.runtime_pod or self.runtime_pod_metadata or self.runtime_container or volcano
-        ):
-            runtime = self.build_runtime(runtime_name, node.container, volcano)
-            runtime_ref = {
-                "name": runtime["metadata"]["name"],
-                "apiGroup": v2.GROUP,
-                "kind": "TrainingRuntime",
-            }
-        elif volcano:
-            self.report(
+        if VOLCANO_QUEUE_ANNOTATION in jobset_annotations:
+            self.runtime_policy["podGroupPolicy"] = {"volcano": {}}
+            self.need(
                 Severity.WARNING,
                 "spec.runPolicy.schedulingPolicy.queue",
                 "volcano-runtime",
-                f"the Volcano queue only applies when runtime {runtime_name} has podGroupPolicy.volcano; use "
-                "such a runtime or convert with --emit-runtime",
+                f"the Volcano queue only applies when runtime {runtime_name} has podGroupPolicy.volcano",
+                "the derived runtime has podGroupPolicy.volcano, so the Volcano queue applies",
             )
+        runtime: dict[str, Any] | None = None
+        if self.derive():
+            runtime = derived_runtime(
+                namespace=self.namespace,
+                base_runtime=runtime_name,
+                pod_metadata=self.runtime_pod_metadata,
+                pod_spec=self.runtime_pod,
+                node_container=self.runtime_container,
+                policy=self.runtime_policy,
+            )
+            runtime_ref = {
+                "name": runtime["metadata"]["name"],
+                "apiGroup": v2.GROUP,
+                "kind": TRAINING_RUNTIME.kind,
+            }
 
         spec_out: dict[str, Any] = {"runtimeRef": runtime_ref, "trainer": trainer}
         spec_out.update(body)
@@ -942,20 +943,23 @@ class JobConverter:
         # the output shares no mutable part with the source: callers may edit either freely
         return self.result(clone(trainjob), clone(runtime) if runtime is not None else None)
 
-    def build_runtime(self, base: str, trainer_container: dict[str, Any], volcano: bool) -> dict[str, Any]:
-        node = {**self.runtime_container}
-        if trainer_container.get("image"):
-            node["image"] = trainer_container["image"]
-        return derived_runtime(
-            name=shorten(f"{self.name}-runtime", 63),
-            namespace=self.namespace,
-            base_runtime=base,
-            source=source_ref(self.source_metadata),
-            pod_metadata=self.runtime_pod_metadata,
-            pod_spec=self.runtime_pod,
-            node_container=node,
-            volcano=volcano,
-        )
+    def derive(self) -> bool:
+        """Whether a runtime is derived (some setting only it can carry would otherwise be lost with a
+        warning or a blocker, and the options allow it), with every need reported accordingly."""
+        derive = self.options.derived_runtime and any(n.severity is not Severity.INFO for n in self.needs)
+        for need in self.needs:
+            if derive:
+                self.report(Severity.INFO, need.path, "derived-runtime", need.carried)
+            elif need.severity is Severity.INFO or self.options.derived_runtime:
+                self.report(need.severity, need.path, need.code, need.lost)
+            else:
+                self.report(
+                    need.severity,
+                    need.path,
+                    need.code,
+                    f"{need.lost}; a derived TrainingRuntime would carry it (drop --no-derived-runtime)",
+                )
+        return derive
 
 
 def clone(value: Any) -> Any:

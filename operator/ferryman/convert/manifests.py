@@ -178,6 +178,7 @@ def convert_stream(text: str, options: ConvertOptions, template: bool | None = N
     options = replace(options, template=template)
     results: list[JobResult] = []
     edits: list[_Edit] = []
+    runtimes: set[tuple[str | None, str]] = set()  # derived runtimes written so far: each once per stream
     for document in documents:
         converted: list[tuple[_Found, Conversion]] = []
         for job in _find_jobs(document):
@@ -188,8 +189,10 @@ def convert_stream(text: str, options: ConvertOptions, template: bool | None = N
         if not converted:
             continue
         if json_input and isinstance(documents, list) and len(documents) == 1:
-            return StreamResult(_rewrite_json(document, converted, _json_indent(text)), results, template)
-        edits.extend(_document_edits(document, converted, template))
+            return StreamResult(
+                _rewrite_json(document, converted, _json_indent(text), runtimes), results, template
+            )
+        edits.extend(_document_edits(document, converted, template, runtimes))
     if not edits:
         return StreamResult(text=text, jobs=results, template=template)
     if "\r\n" in text:  # keep Windows line ends
@@ -432,6 +435,11 @@ def _convert_one(job: _Found, options: ConvertOptions) -> JobResult:
                 code="name-from-wrapper",
             )
         )
+    runtime = conversion.runtime
+    if runtime is not None and namespace is not None and "namespace" not in runtime["metadata"]:
+        # a job in a wrapper is created in the wrapper's namespace, and so must its runtime be
+        metadata = runtime["metadata"]
+        runtime["metadata"] = {"name": metadata["name"], "namespace": str(namespace), **metadata}
     if conversion.trainjob is not None:
         result.findings.extend(_wrapper_findings(job))
     return result
@@ -597,13 +605,31 @@ def _json_indent(text: str) -> int:
     return len(match.group(1)) if match else 2
 
 
-def _rewrite_json(document: _Document, converted: list[tuple[_Found, Conversion]], indent: int) -> str:
+def _new_runtimes(
+    jobs: list[tuple[_Found, Conversion]], written: set[tuple[str | None, str]]
+) -> list[dict[str, Any]]:
+    """The derived runtimes of ``jobs`` not yet ``written`` to the stream (now added to it)."""
+    runtimes = []
+    for _, conversion in jobs:
+        runtime = conversion.runtime
+        if runtime is not None:
+            key = (runtime["metadata"].get("namespace"), runtime["metadata"]["name"])
+            if key not in written:
+                written.add(key)
+                runtimes.append(runtime)
+    return runtimes
+
+
+def _rewrite_json(
+    document: _Document,
+    converted: list[tuple[_Found, Conversion]],
+    indent: int,
+    written: set[tuple[str | None, str]],
+) -> str:
     data = document.data
-    runtimes: list[dict[str, Any]] = []
+    runtimes = _new_runtimes(converted, written)
     for job, conversion in converted:
         assert conversion.trainjob is not None
-        if conversion.runtime is not None:
-            runtimes.append(conversion.runtime)
         new: Any = (
             json.dumps(conversion.trainjob, indent=indent, ensure_ascii=False)
             if job.in_string
@@ -628,22 +654,25 @@ def _set(data: Any, path: list[_PathKey], value: Any) -> Any:
 
 
 def _document_edits(
-    document: _Document, jobs: list[tuple[_Found, Conversion]], template: bool
+    document: _Document,
+    jobs: list[tuple[_Found, Conversion]],
+    template: bool,
+    written: set[tuple[str | None, str]],
 ) -> list[_Edit]:
-    """The edits of the stream that replace the document's jobs."""
+    """The edits of the stream that replace the document's jobs (and put the derived runtimes not yet
+    ``written`` before it)."""
     offset = document.offset
-    return [_Edit(offset + e.start, offset + e.end, e.text) for e in _source_edits(document, jobs, template)]
+    runtimes = "".join(dump_yaml(runtime, template) + "---\n" for runtime in _new_runtimes(jobs, written))
+    edits = _source_edits(document, jobs, template, runtimes)
+    return [_Edit(offset + e.start, offset + e.end, e.text) for e in edits]
 
 
-def _source_edits(document: _Document, jobs: list[tuple[_Found, Conversion]], template: bool) -> list[_Edit]:
+def _source_edits(
+    document: _Document, jobs: list[tuple[_Found, Conversion]], template: bool, runtimes: str
+) -> list[_Edit]:
     """The same edits, in the document's source."""
     text = document.source
     start, end = document.span
-    runtimes = "".join(
-        dump_yaml(conversion.runtime, template) + "---\n"
-        for _, conversion in jobs
-        if conversion.runtime is not None
-    )
     if len(jobs) == 1 and not jobs[0][0].path:
         trainjob = jobs[0][1].trainjob
         return [_Edit(start, end, _at_line_start(text, start) + runtimes + dump_yaml(trainjob, template))]

@@ -14,7 +14,8 @@ class ConvertOptions:
     trainer_api: TrainerAPI = TrainerAPI.V2_2
     launcher: LauncherStrategy = LauncherStrategy.TORCHRUN
     runtime_rules: RuntimeRules = field(default_factory=RuntimeRules)
-    emit_runtime: bool = False  # derive a namespaced TrainingRuntime for pod settings a TrainJob cannot patch
+    derived_runtime: bool = True  # derive a namespaced TrainingRuntime for settings a TrainJob cannot carry
+    strict_elastic: bool = False  # block elastic jobs instead of converting them to a fixed node count
     force: bool = False  # emit the TrainJob even when a blocker was found
     template: bool = False  # the output is written as a template: placeholders may stand in numeric fields
 
@@ -26,7 +27,7 @@ class Conversion:
     source_name: str
     source_namespace: str | None
     trainjob: dict[str, Any] | None  # None when blocked and not forced
-    runtime: dict[str, Any] | None = None  # the derived TrainingRuntime, with emit_runtime
+    runtime: dict[str, Any] | None = None  # the derived TrainingRuntime the TrainJob runs on, if any
     findings: list[Finding] = field(default_factory=list)
 
     @property

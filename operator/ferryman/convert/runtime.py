@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -9,10 +11,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from ferryman.api.kinds import DERIVED_FROM_ANNOTATION, SOURCE_ANNOTATION, TRAINING_RUNTIME
+from ferryman.api.kinds import DERIVED_FROM_ANNOTATION, TRAINING_RUNTIME
 from ferryman.api.trainer import RuntimeRules
 from ferryman.api.trainjob import ANCESTOR_LABEL, FRAMEWORK_LABEL, TRAINER_CONTAINER, TRAINER_JOB
 
+_DIGEST = 10  # hex digits of the content hash in a derived runtime's name
 _ACCELERATOR_PREFIXES = ("nvidia.com/", "amd.com/", "aws.amazon.com/neuron", "habana.ai/", "google.com/tpu")
 
 
@@ -71,27 +74,24 @@ def load_runtime_rules(path: str | Path) -> RuntimeRules:
 
 def derived_runtime(
     *,
-    name: str,
     namespace: str | None,
     base_runtime: str,
-    source: str,
     pod_metadata: dict[str, Any],
     pod_spec: dict[str, Any],
     node_container: dict[str, Any],
-    volcano: bool,
+    policy: dict[str, Any],
 ) -> dict[str, Any]:
     """A namespaced TrainingRuntime of the ``torch-distributed`` shape whose pod template carries settings a
     TrainJob cannot patch: ``pod_spec`` (without containers), the trainer container ``node`` built from
-    ``node_container`` and any further (sidecar) containers already in ``pod_spec``."""
+    ``node_container`` (the TrainJob sets its image, command, args, env and resources), any further (sidecar)
+    containers already in ``pod_spec``, and ``policy`` (``podGroupPolicy``) beside the template.
+
+    Named from the base runtime and a hash of its content, so every job needing the same settings shares one
+    runtime. Its one replicated job, ``node``, is within the 20-character limit Trainer v2.4 puts on them."""
     containers = [{"name": TRAINER_CONTAINER, **node_container}, *pod_spec.get("containers", [])]
     template: dict[str, Any] = {"spec": {**pod_spec, "containers": containers}}
     if pod_metadata:
         template["metadata"] = pod_metadata
-    metadata: dict[str, Any] = {"name": name}
-    if namespace:
-        metadata["namespace"] = namespace
-    metadata["labels"] = {FRAMEWORK_LABEL: "torch"}
-    metadata["annotations"] = {DERIVED_FROM_ANNOTATION: base_runtime, SOURCE_ANNOTATION: source}
     spec: dict[str, Any] = {
         "mlPolicy": {"numNodes": 1, "torch": {}},
         "template": {
@@ -108,6 +108,11 @@ def derived_runtime(
             }
         },
     }
-    if volcano:
-        spec["podGroupPolicy"] = {"volcano": {}}
+    spec.update(policy)
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    metadata: dict[str, Any] = {"name": f"{base_runtime[: 62 - _DIGEST].rstrip('-')}-{digest[:_DIGEST]}"}
+    if namespace:
+        metadata["namespace"] = namespace
+    metadata["labels"] = {FRAMEWORK_LABEL: "torch"}
+    metadata["annotations"] = {DERIVED_FROM_ANNOTATION: base_runtime}
     return {**TRAINING_RUNTIME.type_meta, "metadata": metadata, "spec": spec}
