@@ -11,10 +11,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ferryman.api.kinds import PYTORCHJOB
-
-GROUP = PYTORCHJOB.group
-KIND = PYTORCHJOB.kind
 MASTER = "Master"
 WORKER = "Worker"
 PYTORCH_CONTAINER = "pytorch"  # the v1 webhook requires a container with this name
