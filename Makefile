@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install lint test unit demo bench crds cluster-bins cluster
+.PHONY: install lint test unit demo bench crds cluster-bins cluster host-packages image test-realnode
 
 install: $(STAMP)
 
@@ -44,3 +44,20 @@ cluster-bins:
 # A local dev cluster in the background: `eval $$($(BIN)/ferryman dev cluster env)`, `ferryman dev cluster down`.
 cluster: install cluster-bins
 	$(BIN)/ferryman dev cluster up
+
+# Debian packages of `make image` and the real-node tier, installed when missing (as root, like CI).
+HOST_PACKAGES := containerd runc containernetworking-plugins iptables iproute2 busybox-static mmdebstrap umoci skopeo
+
+host-packages:
+	@missing=$$(for p in $(HOST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+# The operator/worker image without Docker (mmdebstrap, umoci, skopeo): .cache/image/ferryman.oci.tar.
+image: install host-packages
+	deploy/image/build.sh
+
+# Pods of that image on a real kubelet node on this host (ferryman_dev.realnode); the image is built if stale.
+test-realnode: install cluster-bins host-packages
+	$(BIN)/pytest -m realnode
