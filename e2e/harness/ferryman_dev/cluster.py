@@ -20,8 +20,10 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +42,9 @@ FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 SERVICE_CIDR = "10.0.0.0/24"
 POD_CIDR = "10.244.0.0/16"
 _ETCD_DIR_PREFIX = "ferryman-etcd-"
+# How fake pods end: exit 0 for a Job's pods, else per the annotation KWOK_EXIT_CODE (see the file).
+KWOK_STAGES = Path(__file__).with_name("kwok-pod-exit.yaml")
+KWOK_EXIT_CODE = "ferryman.dev/kwok-exit-code"
 
 # component -> (module the wrapper in e2e/bins/<component> pins, binaries it builds)
 _COMPONENTS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -47,6 +52,12 @@ _COMPONENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "kubernetes": ("k8s.io/kubernetes", ("kube-apiserver", "kube-controller-manager", "kube-scheduler")),
     "kwok": ("sigs.k8s.io/kwok", ("kwok",)),
     "helm": ("helm.sh/helm/v3", ("helm",)),  # not a control plane part: renders deploy/helm for the tests
+    # the upstream controllers ferryman_dev.controllers runs beside the control plane
+    "trainer": ("github.com/kubeflow/trainer/v2", ("trainer-controller-manager",)),
+    "jobset": ("sigs.k8s.io/jobset", ("jobset",)),
+    "training-operator": ("github.com/kubeflow/training-operator", ("training-operator.v1",)),
+    "mpi-operator": ("github.com/kubeflow/mpi-operator", ("mpi-operator",)),
+    "kueue": ("sigs.k8s.io/kueue", ("kueue",)),
 }
 
 
@@ -108,6 +119,10 @@ class Process:
     pid: int
     started: int  # start time in clock ticks since boot: tells our process from a later one reusing the pid
     log: Path
+    argv: list[str]  # how it was started, so it can be started again alone (restart_component)
+    env: dict[str, str] = field(default_factory=dict)  # added to the harness's own environment
+    ready: str | None = None  # URL answering 200 once the component serves
+    stopped: bool = False  # stopped on purpose (stop_component), not dead
 
     @staticmethod
     def start_time(pid: int) -> int | None:
@@ -170,6 +185,9 @@ class ClusterSpec:
     gpus_per_node: int = 8
     trainer_api: TrainerAPI | None = TrainerAPI.V2_2
     runtimes: bool = True  # the Trainer release's default ClusterTrainingRuntimes
+    # upstream controllers to run (ferryman_dev.controllers.CONTROLLERS), in start order
+    upstream_controllers: tuple[str, ...] = ()
+    mpijob_v1: bool = False  # the Training Operator also serves MPIJob v1 (never beside mpi-operator)
 
 
 @dataclass
@@ -182,6 +200,7 @@ class ControlPlane:
     processes: list[Process] = field(default_factory=list)
     etcd_dir: Path | None = None
     apiserver_port: int = 0
+    complete: bool = False  # every component started and the cluster set up
     _ssl: ssl.SSLContext | None = field(default=None, repr=False)
     # (apiVersion, kind) -> (plural, namespaced) of the CRDs installed here: no waiting for discovery
     _custom_kinds: dict[tuple[str, str], tuple[str, bool]] = field(default_factory=dict, repr=False)
@@ -205,14 +224,22 @@ class ControlPlane:
     # ---------------------------------------------------------------- lifecycle
 
     def start(self, progress: Callable[[str], None] = lambda _: None) -> ControlPlane:
-        """Start every component and wait until the cluster is usable; on failure nothing is left running."""
+        """Start every component and wait until the cluster is usable; on failure nothing is left running.
+
+        Detached components survive this process by design, so while they start a SIGTERM or SIGHUP to
+        it stops them too; only a finished start marks the state file ``complete`` (a SIGKILLed start
+        leaves an incomplete record, which the next :func:`cluster_up` or :func:`cluster_down` clears).
+        """
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if not self.detach:
             atexit.register(self.stop)
         retries = 1
         while True:
             try:
-                self._start(progress)
+                with _signals_raise_while_detached_start(self.detach):
+                    self._start(progress)
+                self.complete = True
+                self.save()
                 return self
             except ClusterError as error:
                 self.stop()
@@ -227,12 +254,16 @@ class ControlPlane:
 
     def _start(self, progress: Callable[[str], None]) -> None:
         started = time.monotonic()
+        from ferryman_dev import controllers  # imports this module
+
         names = ["kube-apiserver", "etcd"]
         if self.spec.controllers:
             names += ["kube-controller-manager", "kube-scheduler"]
         if self.spec.kwok:
             names.append("kwok")
         bins = {name: binary(name) for name in names}
+        for name in self.spec.upstream_controllers:  # fail before starting anything when one is not built
+            binary(controllers.CONTROLLERS[name].binary)
         create_pki(self.pki.directory)
         progress("starting etcd")
         etcd_url = self._start_etcd(bins["etcd"])
@@ -245,17 +276,25 @@ class ControlPlane:
         if self.spec.kwok:
             progress("starting kwok")
             self._start_kwok(bins["kwok"])
-        self._wait_http(f"{self.server}/readyz", "kube-apiserver", timeout=90)
+        self.wait_ready("kube-apiserver", timeout=90)
         client = self.client()
         if self.spec.kwok:
             progress(f"adding {self.spec.gpu_nodes} fake GPU nodes and {self.spec.cpu_nodes} fake CPU nodes")
             create_fake_nodes(client, self.spec)
-        if self.spec.trainer_api is not None:
-            progress(f"installing upstream CRDs (Trainer {self.spec.trainer_api.value} flavour)")
-            try:
-                self.install_upstream(self.spec.trainer_api, runtimes=self.spec.runtimes)
-            except Rejected as rejected:
-                raise ClusterError(f"the apiserver refused an upstream manifest: {rejected}") from rejected
+        try:
+            if self.spec.trainer_api is not None:
+                progress(f"installing upstream CRDs (Trainer {self.spec.trainer_api.value} flavour)")
+                self.install_crds(upstream.upstream_crds(self.spec.trainer_api))
+            for name in self.spec.upstream_controllers:
+                progress(f"starting {name}")
+                self.install_crds(controllers.crds(name, mpijob_v1=self.spec.mpijob_v1))
+                controllers.start_controller(self, name, mpijob_v1=self.spec.mpijob_v1)
+            if self.spec.trainer_api is not None and self.spec.runtimes:
+                # after the Trainer's webhooks, if it runs: they validate runtimes as they are installed
+                for runtime in upstream.default_runtimes(self.spec.trainer_api):
+                    self.apply(runtime)
+        except Rejected as rejected:
+            raise ClusterError(f"the apiserver refused an upstream manifest: {rejected}") from rejected
         if self.spec.kwok:
             wait_nodes_ready(client, self.spec.gpu_nodes + self.spec.cpu_nodes)
         if self.spec.controllers:
@@ -266,13 +305,51 @@ class ControlPlane:
         """Kill every component and remove etcd's tmpfs data (the cluster is disposable: no graceful stop)."""
         terminate(self.processes)
         self.processes.clear()
+        self.complete = False
         if self.etcd_dir is not None:
             shutil.rmtree(self.etcd_dir, ignore_errors=True)
             self.etcd_dir = None
         self.state_file.unlink(missing_ok=True)
 
     def running(self) -> bool:
-        return bool(self.processes) and all(p.alive() for p in self.processes)
+        """Completely started, and every component still runs."""
+        return self.complete and bool(self.processes) and all(p.alive() for p in self.processes)
+
+    # ---------------------------------------------------------------- one component at a time
+
+    def process(self, name: str) -> Process:
+        """The component called ``name`` (``etcd``, ``kube-apiserver``, ``trainer``, ...)."""
+        for process in self.processes:
+            if process.name == name:
+                return process
+        raise ClusterError(
+            f"no component {name!r} in this control plane ({', '.join(p.name for p in self.processes)})"
+        )
+
+    def stop_component(self, name: str) -> None:
+        """Kill one component; the others and etcd's data stay (fault tests: apiserver or controller down)."""
+        process = self.process(name)
+        terminate([process])
+        process.stopped = True
+        self.save()
+
+    def start_component(self, name: str, timeout: float = 120) -> None:
+        """Start a stopped component again exactly as it was started, and wait until it serves."""
+        old = self.process(name)
+        if old.alive():
+            raise ClusterError(f"{name} is running (pid {old.pid}); stop it first")
+        self.spawn(name, old.argv, env=old.env, ready=old.ready)
+        self.wait_ready(name, timeout)
+
+    def restart_component(self, name: str, timeout: float = 120) -> None:
+        self.stop_component(name)
+        self.start_component(name, timeout)
+
+    def wait_ready(self, name: str, timeout: float = 120) -> None:
+        """Wait until component ``name`` answers on its readiness URL (at once if it has none)."""
+        ready = self.process(name).ready
+        if ready is not None:
+            self._wait_http(ready, name, timeout)
 
     def client(self) -> Any:
         """A lightkube client with admin (system:masters) credentials."""
@@ -328,19 +405,15 @@ class ControlPlane:
 
         def established() -> bool:
             for name in names:
-                conditions = self._request("GET", f"{base}/{name}").get("status", {}).get("conditions", [])
+                # a CRD just created may have no status yet, or ``conditions: null``
+                status = self._request("GET", f"{base}/{name}").get("status") or {}
+                conditions = status.get("conditions") or []
                 if not any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
                     return False
             return True
 
         _poll(established, f"CRDs {', '.join(names)} Established", timeout)
         return names
-
-    def install_upstream(self, trainer_api: TrainerAPI, *, runtimes: bool = True) -> None:
-        """Install the pinned upstream CRDs (Trainer flavour ``trainer_api``) and its default runtimes."""
-        self.install_crds(upstream.upstream_crds(trainer_api))
-        for runtime in upstream.default_runtimes(trainer_api) if runtimes else []:
-            self.apply(runtime)
 
     def dry_run_create(self, obj: dict[str, Any], namespace: str = "default") -> dict[str, Any]:
         """Create ``obj`` with server-side dry-run and strict field validation; the object as admitted.
@@ -350,6 +423,68 @@ class ControlPlane:
         """
         path = self._collection_path(obj["apiVersion"], obj["kind"], namespace)
         return self._request("POST", f"{path}?dryRun=All&fieldValidation=Strict", obj)
+
+    def create(self, obj: dict[str, Any], namespace: str = "default") -> dict[str, Any]:
+        """Create ``obj`` (admission webhooks and all); the object as stored. Raises :class:`Rejected`."""
+        return self._request("POST", self._collection_path(obj["apiVersion"], obj["kind"], namespace), obj)
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str = "default") -> dict[str, Any]:
+        """The object ``kind/name``; :class:`Rejected` with code 404 when there is none."""
+        return self._request("GET", f"{self._collection_path(api_version, kind, namespace)}/{name}")
+
+    def list(
+        self, api_version: str, kind: str, namespace: str = "default", label_selector: str = ""
+    ) -> list[dict[str, Any]]:
+        """The ``kind`` objects of ``namespace`` (of the cluster, for cluster-scoped kinds)."""
+        query = f"?labelSelector={urllib.parse.quote(label_selector)}" if label_selector else ""
+        items = self._request("GET", self._collection_path(api_version, kind, namespace) + query)["items"]
+        return list(items)
+
+    def merge_patch(
+        self, api_version: str, kind: str, name: str, patch: dict[str, Any], namespace: str = "default"
+    ) -> dict[str, Any]:
+        """JSON-merge-patch the object ``kind/name``; the patched object."""
+        path = f"{self._collection_path(api_version, kind, namespace)}/{name}"
+        return self._request("PATCH", path, patch, content_type="application/merge-patch+json")
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str = "default") -> None:
+        """Delete the object ``kind/name`` (in the background: dependents are garbage-collected later)."""
+        self._request("DELETE", f"{self._collection_path(api_version, kind, namespace)}/{name}")
+
+    def wait_condition(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        condition: str,
+        namespace: str = "default",
+        *,
+        status: str = "True",
+        timeout: float = 120,
+    ) -> dict[str, Any]:
+        """Wait until ``kind/name`` has condition ``condition`` with ``status``; the object then.
+
+        For the statuses the real controllers write (TrainJob ``Complete``, JobSet ``Completed``,
+        PyTorchJob ``Succeeded``, ...); the error names the conditions the object had at the deadline.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                obj = self.get(api_version, kind, name, namespace)
+            except Rejected as rejected:
+                if rejected.code != 404:
+                    raise
+                obj = {}
+            conditions = (obj.get("status") or {}).get("conditions") or []
+            if any(c.get("type") == condition and c.get("status") == status for c in conditions):
+                return obj
+            if time.monotonic() > deadline:
+                seen = ", ".join(f"{c.get('type')}={c.get('status')}" for c in conditions) or "none"
+                raise ClusterError(
+                    f"{kind} {namespace}/{name} has no condition {condition}={status} after {timeout:g}s"
+                    f" (conditions: {seen})"
+                )
+            time.sleep(0.3)
 
     def _collection_path(self, api_version: str, kind: str, namespace: str, timeout: float = 10) -> str:
         """The collection URL path of ``kind``; waits ``timeout`` for discovery to list a new resource."""
@@ -402,6 +537,7 @@ class ControlPlane:
             "server": self.server,
             "apiserver_port": self.apiserver_port,
             "etcd_dir": str(self.etcd_dir) if self.etcd_dir else None,
+            "complete": self.complete,
             "processes": [{**p.__dict__, "log": str(p.log)} for p in self.processes],
         }
         self.state_file.write_text(json.dumps(state, indent=2))
@@ -414,18 +550,31 @@ class ControlPlane:
             state = json.loads(plane.state_file.read_text())
             plane.apiserver_port = state["apiserver_port"]
             plane.etcd_dir = Path(state["etcd_dir"]) if state["etcd_dir"] else None
-            plane.processes = [
-                Process(p["name"], p["pid"], p["started"], Path(p["log"])) for p in state["processes"]
-            ]
+            plane.complete = state.get("complete", False)
+            plane.processes = [Process(**{**p, "log": Path(p["log"])}) for p in state["processes"]]
         return plane
 
     # ---------------------------------------------------------------- components
 
-    def _spawn(self, name: str, argv: Sequence[str | Path]) -> Process:
+    def spawn(
+        self,
+        name: str,
+        argv: Sequence[str | Path],
+        *,
+        env: dict[str, str] | None = None,
+        ready: str | None = None,
+    ) -> Process:
+        """Start component ``name`` (log: ``<state_dir>/<name>.log``, appended to on a restart), record it.
+
+        ``env`` is added to this process's environment; ``ready`` is the URL :meth:`wait_ready` polls.
+        """
         log = self.state_dir / f"{name}.log"
-        with log.open("wb") as out:
+        args = [str(a) for a in argv]
+        env = dict(env or {})
+        with log.open("ab") as out:
             popen = subprocess.Popen(
-                [str(a) for a in argv],
+                args,
+                env={**os.environ, **env},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -438,8 +587,11 @@ class ControlPlane:
             raise ClusterError(
                 f"{name} exited at once; its log ends with:\n{log.read_text(errors='replace')}"
             )
-        process = Process(name, popen.pid, started, log)
-        self.processes.append(process)
+        process = Process(name, popen.pid, started, log, args, env, ready)
+        # a restarted component keeps its place: the order is the start order, stop() kills all at once
+        self.processes = [process if p.name == name else p for p in self.processes]
+        if process not in self.processes:
+            self.processes.append(process)
         self.save()
         return process
 
@@ -450,7 +602,7 @@ class ControlPlane:
         self.etcd_dir = Path(tempfile.mkdtemp(prefix=f"{_ETCD_DIR_PREFIX}{os.getpid()}-", dir=parent))
         client_url = f"http://127.0.0.1:{free_port()}"
         peer_url = f"http://127.0.0.1:{free_port()}"
-        self._spawn(
+        self.spawn(
             "etcd",
             [
                 etcd,
@@ -464,15 +616,16 @@ class ControlPlane:
                 "--unsafe-no-fsync=true",
                 "--log-level=warn",
             ],
+            ready=f"{client_url}/health",
         )
-        self._wait_http(f"{client_url}/health", "etcd", timeout=30)
+        self.wait_ready("etcd", timeout=30)
         return client_url
 
     def _start_apiserver(self, apiserver: Path, etcd_url: str) -> None:
         pki = self.pki
         self.apiserver_port = free_port()
         admission = [] if self.spec.controllers else ["--disable-admission-plugins=ServiceAccount"]
-        self._spawn(
+        self.spawn(
             "kube-apiserver",
             [
                 apiserver,
@@ -497,11 +650,12 @@ class ControlPlane:
                 "--profiling=false",
                 *admission,
             ],
+            ready=f"{self.server}/readyz",
         )
 
     def _start_controllers(self, kcm: Path, scheduler: Path) -> None:
         pki = self.pki
-        self._spawn(
+        self.spawn(
             "kube-controller-manager",
             [
                 kcm,
@@ -519,7 +673,7 @@ class ControlPlane:
                 "--profiling=false",
             ],
         )
-        self._spawn(
+        self.spawn(
             "kube-scheduler",
             [
                 scheduler,
@@ -535,15 +689,16 @@ class ControlPlane:
         )
 
     def _start_kwok(self, kwok: Path) -> None:
+        """kwok with its fast node and pod stages, but pods end as :data:`KWOK_STAGES` says (exit codes)."""
         stages = upstream.module_dir("sigs.k8s.io/kwok", pinned_version("kwok")) / "kustomize" / "stage"
         configs = [
             stages / "node" / "fast" / "node-initialize.yaml",
             stages / "node" / "heartbeat" / "node-heartbeat.yaml",
             stages / "pod" / "fast" / "pod-ready.yaml",
-            stages / "pod" / "fast" / "pod-complete.yaml",
+            KWOK_STAGES,
             stages / "pod" / "fast" / "pod-delete.yaml",
         ]
-        self._spawn(
+        self.spawn(
             "kwok",
             [
                 kwok,
@@ -589,7 +744,7 @@ class ControlPlane:
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
-            dead = [p for p in self.processes if not p.alive()]
+            dead = [p for p in self.processes if not p.stopped and not p.alive()]
             if dead:
                 name, tail = dead[0].name, dead[0].log_tail()
                 raise ClusterError(f"{name} exited while waiting for {what}; its log ends with:\n{tail}")
@@ -661,6 +816,31 @@ def wait_default_service_account(client: Any, namespace: str, timeout: float = 6
         return True
 
     _poll(exists, f"ServiceAccount {namespace}/default", timeout)
+
+
+class _Terminated(Exception):
+    """SIGTERM or SIGHUP arrived while a detached control plane was starting."""
+
+
+@contextlib.contextmanager
+def _signals_raise_while_detached_start(detached: bool) -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into an exception for the block, so a detached start cleans up after itself.
+
+    Attached components die with this process anyway (PDEATHSIG); signal handlers live in the main thread.
+    """
+    if not detached or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum: int, _: Any) -> None:
+        raise _Terminated(f"{signal.Signals(signum).name} while the control plane was starting")
+
+    previous = {sig: signal.signal(sig, raise_terminated) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _sweep_stale_etcd_dirs(parent: Path) -> None:

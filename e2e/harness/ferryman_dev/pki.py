@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _VALIDITY = datetime.timedelta(days=30)
+_ROTATOR_VALIDITY = datetime.timedelta(days=365)  # cert-controller renews what expires within 90 days
 # 10.0.0.1 is the `kubernetes` Service IP in the 10.0.0.0/24 service range the apiserver is started with.
 _SERVING_IPS = ("127.0.0.1", "10.0.0.1")
 _SERVING_NAMES = ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc")
@@ -39,6 +40,15 @@ class Pki:
     @property
     def serving_key(self) -> Path:
         return self.directory / "apiserver.key"
+
+    @property
+    def webhook_cert(self) -> Path:
+        """Serving certificate of the upstream controllers' admission webhooks (127.0.0.1, localhost)."""
+        return self.directory / "webhook.crt"
+
+    @property
+    def webhook_key(self) -> Path:
+        return self.directory / "webhook.key"
 
     @property
     def admin_cert(self) -> Path:
@@ -101,6 +111,17 @@ def create_pki(directory: Path) -> Pki:
         now,
     )
     _leaf(
+        pki.webhook_cert,
+        pki.webhook_key,
+        "ferryman-dev-webhooks",
+        None,
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")],
+        ca_cert,
+        ca_key,
+        now,
+    )
+    _leaf(
         pki.admin_cert,
         pki.admin_key,
         "ferryman-admin",
@@ -122,8 +143,55 @@ def create_pki(directory: Path) -> Pki:
     return pki
 
 
+def rotator_certificates(ca_name: str, dns_name: str) -> dict[str, bytes]:
+    """A CA and serving certificate that an upstream certificate rotator (cert-controller) accepts as valid.
+
+    cert-controller replaces what its Secret holds unless the CA certificate verifies against itself for
+    the host ``ca_name``, the CA key is PKCS#1 RSA, and the serving certificate verifies for ``dns_name``,
+    each for 90 days from now. The serving certificate also names 127.0.0.1, where the harness calls the
+    webhook. Returns the Secret's data: ``ca.crt``, ``ca.key``, ``tls.crt``, ``tls.key`` (PEM).
+    """
+    now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca_subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_name)])
+    ca_cert = (
+        _builder(ca_subject, ca_subject, ca_key.public_key(), now, _ROTATOR_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(ca_name)]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans = [x509.DNSName(dns_name), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    cert = (
+        _builder(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_name)]),
+            ca_subject,
+            key.public_key(),
+            now,
+            _ROTATOR_VALIDITY,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    return {
+        "ca.crt": ca_cert.public_bytes(pem),
+        "ca.key": ca_key.private_bytes(
+            pem, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        ),
+        "tls.crt": cert.public_bytes(pem),
+        "tls.key": key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    }
+
+
 def _builder(
-    subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey, now: datetime.datetime
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey,
+    now: datetime.datetime,
+    validity: datetime.timedelta = _VALIDITY,
 ) -> x509.CertificateBuilder:
     return (
         x509.CertificateBuilder()
@@ -132,7 +200,7 @@ def _builder(
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now)
-        .not_valid_after(now + _VALIDITY)
+        .not_valid_after(now + validity)
     )
 
 

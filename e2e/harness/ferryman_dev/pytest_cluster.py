@@ -6,12 +6,20 @@
   flavour's CRDs. The current flavour is ``cluster`` itself; older flavours get their own small control
   plane (etcd + kube-apiserver only, started once per session), so tests never swap CRDs under each other.
 * ``kube``: an admin lightkube client of ``cluster``; ``namespace``: a fresh namespace per test.
+* ``upstream_cluster``: session-scoped full cluster that also runs the real controllers of both sides
+  (:data:`UPSTREAM_CONTROLLERS`: Kubeflow Trainer, JobSet, Training Operator v1 without MPIJob, mpi-operator),
+  each with its own webhooks and RBAC (:mod:`ferryman_dev.controllers`); ``upstream_kube`` and
+  ``upstream_namespace`` are its client and a fresh namespace per test. Its kwok ends pods as the
+  ``ferryman.dev/kwok-exit-code`` annotation says (``ferryman_dev/kwok-pod-exit.yaml``).
+* ``mpijob_v1_cluster``: a small session-scoped cluster (one CPU and one GPU node) whose Training Operator
+  serves MPIJob v1 as well, the one kind that cannot run beside mpi-operator.
 
 Every test using one of these fixtures is marked ``cluster``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 from collections.abc import Callable, Iterator
@@ -23,9 +31,18 @@ from ferryman.api.trainer import TrainerAPI
 from ferryman_dev.cluster import ClusterSpec, ControlPlane, wait_default_service_account
 
 CURRENT_FLAVOUR = TrainerAPI.V2_2
+UPSTREAM_CONTROLLERS = ("trainer", "jobset", "training-operator", "mpi-operator")
 
-
-_CLUSTER_FIXTURES = {"cluster", "flavour_cluster", "kube", "namespace"}
+_CLUSTER_FIXTURES = {
+    "cluster",
+    "flavour_cluster",
+    "kube",
+    "namespace",
+    "upstream_cluster",
+    "upstream_kube",
+    "upstream_namespace",
+    "mpijob_v1_cluster",
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -73,12 +90,58 @@ def kube(cluster: ControlPlane) -> Any:
 
 
 @pytest.fixture
-def namespace(cluster: ControlPlane, kube: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+def namespace(kube: Any, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace (with its ``default`` ServiceAccount in place), deleted after the test."""
+    with fresh_namespace(kube, request.node.name) as name:
+        yield name
+
+
+@pytest.fixture(scope="session")
+def upstream_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    spec = ClusterSpec(trainer_api=CURRENT_FLAVOUR, upstream_controllers=UPSTREAM_CONTROLLERS)
+    plane = ControlPlane(tmp_path_factory.mktemp("upstream-cluster"), spec)
+    try:
+        yield plane.start()
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def upstream_kube(upstream_cluster: ControlPlane) -> Any:
+    """An admin (system:masters) lightkube client of ``upstream_cluster``."""
+    return upstream_cluster.client()
+
+
+@pytest.fixture
+def upstream_namespace(upstream_kube: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace of ``upstream_cluster``, deleted after the test."""
+    with fresh_namespace(upstream_kube, request.node.name) as name:
+        yield name
+
+
+@pytest.fixture(scope="session")
+def mpijob_v1_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    spec = ClusterSpec(
+        gpu_nodes=1,
+        cpu_nodes=1,
+        trainer_api=None,
+        upstream_controllers=("training-operator",),
+        mpijob_v1=True,
+    )
+    plane = ControlPlane(tmp_path_factory.mktemp("mpijob-v1-cluster"), spec)
+    try:
+        yield plane.start()
+    finally:
+        plane.stop()
+
+
+@contextlib.contextmanager
+def fresh_namespace(kube: Any, test_name: str) -> Iterator[str]:
+    """A namespace named after the test (with its ``default`` ServiceAccount in place), deleted afterwards."""
     from lightkube.models.meta_v1 import ObjectMeta
     from lightkube.resources.core_v1 import Namespace
 
-    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:48].strip("-")
+    stem = re.sub(r"[^a-z0-9]+", "-", test_name.lower()).strip("-")[:48].strip("-")
     name = f"t-{stem}-{secrets.token_hex(3)}"
     kube.create(Namespace(metadata=ObjectMeta(name=name, labels={"ferryman.dev/test": "true"})))
     wait_default_service_account(kube, name)

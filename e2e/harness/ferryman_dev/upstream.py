@@ -99,10 +99,15 @@ def trainer_crds(trainer_api: TrainerAPI) -> list[Path]:
     ]
 
 
+def v1_crd(plural: str) -> Path:
+    """A Training Operator v1.9 CRD: ``pytorchjobs``, ``tfjobs``, ``mpijobs`` (v1), ``xgboostjobs``, ..."""
+    root = module_dir(TRAINING_OPERATOR_MODULE, TRAINING_OPERATOR_VERSION)
+    return root / "manifests" / "base" / "crds" / f"kubeflow.org_{plural}.yaml"
+
+
 def pytorchjob_crd() -> Path:
     """The Training Operator v1.9 PyTorchJob CRD."""
-    root = module_dir(TRAINING_OPERATOR_MODULE, TRAINING_OPERATOR_VERSION)
-    return root / "manifests" / "base" / "crds" / "kubeflow.org_pytorchjobs.yaml"
+    return v1_crd("pytorchjobs")
 
 
 def jobset_crd() -> Path:
@@ -123,21 +128,66 @@ def trainjob_crd(trainer_api: TrainerAPI = TrainerAPI.V2_2) -> dict[str, Any]:
 
 def default_runtimes(trainer_api: TrainerAPI = TrainerAPI.V2_2) -> list[dict[str, Any]]:
     """The ClusterTrainingRuntimes a Trainer release installs by default (its ``manifests/base/runtimes``)."""
-    return [
-        doc
-        for path in _kustomize_files(trainer_dir(trainer_api) / "manifests/base/runtimes")
-        for doc in load_documents(path)
-    ]
+    return kustomize(trainer_dir(trainer_api) / "manifests/base/runtimes")
 
 
-def _kustomize_files(directory: Path) -> list[Path]:
-    """The resource files a kustomization lists, following nested kustomization directories."""
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    """The documents a kustomization builds from its ``resources`` and JSON 6902 ``patches`` (with a target).
+
+    That is all the upstream base manifests the harness reads use (runtimes, webhook configurations); name
+    references and namespaces, which only matter inside a cluster, are left alone. Anything else is refused.
+    """
     (kustomization,) = load_documents(directory / "kustomization.yaml")
-    files: list[Path] = []
+    docs: list[dict[str, Any]] = []
     for entry in kustomization.get("resources", []):
         target = directory / entry
-        files.extend(_kustomize_files(target) if target.is_dir() else [target])
-    return files
+        docs.extend(kustomize(target) if target.is_dir() else load_documents(target))
+    for patch in kustomization.get("patches", []):
+        if "path" not in patch or "target" not in patch:
+            raise UpstreamUnavailable(f"{directory}/kustomization.yaml: unsupported patch {patch}")
+        operations = load_documents(directory / patch["path"])
+        if len(operations) != 1 or not isinstance(operations[0], list):
+            raise UpstreamUnavailable(f"{directory / patch['path']} is not a JSON 6902 patch")
+        for doc in docs:
+            if _targeted(doc, patch["target"]):
+                for operation in operations[0]:
+                    _json_patch(doc, operation)
+    return docs
+
+
+def _targeted(doc: dict[str, Any], target: dict[str, str]) -> bool:
+    group, _, version = doc.get("apiVersion", "").rpartition("/")
+    actual = {
+        "group": group,
+        "version": version,
+        "kind": doc.get("kind"),
+        "name": doc["metadata"].get("name"),
+    }
+    return all(actual[key] == value for key, value in target.items() if key in actual)
+
+
+def _json_patch(doc: Any, operation: dict[str, Any]) -> None:
+    """Apply one RFC 6902 ``add``, ``replace`` or ``remove`` operation to ``doc`` in place."""
+    *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in operation["path"].split("/")[1:]]
+    for part in parents:
+        doc = doc[int(part)] if isinstance(doc, list) else doc[part]
+    op = operation["op"]
+    if isinstance(doc, list):
+        index = len(doc) if last == "-" else int(last)
+        if op == "add":
+            doc.insert(index, operation["value"])
+        elif op == "replace":
+            doc[index] = operation["value"]
+        elif op == "remove":
+            del doc[index]
+        else:
+            raise UpstreamUnavailable(f"unsupported JSON patch operation {op!r}")
+    elif op in ("add", "replace"):
+        doc[last] = operation["value"]
+    elif op == "remove":
+        del doc[last]
+    else:
+        raise UpstreamUnavailable(f"unsupported JSON patch operation {op!r}")
 
 
 def pytorchjob_examples() -> list[tuple[Path, dict[str, Any]]]:

@@ -1,0 +1,347 @@
+"""The real controllers of both migration sides, run as local processes beside the test control plane.
+
+Each controller is built by `make cluster-bins` from its pinned wrapper module in ``e2e/bins/<name>`` and
+started the way its own manifests deploy it, only outside a pod:
+
+* it authenticates with a TokenRequest token of its own ServiceAccount, bound to the ClusterRoles its
+  release ships (so a missing permission fails here as it would in a cluster);
+* its admission webhooks are the release's webhook configurations (kustomized as its manifests are),
+  with each ``service`` client config turned into a ``url`` on 127.0.0.1 and the harness CA as
+  ``caBundle``; the webhook server serves a certificate from the harness PKI (upstream certificate
+  rotation is turned off, or for the Training Operator, whose rotation cannot be turned off, satisfied by
+  a Secret the harness writes);
+* leader election and metrics are off, health probes listen on a free loopback port, and the
+  controller counts as started once its ``/readyz`` (``/healthz`` for mpi-operator) answers.
+
+The controllers (``CONTROLLERS``): ``trainer`` (Kubeflow Trainer v2 controller manager), ``jobset``,
+``training-operator`` (Training Operator v1, every scheme but MPIJob unless ``mpijob_v1`` is asked for, since
+mpi-operator serves ``mpijobs.kubeflow.org`` at v2beta1) and ``mpi-operator``.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from ferryman.api.trainer import TrainerAPI
+from ferryman_dev import upstream
+from ferryman_dev.pki import rotator_certificates
+
+if TYPE_CHECKING:
+    from ferryman_dev.cluster import ControlPlane
+
+WEBHOOK_KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
+TOKEN_SECONDS = 7 * 24 * 3600  # a dev cluster may run for days; the apiserver sets no maximum
+# Training Operator v1.9.4's certificate rotator checks that this (hard-coded) file exists before it lets
+# the controllers start; only its existence counts, the webhook server reads its certificate from $TMPDIR.
+TRAINING_OPERATOR_CERT_PROBE = Path("/tmp/k8s-webhook-server/serving-certs/tls.crt")
+# mpi-operator v0.8.0 serves its health check on this port on every interface, hard-coded.
+MPI_OPERATOR_HEALTH_PORT = 8080
+
+
+@dataclass(frozen=True)
+class Ports:
+    webhook: int
+    health: int
+
+
+@dataclass(frozen=True)
+class Controller:
+    """One upstream controller: its binary, and where its release keeps the manifests it is deployed with."""
+
+    name: str  # component in e2e/bins and .cache/bin
+    binary: str
+    module: str  # Go module whose zip holds the manifests, at the version e2e/bins/<name>/go.mod pins
+    namespace: str  # where its manifests deploy it (its ServiceAccount, leases, Secrets)
+    service_account: str
+    cluster_roles: tuple[str, ...]  # manifest files with its ClusterRoles, relative to the module
+    role_prefix: str  # the namePrefix its default overlay gives them (``manager-role`` is a common name)
+    webhooks: str | None  # its webhook kustomization directory, relative to the module
+    ready_path: str
+    argv: Callable[[ControlPlane, Controller, Path, Ports, bool], list[str]]
+
+    def module_dir(self) -> Path:
+        from ferryman_dev.cluster import pinned_version
+
+        return upstream.module_dir(self.module, pinned_version(self.name))
+
+
+def _trainer_argv(
+    plane: ControlPlane, controller: Controller, home: Path, ports: Ports, _: bool
+) -> list[str]:
+    config = {
+        "apiVersion": "config.trainer.kubeflow.org/v1alpha1",
+        "kind": "Configuration",
+        "health": {"healthProbeBindAddress": f"127.0.0.1:{ports.health}"},
+        "metrics": {"bindAddress": "0"},
+        "webhook": {"host": "127.0.0.1", "port": ports.webhook},
+        "leaderElection": {"leaderElect": False},
+        "certManagement": {"enable": False},
+        "clientConnection": {"qps": 100, "burst": 200},
+    }
+    (home / "config.yaml").write_text(yaml.safe_dump(config))
+    return [f"--config={home / 'config.yaml'}", f"--kubeconfig={home / 'kubeconfig'}"]
+
+
+def _jobset_argv(plane: ControlPlane, controller: Controller, home: Path, ports: Ports, _: bool) -> list[str]:
+    config = {
+        "apiVersion": "config.jobset.x-k8s.io/v1alpha1",
+        "kind": "Configuration",
+        "leaderElection": {"leaderElect": False},
+        "internalCertManagement": {"enable": False},
+        "webhook": {"host": "127.0.0.1", "port": ports.webhook, "certDir": str(_cert_dir(home))},
+    }
+    (home / "config.yaml").write_text(yaml.safe_dump(config))
+    return [
+        f"--config={home / 'config.yaml'}",
+        f"--kubeconfig={home / 'kubeconfig'}",
+        "--metrics-bind-address=0",
+        f"--health-probe-bind-address=127.0.0.1:{ports.health}",
+        "--kube-api-qps=100",
+        "--kube-api-burst=200",
+    ]
+
+
+# Training Operator v1 schemes (its --enable-scheme values); MPIJob only where mpi-operator does not run
+TRAINING_OPERATOR_SCHEMES = ("pytorchjob", "tfjob", "xgboostjob", "paddlejob", "jaxjob")
+
+
+def _training_operator_argv(
+    plane: ControlPlane, controller: Controller, home: Path, ports: Ports, mpijob_v1: bool
+) -> list[str]:
+    schemes = (*TRAINING_OPERATOR_SCHEMES, "mpijob") if mpijob_v1 else TRAINING_OPERATOR_SCHEMES
+    return [
+        f"--kubeconfig={home / 'kubeconfig'}",
+        "--metrics-bind-address=0",
+        f"--health-probe-bind-address=127.0.0.1:{ports.health}",
+        f"--webhook-server-port={ports.webhook}",
+        "--kube-api-qps=100",
+        "--kube-api-burst=200",
+        *(f"--enable-scheme={scheme}" for scheme in schemes),
+    ]
+
+
+def _mpi_operator_argv(
+    plane: ControlPlane, controller: Controller, home: Path, ports: Ports, _: bool
+) -> list[str]:
+    return [
+        f"--kubeConfig={home / 'kubeconfig'}",
+        f"--lock-namespace={controller.namespace}",
+        "--kube-api-qps=100",
+        "--kube-api-burst=200",
+    ]
+
+
+CONTROLLERS: dict[str, Controller] = {
+    c.name: c
+    for c in (
+        Controller(
+            name="trainer",
+            binary="trainer-controller-manager",
+            module=upstream.TRAINER_MODULE,
+            namespace="kubeflow-system",
+            service_account="kubeflow-trainer-controller-manager",
+            cluster_roles=("manifests/base/rbac/role.yaml",),
+            role_prefix="",
+            webhooks="manifests/base/webhook",
+            ready_path="/readyz",
+            argv=_trainer_argv,
+        ),
+        Controller(
+            name="jobset",
+            binary="jobset",
+            module=upstream.JOBSET_MODULE,
+            namespace="jobset-system",
+            service_account="jobset-controller-manager",
+            cluster_roles=("config/components/rbac/role.yaml",),
+            role_prefix="jobset-",
+            webhooks="config/components/webhook",
+            ready_path="/readyz",
+            argv=_jobset_argv,
+        ),
+        Controller(
+            name="training-operator",
+            binary="training-operator.v1",
+            module=upstream.TRAINING_OPERATOR_MODULE,
+            namespace="kubeflow",
+            service_account="training-operator",
+            cluster_roles=("manifests/base/rbac/role.yaml",),
+            role_prefix="",
+            webhooks="manifests/base/webhook",
+            ready_path="/readyz",
+            argv=_training_operator_argv,
+        ),
+        Controller(
+            name="mpi-operator",
+            binary="mpi-operator",
+            module="github.com/kubeflow/mpi-operator",
+            namespace="mpi-operator",
+            service_account="mpi-operator",
+            cluster_roles=("manifests/base/cluster-role.yaml",),
+            role_prefix="",
+            webhooks=None,
+            ready_path="/healthz",
+            argv=_mpi_operator_argv,
+        ),
+    )
+}
+
+
+def crds(name: str, *, mpijob_v1: bool = False) -> list[Path]:
+    """The CRDs controller ``name`` serves, from its release (the Training Operator: the kinds it runs)."""
+    if name == "trainer":
+        return upstream.trainer_crds(TrainerAPI.V2_2)
+    if name == "jobset":
+        return [upstream.jobset_crd()]
+    if name == "training-operator":
+        schemes = (*TRAINING_OPERATOR_SCHEMES, "mpijob") if mpijob_v1 else TRAINING_OPERATOR_SCHEMES
+        return [upstream.v1_crd(f"{scheme}s") for scheme in schemes]
+    if name == "mpi-operator":
+        return [CONTROLLERS[name].module_dir() / "manifests" / "base" / "kubeflow.org_mpijobs.yaml"]
+    raise KeyError(name)
+
+
+def _cert_dir(home: Path) -> Path:
+    """controller-runtime's default webhook certificate directory under ``$TMPDIR`` (``home/tmp``)."""
+    return home / "tmp" / "k8s-webhook-server" / "serving-certs"
+
+
+def start_controller(plane: ControlPlane, name: str, *, mpijob_v1: bool = False) -> None:
+    """Give ``name`` its identity, certificates and configuration, start it, then register its webhooks."""
+    from ferryman_dev.cluster import ClusterError, binary, free_port
+
+    controller = CONTROLLERS[name]
+    executable = binary(controller.binary)
+    home = plane.state_dir / name
+    _cert_dir(home).mkdir(parents=True, exist_ok=True)
+    _grant_cluster_roles(plane, controller)
+    _write_token_kubeconfig(plane, controller, home / "kubeconfig")
+    ports = Ports(webhook=free_port(), health=free_port())
+    ca_bundle = _serving_certificate(plane, controller, home)
+    env = {"TMPDIR": str(home / "tmp")}
+    if name == "training-operator":
+        env["MY_POD_NAMESPACE"] = controller.namespace
+    if name == "mpi-operator":
+        health = f"http://127.0.0.1:{MPI_OPERATOR_HEALTH_PORT}{controller.ready_path}"
+        if not _port_free(MPI_OPERATOR_HEALTH_PORT):
+            raise ClusterError(
+                f"mpi-operator cannot start: port {MPI_OPERATOR_HEALTH_PORT}, where mpi-operator v0.8.0 "
+                "always serves its health check, is taken (another test cluster running mpi-operator?)"
+            )
+    else:
+        health = f"http://127.0.0.1:{ports.health}{controller.ready_path}"
+    plane.spawn(
+        name, [executable, *controller.argv(plane, controller, home, ports, mpijob_v1)], env=env, ready=health
+    )
+    plane.wait_ready(name, timeout=120)
+    if controller.webhooks is not None:
+        for doc in local_webhooks(
+            upstream.kustomize(controller.module_dir() / controller.webhooks), ports.webhook, ca_bundle
+        ):
+            plane.apply(doc)
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def _grant_cluster_roles(plane: ControlPlane, controller: Controller) -> None:
+    """The controller's namespace and ServiceAccount, and its release's ClusterRoles bound to it."""
+    plane.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": controller.namespace}})
+    account = {"name": controller.service_account, "namespace": controller.namespace}
+    plane.apply({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": account}, controller.namespace)
+    for path in controller.cluster_roles:
+        for role in upstream.load_documents(controller.module_dir() / path):
+            if role["kind"] != "ClusterRole":
+                continue
+            name = controller.role_prefix + role["metadata"]["name"]
+            plane.apply({**role, "metadata": {**role["metadata"], "name": name}})
+            plane.apply(
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "ClusterRoleBinding",
+                    "metadata": {"name": name},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+                    "subjects": [{"kind": "ServiceAccount", **account}],
+                }
+            )
+
+
+def _write_token_kubeconfig(plane: ControlPlane, controller: Controller, path: Path) -> None:
+    token = plane.mint_token(
+        controller.namespace, controller.service_account, expiration_seconds=TOKEN_SECONDS
+    )
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "ferryman-dev",
+                "cluster": {"server": plane.server, "certificate-authority": str(plane.pki.ca_cert)},
+            }
+        ],
+        "users": [{"name": controller.service_account, "user": {"token": token}}],
+        "contexts": [
+            {
+                "name": "ferryman-dev",
+                "context": {"cluster": "ferryman-dev", "user": controller.service_account},
+            }
+        ],
+        "current-context": "ferryman-dev",
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)
+
+
+def _serving_certificate(plane: ControlPlane, controller: Controller, home: Path) -> str:
+    """Write the webhook server's certificate into its certificate directory; the CA bundle (base64 PEM)."""
+    cert_dir = _cert_dir(home)
+    if controller.name != "training-operator":
+        pki = plane.pki
+        (cert_dir / "tls.crt").write_bytes(pki.webhook_cert.read_bytes())
+        (cert_dir / "tls.key").write_bytes(pki.webhook_key.read_bytes())
+        return base64.b64encode(pki.ca_cert.read_bytes()).decode()
+    # Its rotator keeps a CA and serving certificate in a Secret and replaces them unless the CA is valid
+    # for the name "training-operator-ca" and the certificate for "training-operator.<namespace>.svc": give
+    # it such a pair (the certificate also names 127.0.0.1), so it rotates nothing and serves what we wrote.
+    secret = rotator_certificates("training-operator-ca", f"training-operator.{controller.namespace}.svc")
+    plane.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "training-operator-webhook-cert", "namespace": controller.namespace},
+            "data": {key: base64.b64encode(value).decode() for key, value in secret.items()},
+        },
+        controller.namespace,
+    )
+    (cert_dir / "tls.crt").write_bytes(secret["tls.crt"])
+    (cert_dir / "tls.key").write_bytes(secret["tls.key"])
+    if not TRAINING_OPERATOR_CERT_PROBE.exists():
+        TRAINING_OPERATOR_CERT_PROBE.parent.mkdir(parents=True, exist_ok=True)
+        TRAINING_OPERATOR_CERT_PROBE.write_bytes(secret["tls.crt"])
+    return base64.b64encode(secret["ca.crt"]).decode()
+
+
+def local_webhooks(docs: list[dict[str, Any]], port: int, ca_bundle: str) -> list[dict[str, Any]]:
+    """The webhook configurations among ``docs``, calling ``https://127.0.0.1:<port><path>`` (no Service)."""
+    configurations = []
+    for doc in docs:
+        if doc.get("kind") not in WEBHOOK_KINDS:
+            continue
+        for webhook in doc["webhooks"]:
+            path = webhook["clientConfig"].get("service", {}).get("path", "/")
+            webhook["clientConfig"] = {"url": f"https://127.0.0.1:{port}{path}", "caBundle": ca_bundle}
+        configurations.append(doc)
+    return configurations
