@@ -32,11 +32,12 @@ def _validator(trainer_api: TrainerAPI, kind: str) -> jsonschema.Draft7Validator
 def schema_errors(obj: dict[str, Any], trainer_api: TrainerAPI, template: bool = False) -> list[str]:
     """Why `obj` (a TrainJob or TrainingRuntime) is not valid for `trainer_api`; empty when it is.
 
-    With `template`, a bare placeholder (`$NUM_NODES`) may stand where the schema wants a number."""
+    With `template`, a bare placeholder (`$NUM_NODES`, `$GPUS`) may stand where the schema wants a number or
+    a quantity."""
     schema = _schema(trainer_api, obj["kind"])
     errors = []
     for error in _validator(trainer_api, obj["kind"]).iter_errors(obj):
-        if template and error.validator == "type" and is_placeholder(error.instance):
+        if template and error.validator in ("type", "pattern") and is_placeholder(error.instance):
             continue
         errors.append(f"{'.'.join(map(str, error.absolute_path))}: {error.message}")
     errors.extend(f"{path}: unknown field" for path in _unknown_fields(schema, obj, obj["kind"]))

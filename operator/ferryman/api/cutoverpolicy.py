@@ -66,6 +66,10 @@ class CutoverPolicySpec(KubeModel):
         default=LauncherStrategy.TORCHRUN,
         description="How jobs not started by a distributed launcher keep their distributed semantics.",
     )
+    strict_elastic: bool = Field(
+        default=False,
+        description="Block elastic PyTorchJobs instead of converting them to a fixed node count.",
+    )
     trainer_api: TrainerAPI | None = Field(
         default=None,
         alias="trainerAPI",

@@ -91,6 +91,7 @@ def convert_options(spec: CutoverPolicySpec, served: TrainerAPI) -> ConvertOptio
         trainer_api=spec.trainer_api or served,
         launcher=spec.launcher,
         runtime_rules=spec.runtime_rules,
+        strict_elastic=spec.strict_elastic,
         derived_runtime=False,  # the operator creates no TrainingRuntimes: such jobs stay blocked
     )
 

@@ -106,6 +106,29 @@ def classify(command: list[str] | None, args: list[str] | None) -> Entrypoint:
     return Entrypoint(Launch.OPAQUE, None, text)
 
 
+def add_launcher_argument(trainer: dict[str, Any], argument: str) -> bool:
+    """Put ``argument`` right after the torch launcher in ``trainer``'s command or args (a token of its own,
+    or inside a shell script); False, changing nothing, unless the launcher is named exactly once."""
+    places = [
+        (key, index, match)
+        for key in ("command", "args")
+        for index, token in enumerate(trainer.get(key) or [])
+        if isinstance(token, str)
+        for match in _TORCH_LAUNCHER.finditer(token)
+    ]
+    if len(places) != 1:
+        return False
+    key, index, match = places[0]
+    tokens = list(trainer[key])
+    token = tokens[index]
+    if not token[match.end() :] and not any(c.isspace() for c in token):
+        tokens.insert(index + 1, argument)  # `torchrun`, `/usr/bin/torchrun`, `-m torch.distributed.run`
+    else:
+        tokens[index] = f"{token[: match.end()]} {argument}{token[match.end() :]}"
+    trainer[key] = tokens
+    return True
+
+
 def v1_env_references(texts: list[str]) -> list[str]:
     """v1-injected variables (MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK) that ``texts`` mention."""
     found: set[str] = set()

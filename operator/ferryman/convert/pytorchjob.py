@@ -7,6 +7,7 @@ for ``torch.distributed`` (see ``convert/launcher.py``).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ferryman.api import pytorchjob as v1
@@ -14,10 +15,22 @@ from ferryman.api.kinds import PYTORCHJOB
 from ferryman.api.trainer import LauncherStrategy, TrainerAPI
 from ferryman.convert.core import JobConverter, join, mapping
 from ferryman.convert.findings import Severity
-from ferryman.convert.launcher import TORCHRUN_WRAP, V1_ENV, Launch, classify, v1_env, v1_env_references
+from ferryman.convert.launcher import (
+    MASTER_PORT,
+    TORCHRUN_WRAP,
+    V1_ENV,
+    Launch,
+    add_launcher_argument,
+    classify,
+    master_address,
+    v1_env,
+    v1_env_references,
+)
 from ferryman.convert.options import Conversion
 
 _NPROC_WORDS = ("auto", "cpu", "gpu")
+# a launcher's own node count: torchrun --nnodes, accelerate --num_machines, deepspeed --num_nodes
+_PINNED_NODES = re.compile(r"--(?:nnodes|num[_-]machines|num[_-]nodes)[=\s]+(\S+)")
 
 
 def _env_value_texts(env: list[dict[str, Any]]) -> list[str]:
@@ -48,17 +61,6 @@ class PyTorchJobConverter(JobConverter):
                 "invalid-field",
                 f"the pod template's spec is {template.get('spec')!r}, not a pod spec",
             )
-        if spec.elastic_policy is not None:
-            elastic = spec.elastic_policy
-            self.report(
-                Severity.BLOCKER,
-                "spec.elasticPolicy",
-                "elastic-policy",
-                f"elastic training (minReplicas {elastic.min_replicas}, maxReplicas {elastic.max_replicas}, "
-                f"rdzvBackend {elastic.rdzv_backend}) is not supported by Trainer v2; the TrainJob would run "
-                f"a fixed {num_nodes} nodes. Remove elasticPolicy, or use --force to accept a fixed size",
-            )
-
         node = self.node(base, template, has_master)
         trainer: dict[str, Any] = {}
         if num_nodes is not None:
@@ -73,7 +75,12 @@ class PyTorchJobConverter(JobConverter):
                 if key in trainer:
                     trainer[key] = self.rewrite_hosts(trainer[key], f"{node.path}.{key}", self.rewriter)
 
-        nproc = self.nproc(spec.nproc_per_node, node.accelerators)
+        if spec.elastic_policy is not None:
+            node.env = self.elastic(spec.elastic_policy, trainer, node.env, num_nodes, node.path)
+        nproc_source = spec.nproc_per_node
+        if nproc_source is None and spec.elastic_policy is not None:
+            nproc_source = spec.elastic_policy.n_proc_per_node  # the deprecated field v1 still read
+        nproc = self.nproc(nproc_source, node.accelerators)
         node.env, trainer = self.distributed(trainer, node.env, nproc, num_nodes, has_master, spec, node.path)
         if nproc is not None and "numProcPerNode" not in trainer:
             trainer["numProcPerNode"] = nproc
@@ -175,6 +182,86 @@ class PyTorchJobConverter(JobConverter):
             )
 
     # -- distributed semantics ----------------------------------------------------------------------
+
+    def elastic(
+        self,
+        elastic: v1.ElasticPolicy,
+        trainer: dict[str, Any],
+        env: list[dict[str, Any]],
+        num_nodes: int | str | None,
+        cpath: str,
+    ) -> list[dict[str, Any]]:
+        """Trainer v2 has no elastic scaling (v2.2 removed ElasticPolicy): a fixed numNodes, keeping what
+        torchrun itself can keep (rendezvous, restarts, a min:max node range) and naming what is lost."""
+        path = "spec.elasticPolicy"
+        self.unknown(elastic.unknown_fields(), path)
+        low = self.integer(elastic.min_replicas, f"{path}.minReplicas", "minReplicas", 1)
+        high = self.integer(elastic.max_replicas, f"{path}.maxReplicas", "maxReplicas", 1)
+        low, high = low if low is not None else high, high if high is not None else low
+        if self.options.strict_elastic:
+            self.report(
+                Severity.BLOCKER,
+                path,
+                "elastic-policy",
+                f"elastic training (minReplicas {low}, maxReplicas {high}) has no Trainer v2 equivalent "
+                "(v2.2 removed ElasticPolicy) and --strict-elastic keeps such jobs blocked; without it the "
+                f"job converts to a fixed {num_nodes} nodes",
+            )
+            return env
+        lost: list[str] = []
+        if low is not None and high is not None and low != high:
+            lost.append(f"scaling between minReplicas {low} and maxReplicas {high}")
+        if elastic.metrics:
+            metrics = ", ".join(_metric_name(m) for m in elastic.metrics)
+            lost.append(f"the HorizontalPodAutoscaler v1 created from metrics ({metrics})")
+        if elastic.standalone:
+            lost.append("standalone rendezvous")
+        rendezvous = self.rendezvous(elastic, num_nodes)
+        kept = [f"{e['name']}={e['value']}" for e in rendezvous]
+        entry = classify(trainer.get("command"), trainer.get("args"))
+        pinned = _PINNED_NODES.search(entry.text)
+        never = ""
+        if entry.launch is Launch.OTHER:
+            never = f" {entry.launcher} ignores torchrun's PET_* variables"
+        elif pinned and ":" not in pinned.group(1):
+            never = f" The command pins {pinned.group(0)}"
+        elif entry.launch is Launch.TORCH and low is not None and high is not None and low != high:
+            nodes = f"--nnodes={low}:{high}"
+            if add_launcher_argument(trainer, nodes):
+                kept.append(f"{nodes} on the torchrun command line")
+        never += ": the job was never elastic in node count" if never else ""
+        self.report(
+            Severity.WARNING,
+            path,
+            "elastic-policy",
+            f"Trainer v2 has no elastic scaling (v2.2 removed ElasticPolicy): the TrainJob runs a fixed "
+            f"{num_nodes} nodes (the replicas). Lost: {'; '.join(lost) or 'nothing else'}. Kept: "
+            f"{', '.join(kept) or 'nothing'}.{never}" + (". " if never else " ")
+            + "--strict-elastic blocks elastic jobs instead",
+        )
+        names = {e["name"] for e in rendezvous}
+        return [*[e for e in env if e.get("name") not in names], *rendezvous]
+
+    def rendezvous(self, elastic: v1.ElasticPolicy, num_nodes: int | str | None) -> list[dict[str, Any]]:
+        """The PET_* variables (none reserved by Trainer) v1 set from the elastic policy, with v2 host names:
+        torchrun reads them as its defaults."""
+        host = elastic.rdzv_host
+        if host and self.rewriter is not None:
+            host = self.rewrite_hosts(host, "spec.elasticPolicy.rdzvHost", self.rewriter)
+        port = elastic.rdzv_port if elastic.rdzv_port is not None else MASTER_PORT
+        out = [
+            ("PET_RDZV_BACKEND", elastic.rdzv_backend or "c10d"),
+            ("PET_RDZV_ENDPOINT", f"{host or master_address(self.name)}:{port}"),
+        ]
+        if elastic.rdzv_id:
+            out.append(("PET_RDZV_ID", elastic.rdzv_id))
+        if elastic.rdzv_conf:
+            pairs = [c for c in elastic.rdzv_conf if isinstance(c, dict)]
+            conf = ",".join(f"{c.get('key')}={c.get('value')}" for c in pairs)
+            out.append(("PET_RDZV_CONF", conf))
+        if elastic.max_restarts is not None:
+            out.append(("PET_MAX_RESTARTS", str(elastic.max_restarts)))
+        return [{"name": name, "value": str(value)} for name, value in out]
 
     def nproc(self, value: Any, requested: list[str]) -> int | str | None:
         path = "spec.nprocPerNode"
@@ -287,6 +374,18 @@ class PyTorchJobConverter(JobConverter):
         )
         names = {e["name"] for e in injected}
         return [*[e for e in env if e.get("name") not in names], *injected], trainer
+
+
+def _metric_name(metric: Any) -> str:
+    """``Resource cpu``, ``Pods requests_per_second``, ... for an HPA metric spec."""
+    if not isinstance(metric, dict):
+        return repr(metric)
+    kind = str(metric.get("type", "?"))
+    source = metric.get(kind[:1].lower() + kind[1:]) if kind else None
+    if not isinstance(source, dict):
+        return kind
+    name = source.get("name") or (source.get("metric") or {}).get("name")
+    return f"{kind} {name}" if name else kind
 
 
 def _template_for_compare(template: dict[str, Any]) -> dict[str, Any]:
