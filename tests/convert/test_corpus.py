@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 import yaml
 
+from ferryman.api.trainer import TrainerAPI
 from ferryman.cli.convert import run_convert
 from ferryman.convert.findings import Severity
 from ferryman.convert.manifests import ManifestError, convert_stream
-from ferryman.convert.options import ConvertOptions, TrainerAPI
+from ferryman.convert.options import ConvertOptions
 from tests.convert.trainjob_schema import schema_errors
 
 pytestmark = pytest.mark.corpus

@@ -21,9 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from ferryman.api.kinds import TRAINJOB
 from ferryman.api.trainer import TrainerAPI
 
-GROUP = TRAINJOB.group
-API_VERSION = TRAINJOB.api_version
-KIND = TRAINJOB.kind
 TRAINER_JOB = "node"  # the replicated job with ancestor label "trainer" in the torch runtimes
 TRAINER_CONTAINER = "node"  # the container that gets trainer.image/command/args/env/resources
 ANCESTOR_LABEL = f"{TRAINJOB.group}/trainjob-ancestor-step"  # marks the replicated job the trainer runs in

@@ -30,8 +30,7 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from ferryman.api import pytorchjob as v1
-from ferryman.api import trainjob as v2
-from ferryman.api.kinds import TRAINING_RUNTIME
+from ferryman.api.kinds import TRAINING_RUNTIME, TRAINJOB
 from ferryman.api.trainer import TrainerAPI
 from ferryman.convert.findings import Finding, Severity
 from ferryman.convert.launcher import COMPLETION_INDEX_ANNOTATION, RESERVED_ENV, HostRewriter
@@ -896,7 +895,11 @@ class JobConverter:
                 "runtime-selected",
                 f"runtime {runtime_kind}/{runtime_name} selected by the rule for {rule_resource}",
             )
-        runtime_ref: dict[str, Any] = {"name": runtime_name, "apiGroup": v2.GROUP, "kind": runtime_kind}
+        runtime_ref: dict[str, Any] = {
+            "name": runtime_name,
+            "apiGroup": TRAINING_RUNTIME.group,
+            "kind": runtime_kind,
+        }
 
         if VOLCANO_QUEUE_ANNOTATION in jobset_annotations:
             self.runtime_policy["podGroupPolicy"] = {"volcano": {}}
@@ -919,7 +922,7 @@ class JobConverter:
             )
             runtime_ref = {
                 "name": runtime["metadata"]["name"],
-                "apiGroup": v2.GROUP,
+                "apiGroup": TRAINING_RUNTIME.group,
                 "kind": TRAINING_RUNTIME.kind,
             }
 
@@ -934,12 +937,7 @@ class JobConverter:
                 jobset_annotations=jobset_annotations,
             )
         )
-        trainjob = {
-            "apiVersion": v2.API_VERSION,
-            "kind": v2.KIND,
-            "metadata": self.metadata,
-            "spec": spec_out,
-        }
+        trainjob = {**TRAINJOB.type_meta, "metadata": self.metadata, "spec": spec_out}
         # the output shares no mutable part with the source: callers may edit either freely
         return self.result(clone(trainjob), clone(runtime) if runtime is not None else None)
 
