@@ -32,6 +32,7 @@ from ferryman.trackers.model import (
     TrackerReader,
     TrackerWriter,
 )
+from ferryman.trackers.paths import UnsafePath, safe_relative, unsafe_outcome
 from ferryman.trackers.registry import open_reader, open_writer, redact, tracker_for
 
 POINTS_PER_REQUEST = 1000
@@ -394,7 +395,20 @@ class Migration:
         result: RunResult,
     ) -> None:
         stored = writer.stored_artifacts(key) if action == Action.RESUME else {}
+        names: dict[str, str] = {}  # normalised name -> the source name that took it
         for artifact in reader.artifacts(run):
+            try:
+                path = safe_relative(artifact.path)
+            except UnsafePath as error:
+                self._outcome(unsafe_outcome(f"run {run.key}/artifact {artifact.path}", error))
+                continue
+            if path in names:
+                self._outcome(Outcome(OutcomeKind.SKIPPED, f"run {run.key}/artifact {artifact.path}",
+                                      f"its name normalises to {path!r}, already taken by {names[path]!r}; "
+                                      "not written"))
+                continue
+            names[path] = artifact.path
+            artifact = Artifact(path, artifact.open, artifact.size, artifact.sha256)
             if artifact.path.startswith(INTERNAL_PREFIX):
                 continue
             if artifact.size is not None and stored.get(artifact.path) == artifact.size:

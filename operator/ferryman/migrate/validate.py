@@ -25,6 +25,7 @@ from ferryman.trackers.model import (
     Run,
     TrackerReader,
 )
+from ferryman.trackers.paths import UnsafePath, safe_relative
 
 _MASK = (1 << 64) - 1
 _NAN = 0x7FF8_0000_0000_0001
@@ -125,8 +126,13 @@ def digest_run(reader: TrackerReader, run: Run, *, with_artifacts: bool = True) 
     for batch in reader.metrics(run):
         digest.add(batch)
     if with_artifacts:
-        for artifact in reader.artifacts(run):
-            digest.artifacts[artifact.path] = sha256_of(artifact.open)
+        for artifact in reader.artifacts(run):  # under the names the engine writes (see trackers.paths)
+            try:
+                path = safe_relative(artifact.path)
+            except UnsafePath:
+                continue  # never written, reported when copied
+            if path not in digest.artifacts:
+                digest.artifacts[path] = sha256_of(artifact.open)
     return digest
 
 

@@ -8,12 +8,14 @@ import json
 import shutil
 import tempfile
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
+from ferryman.trackers import paths
 from ferryman.trackers.mlflow.fields import HISTORY_PAGE, MlflowError, int_or_none
 from ferryman.trackers.model import MetricBatch
+from ferryman.trackers.paths import inside, safe_relative
 from ferryman.trackers.registry import Credentials, Endpoint, Store
 
 
@@ -229,8 +231,11 @@ class Backend:
             return self.base_dir / path if self.base_dir is not None and not path.is_absolute() else path
         return None
 
-    def list_artifacts(self, artifact_uri: str) -> Iterator[tuple[str, int | None]]:
-        """Every file below the artifact URI, as (relative path, size)."""
+    def list_artifacts(
+        self, artifact_uri: str, escaped: Callable[[Path], None] = lambda _: None
+    ) -> Iterator[tuple[str, int | None]]:
+        """Every file below the artifact URI, as (relative path, size); a local symlink leading out of the
+        location is passed to `escaped` instead (trackers.paths)."""
         proxied = self._proxied(artifact_uri)
         if proxied is not None:
             pending = [""]
@@ -258,7 +263,7 @@ class Backend:
         local = self._local(artifact_uri)
         if local is not None:
             if local.is_dir():
-                for file in sorted(local.rglob("*")):
+                for file in paths.files(local, escaped):
                     if file.is_file():
                         yield file.relative_to(local).as_posix(), file.stat().st_size
             return
@@ -292,7 +297,7 @@ class Backend:
             return response.raw  # type: ignore[no-any-return, unused-ignore]
         local = self._local(artifact_uri)
         if local is not None:
-            return (local / path).open("rb")
+            return inside(local, path).open("rb")
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
         target = tempfile.mkdtemp(prefix="ferryman-artifact-")
@@ -300,6 +305,8 @@ class Backend:
         return _TempFile(downloaded, target)
 
     def upload_artifact(self, artifact_uri: str, path: str, stream: IO[bytes]) -> None:
+        """Store one file below the artifact URI; a name leaving it raises `UnsafePath` (trackers.paths)."""
+        path = safe_relative(path)
         proxied = self._proxied(artifact_uri)
         if proxied is not None:
             url = f"{self.uri}/api/2.0/mlflow-artifacts/artifacts/{urllib.parse.quote(f'{proxied}/{path}')}"
@@ -313,7 +320,7 @@ class Backend:
             return
         local = self._local(artifact_uri)
         if local is not None:
-            target = local / path
+            target = inside(local, path)
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(target.name + ".ferryman-partial")
             with partial.open("wb") as out:

@@ -12,6 +12,7 @@ from typing import Any, BinaryIO
 
 import yaml
 
+from ferryman.trackers import paths
 from ferryman.trackers.mlflow.fields import HISTORY_PAGE, NOTE_TAG, MlflowError, int_or_none, run_from_fields
 from ferryman.trackers.model import (
     Artifact,
@@ -49,6 +50,13 @@ class FileStoreReader:
         self._lock = threading.Lock()
         self._run_dirs: dict[str, Path] = {}
 
+    def _files(self, directory: Path) -> Iterator[Path]:
+        """The files below a directory of the store, never following a symlink out of the store."""
+        return paths.files(directory, self._escaped, self.root)
+
+    def _escaped(self, path: Path) -> None:
+        self._report(OutcomeKind.UNREADABLE, f"file {path}", paths.escape_reason(path))
+
     def _report(self, kind: OutcomeKind, item: str, reason: str) -> None:
         with self._lock:
             self._outcomes.append(Outcome(kind, item, reason))
@@ -72,7 +80,7 @@ class FileStoreReader:
         values: dict[str, str] = {}
         if not directory.is_dir():
             return values
-        for file in sorted(directory.rglob("*")):
+        for file in self._files(directory):
             if file.is_file():
                 try:
                     values[file.relative_to(directory).as_posix()] = file.read_text()
@@ -141,9 +149,7 @@ class FileStoreReader:
         directory = self._run_dir(run) / "metrics"
         if not directory.is_dir():
             return
-        for file in sorted(directory.rglob("*")):
-            if not file.is_file():
-                continue
+        for file in self._files(directory):
             key = file.relative_to(directory).as_posix()
             steps: list[int] = []
             timestamps: list[int] = []
@@ -184,7 +190,7 @@ class FileStoreReader:
         directory = self._run_dir(run) / "artifacts"
         if not directory.is_dir():
             return
-        for file in sorted(directory.rglob("*")):
+        for file in self._files(directory):
             if file.is_symlink() and not file.exists():
                 self._report(
                     OutcomeKind.UNREADABLE,
@@ -251,7 +257,7 @@ class FileStoreReader:
             files = (
                 [
                     Artifact(f.relative_to(artifacts_dir).as_posix(), _file_opener(f), f.stat().st_size)
-                    for f in sorted(artifacts_dir.rglob("*"))
+                    for f in self._files(artifacts_dir)
                     if f.is_file()
                 ]
                 if artifacts_dir.is_dir()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+from ferryman.trackers import paths
 from ferryman.trackers.mlflow.backend import Backend
 from ferryman.trackers.mlflow.fields import NOTE_TAG, run_from_fields
 from ferryman.trackers.model import (
@@ -117,13 +119,20 @@ class MlflowReader:
             )
             return
         try:
-            files = list(self.backend.list_artifacts(artifact_uri))
+            files = list(self.backend.list_artifacts(artifact_uri, self._escaped(run)))
         except Exception as error:
             self._report(Outcome(OutcomeKind.UNREADABLE, f"run {run.key}/artifacts", str(error)))
             return
         backend = self.backend
         for path, size in files:
             yield Artifact(path, functools.partial(backend.open_artifact, artifact_uri, path), size)
+
+    def _escaped(self, run: Run) -> Callable[[Path], None]:
+        def report(path: Path) -> None:
+            self._report(Outcome(OutcomeKind.UNREADABLE, f"run {run.key}/artifact {path.name}",
+                                 paths.escape_reason(path)))
+
+        return report
 
     def registered_models(self) -> Iterator[RegisteredModel]:
         token = None

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ferryman.trackers import paths
 from ferryman.trackers.model import (
     Artifact,
     Experiment,
@@ -337,11 +338,18 @@ class NeptuneExportReader:
         location = self.files_dir / safe_path_part(run.experiment_key) / stored
         if not location.exists() and (self.files_dir / stored).exists():
             location = self.files_dir / stored
-        relative = Path(stored)
-        if relative.is_absolute() or ".." in relative.parts:
-            outcomes.append(
-                Outcome(OutcomeKind.UNREADABLE, f"run {run.key}/file {key}", f"unsafe path {stored!r}")
-            )
+        try:
+            paths.safe_relative(stored)
+        except paths.UnsafePath as error:
+            outcomes.append(Outcome(OutcomeKind.UNREADABLE, f"run {run.key}/file {key}", str(error)))
+            return
+
+        def escaped(path: Path) -> None:
+            outcomes.append(Outcome(OutcomeKind.UNREADABLE, f"run {run.key}/file {key}",
+                                    paths.escape_reason(path)))
+
+        if paths.leaves(self.path, location):
+            escaped(location)
             return
         if not location.exists():
             outcomes.append(
@@ -362,7 +370,7 @@ class NeptuneExportReader:
             yield _local_artifact(key + suffix, location)
             return
         if location.is_dir():
-            for file in sorted(p for p in location.rglob("*") if p.is_file()):
+            for file in (p for p in paths.files(location, escaped, self.path) if p.is_file()):
                 yield _local_artifact(base + file.relative_to(location).as_posix(), file)
         else:
             yield _local_artifact(base + location.name, location)

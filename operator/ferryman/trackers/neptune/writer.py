@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ferryman.trackers import paths
 from ferryman.trackers.model import (
     COMPLETE_TAG,
     SOURCE_TAG,
@@ -223,9 +224,10 @@ class NeptuneExportWriter(WithoutModelRegistry):
 
     def write_artifact(self, run_key: str, artifact: Artifact) -> Outcome | None:
         state = self._known(run_key)
-        relative = Path(artifact.path)
-        if relative.is_absolute() or ".." in relative.parts or not artifact.path:
-            return Outcome(OutcomeKind.UNSUPPORTED, f"run {run_key}/artifact {artifact.path}", "unsafe path")
+        try:
+            relative = Path(paths.safe_relative(artifact.path))
+        except paths.UnsafePath as error:
+            return paths.unsafe_outcome(f"run {run_key}/artifact {artifact.path}", error)
         stored = Path(safe_path_part(state.run_id)) / relative  # relative to the project's files directory
         target = self.files_dir / safe_path_part(state.project_id) / stored
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -50,6 +50,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 from tensorboardX.proto.event_pb2 import Event
 
+from ferryman.trackers import paths
 from ferryman.trackers.model import (
     COMPLETE_TAG,
     INTERNAL_PREFIX,
@@ -132,14 +133,7 @@ class TensorBoardReader:
     def _find_runs(self) -> dict[str, _RunSource]:
         event_dirs: set[Path] = set()
         files_by_dir: dict[Path, list[str]] = {}
-        seen: set[str] = set()
-        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=True):
-            real = os.path.realpath(dirpath)
-            if real in seen:  # a symlink loop
-                dirnames[:] = []
-                continue
-            seen.add(real)
-            directory = Path(dirpath)
+        for directory, dirnames, filenames in paths.walk(self.root, self._escaped):
             for name in dirnames + filenames:
                 path = directory / name
                 if path.is_symlink() and not path.exists():
@@ -175,6 +169,9 @@ class TensorBoardReader:
                                  "not in a run directory (no event files in it or above it)")
         self._owner_of = owner
         return runs
+
+    def _escaped(self, path: Path) -> None:
+        self._report(OutcomeKind.UNREADABLE, f"file {self._rel(path)}", paths.escape_reason(path))
 
     def _owner(self, directory: Path, owner: dict[Path, str]) -> str | None:
         for candidate in (directory, *directory.parents):
@@ -278,8 +275,8 @@ class TensorBoardReader:
         """The run directory's other files, except those of nested runs and ferryman's own (in a run its
         writer made)."""
         written = (source.directory / RUN_METADATA).is_file()
-        for dirpath, dirnames, filenames in os.walk(source.directory, followlinks=True):
-            directory = Path(dirpath)
+        # symlinks leading out of the log directory were reported by _find_runs
+        for directory, dirnames, filenames in paths.walk(source.directory, lambda _: None, self.root):
             dirnames[:] = sorted(d for d in dirnames
                                  if self._owner(directory / d, self._owner_of) == source.key)
             for name in sorted(filenames):

@@ -35,6 +35,7 @@ from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData, SessionStartInfo
 from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
 
+from ferryman.trackers import paths
 from ferryman.trackers.model import (
     INTERNAL_PREFIX,
     Artifact,
@@ -308,10 +309,10 @@ class TensorBoardWriter(WithoutModelRegistry):
         return found
 
     def write_artifact(self, run_key: str, artifact: Artifact) -> Outcome | None:
-        parts = [p for p in artifact.path.split("/") if p not in ("", ".")]
-        if not parts or ".." in parts:
-            return Outcome(OutcomeKind.UNSUPPORTED, f"run {run_key}/artifact {artifact.path}",
-                           "path leaves the run directory; not stored")
+        try:
+            parts = paths.safe_relative(artifact.path).split("/")
+        except paths.UnsafePath as error:
+            return paths.unsafe_outcome(f"run {run_key}/artifact {artifact.path}", error)
         outcome = None
         if "/".join(parts) == RUN_METADATA:
             return Outcome(OutcomeKind.UNSUPPORTED, f"run {run_key}/artifact {artifact.path}",

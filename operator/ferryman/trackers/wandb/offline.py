@@ -35,6 +35,7 @@ import numpy as np
 import yaml
 from google.protobuf.message import DecodeError
 
+from ferryman.trackers import paths
 from ferryman.trackers.model import (
     Artifact,
     Experiment,
@@ -406,8 +407,16 @@ class WandbDirReader:
         into.readable_log = into.readable_log or later.readable_log
 
     def _log_path(self, run_dir: Path) -> Path | None:
-        logs = sorted(run_dir.glob("*.wandb"))
+        logs = []
+        for log in sorted(run_dir.glob("*.wandb")):
+            if paths.leaves(self.root, log):
+                self._escaped(log)
+            else:
+                logs.append(log)
         return logs[0] if logs else None
+
+    def _escaped(self, path: Path) -> None:
+        self._report(OutcomeKind.UNREADABLE, f"file {path}", paths.escape_reason(path))
 
     def _read_metadata(self, data: _RunData, run_dir: Path) -> None:
         log = self._log_path(run_dir)
@@ -907,7 +916,7 @@ class WandbDirReader:
             files = run_dir if data.legacy else run_dir / "files"
             if not files.is_dir():
                 continue
-            for path in sorted(files.rglob("*")):
+            for path in paths.files(files, self._escaped, self.root):
                 rel = path.relative_to(files).as_posix()
                 if data.legacy and (path.suffix == ".wandb" or path.is_dir()):
                     continue

@@ -30,9 +30,10 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
+from ferryman.trackers import paths
 from ferryman.trackers.model import (
     COMPLETE_TAG,
     SOURCE_TAG,
@@ -41,7 +42,6 @@ from ferryman.trackers.model import (
     Experiment,
     MetricBatch,
     Outcome,
-    OutcomeKind,
     Run,
     RunStatus,
     WithoutModelRegistry,
@@ -219,12 +219,10 @@ class WandbWriter(WithoutModelRegistry):
         return {p.relative_to(files).as_posix(): p.stat().st_size for p in files.rglob("*") if p.is_file()}
 
     def write_artifact(self, run_key: str, artifact: Artifact) -> Outcome | None:
-        rel = PurePosixPath(artifact.path)
-        if rel.is_absolute() or ".." in rel.parts or not rel.parts:
-            return Outcome(
-                OutcomeKind.UNSUPPORTED, f"file {artifact.path}", "path escapes the run's directory"
-            )
-        target = self._dir(run_key) / "files" / rel
+        try:
+            target = paths.inside(self._dir(run_key) / "files", artifact.path)
+        except paths.UnsafePath as error:
+            return paths.unsafe_outcome(f"file {artifact.path}", error)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".part")
         with artifact.open() as source, tmp.open("wb") as sink:
