@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import ferryman.convert.core as core_module
+import ferryman.convert.merge as merge_module
 import ferryman.convert.metadata as metadata_module
 import ferryman.convert.names as names_module
 import ferryman.convert.pytorchjob as pytorchjob_module
@@ -511,12 +512,13 @@ def test_finding(case_id, kwargs, options, code, severity, path) -> None:
 
 
 def test_every_finding_code_is_tested() -> None:
-    modules = (core_module, pytorchjob_module, registry_module, metadata_module, names_module)
+    modules = (core_module, pytorchjob_module, merge_module, registry_module, metadata_module, names_module)
     sources = [Path(m.__file__).read_text() for m in modules]
     emitted = set()
     for source in sources:
         emitted |= set(re.findall(r'"([a-z][a-z0-9]*(?:-[a-z0-9]+)+)"', source))  # the code literals
-    tested = {case[3] for case in CASES} | {"replica-templates-differ", "already-trainjob"}
+    merges = {"replica-templates-differ", "replica-templates-merged", "role-volume"}  # in test_merge.py
+    tested = {case[3] for case in CASES} | merges | {"already-trainjob"}
     assert len(emitted) > 40
     assert emitted - tested == set()
 
@@ -528,12 +530,3 @@ def test_differing_templates_are_a_blocker_naming_the_path() -> None:
     (finding,) = codes(conversion)["replica-templates-differ"]
     assert finding.severity is Severity.BLOCKER
     assert finding.path == "spec.pytorchReplicaSpecs.Master.template.spec.containers[0].image"
-
-
-def test_differing_pod_labels_are_only_a_warning() -> None:
-    job = pytorchjob(pod_metadata={"labels": {"role": "worker"}})
-    job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["metadata"]["labels"]["role"] = "master"
-    conversion = convert(job)
-    (finding,) = codes(conversion)["replica-templates-differ"]
-    assert finding.severity is Severity.WARNING and not conversion.blocked
-    assert finding.path == "spec.pytorchReplicaSpecs.Master.template.metadata.labels.role"

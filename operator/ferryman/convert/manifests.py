@@ -169,8 +169,11 @@ def convert_stream(text: str, options: ConvertOptions, template: bool | None = N
     first: to detect a template, or because it is JSON (written back whole)."""
     documents: Iterable[_Document] = iter_documents(text)
     json_input = text.lstrip()[:1] in ("{", "[")
-    if json_input or (template is None and "$" in text):
+    claims_in_stream = "PersistentVolumeClaim" in text
+    if json_input or claims_in_stream or (template is None and "$" in text):
         documents = list(documents)
+    if claims_in_stream:  # a Master-only volume may mount one of them
+        options = replace(options, claims={**options.claims, **_claims(documents)})
     if template is None:
         template = isinstance(documents, list) and any(
             _has_placeholder(job.obj) for document in documents for job in _find_jobs(document)
@@ -198,6 +201,22 @@ def convert_stream(text: str, options: ConvertOptions, template: bool | None = N
     if "\r\n" in text:  # keep Windows line ends
         edits = [_Edit(e.start, e.end, e.text.replace("\r\n", "\n").replace("\n", "\r\n")) for e in edits]
     return StreamResult(text=_apply(text, edits), jobs=results, template=template)
+
+
+def _claims(documents: Iterable[_Document]) -> dict[tuple[str | None, str], tuple[str, ...]]:
+    """(namespace, name) -> access modes of the PersistentVolumeClaims among the documents."""
+    found: dict[tuple[str | None, str], tuple[str, ...]] = {}
+    for document in documents:
+        data = document.data
+        items = data.get("items") if isinstance(data, dict) and data.get("kind") == "List" else [data]
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict) and item.get("kind") == "PersistentVolumeClaim":
+                metadata, spec = item.get("metadata"), item.get("spec")
+                if isinstance(metadata, dict) and isinstance(spec, dict) and metadata.get("name"):
+                    modes = spec.get("accessModes")
+                    key = (metadata.get("namespace"), str(metadata["name"]))
+                    found[key] = tuple(map(str, modes)) if isinstance(modes, list) else ()
+    return found
 
 
 def parse_stream(text: str) -> list[_Document]:

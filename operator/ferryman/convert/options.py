@@ -7,6 +7,7 @@ from typing import Any
 
 from ferryman.api.trainer import LauncherStrategy, RuntimeRules, TrainerAPI
 from ferryman.convert.findings import Finding, Severity
+from ferryman.convert.merge import ClaimModes
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class ConvertOptions:
     strict_elastic: bool = False  # block elastic jobs instead of converting them to a fixed node count
     force: bool = False  # emit the TrainJob even when a blocker was found
     template: bool = False  # the output is written as a template: placeholders may stand in numeric fields
+    claims: ClaimModes = field(default_factory=dict)  # access modes of the PersistentVolumeClaims known
 
 
 @dataclass

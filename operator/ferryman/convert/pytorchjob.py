@@ -26,6 +26,7 @@ from ferryman.convert.launcher import (
     v1_env,
     v1_env_references,
 )
+from ferryman.convert.merge import TemplateMerge
 from ferryman.convert.options import Conversion
 
 _NPROC_WORDS = ("auto", "cpu", "gpu")
@@ -51,9 +52,8 @@ class PyTorchJobConverter(JobConverter):
         replicas = self.replicas(job)
         if replicas is None:
             return self.result(None)
-        primary_key, primary, has_master, num_nodes = replicas
+        primary_key, template, has_master, num_nodes = replicas
         base = f"spec.pytorchReplicaSpecs.{primary_key}"
-        template = primary.template if isinstance(primary.template, dict) else {}
         if not isinstance(template.get("spec"), dict):
             self.report(
                 Severity.BLOCKER,
@@ -90,8 +90,9 @@ class PyTorchJobConverter(JobConverter):
 
     # -- replicas -----------------------------------------------------------------------------------
 
-    def replicas(self, job: v1.PyTorchJob) -> tuple[str, v1.ReplicaSpec, bool, int | str | None] | None:
-        """(primary replica key, its spec, whether a Master exists, numNodes) or None when unconvertible."""
+    def replicas(self, job: v1.PyTorchJob) -> tuple[str, dict[str, Any], bool, int | str | None] | None:
+        """(the key of the replica whose path findings name, the pod template every node runs, whether a
+        Master exists, numNodes) or None when unconvertible."""
         specs = job.spec.pytorch_replica_specs
         for key in specs:
             if key.lower() not in ("master", "worker"):
@@ -144,42 +145,34 @@ class PyTorchJobConverter(JobConverter):
                     + (f" (other replicas: {sum(rest)})" if rest else ""),
                 )
                 total = None
-        if master is not None and worker is not None:
-            self.compare_templates(master, worker)
         primary_key, primary = worker if worker is not None else master  # type: ignore[misc]
-        return primary_key, primary, master is not None, total
+        template = mapping(primary.template)
+        if master is not None and worker is not None:
+            template = self.merge_templates(master, worker)
+        return primary_key, template, master is not None, total
 
-    def compare_templates(
+    def merge_templates(
         self, master: tuple[str, v1.ReplicaSpec], worker: tuple[str, v1.ReplicaSpec]
-    ) -> None:
-        (mkey, mspec), (_, wspec) = master, worker
-        if mspec.restart_policy != wspec.restart_policy and (mspec.restart_policy or "OnFailure") != (
-            wspec.restart_policy or "OnFailure"
-        ):
+    ) -> dict[str, Any]:
+        """The one pod template every node runs: the Worker's with what the Master adds (convert/merge.py)."""
+        (mkey, mspec), (wkey, wspec) = master, worker
+        if (mspec.restart_policy or "OnFailure") != (wspec.restart_policy or "OnFailure"):
             self.report(
                 Severity.WARNING,
                 f"spec.pytorchReplicaSpecs.{mkey}.restartPolicy",
                 "replica-templates-differ",
                 f"Master restartPolicy {mspec.restart_policy} differs from Worker's; all v2 nodes share one",
             )
-        differences: list[str] = []
-        _diff(
-            _template_for_compare(mspec.template),
-            _template_for_compare(wspec.template),
-            "template",
-            differences,
+        merge = TemplateMerge(
+            f"spec.pytorchReplicaSpecs.{mkey}",
+            f"spec.pytorchReplicaSpecs.{wkey}",
+            self.container_name,
+            self.options.claims,
+            self.namespace,
         )
-        for path in differences:
-            # pod labels and annotations mostly name the role; everything else changes how node 0 runs
-            metadata_only = path.startswith("template.metadata")
-            self.report(
-                Severity.WARNING if metadata_only else Severity.BLOCKER,
-                f"spec.pytorchReplicaSpecs.{mkey}.{path}",
-                "replica-templates-differ",
-                f"Master and Worker templates differ at {path}; all TrainJob nodes share one pod template "
-                "(the Worker's was used), and a runtime cannot give node 0 its own template either. Make "
-                "the templates identical, e.g. move per-role logic into the entrypoint using RANK",
-            )
+        merged = merge.merge(mapping(mspec.template), mapping(wspec.template))
+        self.findings.extend(merge.findings)
+        return merged
 
     # -- distributed semantics ----------------------------------------------------------------------
 
@@ -386,28 +379,3 @@ def _metric_name(metric: Any) -> str:
         return kind
     name = source.get("name") or (source.get("metric") or {}).get("name")
     return f"{kind} {name}" if name else kind
-
-
-def _template_for_compare(template: dict[str, Any]) -> dict[str, Any]:
-    """A pod template without what v1 itself sets per replica (creationTimestamp: null in dumps)."""
-    meta = mapping(template.get("metadata"))
-    if "creationTimestamp" in meta:
-        template = {**template, "metadata": {k: v for k, v in meta.items() if k != "creationTimestamp"}}
-    return template
-
-
-def _diff(a: Any, b: Any, path: str, out: list[str]) -> None:
-    """Paths (in ``a``'s terms) where two JSON values differ, as shallow as the difference allows."""
-    if a == b:
-        return
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in a:
-            _diff(a[key], b.get(key), join(path, key), out)
-        if any(key not in a for key in b):
-            out.append(path)
-        return
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _diff(x, y, f"{path}[{i}]", out)
-        return
-    out.append(path)
