@@ -14,6 +14,7 @@ import yaml
 from ferryman.migrate.copy import Progress, ProgressCallback, migrate
 from ferryman.migrate.plan import MigrationError, MigrationRequest, RunFilter, parse_since
 from ferryman.migrate.report import MigrationReport
+from ferryman.trackers.registry import redact
 
 if TYPE_CHECKING:
     from ferryman.cli.worker import MigrationReporter
@@ -123,6 +124,7 @@ def run(request: MigrationRequest, *, report_file: Path | None, json_output: boo
             report = migrate(request, _fan_out(callback, reporter))
     except Exception as error:  # connection, credentials, corrupt stores: name what failed
         message = str(error) if isinstance(error, MigrationError) else f"{type(error).__name__}: {error}"
+        message = redact(message)
         print(f"ferryman migrate: {message}", file=sys.stderr)
         if reporter is not None:
             reporter.errored(message)

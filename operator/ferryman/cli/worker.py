@@ -86,7 +86,7 @@ class MigrationReporter:
         totals = report.to_dict()
         totals["source"], totals["destination"] = redact(report.source), redact(report.destination)
         message = f"{report.mismatches} mismatches, {len(report.failed_runs)} failed runs"
-        self._write_report(json.dumps(totals, separators=(",", ":"), default=str))
+        self._write_report(redact(json.dumps(totals, separators=(",", ":"), default=str)))
         with self._lock:
             entry = self.entry
             entry.phase = ShardPhase.DONE if report.ok else ShardPhase.FAILED
@@ -104,7 +104,7 @@ class MigrationReporter:
     def errored(self, error: str) -> None:
         """This attempt failed (the Job retries the shard, which resumes from the ledger)."""
         with self._lock:
-            self.entry.phase, self.entry.message = ShardPhase.ERROR, error[:1024]
+            self.entry.phase, self.entry.message = ShardPhase.ERROR, redact(error)[:1024]
         self._apply()
 
     def _apply(self) -> None:

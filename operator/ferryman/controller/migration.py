@@ -273,7 +273,7 @@ def migration_conditions(
         return conditions
     if job_state == "failed" or failed_shards or mismatched:
         first = next(iter(failed_shards or mismatched), None)
-        detail = (first.message if first is not None else "") or _job_failure(job)
+        detail = redact((first.message if first is not None else "") or _job_failure(job))
         put("Failed", True, "MigrationFailed", detail)
         put("Succeeded", False, "MigrationFailed")
         put("Progressing", False, "MigrationFailed")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ferryman.trackers.model import Outcome
+from ferryman.trackers.registry import redact
 
 
 @dataclass(slots=True)
@@ -108,7 +109,7 @@ class MigrationReport:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        return redact(json.dumps(self.to_dict(), indent=2))
 
     def summary(self) -> str:
         data = self.to_dict()
@@ -148,7 +149,7 @@ class MigrationReport:
                 f"  result: FAILED ({self.mismatches} mismatches, {len(self.failed_runs)} failed runs, "
                 f"{len(self.errors)} errors)"
             )
-        return "\n".join(lines)
+        return redact("\n".join(lines))
 
 
 def _totals_line(totals: dict[str, int]) -> str:

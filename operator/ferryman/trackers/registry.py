@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -169,11 +170,32 @@ def open_writer(uri: str, credentials: Credentials | None = None) -> TrackerWrit
     return cast(TrackerWriter, factory(found, creds))  # type: ignore[operator]
 
 
-def redact(uri: str) -> str:
-    """The URI without any password embedded in it, for reports and logs."""
-    scheme, sep, rest = uri.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return uri
-    userinfo, _, host = rest.partition("@")
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
+# Variables whose values are secrets wherever they turn up: each end's own, the trackers' native ones and
+# the object stores'.
+SECRET_VARIABLES: tuple[str, ...] = (
+    *(f"FERRYMAN_{role}_{name}" for role in ("SOURCE", "DESTINATION") for name in ("TOKEN", "PASSWORD")),
+    *(variable for fields in NATIVE_CREDENTIALS.values() for name, variable in fields.items()
+      if name != "USERNAME"),
+    # read by MLflow's artifact stores and the Neptune client
+    "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AZURE_STORAGE_ACCESS_KEY",
+    "AZURE_STORAGE_CONNECTION_STRING", "NEPTUNE_API_TOKEN",
+)
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/\s:@'\"]*)(?::[^/\s@'\"]*)?@")
+_SECRET_QUERY = re.compile(
+    r"(?i)(?P<name>[?&;](?:password|passwd|pwd|token|access_token|api_key|apikey|secret|sig|signature)=)"
+    r"[^&#\s'\"]+"
+)
+
+
+def redact(text: str, env: Mapping[str, str] | None = None) -> str:
+    """The text with no credential left in it, for every message, report, log line, status and event: the
+    password of each URL (`https://user:***@host/`), secret query parameters, and the value of every
+    `SECRET_VARIABLES` variable set in the environment."""
+    text = _USERINFO.sub(lambda match: f"{match['scheme']}{match['user']}:***@", text)
+    text = _SECRET_QUERY.sub(lambda match: f"{match['name']}***", text)
+    env = os.environ if env is None else env
+    for variable in SECRET_VARIABLES:
+        value = env.get(variable)
+        if value and len(value) >= 4:  # shorter ones would mask ordinary words
+            text = text.replace(value, "***")
+    return text
