@@ -176,3 +176,24 @@ def test_symlinks_out_of_a_tensorboard_log_directory_are_not_followed(tmp_path: 
     assert result.returncode == 0, result.stderr
     escaped = {o["item"] for o in outcomes(report) if "leads out of the source root" in o["reason"]}
     assert escaped == {"file run-1/token", "file run-1/outside"}
+
+
+# ------------------------------------------------------------------------------------ credentials
+
+
+def test_credentials_in_urls_and_variables_never_reach_output_or_reports(tmp_path: Path) -> None:
+    from ferryman_dev.mlflow import free_port
+
+    source = f"https://alice:{SECRET}@127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "FERRYMAN_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "ferryman", "migrate", "--from", source, "--to",
+         f"sqlite:///{tmp_path / 'mlflow.db'}", "--report", str(tmp_path / "report.json")],
+        capture_output=True, text=True, timeout=120,
+        env={**env, "FERRYMAN_SOURCE_TOKEN": SECRET + "-token"},
+    )
+    assert result.returncode == 2
+    assert "https://alice:***@127.0.0.1" in result.stderr and "unreachable" in result.stderr
+    assert SECRET not in result.stdout + result.stderr
+    for path in tmp_path.rglob("*"):
+        assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path

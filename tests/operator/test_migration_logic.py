@@ -114,3 +114,11 @@ def test_a_scheduled_migration_resyncs_when_due() -> None:
     assert sync_due(scheduled, status, "complete", NOW + timedelta(minutes=31))
     assert not sync_due(scheduled, status, "active", NOW + timedelta(minutes=31))
     assert not sync_due(spec(), status, "complete", NOW + timedelta(minutes=31))
+
+
+def test_a_failed_shard_message_reaches_status_without_credentials() -> None:
+    """The worker redacts what it reports; the operator redacts again before status and events."""
+    bad = [shard(0, "failed", message="cannot reach https://bob:hunter22@mlflow:5000/api: refused")]
+    found = conditions(spec(), "complete", bad)
+    message = found["Failed"]["message"]
+    assert "hunter22" not in message and "https://bob:***@mlflow:5000" in message

@@ -63,3 +63,16 @@ def test_redact_keeps_no_password() -> None:
     assert redact("https://user:secret@host/x") == "https://user:***@host/x"
     assert redact("postgresql://user@host/db") == "postgresql://user:***@host/db"
     assert redact("tensorboard:/logs") == "tensorboard:/logs"
+
+
+def test_redact_clears_every_credential_from_any_text() -> None:
+    text = (
+        "cannot connect to 'mysql+pymysql://root:pw-1@db:3306/m' (https://alice:s3cret@mlflow.example/api "
+        "and http://h/api?token=abc123&x=1): the key k-123456 was refused"
+    )
+    clean = redact(text, {"WANDB_API_KEY": "k-123456", "FERRYMAN_SOURCE_PASSWORD": "unused-elsewhere"})
+    for secret in ("pw-1", "s3cret", "abc123", "k-123456"):
+        assert secret not in clean
+    assert "mysql+pymysql://root:***@db:3306/m" in clean and "https://alice:***@mlflow.example/api" in clean
+    assert "?token=***&x=1" in clean
+    assert redact("mail user@example.com, scp git@host:x") == "mail user@example.com, scp git@host:x"
