@@ -90,6 +90,9 @@ class Options(KubeModel):
     models: bool = Field(
         default=True, description="Copy registered models (versions, aliases, stages) and logged models."
     )
+    allow_empty: bool = Field(
+        default=False, description="Succeed when the source holds no runs (by default that is an error)."
+    )
 
 
 class Placement(KubeModel):

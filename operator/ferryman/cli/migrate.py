@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ferryman.migrate.copy import Progress, ProgressCallback, migrate
+from ferryman.migrate.copy import Progress, ProgressCallback, ReportCallback, migrate
 from ferryman.migrate.plan import MigrationError, MigrationRequest, RunFilter, parse_since
 from ferryman.migrate.report import MigrationReport
 from ferryman.trackers.registry import redact
@@ -21,6 +23,9 @@ if TYPE_CHECKING:
 
 DEFAULT_DESTINATION = "sqlite:///./mlflow.db"  # embedded MLflow store, artifacts in ./mlartifacts
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
+PROGRESS_LINE_SECONDS = 5.0  # without a terminal: one progress line this often (and at each phase)
+REPORT_WRITE_SECONDS = 1.0  # a growing report is rewritten at most this often
+TRACKER_LOGGERS = ("mlflow", "alembic")  # libraries that log INFO lines of their own
 
 
 def request_from_spec(path: Path) -> MigrationRequest:
@@ -58,6 +63,7 @@ def request_from_spec(path: Path) -> MigrationRequest:
         workers=options.workers,
         artifacts=options.artifacts,
         models=options.models,
+        allow_empty=options.allow_empty,
         shard_count=spec.parallelism,
     )
 
@@ -71,11 +77,60 @@ def shard_from_env(env: dict[str, str] | None = None) -> tuple[int, int]:
         raise MigrationError("JOB_COMPLETION_INDEX and FERRYMAN_SHARDS must be integers") from None
 
 
+def progress_lines(interval: float = PROGRESS_LINE_SECONDS) -> ProgressCallback:
+    """Progress as plain lines on stderr (CI, `kubectl logs`): at each phase and every `interval` seconds."""
+    last: dict[str, float] = {}
+
+    def update(progress: Progress) -> None:
+        now = time.monotonic()
+        if progress.phase in last and now - last[progress.phase] < interval:
+            return
+        last[progress.phase] = now
+        print(f"ferryman migrate: {progress.phase} shard {progress.shard}: runs {progress.runs_done}/"
+              f"{progress.runs_total}, points {progress.points_written:,} "
+              f"({progress.points_per_second:,.0f}/s), {progress.bytes_written:,} bytes, "
+              f"{progress.elapsed:.0f}s", file=sys.stderr, flush=True)
+
+    return update
+
+
+def report_writer(path: Path, interval: float = REPORT_WRITE_SECONDS) -> ReportCallback:
+    """Rewrite the JSON report at `path` as the migration goes (atomically: a reader or a kill never finds
+    half a document); the final report is always written."""
+    last = [0.0]
+
+    def write(report: MigrationReport) -> None:
+        now = time.monotonic()
+        if report.partial and now - last[0] < interval:
+            return
+        last[0] = now
+        write_report(path, report)
+
+    return write
+
+
+def write_report(path: Path, report: MigrationReport) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(report.to_json() + "\n")
+    partial.replace(path)
+
+
+def quiet_tracker_logs() -> None:
+    """MLflow's and alembic's INFO lines off (MLflow reads MLFLOW_LOGGING_LEVEL when first imported)."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    for name in TRACKER_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 @contextmanager
 def progress_display(enabled: bool) -> Iterator[ProgressCallback | None]:
-    """Rich progress bars (runs, points/s, ETA) on a terminal; nothing otherwise."""
+    """Rich progress bars (runs, points/s, ETA) on a terminal; progress lines otherwise."""
     if not enabled:
         yield None
+        return
+    if not sys.stderr.isatty():
+        yield progress_lines()
         return
     from rich.progress import (
         BarColumn,
@@ -114,14 +169,17 @@ def run(request: MigrationRequest, *, report_file: Path | None, json_output: boo
         reporter: MigrationReporter | None = None) -> int:
     """Run the migration and print its summary; returns the exit code. A `reporter` (a worker pod's
     `--report-to`) also receives the progress and the outcome."""
+    if quiet:
+        quiet_tracker_logs()
     if request.destination == DEFAULT_DESTINATION and not quiet:
         database = Path("mlflow.db").resolve()
         artifacts = database.parent / "mlartifacts"
         print(f"Destination: embedded MLflow store {database} (artifacts in {artifacts}); "
               f"browse it with: mlflow ui --backend-store-uri sqlite:///{database}", file=sys.stderr)
     try:
-        with progress_display(sys.stderr.isatty() and not quiet and not json_output) as callback:
-            report = migrate(request, _fan_out(callback, reporter))
+        with progress_display(not quiet and not json_output) as callback:
+            on_report = report_writer(report_file) if report_file is not None else None
+            report = migrate(request, _fan_out(callback, reporter), on_report)
     except Exception as error:  # connection, credentials, corrupt stores: name what failed
         message = str(error) if isinstance(error, MigrationError) else f"{type(error).__name__}: {error}"
         message = redact(message)
@@ -131,7 +189,7 @@ def run(request: MigrationRequest, *, report_file: Path | None, json_output: boo
         return EXIT_ERROR
     if reporter is not None:
         reporter.finished(report)
-    _emit(report, report_file, json_output, quiet)
+    _emit(report, json_output, quiet)
     return EXIT_OK if report.ok else EXIT_MISMATCH
 
 
@@ -147,10 +205,7 @@ def _fan_out(*callbacks: ProgressCallback | None) -> ProgressCallback | None:
     return call
 
 
-def _emit(report: MigrationReport, report_file: Path | None, json_output: bool, quiet: bool) -> None:
-    if report_file is not None:
-        report_file.parent.mkdir(parents=True, exist_ok=True)
-        report_file.write_text(report.to_json() + "\n")
+def _emit(report: MigrationReport, json_output: bool, quiet: bool) -> None:
     if json_output:
         print(report.to_json())
     elif not quiet or not report.ok:

@@ -31,6 +31,7 @@ from ferryman.trackers.model import (
     Run,
     TrackerReader,
     TrackerWriter,
+    WithoutModelRegistry,
 )
 from ferryman.trackers.paths import UnsafePath, safe_relative, unsafe_outcome
 from ferryman.trackers.registry import open_reader, open_writer, redact, tracker_for
@@ -50,13 +51,15 @@ class Progress:
     points_written: int
     bytes_written: int
     elapsed: float
+    copy_seconds: float = 0.0  # time spent copying so far (the rate's denominator)
 
     @property
     def points_per_second(self) -> float:
-        return self.points_written / self.elapsed if self.elapsed > 0 else 0.0
+        return self.points_written / self.copy_seconds if self.copy_seconds > 0 else 0.0
 
 
 ProgressCallback = Callable[[Progress], None]
+ReportCallback = Callable[[MigrationReport], None]  # receives the report as it grows (a partial report)
 
 
 class _Tracker:
@@ -67,7 +70,17 @@ class _Tracker:
         self.lock = threading.Lock()
         self.started = time.monotonic()
         self.phase, self.runs_total, self.runs_done, self.points, self.bytes = "planning", 0, 0, 0, 0
+        self.copy_started: float | None = None
+        self.copy_seconds = 0.0
         self._last = 0.0
+
+    def _copying(self, now: float) -> float:
+        return self.copy_seconds + (now - self.copy_started if self.copy_started is not None else 0.0)
+
+    def copying_seconds(self) -> float:
+        """Time spent in the copying phase so far."""
+        with self.lock:
+            return self._copying(time.monotonic())
 
     def add(self, *, points: int = 0, bytes_: int = 0, runs: int = 0, force: bool = False) -> None:
         with self.lock:
@@ -86,15 +99,19 @@ class _Tracker:
                 self.points,
                 self.bytes,
                 now - self.started,
+                self._copying(now),
             )
         if self.callback is not None:
             self.callback(snapshot)
 
     def set_phase(self, phase: str, runs_total: int | None = None) -> None:
         with self.lock:
+            now = time.monotonic()
+            self.copy_seconds = self._copying(now)
+            self.copy_started = now if phase == "copying" else None
             self.phase = phase
             if runs_total is not None:
-                self.runs_total, self.runs_done = runs_total, 0
+                self.runs_total, self.runs_done = runs_total, runs_total if phase == "done" else 0
         self.add(force=True)
 
 
@@ -174,8 +191,10 @@ class Migration:
         progress: ProgressCallback | None = None,
         reader: TrackerReader | None = None,
         writer: TrackerWriter | None = None,
+        on_report: ReportCallback | None = None,
     ) -> None:
         self.request = request
+        self.on_report = on_report
         self.kind = tracker_for(request.source).kind
         self.shard = f"{request.shard_index}/{request.shard_count}"
         self.progress = _Tracker(self.shard, progress)
@@ -187,7 +206,7 @@ class Migration:
             verify_only=request.verify_only,
             shard=self.shard,
         )
-        self._outcomes: list[Outcome] = []
+        self._outcomes = self.report.outcomes
         self._lock = threading.Lock()
         self._digests: dict[str, RunDigest] = {}
 
@@ -212,6 +231,12 @@ class Migration:
             create = not (request.dry_run or request.verify_only)
             experiments = plan(reader, writer, request, self.kind, create_experiments=create)
             runs = [entry for experiment in experiments for entry in experiment.runs]
+            if not request.allow_empty and not any(experiment.identities for experiment in experiments):
+                self.report.errors.append(
+                    f"no runs found in {redact(request.source)}: an empty or mistyped source? "
+                    "(--allow-empty, spec.options.allowEmpty, accepts an empty source)"
+                )
+            self._checkpoint()
             if request.dry_run:
                 self._dry_run(reader, experiments)
             elif request.verify_only:
@@ -223,14 +248,20 @@ class Migration:
                 if request.verify:
                     self._verify(reader, writer, experiments)
             self._outcome(reader.outcomes())
-            self.report.outcomes = self._outcomes
             self.progress.set_phase("done", len(runs))
-            self.progress.add(runs=len(runs), force=True)
         finally:
+            self.report.copy_seconds = self.progress.copying_seconds()
             self.report.finished = time.time()
             reader.close()
             writer.close()
+        self._checkpoint()
         return self.report
+
+    def _checkpoint(self) -> None:
+        """Hand the report as it stands to `on_report` (a killed migration leaves what it finished)."""
+        if self.on_report is not None:
+            with self._lock:
+                self.on_report(self.report)
 
     # ----------------------------------------------------------------------------------------------- dry run
 
@@ -274,8 +305,9 @@ class Migration:
                         experiment.destination_key, entry.run, entry.identity
                     )
         with ThreadPoolExecutor(max(self.request.workers, 1), thread_name_prefix="ferryman-run") as pool:
-            results = list(pool.map(lambda item: self._copy_run(reader, writer, *item), work))
-        self.report.runs.extend(results)
+            list(pool.map(lambda item: self._copy_run(reader, writer, *item), work))
+        order = {entry.identity: index for index, (_, entry) in enumerate(work)}
+        self.report.runs.sort(key=lambda result: order.get(result.source, len(order)))
 
     def _copy_run(
         self, reader: TrackerReader, writer: TrackerWriter, experiment: PlannedExperiment, entry: PlannedRun
@@ -288,6 +320,9 @@ class Migration:
                 self._copy_run_data(reader, writer, experiment, entry, result)
         except Exception as error:
             result.error = f"{type(error).__name__}: {error}"
+        with self._lock:
+            self.report.runs.append(result)
+        self._checkpoint()
         self.progress.add(runs=1, force=True)
         return result
 
@@ -452,8 +487,10 @@ class Migration:
                 for logged in reader.logged_models(experiment.experiment):
                     if logged.run_key is not None and logged.run_key not in run_keys:
                         continue
-                    self._outcome(writer.write_logged_model(logged, experiment.destination_key, run_keys))
-                    self.report.models["loggedModels"] = self.report.models.get("loggedModels", 0) + 1
+                    outcomes = writer.write_logged_model(logged, experiment.destination_key, run_keys)
+                    self._outcome(outcomes)
+                    if _stored(outcomes):
+                        self._count_model("loggedModels")
             except Exception as error:
                 self.report.errors.append(
                     f"logged models of experiment {experiment.experiment.name!r}: {error}"
@@ -475,13 +512,17 @@ class Migration:
                         )
                     )
                 model.versions = [v for v in model.versions if v not in skipped]
-                self._outcome(writer.write_registered_model(model, run_keys))
-                self.report.models["registeredModels"] = self.report.models.get("registeredModels", 0) + 1
-                self.report.models["modelVersions"] = self.report.models.get("modelVersions", 0) + len(
-                    model.versions
-                )
+                outcomes = writer.write_registered_model(model, run_keys)
+                self._outcome(outcomes)
+                if _stored(outcomes):
+                    self._count_model("registeredModels")
+                    self._count_model("modelVersions", len(model.versions))
         except Exception as error:
             self.report.errors.append(f"registered models: {type(error).__name__}: {error}")
+
+    def _count_model(self, kind: str, count: int = 1) -> None:
+        """Models the destination stored (not those it reported unsupported)."""
+        self.report.models[kind] = self.report.models.get(kind, 0) + count
 
     # ----------------------------------------------------------------------------------------- verification
 
@@ -551,7 +592,8 @@ class Migration:
             self.report.runs = list(results.values())
         self.report.source_totals = totals(s for s, _ in digests).to_dict()
         self.report.destination_totals = totals(d for _, d in digests if d is not None).to_dict()
-        if self.request.models and self.request.shard_index == 0:
+        has_registry = not isinstance(writer, WithoutModelRegistry)  # else every model is an outcome
+        if self.request.models and self.request.shard_index == 0 and has_registry:
             self._verify_models(reader, destination_reader, experiments)
         self.report.verified = True
 
@@ -586,6 +628,16 @@ class Migration:
             return
 
 
-def migrate(request: MigrationRequest, progress: ProgressCallback | None = None) -> MigrationReport:
-    """Run a migration (or one shard of it) and return its report; `report.ok` says whether all went well."""
-    return Migration(request, progress).run()
+def _stored(outcomes: list[Outcome]) -> bool:
+    """Whether the destination stored a model (it reports the models it cannot hold as unsupported)."""
+    return not any(outcome.kind is OutcomeKind.UNSUPPORTED for outcome in outcomes)
+
+
+def migrate(
+    request: MigrationRequest,
+    progress: ProgressCallback | None = None,
+    on_report: ReportCallback | None = None,
+) -> MigrationReport:
+    """Run a migration (or one shard of it) and return its report; `report.ok` says whether all went well.
+    `on_report` receives the report as it grows, after planning and after each run."""
+    return Migration(request, progress, on_report=on_report).run()

@@ -46,6 +46,7 @@ class MigrationRequest:
     workers: int = 4
     artifacts: bool = True
     models: bool = True
+    allow_empty: bool = False  # a source without runs is not an error
     shard_index: int = 0
     shard_count: int = 1
     source_credentials: Credentials | None = None

@@ -51,7 +51,8 @@ class MigrationReport:
     verified: bool = False
     shard: str = "0/1"
     started: float = 0.0
-    finished: float = 0.0
+    finished: float = 0.0  # 0 while the migration is going on: the report is partial
+    copy_seconds: float = 0.0  # time spent copying (rates exclude start-up, planning and verification)
     runs: list[RunResult] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # failures outside single runs (models, experiments)
@@ -75,6 +76,10 @@ class MigrationReport:
     def points_written(self) -> int:
         return sum(r.points_written for r in self.runs)
 
+    @property
+    def partial(self) -> bool:
+        return not self.finished
+
     def to_dict(self) -> dict[str, Any]:
         actions = Counter(r.action for r in self.runs)
         seconds = max(self.finished - self.started, 0.0)
@@ -84,9 +89,11 @@ class MigrationReport:
             "shard": self.shard,
             "dryRun": self.dry_run,
             "verifyOnly": self.verify_only,
-            "ok": self.ok,
+            "partial": self.partial,
+            "ok": self.ok and not self.partial,
             "verified": self.verified,
             "seconds": round(seconds, 3),
+            "copySeconds": round(self.copy_seconds, 3),
             "summary": {
                 "runs": len(self.runs),
                 "created": actions.get("create", 0),
@@ -94,7 +101,9 @@ class MigrationReport:
                 "skipped": actions.get("skip", 0),
                 "failed": len(self.failed_runs),
                 "pointsWritten": self.points_written,
-                "pointsPerSecond": round(self.points_written / seconds, 1) if seconds else None,
+                "pointsPerSecond": (
+                    round(self.points_written / self.copy_seconds, 1) if self.copy_seconds else None
+                ),
                 "artifactsWritten": sum(r.artifacts_written for r in self.runs),
                 "bytesWritten": sum(r.bytes_written for r in self.runs),
                 "mismatches": self.mismatches,
@@ -104,8 +113,10 @@ class MigrationReport:
             "destinationTotals": self.destination_totals,
             "models": self.models,
             "errors": self.errors,
-            "outcomes": [{"kind": o.kind.value, "item": o.item, "reason": o.reason} for o in self.outcomes],
-            "runs": [r.to_dict() for r in self.runs],
+            "outcomes": [
+                {"kind": o.kind.value, "item": o.item, "reason": o.reason} for o in list(self.outcomes)
+            ],
+            "runs": [r.to_dict() for r in list(self.runs)],
         }
 
     def to_json(self) -> str:
@@ -115,10 +126,15 @@ class MigrationReport:
         data = self.to_dict()
         s = data["summary"]
         verb = "Verified" if self.verify_only else ("Planned" if self.dry_run else "Migrated")
+        runs = (
+            f"  runs: {s['runs']} (would create {s['created']}, resume {s['resumed']}, skip {s['skipped']})"
+            if self.dry_run
+            else f"  runs: {s['runs']} (created {s['created']}, resumed {s['resumed']}, "
+            f"skipped {s['skipped']}, failed {s['failed']})"
+        )
         lines = [
             f"{verb} {self.source} -> {self.destination} (shard {self.shard}) in {data['seconds']:.1f}s",
-            f"  runs: {s['runs']} (created {s['created']}, resumed {s['resumed']}, skipped {s['skipped']}, "
-            f"failed {s['failed']})",
+            runs,
             f"  points written: {s['pointsWritten']:,}"
             + (f" ({s['pointsPerSecond']:,.0f}/s)" if s["pointsPerSecond"] else "")
             + f"; artifacts: {s['artifactsWritten']} ({s['bytesWritten']:,} bytes)",
@@ -142,6 +158,9 @@ class MigrationReport:
         lines.extend(f"  ERROR {e}" for e in self.errors)
         if self.dry_run:
             lines.append("  result: dry run, nothing written")
+        elif self.ok and s["runs"] and not (s["created"] or s["pointsWritten"] or s["artifactsWritten"]):
+            lines.append("  result: OK, nothing to write: the destination already holds every run"
+                         + (", verified point by point" if self.verified else ""))
         elif self.ok:
             lines.append("  result: OK" + (", verified point by point" if self.verified else ""))
         else:

@@ -350,7 +350,8 @@ def _overlay(run: Run, meta: dict[str, Any]) -> None:
     with contextlib.suppress(ValueError):
         run.status = RunStatus(meta.get("status", run.status))
     run.start_time = meta["start_time"] if meta.get("start_time") is not None else run.start_time
-    run.end_time = meta["end_time"] if meta.get("end_time") is not None else run.end_time
+    if "end_time" in meta:  # the writer's record, even None: a run that has not ended has no end time
+        run.end_time = meta["end_time"]
     run.user = meta.get("user")
     run.notes = meta.get("notes")
     run.parent_key = meta.get("parent")
