@@ -110,15 +110,25 @@ def test_rotator_certificates_pass_cert_controllers_checks() -> None:
 
 
 def test_each_controller_serves_the_crds_of_its_release() -> None:
-    names = {Path(p).name for p in controllers.crds("training-operator")}
-    assert "kubeflow.org_mpijobs.yaml" not in names  # mpi-operator serves mpijobs beside it
-    assert "kubeflow.org_pytorchjobs.yaml" in names
-    assert "kubeflow.org_mpijobs.yaml" in {
-        p.name for p in controllers.crds("training-operator", mpijob_v1=True)
-    }
+    def names(name: str, **options: bool) -> set[str]:
+        return {crd["metadata"]["name"] for crd in controllers.crds(name, **options)}
+
+    assert "mpijobs.kubeflow.org" not in names("training-operator")  # mpi-operator serves them beside it
+    assert "pytorchjobs.kubeflow.org" in names("training-operator")
+    assert "mpijobs.kubeflow.org" in names("training-operator", mpijob_v1=True)
     (mpijobs,) = controllers.crds("mpi-operator")
-    (crd,) = upstream.load_documents(mpijobs)
-    assert [v["name"] for v in crd["spec"]["versions"]] == ["v2beta1"]
+    assert [v["name"] for v in mpijobs["spec"]["versions"]] == ["v2beta1"]
+    converted = {crd["metadata"]["name"] for crd in controllers.crds("kueue") if "conversion" in crd["spec"]}
+    assert "workloads.kueue.x-k8s.io" in converted  # as Kueue's manifests install them
+
+
+def test_kueue_webhooks_keep_the_namespace_selectors_its_manifests_patch_in() -> None:
+    kueue = controllers.CONTROLLERS["kueue"]
+    docs = upstream.kustomize(kueue.module_dir() / "config/components/webhook")
+    (mutating,) = [doc for doc in docs if doc["kind"] == "MutatingWebhookConfiguration"]
+    (pods,) = [w for w in mutating["webhooks"] if w["name"] == "mpod.kb.io"]
+    assert pods["namespaceSelector"]["matchExpressions"][0]["values"] == ["kube-system", "kueue-system"]
+    assert pods["clientConfig"]["service"]["path"] == "/mutate--v1-pod"  # the rest of the webhook is kept
 
 
 def test_crds_are_waited_for_through_a_null_conditions_list(

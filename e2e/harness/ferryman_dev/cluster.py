@@ -287,7 +287,6 @@ class ControlPlane:
                 self.install_crds(upstream.upstream_crds(self.spec.trainer_api))
             for name in self.spec.upstream_controllers:
                 progress(f"starting {name}")
-                self.install_crds(controllers.crds(name, mpijob_v1=self.spec.mpijob_v1))
                 controllers.start_controller(self, name, mpijob_v1=self.spec.mpijob_v1)
             if self.spec.trainer_api is not None and self.spec.runtimes:
                 # after the Trainer's webhooks, if it runs: they validate runtimes as they are installed
@@ -394,8 +393,14 @@ class ControlPlane:
 
     def install_crds(self, paths: Sequence[Path], timeout: float = 60) -> list[str]:
         """Server-side apply CRD manifests and wait until each is Established; returns their names."""
+        return self.install_crd_documents(
+            [doc for path in paths for doc in upstream.load_documents(path)], timeout
+        )
+
+    def install_crd_documents(self, docs: Sequence[dict[str, Any]], timeout: float = 60) -> list[str]:
+        """Server-side apply CRDs and wait until each is Established; returns their names."""
         names = []
-        for doc in (doc for path in paths for doc in upstream.load_documents(path)):
+        for doc in docs:
             names.append(self.apply(doc)["metadata"]["name"])
             spec = doc["spec"]
             for version in spec["versions"]:

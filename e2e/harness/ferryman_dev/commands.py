@@ -24,12 +24,26 @@ def dev_cluster() -> None:
               help="Run kube-controller-manager, kube-scheduler and kwok with fake (GPU) nodes.")
 @click.option("--trainer-api", type=click.Choice(["v2.0", "v2.1", "v2.2"]), default="v2.2", show_default=True,
               help="Flavour of the upstream Trainer CRDs to install.")
-def dev_cluster_up(controllers: bool, trainer_api: str) -> None:
+@click.option("--upstream", default="", metavar="NAMES",
+              help="Also run these upstream controllers, comma-separated: trainer, jobset, "
+              "training-operator, mpi-operator, kueue (built by e2e/bins/build.sh <name>).")
+def dev_cluster_up(controllers: bool, trainer_api: str, upstream: str) -> None:
     """Start the cluster in the background (state in .cache/dev-cluster/)."""
     from ferryman.api.trainer import TrainerAPI
     from ferryman_dev.cluster import ClusterError, ClusterSpec, cluster_up, dev_state_dir
+    from ferryman_dev.controllers import CONTROLLERS
 
-    spec = ClusterSpec(controllers=controllers, kwok=controllers, trainer_api=TrainerAPI(trainer_api))
+    names = tuple(name.strip() for name in upstream.split(",") if name.strip())
+    unknown = [name for name in names if name not in CONTROLLERS]
+    if unknown:
+        known = ", ".join(CONTROLLERS)
+        raise click.BadParameter(f"unknown controller(s) {', '.join(unknown)}; known: {known}")
+    spec = ClusterSpec(
+        controllers=controllers,
+        kwok=controllers,
+        trainer_api=TrainerAPI(trainer_api),
+        upstream_controllers=names,
+    )
     try:
         plane = cluster_up(dev_state_dir(), spec, lambda message: click.echo(message, err=True))
     except ClusterError as error:

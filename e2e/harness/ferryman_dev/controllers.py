@@ -60,7 +60,9 @@ class Controller:
     namespace: str  # where its manifests deploy it (its ServiceAccount, leases, Secrets)
     service_account: str
     cluster_roles: tuple[str, ...]  # manifest files with its ClusterRoles, relative to the module
-    role_prefix: str  # the namePrefix its default overlay gives them (``manager-role`` is a common name)
+    # the namePrefix its default overlay gives its ClusterRoles and webhook configurations (JobSet and Kueue
+    # both call theirs ``manager-role`` and ``mutating-webhook-configuration``)
+    name_prefix: str
     webhooks: str | None  # its webhook kustomization directory, relative to the module
     ready_path: str
     argv: Callable[[ControlPlane, Controller, Path, Ports, bool], list[str]]
@@ -107,6 +109,40 @@ def _jobset_argv(plane: ControlPlane, controller: Controller, home: Path, ports:
     ]
 
 
+# Kueue integrations enabled: batch Jobs, JobSets, TrainJobs and every Training Operator v1 kind
+KUEUE_FRAMEWORKS = (
+    "batch/job",
+    "jobset.x-k8s.io/jobset",
+    "trainer.kubeflow.org/trainjob",
+    "kubeflow.org/pytorchjob",
+    "kubeflow.org/tfjob",
+    "kubeflow.org/xgboostjob",
+    "kubeflow.org/paddlejob",
+    "kubeflow.org/jaxjob",
+    "kubeflow.org/mpijob",
+)
+
+
+def _kueue_argv(plane: ControlPlane, controller: Controller, home: Path, ports: Ports, _: bool) -> list[str]:
+    from ferryman_dev.cluster import free_port
+
+    config = {
+        "apiVersion": "config.kueue.x-k8s.io/v1beta2",
+        "kind": "Configuration",
+        "namespace": controller.namespace,
+        "health": {"healthProbeBindAddress": f"127.0.0.1:{ports.health}"},
+        "metrics": {"bindAddress": "0"},
+        "webhook": {"host": "127.0.0.1", "port": ports.webhook, "certDir": str(_cert_dir(home))},
+        "leaderElection": {"leaderElect": False},
+        "internalCertManagement": {"enable": False},
+        "visibilityServer": {"bindAddress": "127.0.0.1", "bindPort": free_port()},
+        "clientConnection": {"qps": 100, "burst": 200},
+        "integrations": {"frameworks": list(KUEUE_FRAMEWORKS)},
+    }
+    (home / "config.yaml").write_text(yaml.safe_dump(config))
+    return [f"--config={home / 'config.yaml'}", f"--kubeconfig={home / 'kubeconfig'}"]
+
+
 # Training Operator v1 schemes (its --enable-scheme values); MPIJob only where mpi-operator does not run
 TRAINING_OPERATOR_SCHEMES = ("pytorchjob", "tfjob", "xgboostjob", "paddlejob", "jaxjob")
 
@@ -147,7 +183,7 @@ CONTROLLERS: dict[str, Controller] = {
             namespace="kubeflow-system",
             service_account="kubeflow-trainer-controller-manager",
             cluster_roles=("manifests/base/rbac/role.yaml",),
-            role_prefix="",
+            name_prefix="",
             webhooks="manifests/base/webhook",
             ready_path="/readyz",
             argv=_trainer_argv,
@@ -159,7 +195,7 @@ CONTROLLERS: dict[str, Controller] = {
             namespace="jobset-system",
             service_account="jobset-controller-manager",
             cluster_roles=("config/components/rbac/role.yaml",),
-            role_prefix="jobset-",
+            name_prefix="jobset-",
             webhooks="config/components/webhook",
             ready_path="/readyz",
             argv=_jobset_argv,
@@ -171,7 +207,7 @@ CONTROLLERS: dict[str, Controller] = {
             namespace="kubeflow",
             service_account="training-operator",
             cluster_roles=("manifests/base/rbac/role.yaml",),
-            role_prefix="",
+            name_prefix="",
             webhooks="manifests/base/webhook",
             ready_path="/readyz",
             argv=_training_operator_argv,
@@ -183,27 +219,46 @@ CONTROLLERS: dict[str, Controller] = {
             namespace="mpi-operator",
             service_account="mpi-operator",
             cluster_roles=("manifests/base/cluster-role.yaml",),
-            role_prefix="",
+            name_prefix="",
             webhooks=None,
             ready_path="/healthz",
             argv=_mpi_operator_argv,
+        ),
+        Controller(
+            name="kueue",
+            binary="kueue",
+            module="sigs.k8s.io/kueue",
+            namespace="kueue-system",
+            service_account="kueue-controller-manager",
+            cluster_roles=("config/components/rbac/role.yaml",),
+            name_prefix="kueue-",
+            webhooks="config/components/webhook",
+            ready_path="/readyz",
+            argv=_kueue_argv,
         ),
     )
 }
 
 
-def crds(name: str, *, mpijob_v1: bool = False) -> list[Path]:
-    """The CRDs controller ``name`` serves, from its release (the Training Operator: the kinds it runs)."""
+def crds(name: str, *, mpijob_v1: bool = False) -> list[dict[str, Any]]:
+    """The CRDs controller ``name`` serves, from its release (the Training Operator: the kinds it runs).
+
+    Kueue's come as its manifests install them, with conversion webhooks (still calling a Service).
+    """
+    if name == "kueue":
+        return upstream.kustomize(CONTROLLERS[name].module_dir() / "config" / "components" / "crd")
     if name == "trainer":
-        return upstream.trainer_crds(TrainerAPI.V2_2)
-    if name == "jobset":
-        return [upstream.jobset_crd()]
-    if name == "training-operator":
+        paths = upstream.trainer_crds(TrainerAPI.V2_2)
+    elif name == "jobset":
+        paths = [upstream.jobset_crd()]
+    elif name == "training-operator":
         schemes = (*TRAINING_OPERATOR_SCHEMES, "mpijob") if mpijob_v1 else TRAINING_OPERATOR_SCHEMES
-        return [upstream.v1_crd(f"{scheme}s") for scheme in schemes]
-    if name == "mpi-operator":
-        return [CONTROLLERS[name].module_dir() / "manifests" / "base" / "kubeflow.org_mpijobs.yaml"]
-    raise KeyError(name)
+        paths = [upstream.v1_crd(f"{scheme}s") for scheme in schemes]
+    elif name == "mpi-operator":
+        paths = [CONTROLLERS[name].module_dir() / "manifests" / "base" / "kubeflow.org_mpijobs.yaml"]
+    else:
+        raise KeyError(name)
+    return [doc for path in paths for doc in upstream.load_documents(path)]
 
 
 def _cert_dir(home: Path) -> Path:
@@ -223,6 +278,14 @@ def start_controller(plane: ControlPlane, name: str, *, mpijob_v1: bool = False)
     _write_token_kubeconfig(plane, controller, home / "kubeconfig")
     ports = Ports(webhook=free_port(), health=free_port())
     ca_bundle = _serving_certificate(plane, controller, home)
+    definitions = crds(name, mpijob_v1=mpijob_v1)
+    for crd in definitions:  # conversion webhooks, like admission ones, are called on 127.0.0.1
+        conversion = crd["spec"].get("conversion", {}).get("webhook")
+        if conversion is not None:
+            conversion["clientConfig"] = _local_client_config(
+                conversion["clientConfig"], ports.webhook, ca_bundle
+            )
+    plane.install_crd_documents(definitions)
     env = {"TMPDIR": str(home / "tmp")}
     if name == "training-operator":
         env["MY_POD_NAMESPACE"] = controller.namespace
@@ -240,9 +303,9 @@ def start_controller(plane: ControlPlane, name: str, *, mpijob_v1: bool = False)
     )
     plane.wait_ready(name, timeout=120)
     if controller.webhooks is not None:
-        for doc in local_webhooks(
-            upstream.kustomize(controller.module_dir() / controller.webhooks), ports.webhook, ca_bundle
-        ):
+        docs = upstream.kustomize(controller.module_dir() / controller.webhooks)
+        for doc in local_webhooks(docs, ports.webhook, ca_bundle):
+            doc["metadata"]["name"] = controller.name_prefix + doc["metadata"]["name"]
             plane.apply(doc)
 
 
@@ -266,7 +329,7 @@ def _grant_cluster_roles(plane: ControlPlane, controller: Controller) -> None:
         for role in upstream.load_documents(controller.module_dir() / path):
             if role["kind"] != "ClusterRole":
                 continue
-            name = controller.role_prefix + role["metadata"]["name"]
+            name = controller.name_prefix + role["metadata"]["name"]
             plane.apply({**role, "metadata": {**role["metadata"], "name": name}})
             plane.apply(
                 {
@@ -341,7 +404,12 @@ def local_webhooks(docs: list[dict[str, Any]], port: int, ca_bundle: str) -> lis
         if doc.get("kind") not in WEBHOOK_KINDS:
             continue
         for webhook in doc["webhooks"]:
-            path = webhook["clientConfig"].get("service", {}).get("path", "/")
-            webhook["clientConfig"] = {"url": f"https://127.0.0.1:{port}{path}", "caBundle": ca_bundle}
+            webhook["clientConfig"] = _local_client_config(webhook["clientConfig"], port, ca_bundle)
         configurations.append(doc)
     return configurations
+
+
+def _local_client_config(client_config: dict[str, Any], port: int, ca_bundle: str) -> dict[str, Any]:
+    """A webhook client config calling ``https://127.0.0.1:<port>`` at the path of its Service."""
+    path = client_config.get("service", {}).get("path", "/")
+    return {"url": f"https://127.0.0.1:{port}{path}", "caBundle": ca_bundle}

@@ -132,10 +132,12 @@ def default_runtimes(trainer_api: TrainerAPI = TrainerAPI.V2_2) -> list[dict[str
 
 
 def kustomize(directory: Path) -> list[dict[str, Any]]:
-    """The documents a kustomization builds from its ``resources`` and JSON 6902 ``patches`` (with a target).
+    """The documents a kustomization builds from its ``resources`` and ``patches``.
 
-    That is all the upstream base manifests the harness reads use (runtimes, webhook configurations); name
-    references and namespaces, which only matter inside a cluster, are left alone. Anything else is refused.
+    Patches are JSON 6902 operation lists applied to a ``target``, or strategic-merge patches (a file or an
+    inline ``patch``) merged into the document of the same kind and name. That is all the upstream base
+    manifests the harness reads use (runtimes, webhook configurations, CRDs); name references, name
+    prefixes and namespaces, which only matter inside a cluster, are left to the caller.
     """
     (kustomization,) = load_documents(directory / "kustomization.yaml")
     docs: list[dict[str, Any]] = []
@@ -143,16 +145,51 @@ def kustomize(directory: Path) -> list[dict[str, Any]]:
         target = directory / entry
         docs.extend(kustomize(target) if target.is_dir() else load_documents(target))
     for patch in kustomization.get("patches", []):
-        if "path" not in patch or "target" not in patch:
+        if "patch" in patch:
+            patches = [doc for doc in yaml.load_all(patch["patch"], Loader=_Loader) if doc]
+        elif "path" in patch:
+            patches = load_documents(directory / patch["path"])
+        else:
             raise UpstreamUnavailable(f"{directory}/kustomization.yaml: unsupported patch {patch}")
-        operations = load_documents(directory / patch["path"])
-        if len(operations) != 1 or not isinstance(operations[0], list):
-            raise UpstreamUnavailable(f"{directory / patch['path']} is not a JSON 6902 patch")
-        for doc in docs:
-            if _targeted(doc, patch["target"]):
-                for operation in operations[0]:
-                    _json_patch(doc, operation)
+        if len(patches) == 1 and isinstance(patches[0], list):  # JSON 6902
+            if "target" not in patch:
+                raise UpstreamUnavailable(f"{directory}/kustomization.yaml: a JSON patch without a target")
+            for doc in docs:
+                if _targeted(doc, patch["target"]):
+                    for operation in patches[0]:
+                        _json_patch(doc, operation)
+            continue
+        for merge in patches:
+            if not isinstance(merge, dict) or "kind" not in merge or "name" not in merge.get("metadata", {}):
+                raise UpstreamUnavailable(f"{directory}/kustomization.yaml: unsupported patch {patch}")
+            key = (merge["kind"], merge["metadata"]["name"])
+            matches = [doc for doc in docs if (doc.get("kind"), doc["metadata"].get("name")) == key]
+            if not matches:
+                raise UpstreamUnavailable(f"{directory}: a patch for {key}, which no resource is")
+            for doc in matches:
+                _strategic_merge(doc, merge)
     return docs
+
+
+def _strategic_merge(doc: dict[str, Any], patch: dict[str, Any]) -> None:
+    """Merge ``patch`` into ``doc``: mappings key by key, lists of named items item by name, else replace."""
+    for key, value in patch.items():
+        old = doc.get(key)
+        if isinstance(old, dict) and isinstance(value, dict):
+            _strategic_merge(old, value)
+        elif isinstance(old, list) and isinstance(value, list) and all(_named(v) for v in value):
+            by_name = {item.get("name"): item for item in old if isinstance(item, dict)}
+            for item in value:
+                if item["name"] in by_name:
+                    _strategic_merge(by_name[item["name"]], item)
+                else:
+                    old.append(item)
+        else:
+            doc[key] = value
+
+
+def _named(item: Any) -> bool:
+    return isinstance(item, dict) and "name" in item
 
 
 def _targeted(doc: dict[str, Any], target: dict[str, str]) -> bool:
