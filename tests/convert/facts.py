@@ -15,12 +15,12 @@ from ferryman.convert.options import Conversion
 
 # maps whose keys are data (a label's key is as much a fact as its value)
 _DATA_MAPS = {"labels", "annotations", "nodeSelector", "limits", "requests"}
-_REPLICAS = re.compile(r"spec\.pytorchReplicaSpecs\.(?i:master|worker)\.replicas")
-# Facts whose value v2 expresses differently without loss: the container v1 requires is v2's `node`;
-# OnFailure is v1's and JobSet's default restart policy.
+_REPLICAS = re.compile(r"spec\.\w+ReplicaSpecs\.(?i:master|worker)\.replicas")
+# Facts whose value v2 expresses differently without loss: the container each v1 kind requires is v2's
+# `node`; OnFailure is v1's and JobSet's default restart policy.
 _EQUIVALENT = (
-    (re.compile(r".*\.containers\[\d+\]\.name"), "pytorch"),
-    (re.compile(r"spec\.pytorchReplicaSpecs\.\w+\.restartPolicy"), "OnFailure"),
+    *((re.compile(r".*\.containers\[\d+\]\.name"), name) for name in ("pytorch", "jax", "xgboost")),
+    (re.compile(r"spec\.\w+ReplicaSpecs\.\w+\.restartPolicy"), "OnFailure"),
 )
 
 
@@ -77,9 +77,11 @@ def uncovered_facts(source: dict[str, Any], conversion: Conversion) -> list[str]
     prefixes = [f.path for f in conversion.findings]
     keys, values = _index(conversion.trainjob, conversion.runtime)
     trainer = ((conversion.trainjob or {}).get("spec") or {}).get("trainer") or {}
-    replicas = {k.lower(): k for k in (source.get("spec") or {}).get("pytorchReplicaSpecs") or {}}
-    master = f"spec.pytorchReplicaSpecs.{replicas.get('master')}"
-    worker = f"spec.pytorchReplicaSpecs.{replicas.get('worker')}"
+    spec = source.get("spec") or {}
+    field = next((key for key in spec if str(key).endswith("ReplicaSpecs")), "pytorchReplicaSpecs")
+    replicas = {k.lower(): k for k in spec.get(field) or {}}
+    master = f"spec.{field}.{replicas.get('master')}"
+    worker = f"spec.{field}.{replicas.get('worker')}"
     missing = []
     for path, key, value in leaves(source):
         if value in ({}, [], None) or path in ("apiVersion", "kind") or _covered(path, prefixes):

@@ -52,6 +52,8 @@ EXPERIMENT_MIGRATION = Kind(GROUP, VERSION, "ExperimentMigration", "experimentmi
 
 # Training Operator v1, Kubeflow Trainer v2 and JobSet
 PYTORCHJOB = Kind("kubeflow.org", "v1", "PyTorchJob", "pytorchjobs")
+JAXJOB = Kind("kubeflow.org", "v1", "JAXJob", "jaxjobs")
+XGBOOSTJOB = Kind("kubeflow.org", "v1", "XGBoostJob", "xgboostjobs")
 TRAINJOB = Kind("trainer.kubeflow.org", "v1alpha1", "TrainJob", "trainjobs")
 TRAINING_RUNTIME = Kind("trainer.kubeflow.org", "v1alpha1", "TrainingRuntime", "trainingruntimes")
 CLUSTER_TRAINING_RUNTIME = Kind(

@@ -82,12 +82,21 @@ class PyTorchJob(_View):
     spec: PyTorchJobSpec = Field(default_factory=PyTorchJobSpec)
     status: dict[str, Any] | None = None
 
+    @property
+    def replica_specs(self) -> dict[str, ReplicaSpec | None]:
+        return self.spec.pytorch_replica_specs
+
     def replica(self, replica_type: str) -> tuple[str, ReplicaSpec] | None:
         """The replica spec of ``Master`` or ``Worker`` and its key as written (v1 accepts any case)."""
-        for key, spec in self.spec.pytorch_replica_specs.items():
-            if key.lower() == replica_type.lower():
-                return key, spec if spec is not None else ReplicaSpec()
-        return None
+        return replica(self.replica_specs, replica_type)
+
+
+def replica(specs: dict[str, ReplicaSpec | None], replica_type: str) -> tuple[str, ReplicaSpec] | None:
+    """The replica spec of a role and its key as written (v1 accepts any case)."""
+    for key, spec in specs.items():
+        if key.lower() == replica_type.lower():
+            return key, spec if spec is not None else ReplicaSpec()
+    return None
 
 
 class ContainerView(_View):

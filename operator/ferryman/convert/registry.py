@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ferryman.api.kinds import PYTORCHJOB, TRAINJOB, Kind
+from ferryman.api.kinds import JAXJOB, PYTORCHJOB, TRAINJOB, XGBOOSTJOB, Kind
 from ferryman.convert.core import JobConverter, mapping
 from ferryman.convert.findings import Finding, Severity
+from ferryman.convert.jaxjob import JAXJobConverter
 from ferryman.convert.options import Conversion, ConvertOptions
 from ferryman.convert.pytorchjob import PyTorchJobConverter
+from ferryman.convert.xgboostjob import XGBoostJobConverter
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,12 @@ class JobKind:
 
 
 JOB_KINDS: dict[tuple[str, str], JobKind] = {
-    (row.kind.group, row.kind.kind): row for row in (JobKind(PYTORCHJOB, PyTorchJobConverter),)
+    (row.kind.group, row.kind.kind): row
+    for row in (
+        JobKind(PYTORCHJOB, PyTorchJobConverter),
+        JobKind(JAXJOB, JAXJobConverter),
+        JobKind(XGBOOSTJOB, XGBoostJobConverter),
+    )
 }
 
 

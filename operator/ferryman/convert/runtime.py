@@ -80,8 +80,11 @@ def derived_runtime(
     pod_spec: dict[str, Any],
     node_container: dict[str, Any],
     policy: dict[str, Any],
+    ml_policy: dict[str, Any],
+    framework: str,
 ) -> dict[str, Any]:
-    """A namespaced TrainingRuntime of the ``torch-distributed`` shape whose pod template carries settings a
+    """A namespaced TrainingRuntime of the shipped single-node-job shape (``torch-distributed``,
+    ``jax-distributed``, ...: ``ml_policy`` and the ``framework`` label) whose pod template carries settings a
     TrainJob cannot patch: ``pod_spec`` (without containers), the trainer container ``node`` built from
     ``node_container`` (the TrainJob sets its image, command, args, env and resources), any further (sidecar)
     containers already in ``pod_spec``, and ``policy`` (``podGroupPolicy``) beside the template.
@@ -93,7 +96,7 @@ def derived_runtime(
     if pod_metadata:
         template["metadata"] = pod_metadata
     spec: dict[str, Any] = {
-        "mlPolicy": {"numNodes": 1, "torch": {}},
+        "mlPolicy": {"numNodes": 1, **ml_policy},
         "template": {
             "spec": {
                 "replicatedJobs": [
@@ -113,6 +116,6 @@ def derived_runtime(
     metadata: dict[str, Any] = {"name": f"{base_runtime[: 62 - _DIGEST].rstrip('-')}-{digest[:_DIGEST]}"}
     if namespace:
         metadata["namespace"] = namespace
-    metadata["labels"] = {FRAMEWORK_LABEL: "torch"}
+    metadata["labels"] = {FRAMEWORK_LABEL: framework}
     metadata["annotations"] = {DERIVED_FROM_ANNOTATION: base_runtime}
     return {**TRAINING_RUNTIME.type_meta, "metadata": metadata, "spec": spec}

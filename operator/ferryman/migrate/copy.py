@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
-from ferryman.migrate.ledger import Action, after_high_water
+from ferryman.migrate.ledger import Action, after_high_water, same_source
 from ferryman.migrate.plan import MigrationError, MigrationRequest, PlannedExperiment, PlannedRun, plan
 from ferryman.migrate.report import MigrationReport, RunResult
 from ferryman.migrate.validate import RunDigest, compare_runs, digest_run, sha256_of, totals
@@ -531,14 +531,14 @@ class Migration:
     ) -> None:
         destination_reader = writer.reader()
         work: list[tuple[PlannedExperiment, PlannedRun, dict[str, Run]]] = []
+        copies: dict[str, list[str]] = {}  # source identity -> every destination run that is a copy of it
         for experiment in experiments:
             found = next(iter(destination_reader.experiments([experiment.experiment.name])), None)
-            destination_runs: dict[str, Run] = {}
-            if found is not None:
-                for run in destination_reader.runs(found):
-                    identity = run.tags.get(SOURCE_TAG)
-                    if identity:
-                        destination_runs[identity] = run
+            found_runs = [] if found is None else list(destination_reader.runs(found))
+            tagged = [(run.tags[SOURCE_TAG], run) for run in found_runs if run.tags.get(SOURCE_TAG)]
+            destination_runs = dict(tagged)
+            for entry in experiment.runs:
+                copies[entry.identity] = [run.key for tag, run in tagged if same_source(tag, entry.identity)]
             work.extend((experiment, entry, destination_runs) for entry in experiment.runs)
         self.progress.set_phase("verifying", len(work))
         results = {r.source: r for r in self.report.runs}
@@ -568,6 +568,11 @@ class Migration:
                             "timestamp and value) are stored once",
                         )
                     )
+            if len(copies.get(entry.identity, [])) > 1:
+                result.mismatches.append(
+                    f"{len(copies[entry.identity])} copies of this source run in the destination "
+                    f"(runs {', '.join(copies[entry.identity])})"
+                )
             target_run = destination_runs.get(entry.identity)
             if target_run is None:
                 result.mismatches.append("run missing in the destination")

@@ -26,6 +26,14 @@ def source_identity(kind: str, experiment_key: str, run_key: str) -> str:
     return f"{kind}:{experiment_key}/{run_key}"
 
 
+def same_source(tag: str, identity: str) -> bool:
+    """Whether a destination run's `ferryman.source` tag names the source run of `identity`: equal, or the
+    same run under a longer experiment key (older versions keyed TensorBoard logs by their absolute path)."""
+    kind, _, rest = identity.partition(":")
+    tag_kind, _, tag_rest = tag.partition(":")
+    return tag == identity or (tag_kind == kind and tag_rest.endswith("/" + rest))
+
+
 def shard_of(identity: str, shard_count: int) -> int:
     """The shard a run belongs to, by a stable hash of its (root run's) source identity."""
     digest = hashlib.sha256(identity.encode()).digest()

@@ -2,7 +2,11 @@
 
 Layout (what a user sees in TensorBoard, and what they expect after a migration):
 
-* The experiment is the root directory given as `tensorboard:PATH`; it is named after that directory.
+* The experiment is the root directory given as `tensorboard:PATH`; it is named after that directory, or
+  after the name given as `tensorboard:PATH?root=NAME`. That name is also the experiment's identity, so
+  the source identity of a run (root name and the run's relative path) does not depend on where the logs
+  are mounted: the same logs migrated from a laptop and then from a pod are one copy. Name the root when
+  two log directories share a directory name.
 * A run is a directory holding event files (`*tfevents*`), keyed and named by its path relative to the root
   (`"."` for the root itself, named after the root). All its event files are read in name order (their names
   start with the creation time). Two writer conventions are folded into the run a user thinks of:
@@ -85,6 +89,7 @@ from ferryman.trackers.tensorboard.tfrecord import (
 KERAS_SPLITS = ("train", "validation")
 RUN_METADATA = "ferryman/run.json"  # beside the event files of runs ferryman wrote
 EXPERIMENT_METADATA = "ferryman/experiment.json"
+ROOT_NAME_QUERY = "?root="  # tensorboard:PATH?root=NAME names the log directory (its identity)
 _HPARAMS_DIR = re.compile(r"^\d+(\.\d+)?$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=+,@ -]")
 
@@ -112,10 +117,11 @@ class _RunSource:
 class TensorBoardReader:
     """A `TrackerReader` over one TensorBoard log directory (see the module docstring for the mapping)."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], name: str | None = None) -> None:
         self.root = Path(root).expanduser().absolute()
         if not self.root.is_dir():
             raise FileNotFoundError(f"TensorBoard log directory {self.root}: not a directory")
+        self.name = name or self.root.name or str(self.root)  # the experiment's name and identity
         self._outcomes: dict[tuple[OutcomeKind, str, str], Outcome] = {}
         self._runs: dict[str, _RunSource] | None = None
         self._owner_of: dict[Path, str] = {}
@@ -188,7 +194,7 @@ class TensorBoardReader:
     # TrackerReader --------------------------------------------------------------------------------------
 
     def experiments(self, names: list[str] | None = None) -> Iterator[Experiment]:
-        experiment = Experiment(key=str(self.root), name=self.root.name or str(self.root))
+        experiment = Experiment(key=self.name, name=self.name)
         if not names or experiment.name in names:
             yield experiment
 
@@ -213,7 +219,7 @@ class TensorBoardReader:
                 first = earlier if first is None else min(first, earlier)
                 last = later if last is None else max(last, later)
                 params.update(found[2])
-        name = self.root.name if source.key == "." else source.key
+        name = self.name if source.key == "." else source.key
         run = Run(
             key=source.key,
             experiment_key=experiment.key,
@@ -593,7 +599,8 @@ class TensorBoardTreeReader:
 def open_reader(endpoint: Endpoint, credentials: object = None) -> TensorBoardReader | TensorBoardTreeReader:
     """The `tensorboard:PATH` source of the URI registry: a log directory, or a tree ferryman's writer made
     (whose experiments are then read back as such)."""
-    root = Path(endpoint.location)
+    location, _, name = endpoint.location.partition(ROOT_NAME_QUERY)
+    root = Path(location)
     if root.is_dir() and any((child / EXPERIMENT_METADATA).is_file() for child in root.iterdir()):
         return TensorBoardTreeReader(root)
-    return TensorBoardReader(root)
+    return TensorBoardReader(root, name or None)

@@ -1,0 +1,159 @@
+"""Lose nothing, say everything: re-runs write nothing and say so, the same TensorBoard logs from two mount
+points are one copy (and the verifier notices a second copy), an empty source is an error, destinations
+without a registry do not fail verification, progress reaches a piped stderr and a killed migration leaves a
+readable partial report. Real components: TensorBoard event files written by tensorboardX, MLflow's SQL store
+on SQLite, wandb SDK offline runs, neptune-exporter parquet files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tensorboardX import SummaryWriter
+
+from ferryman.migrate.copy import migrate
+from ferryman.migrate.plan import MigrationRequest
+from ferryman.trackers.model import Experiment, Run, RunStatus
+from ferryman.trackers.registry import Credentials, open_writer
+from ferryman_dev.wandb_runs import quiet_offline_env
+from tests.migrate.sources import populate_rich
+from tests.trackers.contract import DESTINATIONS, Destination
+
+T0 = 1_748_779_200.0  # s
+
+
+@pytest.fixture(autouse=True)
+def quiet_wandb() -> Iterator[None]:
+    with quiet_offline_env():
+        yield
+
+
+def write_logs(root: Path, runs: int = 3, steps: int = 50) -> Path:
+    """`runs` run directories of scalars written by tensorboardX's SummaryWriter."""
+    for index in range(runs):
+        with SummaryWriter(str(root / f"run-{index}"), flush_secs=600) as writer:
+            for step in range(steps):
+                writer.add_scalar("loss", 1 / (step + 1 + index), step, walltime=T0 + step)
+                writer.add_scalar("lr", 0.1 * index, step, walltime=T0 + step)
+    return root
+
+
+@pytest.mark.parametrize("destination", DESTINATIONS, ids=lambda destination: destination.name)
+def test_a_second_run_writes_nothing_and_says_so(destination: Destination, tmp_path: Path) -> None:
+    logs = write_logs(tmp_path / "logs")
+    request = MigrationRequest(f"tensorboard:{logs}", destination.uri(tmp_path / "out"), workers=2)
+    first = migrate(request)
+    assert first.ok, first.summary()
+    assert first.to_dict()["summary"]["created"] == 3
+
+    again = migrate(request)
+    assert again.ok, again.summary()
+    summary = again.to_dict()["summary"]
+    assert (summary["created"], summary["resumed"], summary["skipped"]) == (0, 0, 3)
+    assert (summary["pointsWritten"], summary["artifactsWritten"]) == (0, 0)
+    assert "nothing to write" in again.summary()
+
+
+def test_the_same_logs_from_two_mount_points_are_one_copy(tmp_path: Path) -> None:
+    laptop = write_logs(tmp_path / "laptop" / "logs")
+    pod = tmp_path / "pod" / "mnt" / "logs"
+    shutil.copytree(laptop, pod)
+    destination = f"neptune-export:{tmp_path / 'out'}"
+    assert migrate(MigrationRequest(f"tensorboard:{laptop}", destination)).ok
+
+    from_pod = migrate(MigrationRequest(f"tensorboard:{pod}", destination))
+    assert from_pod.ok, from_pod.summary()
+    assert from_pod.to_dict()["summary"]["skipped"] == 3  # recognised, not copied again
+
+    named = migrate(MigrationRequest(f"tensorboard:{pod}?root=logs", destination))  # the same name, given
+    assert named.ok and named.to_dict()["summary"]["skipped"] == 3
+
+
+def test_verification_notices_a_second_copy_of_a_source_run(tmp_path: Path) -> None:
+    logs = write_logs(tmp_path / "logs", runs=1)
+    destination = f"neptune-export:{tmp_path / 'out'}"
+    assert migrate(MigrationRequest(f"tensorboard:{logs}", destination)).ok
+    writer = open_writer(destination, Credentials())  # an older copy, keyed by the logs' absolute path
+    experiment_key = writer.ensure_experiment(Experiment("logs", "logs"))
+    old = writer.create_run(experiment_key, Run("run-0", "logs"), f"tensorboard:{logs}/run-0")
+    writer.finish_run(old, Run("run-0", "logs", status=RunStatus.FINISHED))
+    writer.close()
+
+    report = migrate(MigrationRequest(f"tensorboard:{logs}", destination, verify_only=True))
+    assert not report.ok
+    (result,) = report.runs
+    assert any("2 copies of this source run" in mismatch for mismatch in result.mismatches), result
+
+
+def test_an_empty_or_mistyped_source_is_an_error_unless_allowed(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    source, destination = f"tensorboard:{tmp_path / 'empty'}", f"neptune-export:{tmp_path / 'out'}"
+    report = migrate(MigrationRequest(source, destination))
+    assert not report.ok
+    assert any("no runs found" in error and str(tmp_path / "empty") in error for error in report.errors)
+    assert migrate(MigrationRequest(source, destination, allow_empty=True)).ok
+
+
+@pytest.mark.parametrize("destination", ["tensorboard", "wandb-offline"])
+def test_models_sent_to_a_destination_without_a_registry_are_outcomes(
+    destination: str, tmp_path: Path
+) -> None:
+    source = f"sqlite:///{tmp_path / 'source.db'}"
+    populate_rich(source, "rich", steps=5)
+    (target,) = [d for d in DESTINATIONS if d.name == destination]
+    report = migrate(MigrationRequest(source, target.uri(tmp_path / "out")))
+    assert report.ok, report.summary()
+    assert report.models == {}  # what the destination stored: nothing
+    unsupported = {o.item for o in report.outcomes if o.kind.value == "unsupported"}
+    assert unsupported == {"registered model rich-model", "logged model clf"}
+
+
+def ferryman_migrate(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "FERRYMAN_"))}
+    return subprocess.Popen(
+        [sys.executable, "-m", "ferryman", "migrate", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env,
+    )
+
+
+def test_progress_reaches_a_piped_stderr(tmp_path: Path) -> None:
+    logs = write_logs(tmp_path / "logs", runs=2)
+    process = ferryman_migrate(
+        tmp_path, "--from", f"tensorboard:{logs}", "--to", f"neptune-export:{tmp_path / 'out'}"
+    )
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    lines = [line for line in err.splitlines() if line.startswith("ferryman migrate: ")]
+    phases = [line.split()[2] for line in lines]
+    assert {"copying", "verifying", "done"} <= set(phases), err
+    assert "runs 2/2, points 200" in lines[-1], lines[-1]
+
+
+def test_a_killed_migration_leaves_a_readable_partial_report(tmp_path: Path) -> None:
+    logs = write_logs(tmp_path / "logs", runs=40, steps=400)
+    report_file = tmp_path / "report.json"
+    process = ferryman_migrate(
+        tmp_path, "--from", f"tensorboard:{logs}", "--to", f"neptune-export:{tmp_path / 'out'}",
+        "--workers", "1", "--report", str(report_file), "-q",
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if report_file.exists() and json.loads(report_file.read_text())["runs"]:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the migration ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+
+    report = json.loads(report_file.read_text())
+    assert report["partial"] and not report["ok"]
+    assert 1 <= report["summary"]["runs"] < 40
+    assert all(run["action"] == "create" and run["pointsWritten"] == 800 for run in report["runs"])
