@@ -325,3 +325,34 @@ def test_output_path_ending_in_a_slash_is_a_new_directory(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     assert (tmp_path / "newdir").is_dir()
     assert docs((tmp_path / "newdir" / "train.yaml").read_text())[0]["kind"] == "TrainJob"
+
+
+def test_written_files_keep_the_sources_mode_and_a_blocked_file_says_it_is_unchanged(tmp_path: Path) -> None:
+    source, blocked = tmp_path / "train.yaml", tmp_path / "blocked.yaml"
+    source.write_text(job())
+    blocked.write_text(BLOCKED)
+    source.chmod(0o644)
+    blocked.chmod(0o640)
+    result = run(source, blocked, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "train.yaml").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "out" / "blocked.yaml").stat().st_mode & 0o777 == 0o640
+    assert f"{source}  -> {tmp_path / 'out' / 'train.yaml'}" in result.stdout
+    assert f"{blocked}  (nothing converted; copied unchanged to " in result.stdout
+
+
+def test_block_style_scripts_stay_block_style(tmp_path: Path) -> None:
+    script = "\n".join(f"              echo step {i}" for i in range(40))
+    source = tmp_path / "train.yaml"
+    source.write_text(
+        job().replace(
+            "command: [torchrun, /opt/train.py]",
+            f"command: [bash, -c]\n            args:\n            - |2-\n                cd /work\n{script}\n"
+            "              torchrun /opt/train.py",
+        )
+    )
+    result = run(source)
+    assert result.exit_code == 0, result.stderr
+    (trainjob,) = docs(result.stdout)
+    assert trainjob["spec"]["trainer"]["args"][0].startswith("  cd /work\necho step 0")
+    assert "- |2-\n" in result.stdout and '"  cd /work' not in result.stdout

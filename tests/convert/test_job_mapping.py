@@ -287,3 +287,17 @@ def test_trainjob_passes_through() -> None:
 def test_not_a_pytorchjob_is_a_clear_error(obj) -> None:
     with pytest.raises(ConversionError, match=r"PyTorchJob|mapping"):
         convert_job(obj, ConvertOptions())
+
+
+def test_null_quantities_are_dropped_and_host_name_ranks_read_the_completion_index() -> None:
+    job = pytorchjob(
+        master=None,
+        command=["sh", "-c", "torchrun --node_rank=$(hostname | awk -F- '{print $NF}') t.py"],
+        container={
+            "resources": {"limits": {"nvidia.com/gpu": None, "memory": "8G"}, "requests": {"y": None}}
+        },
+    )
+    conversion = convert(job)
+    assert trainer(conversion)["resourcesPerNode"] == {"limits": {"memory": "8G"}}
+    assert trainer(conversion)["command"][2] == "torchrun --node_rank=${JOB_COMPLETION_INDEX} t.py"
+    valid(conversion)

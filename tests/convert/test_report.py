@@ -104,6 +104,7 @@ def test_json_report_is_one_record_per_job_with_errors_and_summary() -> None:
         "forced": 1,
         "blocked": 1,
         "unsupported": 0,
+        "derivedRuntimes": 0,
         "findings": {"blocker": 2, "warning": 1, "info": 1},
     }
 

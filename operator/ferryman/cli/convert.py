@@ -110,18 +110,23 @@ def _read(source: Source, stdin: IO[str]) -> str:
     return source.path.read_bytes().decode("utf-8-sig")
 
 
-def write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str, mode: int | None = None) -> None:
     """Write through a temporary file in the same directory and rename it over `path` (over the file a
-    symbolic link points to, which stays a link)."""
+    symbolic link points to, which stays a link). The file keeps its mode; a new one gets `mode` (the
+    source's), or what the umask leaves of 0666 as any new file would."""
     path = path.resolve() if path.is_symlink() else path
     path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o7777 if path.exists() else None
+    if path.exists():
+        mode = path.stat().st_mode & 0o7777
+    elif mode is None:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
             out.write(text)
-        if mode is not None:
-            os.chmod(temporary, mode)
+        os.chmod(temporary, mode)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -192,7 +197,7 @@ def run_convert(
             streams.append((source, result.text))
         if target is not None:
             try:
-                write_atomically(target, result.text)
+                write_atomically(target, result.text, _mode(source))
             except OSError as error:
                 report.error = f"cannot write {target}: {error.strerror or error}"
                 report.jobs = []  # nothing of this file was converted where it was meant to be
@@ -208,6 +213,14 @@ def run_convert(
     if strict and any(job.blocked for r in reports for job in r.jobs):
         return 1
     return 0
+
+
+def _mode(source: Source) -> int | None:
+    """The permission bits of a source file (None for stdin)."""
+    try:
+        return source.path.stat().st_mode & 0o7777 if source.path is not None else None
+    except OSError:
+        return None
 
 
 def _concatenate(streams: list[tuple[Source, str]]) -> str:

@@ -30,10 +30,16 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from ferryman.api import pytorchjob as v1
-from ferryman.api.kinds import CLUSTER_TRAINING_RUNTIME, TRAINING_RUNTIME, TRAINJOB
+from ferryman.api.kinds import TRAINING_RUNTIME, TRAINJOB
 from ferryman.api.trainer import TrainerAPI
 from ferryman.convert.findings import Finding, Severity
-from ferryman.convert.launcher import COMPLETION_INDEX_ANNOTATION, RESERVED_ENV, HostRewriter
+from ferryman.convert.launcher import (
+    COMPLETION_INDEX,
+    COMPLETION_INDEX_ANNOTATION,
+    RESERVED_ENV,
+    HostRewriter,
+    hostname_ranks,
+)
 from ferryman.convert.metadata import clean_metadata
 from ferryman.convert.names import trainjob_name
 from ferryman.convert.options import Conversion, ConvertOptions
@@ -112,11 +118,6 @@ class JobConverter:
     kind: ClassVar[str]
     container_name: ClassVar[str]
     operator_env: ClassVar[tuple[str, ...]] = ()
-    port_name: ClassVar[str] = v1.DEFAULT_PORT_NAME  # the port v1 declared for its own use
-    reserved_env: ClassVar[frozenset[str]] = RESERVED_ENV  # names the runtime's ML policy sets
-    runtime_name: ClassVar[str | None] = None  # the kind's ClusterTrainingRuntime; None: the runtime rules
-    ml_policy: ClassVar[dict[str, Any]] = {"torch": {}}  # of a derived runtime
-    framework: ClassVar[str] = "torch"  # a derived runtime's framework label
 
     def __init__(self, obj: dict[str, Any], options: ConvertOptions) -> None:
         self.obj = obj
@@ -295,6 +296,8 @@ class JobConverter:
         cpath = f"{base}.template.spec.containers[{container_index}]"
         view = self.typed(v1.ContainerView, container, cpath)
         container_patch, trainer_container = self.container(container, view, cpath)
+        if isinstance(trainer_container.get("resources"), dict):
+            trainer_container["resources"] = self.quantities(trainer_container["resources"], cpath)
         node = Node(
             pod_path=f"{base}.template.spec",
             path=cpath,
@@ -306,6 +309,28 @@ class JobConverter:
         )
         node.env = self.env(trainer_container.get("env") or [], f"{cpath}.env", has_leader)
         return node
+
+    def quantities(self, resources: dict[str, Any], path: str) -> dict[str, Any]:
+        """Resources without null quantities (``nvidia.com/gpu:`` with no value), which the apiserver
+        rejects in a TrainJob; each dropped one reported."""
+        out: dict[str, Any] = {}
+        for section, quantities in resources.items():
+            if not isinstance(quantities, dict):
+                out[section] = quantities
+                continue
+            for name, quantity in quantities.items():
+                if quantity is None:
+                    self.report(
+                        Severity.WARNING,
+                        f"{path}.resources.{section}.{name}",
+                        "null-quantity",
+                        f"{section} {name} has no quantity; dropped (the apiserver rejects a null quantity). "
+                        "Give it a value if the job needs it",
+                    )
+            kept = {name: quantity for name, quantity in quantities.items() if quantity is not None}
+            if kept:
+                out[section] = kept
+        return out
 
     def pod_metadata(self, template: dict[str, Any], path: str) -> dict[str, Any]:
         for key in template:
@@ -533,13 +558,12 @@ class JobConverter:
                     )
             elif key in patchable:
                 patch[key] = value
-            elif key == "ports" and _only_v1_port(value, self.port_name):
+            elif key == "ports" and _only_v1_port(value):
                 self.report(
                     Severity.INFO,
                     fpath,
                     "v1-port",
-                    f"the v1 port {self.port_name} is not declared: v2 nodes reach each other on any port "
-                    "through the JobSet's headless service (the runtime declares 29500)",
+                    f"the v1 rendezvous port {v1.DEFAULT_PORT_NAME} is replaced by the runtime's port 29500",
                 )
             else:
                 severity, why = UNPATCHABLE_CONTAINER_FIELDS.get(
@@ -611,13 +635,13 @@ class JobConverter:
                 self.report(Severity.BLOCKER, epath, "invalid-value", f"env entry {entry!r} has no name")
                 continue
             name = str(entry["name"])
-            if name in self.reserved_env:
+            if name in RESERVED_ENV:
                 self.report(
                     Severity.WARNING,
                     epath,
                     "reserved-env",
-                    f"{name} is reserved by Trainer v2 (its {self.framework} policy injects it from numNodes "
-                    "and the processes per node), not copied",
+                    f"{name} is reserved by Trainer v2 (it injects it from numNodes/numProcPerNode), not "
+                    "copied; the webhook would reject it",
                 )
                 continue
             if has_leader and name in self.operator_env:
@@ -703,6 +727,25 @@ class JobConverter:
         if not isinstance(value, str):
             return value
         new, changed, unsafe = rewriter.rewrite(value)
+        ranked, ranks = hostname_ranks(new)
+        if ranks and rewriter.has_master:
+            self.report(
+                Severity.BLOCKER,
+                path,
+                "v1-hostname-rank",
+                "takes a rank from the v1 pod host name's index (<job>-worker-<i>), which v2 pod names do "
+                "not end in, and with a Master the worker index is not the node rank: use $PET_NODE_RANK "
+                "(the node rank, 0 on the node playing the Master)",
+            )
+        elif ranks:
+            new = ranked
+            self.report(
+                Severity.INFO,
+                path,
+                "v1-hostname-rank",
+                f"a rank taken from the v1 pod host name's index now reads {COMPLETION_INDEX}, the node's "
+                "index (v2 pod names do not end in it)",
+            )
         if changed:
             self.report(
                 Severity.INFO,
@@ -891,10 +934,8 @@ class JobConverter:
         if run_policy is not None:
             self.run_policy(run_policy, body, jobset_annotations)
 
-        runtime_name, runtime_kind, rule_resource = (
-            select_runtime(self.options.runtime_rules, node.accelerators)
-            if self.runtime_name is None
-            else (self.runtime_name, CLUSTER_TRAINING_RUNTIME.kind, None)
+        runtime_name, runtime_kind, rule_resource = select_runtime(
+            self.options.runtime_rules, node.accelerators
         )
         if rule_resource is not None:
             self.report(
@@ -927,8 +968,6 @@ class JobConverter:
                 pod_spec=self.runtime_pod,
                 node_container=self.runtime_container,
                 policy=self.runtime_policy,
-                ml_policy=self.ml_policy,
-                framework=self.framework,
             )
             runtime_ref = {
                 "name": runtime["metadata"]["name"],
@@ -979,10 +1018,10 @@ def clone(value: Any) -> Any:
     return value
 
 
-def _only_v1_port(ports: Any, name: str) -> bool:
+def _only_v1_port(ports: Any) -> bool:
     return (
         isinstance(ports, list)
         and len(ports) == 1
         and isinstance(ports[0], dict)
-        and ports[0].get("name") == name
+        and ports[0].get("name") == v1.DEFAULT_PORT_NAME
     )

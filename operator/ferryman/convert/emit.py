@@ -84,14 +84,15 @@ def scalar(value: Any, quote_placeholders: bool = False) -> str:
 
 
 def _literal(value: str, indent: str) -> list[str] | None:
-    """`|` block lines for a multi-line string, or None when a literal block would not read back the same."""
-    if not _BLOCK_SAFE.fullmatch(value) or value.startswith((" ", "\n")) or " \n" in value or "\t\n" in value:
-        return None
+    """`|` block lines for a multi-line string, or None when a literal block would not read back the same.
+    A first line starting with a space or empty gets an explicit indentation indicator (`|2-`)."""
     body = value.rstrip("\n")
-    if body.endswith((" ", "\t")):
+    if not body or not _BLOCK_SAFE.fullmatch(value):
         return None
     trailing = len(value) - len(body)
     header = "|-" if trailing == 0 else "|" if trailing == 1 else "|+"
+    if value.startswith((" ", "\n")):
+        header = f"|2{header[1:]}"
     lines = [indent + line if line else "" for line in body.split("\n")]
     lines.extend("" for _ in range(trailing - 1))
     return [header, *lines]

@@ -43,6 +43,21 @@ _V1_HOST = re.compile(
 )
 
 
+# a rank from the v1 pod host name's index: `${HOSTNAME##*-}`, `${HOSTNAME: -1}`, `$(hostname | cut ...)`
+_HOSTNAME_RANK = re.compile(
+    r"\$\{HOSTNAME(?:##[^}]*|:\s*-?\d+(?::\d+)?)\}|\$\(\s*hostname\s*\|[^()]*\)|`\s*hostname\s*\|[^`]*`"
+)
+COMPLETION_INDEX = "${JOB_COMPLETION_INDEX}"  # a node's index, set in every container of an Indexed Job
+
+
+def hostname_ranks(text: str) -> tuple[str, int]:
+    """``text`` with ranks parsed from the host name read from the Job completion index instead (v1 pod
+    names ended in the replica index, v2 pod names do not), and how many there were."""
+    if "ostname" not in text and "HOSTNAME" not in text:
+        return text, 0
+    return _HOSTNAME_RANK.subn(COMPLETION_INDEX, text)
+
+
 class Launch(StrEnum):
     TORCH = "torch"  # torchrun / python -m torch.distributed.run|launch: reads PET_* from v2
     OTHER = "other"  # accelerate, deepspeed, composer, ...: may read the v1 variables

@@ -56,6 +56,8 @@ class _Loader(_BaseLoader):
         return _SEQ_TAG if kind is _Sequence else _MAP_TAG
 
 
+# Go template actions (Helm charts) as opposed to {{...}} placeholders Argo or Katib fill in
+_GO_TEMPLATE = re.compile(r"\{\{-?\s*(?:\.|\$|include\b|template\b|if\b|range\b|with\b|define\b|end\b|/\*)")
 _KIND_NAMES = tuple(row.kind.kind for row in JOB_KINDS.values())
 # Keys whose values a template may hold as a bare placeholder standing for a number.
 _NUMERIC_KEYS = frozenset(
@@ -330,8 +332,10 @@ def _manifest_error(error: yaml.YAMLError, text: str) -> ManifestError:
     problem = getattr(error, "problem", None) or str(error)
     context = getattr(error, "context", None)
     message = f"not valid YAML: {context + ', ' if context else ''}{problem}"
-    if "{{" in text:
+    if _GO_TEMPLATE.search(text):
         message += " (a Helm/Go template? render it first, e.g. with `helm template`, and convert the output)"
+    elif "{{" in text:
+        message += " (a {{...}} placeholder where YAML expects a value? quote it: \"{{...}}\")"
     if mark is None:
         return ManifestError(message)
     return ManifestError(message, mark.line + 1, mark.column + 1)

@@ -6,7 +6,7 @@ import hashlib
 import re
 
 from ferryman.convert.findings import Finding, Severity
-from ferryman.convert.placeholders import contains_placeholder
+from ferryman.convert.placeholders import contains_placeholder, contains_second_stage
 
 # JobSet rejects a JobSet whose longest pod name "<name>-node-<jobIdx>-<podIdx>-<5 random>" exceeds 63
 # characters; with the torch runtime's "node" job and up to 10 nodes that leaves 48 for the TrainJob name.
@@ -31,7 +31,7 @@ def shorten(name: str, max_length: int, digest_of: str | None = None) -> str:
 
 def trainjob_name(source: str, path: str = "metadata.name") -> tuple[str, Finding | None]:
     """A TrainJob name for a PyTorchJob named ``source``, and a finding when it had to change."""
-    if contains_placeholder(source):
+    if contains_placeholder(source) or contains_second_stage(source):
         return source, Finding(
             severity=Severity.INFO,
             path=path,

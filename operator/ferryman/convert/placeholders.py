@@ -16,3 +16,11 @@ def contains_placeholder(value: object) -> bool:
 def is_placeholder(value: object) -> bool:
     """Whether a value is exactly one placeholder, e.g. ``$NUM_NODES`` or ``${NUM_NODES}``."""
     return isinstance(value, str) and "$" in value and _WHOLE.match(value) is not None
+
+
+_SECOND_STAGE = re.compile(r"\{\{[^{}]*\}\}")  # filled in later by Argo, Katib or another workflow tool
+
+
+def contains_second_stage(value: object) -> bool:
+    """Whether a string holds a ``{{...}}`` placeholder another tool fills in (Argo, Katib, Helm)."""
+    return isinstance(value, str) and "{{" in value and _SECOND_STAGE.search(value) is not None

@@ -294,10 +294,19 @@ class PyTorchJobConverter(JobConverter):
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """Keep v1's distributed semantics: wrap in torchrun or inject the v1 variables (Master jobs only:
         v1 injects MASTER_ADDR, MASTER_PORT, WORLD_SIZE and RANK only when a Master exists)."""
+        entry = classify(trainer.get("command"), trainer.get("args"))
         if not has_master:
+            if entry.launch is Launch.OPAQUE and num_nodes != 1 and spec.elastic_policy is None:
+                self.report(
+                    Severity.WARNING,
+                    f"{cpath}.command",
+                    "launcher-unknown",
+                    "a multi-node job whose entrypoint (image default or a script file) cannot be inspected, "
+                    "so its distributed setup cannot be checked: v2 sets only PET_NNODES, PET_NODE_RANK, "
+                    "PET_MASTER_ADDR and PET_MASTER_PORT, which torchrun reads. Check it starts torchrun",
+                )
             return env, trainer
         launcher = LauncherStrategy(self.options.launcher)
-        entry = classify(trainer.get("command"), trainer.get("args"))
         referenced = v1_env_references([entry.text, *_env_value_texts(env)])
         wrap = entry.launch is Launch.PLAIN and launcher is LauncherStrategy.TORCHRUN
         per_node = nproc if isinstance(nproc, int) else 1

@@ -60,6 +60,14 @@ def job_record(file: str, job: JobResult, template: bool = False) -> dict[str, A
 def summary(reports: list[FileReport]) -> dict[str, Any]:
     statuses = Counter(job.status for report in reports for job in report.jobs)
     severities = Counter(str(f.severity) for report in reports for job in report.jobs for f in job.findings)
+    runtimes = {
+        (runtime["metadata"].get("namespace"), runtime["metadata"]["name"])
+        for report in reports
+        for job in report.jobs
+        if job.trainjob_name and job.conversion is not None
+        for runtime in [job.conversion.runtime]
+        if runtime is not None
+    }
     return {
         "files": len(reports),
         "errors": sum(1 for report in reports if report.error),
@@ -68,6 +76,7 @@ def summary(reports: list[FileReport]) -> dict[str, Any]:
         "forced": statuses["forced"],
         "blocked": statuses["blocked"],
         "unsupported": statuses["unsupported"],
+        "derivedRuntimes": len(runtimes),
         "findings": {str(s): severities[str(s)] for s in Severity},
     }
 
@@ -113,8 +122,10 @@ def render_text(reports: list[FileReport]) -> str:
         if not report.jobs:
             continue
         header = report.file + ("  (envsubst template)" if report.template else "")
-        if report.written:
+        if report.written and any(job.status in ("converted", "forced") for job in report.jobs):
             header += f"  -> {report.written}"
+        elif report.written:
+            header += f"  (nothing converted; copied unchanged to {report.written})"
         lines.append(header)
         for job in report.jobs:
             lines.extend(_job_lines(job))
@@ -162,6 +173,8 @@ def _summary_line(totals: dict[str, Any]) -> str:
     parts.append(f"{totals['blocked']} blocked")
     if totals["unsupported"]:
         parts.append(f"{totals['unsupported']} unsupported")
+    if totals["derivedRuntimes"]:
+        parts.append(f"{totals['derivedRuntimes']} derived TrainingRuntime(s)")
     findings = totals["findings"]
     parts.append(
         f"findings: {findings['blocker']} blocker, {findings['warning']} warning, {findings['info']} info"
