@@ -82,8 +82,9 @@ def convert_command(
     Without -o or --in-place the converted manifests go to stdout and the report to stderr.
     Exit codes: 0 converted, 1 blockers with --strict, 2 usage or parse errors.
     """
+    from ferryman.api.trainer import LauncherStrategy, RuntimeRules, TrainerAPI
     from ferryman.cli.convert import UsageError, load_runtime_rules, run_convert
-    from ferryman.convert.options import ConvertOptions, LauncherStrategy, RuntimeRules, TrainerAPI
+    from ferryman.convert.options import ConvertOptions
 
     try:
         options = ConvertOptions(
