@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install lint test unit demo bench crds cluster-bins cluster host-packages image test-realnode
+.PHONY: install lint test unit demo bench crds cluster-bins cluster db-packages host-packages image test-realnode
 
 install: $(STAMP)
 
@@ -18,13 +18,13 @@ lint: install
 	$(BIN)/ruff check operator tests e2e
 	$(BIN)/mypy
 
-unit: install
+unit: install db-packages
 	$(BIN)/pytest -m "not cluster"
 
-test: install lint cluster-bins
+test: install lint cluster-bins db-packages
 	$(BIN)/pytest
 
-bench: install
+bench: install db-packages
 	$(BIN)/python tests/bench/run.py
 
 # Offline conversion of the examples, then the operator end to end on the local control plane
@@ -44,6 +44,16 @@ cluster-bins:
 # A local dev cluster in the background: `eval $$($(BIN)/ferryman dev cluster env)`, `ferryman dev cluster down`.
 cluster: install cluster-bins
 	$(BIN)/ferryman dev cluster up
+
+# The database servers MLflow's database destinations are tested and benchmarked against (ferryman_dev.postgres
+# starts them in temporary directories), installed when missing (as root, like CI).
+DB_PACKAGES := postgresql
+
+db-packages:
+	@missing=$$(for p in $(DB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
 
 # Debian packages of `make image` and the real-node tier, installed when missing (as root, like CI).
 HOST_PACKAGES := containerd runc containernetworking-plugins iptables iproute2 busybox-static mmdebstrap umoci skopeo

@@ -1,16 +1,20 @@
 """Pytest fixtures for real MLflow servers: `mlflow_server_factory` starts as many as a test needs.
 
 Servers started through the session-scoped factory live until the end of the session, so modules share them
-by asking for them in their own module- or session-scoped fixtures.
+by asking for them in their own module- or session-scoped fixtures. MLflow's database destinations get one
+real PostgreSQL server per session (`postgres_server`) and a fresh database of it per test
+(`postgres_database`).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from ferryman_dev.mlflow import MlflowServer, start_mlflow_server
+from ferryman_dev.postgres import PostgresServer, start_postgres
 
 MlflowServerFactory = Callable[..., MlflowServer]
 
@@ -40,3 +44,16 @@ def mlflow_source(mlflow_server_factory: MlflowServerFactory) -> MlflowServer:
 def mlflow_destination(mlflow_server_factory: MlflowServerFactory) -> MlflowServer:
     """A shared MLflow server to migrate into (tests use fresh experiment names to stay independent)."""
     return mlflow_server_factory("destination")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server (Debian's packages) for the session."""
+    with start_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_database(postgres_server: PostgresServer) -> str:
+    """The SQLAlchemy URI of a new, empty database on the session's PostgreSQL server."""
+    return postgres_server.create_database(f"test_{uuid.uuid4().hex[:12]}")

@@ -2,7 +2,8 @@
 
 Each run is copied by one worker thread (writes) fed by one reader thread through a bounded queue, so reading
 the source overlaps writing the destination and memory stays flat whatever a run's size. `workers` runs go
-in parallel. Metric points are handed to the writer in whole requests' worth (multiples of 1,000 points).
+in parallel. Metric points are handed to the writer in whole requests' worth (multiples of 1,000 points), at
+least `points_per_write` at a time when the writer asks for more (one bulk transaction each).
 """
 
 from __future__ import annotations
@@ -390,6 +391,7 @@ class Migration:
 
         pending: list[MetricBatch] = []
         pending_points = 0
+        per_write = max(getattr(writer, "points_per_write", POINTS_PER_REQUEST), POINTS_PER_REQUEST)
 
         def flush(count: int) -> None:
             nonlocal pending, pending_points
@@ -414,7 +416,7 @@ class Migration:
                 continue
             pending.append(batch)
             pending_points += len(batch)
-            if pending_points >= POINTS_PER_REQUEST:
+            if pending_points >= per_write:
                 flush(pending_points - pending_points % POINTS_PER_REQUEST)
         if pending_points:
             flush(pending_points)

@@ -249,18 +249,7 @@ class MlflowWriter:
         }
 
     def write_metrics(self, run_key: str, batches: list[MetricBatch]) -> None:
-        renamed = self._renamed(run_key)
-        new: dict[str, str] = {}
-        taken = set(renamed.values())
-        for key in {b.key for b in batches if b.key not in renamed and not valid_key(b.key)}:
-            target = mlflow_key(key)
-            if target in taken:  # two keys cleaned to the same name: keep them apart
-                target = f"{target[: MAX_KEY_LENGTH - 13]}_{hashlib.sha256(key.encode()).hexdigest()[:12]}"
-            taken.add(target)
-            new[key] = target
-        if new:  # recorded before any point is written under the new name, so a resume maps it back
-            self._store_whole(run_key, "metrics", new)
-            renamed.update(new)
+        renamed = self._stored_keys(run_key, batches)
         chunk: list[dict[str, Any]] = []
         size = 0
         for batch in batches:
@@ -274,6 +263,23 @@ class MlflowWriter:
                     chunk, size = [], 0
         if chunk:
             self.backend.log_batch_json(run_key, chunk)
+
+    def _stored_keys(self, run_key: str, batches: list[MetricBatch]) -> dict[str, str]:
+        """Source metric key -> stored key for the keys MLflow does not accept; new ones are recorded in the
+        long-values artifact before any point is written under them, so a resume maps them back."""
+        renamed = self._renamed(run_key)
+        new: dict[str, str] = {}
+        taken = set(renamed.values())
+        for key in {b.key for b in batches if b.key not in renamed and not valid_key(b.key)}:
+            target = mlflow_key(key)
+            if target in taken:  # two keys cleaned to the same name: keep them apart
+                target = f"{target[: MAX_KEY_LENGTH - 13]}_{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+            taken.add(target)
+            new[key] = target
+        if new:
+            self._store_whole(run_key, "metrics", new)
+            renamed.update(new)
+        return renamed
 
     def stored_artifacts(self, run_key: str) -> dict[str, int]:
         return {path: size or 0 for path, size in self.backend.list_artifacts(self._artifact_uri(run_key))}

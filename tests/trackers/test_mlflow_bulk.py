@@ -1,0 +1,169 @@
+"""The bulk path into MLflow databases against MLflow's own store, on SQLite and a real PostgreSQL server.
+
+The same points written by the bulk writer and by MLflow's `SqlAlchemyStore.log_batch` leave the same
+`metrics` and `latest_metrics` rows; the tracker contract (round trip, resume after a crash) holds on both; a
+database at another schema revision is refused; a new SQLite file gets exactly the schema MLflow makes.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+
+from ferryman.migrate.ledger import after_high_water
+from ferryman.trackers.mlflow.bulk import BulkWriter
+from ferryman.trackers.mlflow.fields import MlflowError
+from ferryman.trackers.mlflow.schema import MLFLOW_CREATES
+from ferryman.trackers.model import MetricBatch, Run
+from ferryman.trackers.registry import Credentials, open_writer
+from tests.trackers.contract import (
+    EXPERIMENT,
+    FILES,
+    RUN,
+    T0,
+    artifact,
+    batches,
+    identity,
+    verify,
+)
+from tests.trackers.test_contract import start
+
+POINTS = 2_500
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The URI of a new MLflow database (artifacts of a server database go below the working directory)."""
+    monkeypatch.chdir(tmp_path)
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return str(request.getfixturevalue("postgres_database"))
+
+
+def tricky() -> list[MetricBatch]:
+    """Points that exercise every rule of MLflow's latest metric: steps out of order, NaN and infinities at
+    the greatest step, ties broken by timestamp then value, a NaN tying a 0.0 (both stored as 0), repeats."""
+    t = T0
+    return [
+        MetricBatch("loss", [3, 1, 7, 7, 7, 2], [t + 3, t + 1, t + 5, t + 9, t + 9, t], [0, 1, 1, 2, -1, 4]),
+        MetricBatch("nan_last", [0, 1, 1], [t, t + 1, t + 1], [1.0, math.nan, math.nan]),
+        MetricBatch("zero_then_nan", [4, 4], [t, t], [0.0, math.nan]),
+        MetricBatch("nan_then_zero", [4, 4], [t, t], [math.nan, 0.0]),
+        MetricBatch("inf", [5, 5, 5], [t, t, t], [math.inf, -math.inf, 3.0]),
+        MetricBatch("repeat", [1, 1, 2, 1], [t, t, t, t], [0.25, 0.25, 0.5, 0.25]),
+    ]
+
+
+def rows(engine: sqlalchemy.Engine, table: str, run_id: str) -> list[tuple[object, ...]]:
+    query = f'SELECT "key", value, timestamp, step, is_nan FROM {table} WHERE run_uuid = :run'
+    with engine.connect() as connection:
+        found = connection.execute(sqlalchemy.text(query), {"run": run_id}).fetchall()
+    return sorted((key, value, ts, step, bool(nan)) for key, value, ts, step, nan in found)
+
+
+def test_the_bulk_path_stores_what_mlflow_log_batch_stores(database: str) -> None:
+    from mlflow.entities import Metric
+
+    writer = open_writer(database, Credentials())
+    assert isinstance(writer, BulkWriter)
+    experiment_key = writer.ensure_experiment(EXPERIMENT)
+    bulk = writer.create_run(experiment_key, RUN, identity(RUN))
+    theirs = writer.create_run(experiment_key, Run("mlflow", RUN.experiment_key, start_time=T0), "mlflow-own")
+    series = tricky()
+    for half in (series[:3], series[3:]):  # two writes: the latest metric carries across transactions
+        writer.write_metrics(bulk, half)
+    for batch in series:
+        for step, timestamp, value in zip(batch.steps, batch.timestamps, batch.values, strict=True):
+            writer.backend.tracking.log_batch(theirs, [Metric(batch.key, value, timestamp, step)], [], [])
+    engine = writer.backend.tracking.engine
+    for table in ("metrics", "latest_metrics"):
+        assert rows(engine, table, bulk) == rows(engine, table, theirs), table
+    store = writer.backend.tracking
+    for key in {batch.key for batch in series}:
+        ours = [(m.step, m.timestamp, m.value) for m in store.get_metric_history(bulk, key)]
+        mlflows = [(m.step, m.timestamp, m.value) for m in store.get_metric_history(theirs, key)]
+        assert repr(ours) == repr(mlflows), key  # repr: NaN equal to NaN
+    assert writer.high_water_marks(bulk) == writer.high_water_marks(theirs)
+    writer.close()
+
+
+def test_round_trip_and_resume_after_a_crash(database: str) -> None:
+    writer = open_writer(database, Credentials())
+    experiment_key, parent_key, key = start(writer)
+    handed = batches(POINTS // 2)
+    writer.write_metrics(key, handed)
+    writer.write_artifact(key, artifact("requirements.txt"))
+    del writer  # the process dies: nothing is closed or finished
+    gc.collect()
+
+    again = open_writer(database, Credentials())
+    found = again.migrated_runs(experiment_key)[identity(RUN)]
+    assert (found.key, found.complete) == (key, False)
+    marks = again.high_water_marks(key)
+    assert marks == {b.key: len(b) for b in handed}
+    again.write_metrics(key, list(after_high_water(batches(POINTS), marks)))
+    again.write_metrics(key, batches(POINTS // 4))  # points written twice are stored once
+    for path in FILES:
+        again.write_artifact(key, artifact(path))
+    again.finish_run(key, RUN)
+    assert verify(again, experiment_key, parent_key, batches(POINTS)) == []
+    again.close()
+
+
+def test_a_database_at_another_schema_revision_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    open_writer(f"sqlite:///{path}", Credentials()).close()
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '0a8213491aaa'")
+    connection.close()
+    before = path.read_bytes()
+    with pytest.raises(MlflowError, match=rf"revision 0a8213491aaa.*`mlflow db upgrade sqlite:///{path}`"):
+        open_writer(f"sqlite:///{path}", Credentials())
+    assert path.read_bytes() == before  # neither upgraded nor written
+
+
+def test_a_server_database_at_another_schema_revision_is_refused(postgres_database: str) -> None:
+    open_writer(postgres_database, Credentials()).close()
+    engine = sqlalchemy.create_engine(postgres_database)
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text("UPDATE alembic_version SET version_num = '0a8213491aaa'"))
+    engine.dispose()
+    with pytest.raises(MlflowError, match=r"revision 0a8213491aaa.*`mlflow db upgrade postgresql://"):
+        open_writer(postgres_database, Credentials())
+
+
+def schema(path: Path) -> list[tuple[object, ...]]:
+    """Every table (its clauses), column, index, foreign key and the stamped revision of an SQLite
+    database."""
+    connection = sqlite3.connect(path)
+    try:
+        found: list[tuple[object, ...]] = [("revision", *connection.execute("SELECT * FROM alembic_version"))]
+        for kind, name, sql in connection.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_autoindex%' ORDER BY name"
+        ):
+            # MLflow's migrations order a table's CHECK constraints differently in each process
+            found.append((kind, name, sorted(sql.replace("\n", "").split(", ")) if sql else None))
+            if kind == "table":
+                found += [("column", name, *c) for c in connection.execute(f"PRAGMA table_xinfo('{name}')")]
+                found += [("fk", name, *c) for c in connection.execute(f"PRAGMA foreign_key_list('{name}')")]
+        return found
+    finally:
+        connection.close()
+
+
+def test_a_new_sqlite_file_gets_exactly_the_schema_mlflow_makes(tmp_path: Path) -> None:
+    fast, slow = tmp_path / "fast.db", tmp_path / "slow.db"
+    open_writer(f"sqlite:///{fast}", Credentials()).close()
+    subprocess.run([sys.executable, "-c", MLFLOW_CREATES, f"sqlite:///{slow}", str(tmp_path)], check=True)
+    assert schema(fast) == schema(slow)
+    with sqlite3.connect(fast) as connection:  # MLflow's default experiment, at this store's location
+        (location,) = connection.execute("SELECT artifact_location FROM experiments WHERE experiment_id = 0")
+    connection.close()
+    assert location == (str(tmp_path / "mlartifacts" / "0"),)
