@@ -157,3 +157,28 @@ def test_a_killed_migration_leaves_a_readable_partial_report(tmp_path: Path) -> 
     assert report["partial"] and not report["ok"]
     assert 1 <= report["summary"]["runs"] < 40
     assert all(run["action"] == "create" and run["pointsWritten"] == 800 for run in report["runs"])
+
+
+def test_a_sqlite_source_from_another_machine_finds_its_artifacts_beside_the_database(tmp_path: Path) -> None:
+    import sqlite3
+
+    from mlflow import MlflowClient
+
+    database = tmp_path / "mlflow.db"
+    mlflow = MlflowClient(f"sqlite:///{database}")
+    experiment_id = mlflow.create_experiment("moved", artifact_location=(tmp_path / "mlruns" / "7").as_uri())
+    with_files = mlflow.create_run(experiment_id).info.run_id
+    (tmp_path / "notes.txt").write_text("kept\n")
+    mlflow.log_artifact(with_files, str(tmp_path / "notes.txt"))
+    mlflow.set_terminated(with_files)
+    without_files = mlflow.create_run(experiment_id).info.run_id  # MLflow never creates its directory
+    mlflow.set_terminated(without_files)
+    with sqlite3.connect(database) as connection:  # as recorded on the laptop the database came from
+        connection.execute(
+            "UPDATE runs SET artifact_uri = 'file:C:/Users/ada/mlruns/7/' || run_uuid || '/artifacts'"
+        )
+
+    report = migrate(MigrationRequest(f"sqlite:///{database}", f"neptune-export:{tmp_path / 'out'}"))
+    assert report.ok, report.summary()
+    assert [o for o in report.outcomes if o.kind.value == "unreadable"] == []
+    assert report.source_totals["artifacts"] == 1 == report.destination_totals["artifacts"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import shutil
 import tempfile
 import urllib.parse
@@ -280,9 +281,23 @@ class Backend:
                     yield info.path, info.file_size
 
     def missing_location(self, artifact_uri: str) -> bool:
-        """A local artifact location whose store is absent here (e.g. recorded on another machine)."""
+        """A local artifact location whose store is absent here (e.g. recorded on another machine). A run's
+        directory (`<root>/<experiment>/<run>/artifacts`) that MLflow never created because the run logged no
+        artifacts is not missing while the artifact root is here."""
         local = self._local(artifact_uri)
-        return local is not None and not local.exists() and not local.parent.parent.exists()
+        return local is not None and not any(path.exists() for path in (local, *local.parents[:3]))
+
+    def beside_database(self, artifact_uri: str) -> str | None:
+        """Where a SQLite store's local artifact location recorded on another machine (`file:C:/Users/…`)
+        is found on this one: the same `<experiment>/<run>/artifacts` under the database's own `mlruns/` or
+        `mlartifacts/` (as a file store's runs are found under its own directory)."""
+        if self.base_dir is None or self._local(artifact_uri) is None:
+            return None
+        tail = [part for part in re.split(r"[\\/]", urllib.parse.unquote(artifact_uri)) if part][-3:]
+        for root in (self.base_dir / "mlruns", self.base_dir / "mlartifacts"):
+            if len(tail) == 3 and root.is_dir():
+                return (root.joinpath(*tail)).as_uri()
+        return None
 
     def open_artifact(self, artifact_uri: str, path: str) -> BinaryIO:
         proxied = self._proxied(artifact_uri)

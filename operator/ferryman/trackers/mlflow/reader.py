@@ -108,7 +108,13 @@ class MlflowReader:
         _, artifact_uri = self._run_details(run.key)
         if not artifact_uri:
             return
-        if self.backend.missing_location(artifact_uri):
+        missing = self.backend.missing_location(artifact_uri)
+        moved = self.backend.beside_database(artifact_uri) if missing else None
+        if moved is not None:
+            artifact_uri = moved
+            with self._lock:
+                self._runs[run.key] = (self._runs[run.key][0], moved)
+        elif missing:
             self._report(
                 Outcome(
                     OutcomeKind.UNREADABLE,
