@@ -30,7 +30,7 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from ferryman.api import pytorchjob as v1
-from ferryman.api.kinds import TRAINING_RUNTIME, TRAINJOB
+from ferryman.api.kinds import CLUSTER_TRAINING_RUNTIME, TRAINING_RUNTIME, TRAINJOB
 from ferryman.api.trainer import TrainerAPI
 from ferryman.convert.findings import Finding, Severity
 from ferryman.convert.launcher import (
@@ -118,6 +118,11 @@ class JobConverter:
     kind: ClassVar[str]
     container_name: ClassVar[str]
     operator_env: ClassVar[tuple[str, ...]] = ()
+    port_name: ClassVar[str] = v1.DEFAULT_PORT_NAME  # the port v1 declared for its own use
+    reserved_env: ClassVar[frozenset[str]] = RESERVED_ENV  # names the runtime's ML policy sets
+    runtime_name: ClassVar[str | None] = None  # the kind's ClusterTrainingRuntime; None: the runtime rules
+    ml_policy: ClassVar[dict[str, Any]] = {"torch": {}}  # of a derived runtime
+    framework: ClassVar[str] = "torch"  # a derived runtime's framework label
 
     def __init__(self, obj: dict[str, Any], options: ConvertOptions) -> None:
         self.obj = obj
@@ -558,12 +563,13 @@ class JobConverter:
                     )
             elif key in patchable:
                 patch[key] = value
-            elif key == "ports" and _only_v1_port(value):
+            elif key == "ports" and _only_v1_port(value, self.port_name):
                 self.report(
                     Severity.INFO,
                     fpath,
                     "v1-port",
-                    f"the v1 rendezvous port {v1.DEFAULT_PORT_NAME} is replaced by the runtime's port 29500",
+                    f"the v1 port {self.port_name} is not declared: v2 nodes reach each other on any port "
+                    "through the JobSet's headless service (the runtime declares 29500)",
                 )
             else:
                 severity, why = UNPATCHABLE_CONTAINER_FIELDS.get(
@@ -635,13 +641,13 @@ class JobConverter:
                 self.report(Severity.BLOCKER, epath, "invalid-value", f"env entry {entry!r} has no name")
                 continue
             name = str(entry["name"])
-            if name in RESERVED_ENV:
+            if name in self.reserved_env:
                 self.report(
                     Severity.WARNING,
                     epath,
                     "reserved-env",
-                    f"{name} is reserved by Trainer v2 (it injects it from numNodes/numProcPerNode), not "
-                    "copied; the webhook would reject it",
+                    f"{name} is reserved by Trainer v2 (its {self.framework} policy injects it from numNodes "
+                    "and the processes per node), not copied",
                 )
                 continue
             if has_leader and name in self.operator_env:
@@ -934,8 +940,10 @@ class JobConverter:
         if run_policy is not None:
             self.run_policy(run_policy, body, jobset_annotations)
 
-        runtime_name, runtime_kind, rule_resource = select_runtime(
-            self.options.runtime_rules, node.accelerators
+        runtime_name, runtime_kind, rule_resource = (
+            select_runtime(self.options.runtime_rules, node.accelerators)
+            if self.runtime_name is None
+            else (self.runtime_name, CLUSTER_TRAINING_RUNTIME.kind, None)
         )
         if rule_resource is not None:
             self.report(
@@ -968,6 +976,8 @@ class JobConverter:
                 pod_spec=self.runtime_pod,
                 node_container=self.runtime_container,
                 policy=self.runtime_policy,
+                ml_policy=self.ml_policy,
+                framework=self.framework,
             )
             runtime_ref = {
                 "name": runtime["metadata"]["name"],
@@ -1018,10 +1028,10 @@ def clone(value: Any) -> Any:
     return value
 
 
-def _only_v1_port(ports: Any) -> bool:
+def _only_v1_port(ports: Any, name: str) -> bool:
     return (
         isinstance(ports, list)
         and len(ports) == 1
         and isinstance(ports[0], dict)
-        and ports[0].get("name") == v1.DEFAULT_PORT_NAME
+        and ports[0].get("name") == name
     )
