@@ -6,9 +6,10 @@ quoted scalars, literal blocks, empty and one-line flow sequences, comments. Thi
 line by line and returns what PyYAML's safe loader returns, plain scalars resolved by PyYAML's own implicit
 resolvers and constructors (YAML 1.1: `yes` is true, `0777` is octal). Anything else in a document (anchors,
 aliases, tags, merge keys, folded or multi-line scalars, flow mappings, escapes beyond the common ones,
-tabs, unusual indentation or an error) makes `load` return None, and the caller parses that document with
-PyYAML: this reader only ever answers when it is sure. `tests/convert/test_blockyaml.py` checks it
-against PyYAML on generated and corpus manifests.
+tabs, unusual indentation, a duplicate key or an error) makes `load` return None, and the caller parses that
+document with PyYAML: this reader only ever answers when it is sure. An integer Kubernetes would refuse under
+its key (`replicas: 10**30`) raises `NumberOutOfRange` naming the line. `tests/convert/test_blockyaml.py`
+checks it against PyYAML on generated and corpus manifests.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import re
 from typing import Any
 
 import yaml
+
+from ferryman.api.numbers import integer_problem
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR_TAG = "tag:yaml.org,2002:str"
@@ -33,6 +36,14 @@ _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 
 class _Unsupported(Exception):
     """The document uses YAML this reader leaves to PyYAML."""
+
+
+class NumberOutOfRange(ValueError):
+    """An integer Kubernetes would refuse under its key (`api.numbers`); `line` is 0-based in the document."""
+
+    def __init__(self, problem: str, line: int = 0) -> None:
+        super().__init__(problem)
+        self.problem, self.line = problem, line
 
 
 # A one-line plain scalar in block context: no indicator first; `:` only before a non-space, `#` only after
@@ -170,6 +181,10 @@ def _token(line: str) -> _Token:
             raise _Unsupported(f"key {key!r}")
     if plain is not None:
         kind, value = _SCALAR, _plain_value(plain)
+        if value.__class__ is int and key_value is not _NO_KEY:
+            problem = integer_problem(key_value, value)
+            if problem is not None:
+                raise NumberOutOfRange(problem)
     elif double is not None or single is not None:
         kind, value = _SCALAR, _quoted(double or single)
     elif special is None:
@@ -202,7 +217,10 @@ def _build(lines: list[str]) -> tuple[Any, int, int] | None:
             continue
         token = tokens.get(line)
         if token is None:
-            token = _token(line)
+            try:
+                token = _token(line)
+            except NumberOutOfRange as error:
+                raise NumberOutOfRange(error.problem, index) from None
         column, dash, key, kind, value = token
         if kind is skip:
             continue
@@ -249,6 +267,8 @@ def _build(lines: list[str]) -> tuple[Any, int, int] | None:
             if top[0] != column or top[2]:
                 raise _Unsupported("indentation")
             container = top[1]
+            if key in container:
+                raise _Unsupported("duplicate key")  # PyYAML's reading names both lines
         if kind == _SCALAR:
             container[key] = value
         elif kind == _EMPTY:

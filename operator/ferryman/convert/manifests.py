@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from ferryman.api.numbers import integer_problem
 from ferryman.convert import blockyaml, emit
 from ferryman.convert.emit import Placeholder
 from ferryman.convert.findings import Finding, Severity
@@ -70,6 +71,19 @@ _PathKey = str | int
 _PYTORCHJOB_REFERENCE = re.compile(r"\bpytorchjobs?(?:\.kubeflow\.org)?[/ ]", re.IGNORECASE)
 
 
+# Nodes a document may expand to through its aliases: a 1.2 KB "billion laughs" document expands to 10**9.
+MAX_EXPANDED_NODES = 1_000_000
+
+
+class _Refused(yaml.YAMLError):
+    """A document PyYAML reads but ferryman refuses: a duplicate key, an alias bomb or a recursive alias, a
+    number Kubernetes would refuse."""
+
+    def __init__(self, problem: str, mark: Any, first_mark: Any = None) -> None:
+        super().__init__(problem)
+        self.problem, self.problem_mark, self.first_mark = problem, mark, first_mark
+
+
 class ManifestError(ValueError):
     """The stream is not valid YAML/JSON; `line` and `column` are 1-based when known."""
 
@@ -80,7 +94,8 @@ class ManifestError(ValueError):
         self.column = column
 
     def __str__(self) -> str:
-        where = f"line {self.line}, column {self.column}: " if self.line is not None else ""
+        column = f", column {self.column}" if self.column is not None else ""
+        where = f"line {self.line}{column}: " if self.line is not None else ""
         return f"{where}{self.message}"
 
 
@@ -236,27 +251,27 @@ def iter_documents(text: str) -> Iterator[_Document]:
         return
     for index, (start, end) in enumerate(pieces):
         piece = text[start:end]
-        loaded = blockyaml.load(piece)
+        try:
+            loaded = blockyaml.load(piece)
+        except blockyaml.NumberOutOfRange as error:
+            raise ManifestError(error.problem, text.count("\n", 0, start) + error.line + 1) from None
         if loaded is None:
-            try:
-                yield from _composed_documents(piece, index, start)
-            except ManifestError as error:
-                if error.line is None:
-                    raise
-                raise ManifestError(
-                    error.message, text.count("\n", 0, start) + error.line, error.column
-                ) from None
+            yield from _composed_documents(piece, index, start, text.count("\n", 0, start))
         else:
             data, content_start, content_end = loaded
             yield _Document(index, data, piece, start, (content_start, content_end))
 
 
-def _composed_documents(source: str, index: int = 0, offset: int = 0) -> Iterator[_Document]:
-    """The documents of `source` (at `offset` in the stream) parsed by PyYAML."""
+def _composed_documents(
+    source: str, index: int = 0, offset: int = 0, first_line: int = 0
+) -> Iterator[_Document]:
+    """The documents of `source` (at `offset` in the stream, starting on its line `first_line`) parsed by
+    PyYAML; errors name lines of the stream."""
     loader = _Loader(source)
     try:
         while loader.check_node():
             node = loader.get_node()
+            _check_expansion(node)
             data = _construct(loader, node, {})
             loader.constructed_objects, loader.recursive_objects = {}, {}
             if data is not None:
@@ -265,9 +280,60 @@ def _composed_documents(source: str, index: int = 0, offset: int = 0) -> Iterato
                 yield _Document(index, data, source, offset, _content_span(source, node), kept)
             index += 1
     except yaml.YAMLError as error:
-        raise _manifest_error(error, source) from None
+        raise _manifest_error(error, source, first_line) from None
     finally:
         loader.dispose()
+
+
+def _load(text: str) -> Any:
+    """One document parsed by PyYAML with ferryman's limits (`_Refused` is a `yaml.YAMLError`)."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node)
+        return _construct(loader, node, {})
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a document whose aliases expand it beyond `MAX_EXPANDED_NODES` nodes, or into itself, before
+    anything walks it (each shared node is sized once, so this costs one pass over the distinct nodes)."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()  # nodes being sized: the path from the root
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_sized = stack.pop()
+        key = id(node)
+        if node.__class__ is _Scalar:
+            sizes[key] = 1
+            continue
+        children = [n for pair in node.value for n in pair] if node.__class__ is _Mapping else node.value
+        if children_sized:
+            total = 1 + sum(sizes[id(child)] for child in children)
+            if total > MAX_EXPANDED_NODES:
+                raise _Refused(
+                    f"aliases expand this node to more than {MAX_EXPANDED_NODES:,} nodes (an alias bomb?); "
+                    "not read",
+                    node.start_mark,
+                )
+            sizes[key] = total
+            open_.discard(key)
+            continue
+        if key in sizes:
+            continue
+        open_.add(key)
+        stack.append((node, True))
+        for child in children:
+            if id(child) in open_:
+                raise _Refused(
+                    "an alias refers to a node containing it (a recursive document); not read",
+                    child.start_mark,
+                )
+            if id(child) not in sizes:
+                stack.append((child, False))
 
 
 def _compose(source: str) -> yaml.Node:
@@ -306,10 +372,14 @@ def _construct(loader: Any, node: yaml.Node, memo: dict[int, Any]) -> Any:
                 else (_construct(loader, value_node, memo))
             )
             try:
+                if key in mapping:
+                    raise _duplicate(node, key_node)
                 mapping[key] = value
             except TypeError:
                 problem = ("while constructing a mapping", node.start_mark, "found unhashable key")
                 raise yaml.constructor.ConstructorError(*problem, key_node.start_mark) from None
+            if value.__class__ is int and (problem_ := integer_problem(key, value)) is not None:
+                raise _Refused(problem_, value_node.start_mark)
         else:
             return mapping
     elif cls is _Sequence and node.tag == _SEQ_TAG:
@@ -327,18 +397,34 @@ def _construct(loader: Any, node: yaml.Node, memo: dict[int, Any]) -> Any:
     return value
 
 
-def _manifest_error(error: yaml.YAMLError, text: str) -> ManifestError:
+def _duplicate(mapping: yaml.Node, key_node: yaml.Node) -> _Refused:
+    """A key given twice in a mapping, naming both lines."""
+    first = next(k for k, _ in mapping.value if type(k) is type(key_node) and k.value == key_node.value)
+    return _Refused(
+        f"duplicate key {key_node.value!r}: the later value would silently replace the earlier one (two "
+        "manifests joined without a `---` line?)",
+        key_node.start_mark,
+        first.start_mark,
+    )
+
+
+def _manifest_error(error: yaml.YAMLError, text: str, first_line: int = 0) -> ManifestError:
     mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    if isinstance(error, _Refused):
+        mark, message = error.problem_mark, error.problem
+        if error.first_mark is not None:
+            message += f"; first given on line {error.first_mark.line + first_line + 1}"
+        return ManifestError(message, mark.line + first_line + 1, mark.column + 1)
     problem = getattr(error, "problem", None) or str(error)
     context = getattr(error, "context", None)
     message = f"not valid YAML: {context + ', ' if context else ''}{problem}"
     if _GO_TEMPLATE.search(text):
         message += " (a Helm/Go template? render it first, e.g. with `helm template`, and convert the output)"
     elif "{{" in text:
-        message += " (a {{...}} placeholder where YAML expects a value? quote it: \"{{...}}\")"
+        message += ' (a {{...}} placeholder where YAML expects a value? quote it: "{{...}}")'
     if mark is None:
         return ManifestError(message)
-    return ManifestError(message, mark.line + 1, mark.column + 1)
+    return ManifestError(message, mark.line + first_line + 1, mark.column + 1)
 
 
 # -- finding the jobs -----------------------------------------------------------------------------------
@@ -382,7 +468,7 @@ def _walk(document: _Document, value: Any, path: list[_PathKey], wrapper: str | 
 
 def _load_embedded(text: str) -> dict[str, Any] | None:
     try:
-        obj = yaml.load(text, Loader=_Loader)
+        obj = _load(text)
     except yaml.YAMLError:
         return None
     return obj if isinstance(obj, dict) and _is_job(obj) else None
@@ -729,7 +815,7 @@ def _replaced(data: Any, jobs: list[tuple[_Found, Conversion]]) -> Any:
 
 def _parses_to(text: str, expected: Any) -> bool:
     try:
-        loaded = yaml.load(text, Loader=_Loader)
+        loaded = _load(text)
     except yaml.YAMLError:
         return False
     return _normalise(loaded) == _normalise(expected)
@@ -743,7 +829,7 @@ def _normalise(value: Any) -> Any:
         return [_normalise(v) for v in value]
     if isinstance(value, str) and "\n" in value and "kind:" in value:
         try:
-            return _normalise(yaml.load(value, Loader=_Loader))
+            return _normalise(_load(value))
         except yaml.YAMLError:
             return value
     return json.loads(json.dumps(value, default=str))
