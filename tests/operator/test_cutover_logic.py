@@ -10,6 +10,7 @@ from ferryman.controller.cutover import (
     Action,
     RuntimeCatalog,
     TokenBucket,
+    build_derived_runtime,
     convert_options,
     decide,
     plan_job,
@@ -19,6 +20,7 @@ from ferryman.controller.cutover import (
 )
 from ferryman.controller.discovery import served_trainer_api
 from ferryman.controller.takeover import pytorchjob_status
+from ferryman.convert.registry import convert_job
 
 RUNTIMES = RuntimeCatalog(cluster=frozenset({"torch-distributed"}))
 POLICY = {
@@ -79,14 +81,49 @@ def test_summary_counts_and_top_blockers() -> None:
     plans = {
         ("team-a", "ok"): plan_job(pytorchjob("ok"), options, RUNTIMES),
         ("team-a", "net"): plan_job(pytorchjob("net", extra={"hostNetwork": True}), options, RUNTIMES),
+        ("team-a", "net2"): plan_job(pytorchjob("net2", extra={"hostNetwork": True}), options, RUNTIMES),
         ("team-a", "norun"): plan_job(pytorchjob("norun"), options, RuntimeCatalog()),
+        ("team-a", "bad"): plan_job(pytorchjob("bad", extra={"nodeSelector": {"a": 1}}), options, RUNTIMES),
     }
     summary = summarise(plans)
-    assert summary.jobs == 3 and summary.blocked == 2 and summary.convertible == 1
+    assert summary.jobs == 5 and summary.blocked == 2 and summary.convertible == 3
+    assert summary.derived_runtimes == 1  # the two hostNetwork jobs share one derived runtime
     assert summary.findings.blocker >= 2
     codes = {entry.code: entry for entry in summary.top_blockers}
     assert codes["runtime-missing"].example == "team-a/norun"
-    assert '"name": "net"' in render_report("cutover", plans)
+    assert '"derivedRuntime": "torch-distributed-' in render_report("cutover", plans)
+
+
+def test_a_derived_runtime_is_planned_in_the_jobs_namespace_and_needs_no_installed_runtime() -> None:
+    options = convert_options(spec(), TrainerAPI.V2_2)
+    plan = plan_job(pytorchjob("net", extra={"hostNetwork": True}), options, RuntimeCatalog())
+    assert not plan.blocked and plan.runtime is not None and plan.trainjob is not None
+    assert plan.runtime["metadata"]["namespace"] == "team-a"
+    assert plan.trainjob["spec"]["runtimeRef"]["name"] == plan.runtime["metadata"]["name"]
+    assert plan.runtime["spec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"][
+        "spec"
+    ]["hostNetwork"] is True
+    runtime = build_derived_runtime(plan.runtime, POLICY)
+    assert runtime["metadata"]["labels"]["ferryman.dev/policy"] == "cutover"
+    assert "ownerReferences" not in runtime["metadata"]  # shared by jobs of any policy
+
+
+def test_plan_counts_findings_as_the_cli_does_on_the_authors_file() -> None:
+    """A live object holds what the server and kubectl added; the Plan reports only what the author wrote."""
+    written = pytorchjob("bert")
+    del written["metadata"]["uid"], written["metadata"]["resourceVersion"]
+    live = pytorchjob("bert")
+    live["metadata"].update(
+        creationTimestamp="2026-01-01T00:00:00Z",
+        generation=1,
+        managedFields=[{"manager": "kubectl"}],
+        annotations={"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+    )
+    live["status"] = {"conditions": []}
+    options = convert_options(spec(), TrainerAPI.V2_2)
+    planned = plan_job(live, options, RUNTIMES)
+    converted = convert_job(written, options)
+    assert [f.code for f in planned.findings] == [f.code for f in converted.findings]
 
 
 def _plan_and_job(name: str = "bert") -> tuple[Any, dict[str, Any]]:

@@ -108,6 +108,11 @@ class CutoverPolicyStatus(StatusModel):
     jobs: int = Field(default=0, description="PyTorchJobs selected")
     convertible: int = Field(default=0, description="selected jobs without blockers")
     blocked: int = Field(default=0, description="selected jobs with at least one blocker")
+    derived_runtimes: int = Field(
+        default=0,
+        description="namespaced TrainingRuntimes the convertible jobs run on, derived for settings a "
+        "TrainJob cannot patch and shared by jobs needing the same ones",
+    )
     findings: SeverityCounts = Field(default_factory=SeverityCounts)
     top_blockers: list[Blocker] = Field(default_factory=list, max_length=10)
     train_jobs: TrainJobCounts = Field(default_factory=TrainJobCounts)

@@ -25,6 +25,9 @@ from ferryman.api.cutoverpolicy import (
 from ferryman.api.kinds import (
     ADOPTED_ANNOTATION,
     CLUSTER_TRAINING_RUNTIME,
+    DROPPED_METADATA_FIELDS,
+    LAST_APPLIED_ANNOTATION,
+    MANAGED_BY,
     MODE_LABEL,
     POLICY_LABEL,
     SOURCE_UID_LABEL,
@@ -39,7 +42,8 @@ from ferryman.convert.registry import convert_job
 from ferryman.kube.builders import build_trainjob
 
 TOP_BLOCKERS = 10
-_SUMMARY_FIELDS = {"jobs", "convertible", "blocked", "findings", "top_blockers"}  # of the status, in reports
+# of the status, in reports
+_SUMMARY_FIELDS = {"jobs", "convertible", "blocked", "derived_runtimes", "findings", "top_blockers"}
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,7 @@ class JobPlan:
     resource_version: str
     findings: tuple[Finding, ...]
     trainjob: dict[str, Any] | None  # None when blocked
+    runtime: dict[str, Any] | None  # the derived TrainingRuntime the TrainJob runs on, in its namespace
     finished: bool  # Succeeded or Failed under v1: history, never re-run
     started_elsewhere: bool  # v1 wrote status: a Takeover must not start it again
 
@@ -92,7 +97,6 @@ def convert_options(spec: CutoverPolicySpec, served: TrainerAPI) -> ConvertOptio
         launcher=spec.launcher,
         runtime_rules=spec.runtime_rules,
         strict_elastic=spec.strict_elastic,
-        derived_runtime=False,  # the operator creates no TrainingRuntimes: such jobs stay blocked
     )
 
 
@@ -102,10 +106,23 @@ def selects(spec: CutoverPolicySpec, pytorchjob: dict[str, Any], namespace_label
     )
 
 
+def as_submitted(pytorchjob: dict[str, Any]) -> dict[str, Any]:
+    """A live PyTorchJob as its author wrote it: without status and the metadata the server or kubectl set,
+    so the Plan reports the same findings as `ferryman convert` on the author's file."""
+    metadata = {k: v for k, v in pytorchjob["metadata"].items() if k not in DROPPED_METADATA_FIELDS}
+    annotations = metadata.get("annotations") or {}
+    if LAST_APPLIED_ANNOTATION in annotations:
+        rest = {k: v for k, v in annotations.items() if k != LAST_APPLIED_ANNOTATION}
+        metadata = {k: v for k, v in metadata.items() if k != "annotations"}
+        metadata |= {"annotations": rest} if rest else {}
+    return {**{k: v for k, v in pytorchjob.items() if k != "status"}, "metadata": metadata}
+
+
 def plan_job(pytorchjob: dict[str, Any], options: ConvertOptions, runtimes: RuntimeCatalog) -> JobPlan:
     metadata = pytorchjob["metadata"]
+    runtime = None
     try:
-        conversion = convert_job(pytorchjob, options)
+        conversion = convert_job(as_submitted(pytorchjob), options)
     except Exception as error:  # one malformed job must not stop a cluster-wide plan
         failure = Finding(
             severity=Severity.BLOCKER,
@@ -117,9 +134,12 @@ def plan_job(pytorchjob: dict[str, Any], options: ConvertOptions, runtimes: Runt
     else:
         findings = list(conversion.findings)
         trainjob = None if conversion.blocked else conversion.trainjob
+        runtime = None if conversion.blocked else conversion.runtime
+    if runtime is not None:  # created with the TrainJob: derived runtimes never need to be installed first
+        runtime = {**runtime, "metadata": {**runtime["metadata"], "namespace": metadata["namespace"]}}
     if trainjob is not None:
         trainjob = {**trainjob, "metadata": {**trainjob["metadata"], "namespace": metadata["namespace"]}}
-        missing = runtimes.missing(trainjob)
+        missing = None if runtime is not None else runtimes.missing(trainjob)
         if missing is not None:
             findings.append(missing)
             trainjob = None
@@ -130,6 +150,7 @@ def plan_job(pytorchjob: dict[str, Any], options: ConvertOptions, runtimes: Runt
         resource_version=metadata.get("resourceVersion", ""),
         findings=tuple(findings),
         trainjob=trainjob,
+        runtime=runtime if trainjob is not None else None,
         finished=is_finished(pytorchjob),
         started_elsewhere=was_started_elsewhere(pytorchjob),
     )
@@ -271,10 +292,12 @@ def summarise(plans: dict[tuple[str, str], JobPlan]) -> CutoverPolicyStatus:
                 examples[code] = (f"{plan.namespace}/{plan.name}", message)
     blocked = sum(1 for plan in plans.values() if plan.blocked)
     ranked = sorted(blocker_jobs.items(), key=lambda item: (-item[1], item[0]))[:TOP_BLOCKERS]
+    runtimes = {derived_runtime_key(plan.runtime) for plan in plans.values() if plan.runtime is not None}
     return CutoverPolicyStatus(
         jobs=len(plans),
         convertible=len(plans) - blocked,
         blocked=blocked,
+        derived_runtimes=len(runtimes),
         findings=SeverityCounts(
             blocker=severities[Severity.BLOCKER],
             warning=severities[Severity.WARNING],
@@ -331,6 +354,19 @@ def policy_status(
     return status
 
 
+def derived_runtime_key(runtime: dict[str, Any]) -> tuple[str, str]:
+    """(namespace, name) of a derived TrainingRuntime: jobs needing the same settings share it."""
+    return runtime["metadata"]["namespace"], runtime["metadata"]["name"]
+
+
+def build_derived_runtime(runtime: dict[str, Any], policy: dict[str, Any]) -> dict[str, Any]:
+    """The derived TrainingRuntime as the operator creates it: labelled with the policy that created it; no
+    owner, since TrainJobs of other policies and `ferryman convert` output may share it."""
+    metadata = runtime["metadata"]
+    labels = {**(metadata.get("labels") or {}), **MANAGED_BY, POLICY_LABEL: policy["metadata"]["name"]}
+    return {**runtime, "metadata": {**metadata, "labels": labels}}
+
+
 def render_report(policy_name: str, plans: dict[tuple[str, str], JobPlan]) -> str:
     """The full per-job report (JSON), as stored in the policy's report ConfigMap."""
     jobs = [
@@ -338,6 +374,7 @@ def render_report(policy_name: str, plans: dict[tuple[str, str], JobPlan]) -> st
             "namespace": plan.namespace,
             "name": plan.name,
             "trainJob": plan.trainjob["metadata"]["name"] if plan.trainjob else None,
+            "derivedRuntime": plan.runtime["metadata"]["name"] if plan.runtime else None,
             "blocked": plan.blocked,
             "findings": [
                 {"severity": f.severity.value, "code": f.code, "path": f.path, "message": f.message}

@@ -30,8 +30,10 @@ from ferryman.controller.cutover import (
     PolicyState,
     RuntimeCatalog,
     TokenBucket,
+    build_derived_runtime,
     convert_options,
     decide,
+    derived_runtime_key,
     plan_job,
     policy_status,
     render_report,
@@ -93,7 +95,7 @@ async def reconcile_policy(
     counts = TrainJobCounts()
     trainer_missing = served is None and spec.mode is not CutoverMode.PLAN
     if spec.mode is not CutoverMode.PLAN and not trainer_missing:
-        counts = await _serve(ctx, spec, policy, state, plans, pytorchjobs, trainjobs, logger)
+        counts = await _serve(ctx, spec, policy, state, plans, pytorchjobs, trainjobs, runtimes, logger)
 
     current = CutoverPolicyStatus.model_validate(dict(body.get("status") or {}))
     status = policy_status(
@@ -122,9 +124,11 @@ async def _serve(
     plans: dict[tuple[str, str], JobPlan],
     pytorchjobs: dict[tuple[str, str], dict[str, Any]],
     trainjobs: dict[tuple[str, str], dict[str, Any]],
+    runtimes: RuntimeCatalog,
     logger: logging.Logger | kopf.Logger,
 ) -> TrainJobCounts:
-    """Create, adopt or update the TrainJobs the mode asks for, within the rate limit."""
+    """Create, adopt or update the TrainJobs the mode asks for, within the rate limit, each after the derived
+    runtime it runs on."""
     rate = spec.rate_limit.creations_per_minute / 60.0
     if state.bucket is None or (state.bucket.rate, state.bucket.burst) != (rate, spec.rate_limit.burst):
         state.bucket = TokenBucket(rate=rate, burst=spec.rate_limit.burst)
@@ -138,8 +142,14 @@ async def _serve(
     counts = TrainJobCounts()
     creations = [(plan, d) for plan, d in decisions if d.action is Action.CREATE]
     granted = state.bucket.take(len(creations), time.monotonic())
+    present = set(runtimes.namespaced)
+    for plan, decision in decisions:
+        if plan.runtime is not None and decision.action is not Action.CREATE and decision.desired is not None:
+            await _ensure_runtime(ctx, plan.runtime, policy, present)  # an adopted or kept TrainJob's
     for plan, decision in creations[:granted]:
         assert decision.desired is not None
+        if plan.runtime is not None:
+            await _ensure_runtime(ctx, plan.runtime, policy, present)
         with tolerate_gone_or_conflict():
             await ctx.client.create(codecs.from_dict(decision.desired), field_manager=FIELD_MANAGER)
             kopf.info(
@@ -190,6 +200,21 @@ async def _serve(
     if granted:
         logger.info(f"created {granted} TrainJobs, {counts.pending} wait for the rate limit")
     return counts
+
+
+async def _ensure_runtime(
+    ctx: OperatorContext, runtime: dict[str, Any], policy: dict[str, Any], present: set[tuple[str, str]]
+) -> None:
+    """Create a derived TrainingRuntime unless it exists: its name is its content's hash, so one that
+    exists (made for another job, another policy or by `ferryman convert`) is the same and is used as is."""
+    key = derived_runtime_key(runtime)
+    if key in present:
+        return
+    with tolerate_gone_or_conflict():
+        await ctx.client.create(
+            codecs.from_dict(build_derived_runtime(runtime, policy)), field_manager=FIELD_MANAGER
+        )
+    present.add(key)
 
 
 async def _write_report(
