@@ -204,7 +204,7 @@ def test_v1_status_follows_the_trainjob_lifecycle() -> None:
     running = status["conditions"][-1]
     assert running["type"] == "Running" and running["reason"] == "PyTorchJobRunning"
     assert status["replicaStatuses"] == {"Master": {"active": 1}, "Worker": {"active": 2}}
-    assert status["startTime"] == "t1"
+    assert status["startTime"] == "t0"  # v1 starts the clock when it first sees the job unsuspended
     job["status"] = status
     done = [{"type": "Complete", "status": "True", "reason": "AllJobsCompleted", "message": "done"}]
     status = pytorchjob_status(job, trainjob_with(done), None, now="t2")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 _TERMINAL = ("Succeeded", "Failed")
+_EXCLUSIVE = {"Running", "Restarting"}  # each replaces the other
 
 
 def is_true(conditions: list[dict[str, Any]], type_: str) -> bool:
@@ -32,26 +33,34 @@ def _jobs_counts(trainjob: dict[str, Any], jobset: dict[str, Any] | None) -> dic
 def _set_v1_condition(
     conditions: list[dict[str, Any]], type_: str, status: bool, reason: str, message: str, now: str
 ) -> list[dict[str, Any]]:
-    """v1 semantics: update in place; a condition turning True moves to the end (the printer column)."""
+    """The Training Operator's setCondition: nothing changes once Failed, or when status and reason are the
+    same; otherwise the condition moves to the end (the printer column), keeping its transition time when
+    only the reason changed. Running and Restarting replace each other; Succeeded and Failed turn Running
+    False."""
+    if is_true(conditions, "Failed"):
+        return conditions
     text = "True" if status else "False"
     previous = next((c for c in conditions if c["type"] == type_), None)
-    if previous is None and not status:
+    if previous is not None and (previous["status"], previous["reason"]) == (text, reason):
         return conditions
-    if previous is not None and previous["status"] == text:
-        return conditions
+    kept = []
+    for condition in conditions:
+        if condition["type"] == type_ or {type_, condition["type"]} == _EXCLUSIVE:
+            continue
+        if type_ in _TERMINAL and condition["type"] == "Running":
+            condition = {**condition, "status": "False"}
+        kept.append(condition)
+    same_status = previous is not None and previous["status"] == text
+    transition = previous["lastTransitionTime"] if previous is not None and same_status else now
     condition = {
         "type": type_,
         "status": text,
         "reason": reason,
         "message": message,
         "lastUpdateTime": now,
-        "lastTransitionTime": now,
+        "lastTransitionTime": transition,
     }
-    others = [c for c in conditions if c["type"] != type_]
-    if status:
-        return [*others, condition]
-    index = conditions.index(previous)  # type: ignore[arg-type]
-    return [*conditions[:index], condition, *conditions[index + 1 :]]
+    return [*kept, condition]
 
 
 def pytorchjob_status(
@@ -61,62 +70,69 @@ def pytorchjob_status(
     *,
     now: str,
 ) -> dict[str, Any]:
-    """The status to write on `pytorchjob`, given the TrainJob (and its JobSet, if any) that serves it."""
-    name = pytorchjob["metadata"]["name"]
+    """The status to write on `pytorchjob`, given the TrainJob (and its JobSet, if any) that serves it:
+    conditions, messages, replica counts, startTime and completionTime as the Training Operator v1.9
+    controller writes them for the same outcome."""
+    metadata = pytorchjob["metadata"]
+    name = metadata["name"]
     current = pytorchjob.get("status") or {}
     conditions: list[dict[str, Any]] = [dict(c) for c in current.get("conditions") or []]
     trainjob_conditions = (trainjob.get("status") or {}).get("conditions") or []
     jobset_conditions = ((jobset or {}).get("status") or {}).get("conditions") or []
     counts = _jobs_counts(trainjob, jobset)
+    has_master = "Master" in ((pytorchjob.get("spec") or {}).get("pytorchReplicaSpecs") or {})
+    # v1 names a job with a Master by its name, a Worker-only one by namespace/name
+    label = name if has_master else f"{metadata.get('namespace', '')}/{name}"
 
-    conditions = _set_v1_condition(
-        conditions, "Created", True, "PyTorchJobCreated", f"PyTorchJob {name} is created.", now
-    )
+    if not any(c["type"] == "Created" for c in conditions):
+        conditions = _set_v1_condition(
+            conditions, "Created", True, "PyTorchJobCreated", f"PyTorchJob {name} is created.", now
+        )
     failed = is_true(trainjob_conditions, "Failed") or is_true(jobset_conditions, "Failed")
     succeeded = is_true(trainjob_conditions, "Complete") or is_true(jobset_conditions, "Completed")
     suspended = bool((trainjob.get("spec") or {}).get("suspend"))
-    running = not (failed or succeeded or suspended) and (counts["active"] > 0 or counts["ready"] > 0)
+    start, completion = current.get("startTime"), current.get("completionTime")
 
-    if suspended:
-        conditions = _set_v1_condition(
-            conditions, "Running", False, "PyTorchJobSuspended", f"PyTorchJob {name} is suspended.", now
-        )
-        conditions = _set_v1_condition(
-            conditions, "Suspended", True, "PyTorchJobSuspended", f"PyTorchJob {name} is suspended.", now
-        )
-    else:
-        conditions = _set_v1_condition(
-            conditions, "Suspended", False, "PyTorchJobResumed", f"PyTorchJob {name} is resumed.", now
-        )
-    if running:
-        conditions = _set_v1_condition(
-            conditions, "Running", True, "PyTorchJobRunning", f"PyTorchJob {name} is running.", now
-        )
-    if succeeded:
-        message = f"PyTorchJob {name} is successfully completed."
-        conditions = _set_v1_condition(conditions, "Running", False, "PyTorchJobSucceeded", message, now)
-        conditions = _set_v1_condition(conditions, "Succeeded", True, "PyTorchJobSucceeded", message, now)
     if failed:
         failure: dict[str, Any] = next(
             (c for c in [*trainjob_conditions, *jobset_conditions] if c.get("type") == "Failed"), {}
         )
         detail = failure.get("message") or failure.get("reason") or "failed"
-        message = f"PyTorchJob {name} has failed: {detail}"
-        conditions = _set_v1_condition(conditions, "Running", False, "PyTorchJobFailed", message, now)
+        message = f"PyTorchJob {name} is failed: {detail}"
         conditions = _set_v1_condition(conditions, "Failed", True, "PyTorchJobFailed", message, now)
+        completion = completion or now
+    elif succeeded:
+        message = (
+            f"PyTorchJob {label} is successfully completed."
+            if has_master
+            else f"PyTorchJob {label} successfully completed."
+        )
+        conditions = _set_v1_condition(conditions, "Succeeded", True, "PyTorchJobSucceeded", message, now)
+        completion = completion or now
+        counts = {**counts, "succeeded": counts["succeeded"] + counts["active"], "active": 0}
+    elif suspended:
+        message = f"PyTorchJob {name} is suspended."
+        if is_true(conditions, "Running"):
+            conditions = _set_v1_condition(conditions, "Running", False, "PyTorchJobSuspended", message, now)
+        if not is_true(conditions, "Suspended"):
+            conditions = _set_v1_condition(conditions, "Suspended", True, "PyTorchJobSuspended", message, now)
+        counts = {**counts, "active": 0}
+    else:
+        if is_true(conditions, "Suspended"):
+            message = f"PyTorchJob {name} is resumed."
+            conditions = _set_v1_condition(conditions, "Suspended", False, "PyTorchJobResumed", message, now)
+            start = now
+        start = start or now
+        if counts["active"] > 0 or counts["ready"] > 0:
+            message = f"PyTorchJob {label} is running."
+            conditions = _set_v1_condition(conditions, "Running", True, "PyTorchJobRunning", message, now)
 
     status: dict[str, Any] = {
         "conditions": conditions,
         "replicaStatuses": _replica_statuses(pytorchjob, counts),
     }
-    start = current.get("startTime")
-    if start is None and (running or succeeded or failed):
-        start = now
     if start is not None:
         status["startTime"] = start
-    completion = current.get("completionTime")
-    if completion is None and succeeded:
-        completion = now
     if completion is not None:
         status["completionTime"] = completion
     return status
