@@ -15,11 +15,14 @@ from ferryman.convert.options import Conversion
 
 # maps whose keys are data (a label's key is as much a fact as its value)
 _DATA_MAPS = {"labels", "annotations", "nodeSelector", "limits", "requests"}
-_REPLICAS = re.compile(r"spec\.\w+ReplicaSpecs\.(?i:master|worker)\.replicas")
+_REPLICAS = re.compile(r"spec\.\w+ReplicaSpecs\.(?i:master|chief|worker)\.replicas")
 # Facts whose value v2 expresses differently without loss: the container each v1 kind requires is v2's
 # `node`; OnFailure is v1's and JobSet's default restart policy.
 _EQUIVALENT = (
-    *((re.compile(r".*\.containers\[\d+\]\.name"), name) for name in ("pytorch", "jax", "xgboost")),
+    *(
+        (re.compile(r".*\.containers\[\d+\]\.name"), name)
+        for name in ("pytorch", "jax", "xgboost", "tensorflow", "paddle")
+    ),
     (re.compile(r"spec\.\w+ReplicaSpecs\.\w+\.restartPolicy"), "OnFailure"),
 )
 
@@ -80,7 +83,7 @@ def uncovered_facts(source: dict[str, Any], conversion: Conversion) -> list[str]
     spec = source.get("spec") or {}
     field = next((key for key in spec if str(key).endswith("ReplicaSpecs")), "pytorchReplicaSpecs")
     replicas = {k.lower(): k for k in spec.get(field) or {}}
-    master = f"spec.{field}.{replicas.get('master')}"
+    master = f"spec.{field}.{replicas.get('master') or replicas.get('chief')}"
     worker = f"spec.{field}.{replicas.get('worker')}"
     missing = []
     for path, key, value in leaves(source):

@@ -35,15 +35,23 @@ class _NoAliases(yaml.SafeDumper):
 
 
 # the Training Operator's examples of the other kinds ferryman converts: examples/<directory>
-V1_EXAMPLES = {"JAXJob": "jax", "XGBoostJob": "xgboost"}
+V1_EXAMPLES = {"JAXJob": "jax", "XGBoostJob": "xgboost", "TFJob": "tensorflow", "PaddleJob": "paddlepaddle"}
+
+
+# blockers after which no TrainJob is emitted, even forced: the flavour has no runtime for the kind (JAX
+# before v2.2, ...) or the topology has no v2 equivalent (TFJob parameter servers, PaddleJob's Master, ...)
+WHOLE_JOB_BLOCKERS = {"no-runtime", "no-v2-equivalent", "elastic-policy"}
 
 
 def v1_examples() -> list[tuple[str, dict[str, Any]]]:
-    """(``<directory>-<file stem>``, job) of every JAXJob, XGBoostJob, ... the pinned Training Operator
+    """(``<directory>-<path below it>``, job) of every JAXJob, XGBoostJob, ... the pinned Training Operator
     module ships under ``examples/<directory>``."""
     root = upstream.module_dir(upstream.TRAINING_OPERATOR_MODULE, upstream.TRAINING_OPERATOR_VERSION)
     return [
-        (f"{directory}-{path.stem}", doc)
+        (
+            f"{directory}-{'-'.join(path.relative_to(root / 'examples' / directory).with_suffix('').parts)}",
+            doc,
+        )
         for kind, directory in V1_EXAMPLES.items()
         for path in sorted((root / "examples" / directory).rglob("*.yaml"))
         for doc in upstream.load_documents(path)
@@ -73,9 +81,9 @@ def _record(job: dict[str, Any], template: bool) -> dict[str, Any]:
                 trainer_api=api, derived_runtime=derived_runtime, force=True, template=template
             )
             conversion = convert_job(job, options)
-            if conversion.trainjob is None:  # a kind the flavour has no runtime for (JAX before v2.2, ...)
-                blockers = [f.code for f in conversion.findings if f.severity.value == "blocker"]
-                assert blockers == ["no-runtime"]
+            if conversion.trainjob is None:  # the job as a whole has no v2 equivalent, even forced
+                blockers = {f.code for f in conversion.findings if f.severity.value == "blocker"}
+                assert blockers and blockers <= WHOLE_JOB_BLOCKERS
             else:
                 assert schema_errors(conversion.trainjob, api, template=template) == []
                 if not template:

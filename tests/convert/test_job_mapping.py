@@ -280,7 +280,7 @@ def test_trainjob_passes_through() -> None:
     "obj",
     [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}},
-        {"apiVersion": "kubeflow.org/v1", "kind": "TFJob", "metadata": {"name": "tf"}},
+        {"apiVersion": "kubeflow.org/v1", "kind": "MXJob", "metadata": {"name": "mx"}},
         ["not", "a", "mapping"],
     ],
 )

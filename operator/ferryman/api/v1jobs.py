@@ -18,6 +18,12 @@ JAX_DEFAULT_PORT = 6666
 XGBOOST_CONTAINER = "xgboost"
 XGBOOST_PORT_NAME = "xgboostjob-port"
 XGBOOST_DEFAULT_PORT = 9999
+TF_CONTAINER = "tensorflow"
+TF_PORT_NAME = "tfjob-port"
+TF_DEFAULT_PORT = 2222
+PADDLE_CONTAINER = "paddle"
+PADDLE_PORT_NAME = "master"
+PADDLE_DEFAULT_PORT = 36543
 
 
 class _V1Job(_View):
@@ -58,3 +64,34 @@ class XGBoostJob(_V1Job):
     @property
     def replica_specs(self) -> dict[str, ReplicaSpec | None]:
         return self.spec.xgb_replica_specs
+
+
+class TFJobSpec(_View):
+    run_policy: RunPolicy | None = Field(default=None, alias="runPolicy")
+    success_policy: str | None = Field(default=None, alias="successPolicy")
+    tf_replica_specs: dict[str, ReplicaSpec | None] = Field(default_factory=dict, alias="tfReplicaSpecs")
+    enable_dynamic_worker: bool | None = Field(default=None, alias="enableDynamicWorker")
+
+
+class TFJob(_V1Job):
+    spec: TFJobSpec = Field(default_factory=TFJobSpec)
+
+    @property
+    def replica_specs(self) -> dict[str, ReplicaSpec | None]:
+        return self.spec.tf_replica_specs
+
+
+class PaddleJobSpec(_View):
+    run_policy: RunPolicy | None = Field(default=None, alias="runPolicy")
+    elastic_policy: dict[str, Any] | None = Field(default=None, alias="elasticPolicy")
+    paddle_replica_specs: dict[str, ReplicaSpec | None] = Field(
+        default_factory=dict, alias="paddleReplicaSpecs"
+    )
+
+
+class PaddleJob(_V1Job):
+    spec: PaddleJobSpec = Field(default_factory=PaddleJobSpec)
+
+    @property
+    def replica_specs(self) -> dict[str, ReplicaSpec | None]:
+        return self.spec.paddle_replica_specs

@@ -14,6 +14,7 @@ from typing import Any
 from ferryman.api import v1jobs
 from ferryman.api.kinds import JAXJOB
 from ferryman.api.trainer import TrainerAPI
+from ferryman.convert.core import Node
 from ferryman.convert.findings import Severity
 from ferryman.convert.launcher import COMPLETION_INDEX_ANNOTATION, master_address
 from ferryman.convert.options import Conversion
@@ -58,17 +59,18 @@ class JAXJobConverter(ReplicaJobConverter):
         if replicas.num_nodes is not None:
             trainer["numNodes"] = replicas.num_nodes
         port = self.declared_port(replicas.template, v1jobs.JAX_DEFAULT_PORT)
-        node.env = self.v1_environment(node.env, replicas.num_nodes, port, node.path)
+        node.env = self.v1_environment(node, replicas.num_nodes, port)
         return self.finish(trainer, node, job.spec.run_policy)
 
-    def v1_environment(
-        self, env: list[dict[str, Any]], num_nodes: int | str | None, port: int, cpath: str
-    ) -> list[dict[str, Any]]:
+    def v1_environment(self, node: Node, num_nodes: int | str | None, port: int) -> list[dict[str, Any]]:
         """The job's env with the variables v1 set over it (COORDINATOR_*, NUM_PROCESSES, PROCESS_ID)
         set again with v2 values: node 0 is v1's worker 0, the process id is the node's index."""
+        cpath = node.path
+        source = [e.get("name") if isinstance(e, dict) else None for e in node.container.get("env") or []]
         kept: list[dict[str, Any]] = []
-        for index, entry in enumerate(env):
+        for entry in node.env:
             if entry.get("name") in V1_JAX_ENV:
+                index = len(source) - 1 - source[::-1].index(entry["name"])  # the entry that counted
                 self.report(
                     Severity.WARNING,
                     f"{cpath}.env[{index}]",

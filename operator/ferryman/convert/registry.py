@@ -10,12 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ferryman.api.kinds import JAXJOB, PYTORCHJOB, TRAINJOB, XGBOOSTJOB, Kind
+from ferryman.api.kinds import JAXJOB, PADDLEJOB, PYTORCHJOB, TFJOB, TRAINJOB, XGBOOSTJOB, Kind
 from ferryman.convert.core import JobConverter, mapping
 from ferryman.convert.findings import Finding, Severity
 from ferryman.convert.jaxjob import JAXJobConverter
 from ferryman.convert.options import Conversion, ConvertOptions
+from ferryman.convert.paddlejob import PaddleJobConverter
 from ferryman.convert.pytorchjob import PyTorchJobConverter
+from ferryman.convert.tfjob import TFJobConverter
 from ferryman.convert.xgboostjob import XGBoostJobConverter
 
 
@@ -33,6 +35,8 @@ JOB_KINDS: dict[tuple[str, str], JobKind] = {
         JobKind(PYTORCHJOB, PyTorchJobConverter),
         JobKind(JAXJOB, JAXJobConverter),
         JobKind(XGBOOSTJOB, XGBoostJobConverter),
+        JobKind(TFJOB, TFJobConverter),
+        JobKind(PADDLEJOB, PaddleJobConverter),
     )
 }
 

@@ -32,7 +32,7 @@ class Replicas:
 
 class ReplicaJobConverter(JobConverter):
     replica_field: ClassVar[str]  # the spec field holding the replica specs, e.g. jaxReplicaSpecs
-    leader_role: ClassVar[str | None] = LEADER  # None: a Worker-only kind
+    leader_role: str | None = LEADER  # None: a Worker-only kind
     default_restart_policy: ClassVar[str] = "OnFailure"  # what v1 defaulted the kind's replicas to
 
     @property

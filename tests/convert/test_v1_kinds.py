@@ -1,0 +1,146 @@
+"""The kinds besides PyTorchJob: the variables v1 set are reproduced with v2 values (shell wrappers run for
+real with /bin/sh), reserved names are compared with Trainer's, topologies v2 cannot run are blocked."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+from ferryman.convert.findings import Severity
+from ferryman.convert.registry import convert_job
+
+
+def _container(**fields: Any) -> dict[str, Any]:
+    return {"image": "example.com/train:1", "command": ["python", "train.py"], **fields}
+
+
+def _job(kind: str, field: str, replicas: dict[str, int], container: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": kind,
+        "metadata": {"name": "job", "namespace": "ns"},
+        "spec": {
+            field: {
+                role: {
+                    "replicas": count,
+                    "template": {"spec": {"containers": [{"name": container, **_container(**extra)}]}},
+                }
+                for role, count in replicas.items()
+            }
+        },
+    }
+
+
+def _run_wrapper(trainer: dict[str, Any], variable: str, env: dict[str, str]) -> str:
+    """What the wrapped command exports as ``variable`` on a node with ``env``."""
+    shell, flag, script, *rest = trainer["command"]
+    assert script.endswith('exec "$@"')
+    script = script.removesuffix('exec "$@"') + f'printf %s "${variable}"'
+    return subprocess.run([shell, flag, script, *rest], env=env, capture_output=True, text=True).stdout
+
+
+def _codes(conversion: Any, severity: Severity) -> set[str]:
+    return {f.code for f in conversion.findings if f.severity is severity}
+
+
+def test_tfjob_chief_and_workers_get_v1s_tf_config_with_v2_host_names() -> None:
+    conversion = convert_job(_job("TFJob", "tfReplicaSpecs", {"Chief": 1, "Worker": 2}, "tensorflow"))
+    assert not conversion.blocked
+    trainer = conversion.trainjob["spec"]["trainer"]  # type: ignore[index]
+    assert trainer["numNodes"] == 3
+    hosts = [f"job-node-0-{i}.job:2222" for i in range(3)]
+    cluster = {"chief": hosts[:1], "worker": hosts[1:]}
+    tasks = [("chief", 0), ("worker", 0), ("worker", 1)]
+    for index, (role, task) in enumerate(tasks):
+        tf_config = json.loads(_run_wrapper(trainer, "TF_CONFIG", {"JOB_COMPLETION_INDEX": str(index)}))
+        assert tf_config == {
+            "cluster": cluster,
+            "task": {"type": role, "index": task},
+            "environment": "cloud",
+        }
+    assert conversion.runtime is not None and conversion.runtime["spec"]["mlPolicy"] == {"numNodes": 1}
+
+
+def test_tfjob_workers_only_expand_the_node_index_into_tf_config() -> None:
+    conversion = convert_job(_job("TFJob", "tfReplicaSpecs", {"Worker": 2}, "tensorflow"))
+    env = {e["name"]: e for e in conversion.trainjob["spec"]["trainer"]["env"]}  # type: ignore[index]
+    names = list(env)
+    assert names.index("TF_TASK_INDEX") < names.index("TF_CONFIG")  # $(VAR) expands earlier variables only
+    value = env["TF_CONFIG"]["value"].replace("$(TF_TASK_INDEX)", "1")
+    assert json.loads(value)["task"] == {"type": "worker", "index": 1}
+    assert json.loads(value)["cluster"] == {"worker": ["job-node-0-0.job:2222", "job-node-0-1.job:2222"]}
+
+
+def test_tfjob_parameter_servers_and_evaluators_are_blocked_with_the_reason() -> None:
+    for role in ("PS", "Evaluator"):
+        conversion = convert_job(_job("TFJob", "tfReplicaSpecs", {role: 1, "Worker": 2}, "tensorflow"))
+        assert conversion.trainjob is None
+        (finding,) = [f for f in conversion.findings if f.severity is Severity.BLOCKER]
+        assert finding.path == f"spec.tfReplicaSpecs.{role}" and "no Trainer v2 equivalent" in finding.message
+
+
+def test_tfjob_chief_without_a_command_is_blocked() -> None:
+    job = _job("TFJob", "tfReplicaSpecs", {"Chief": 1, "Worker": 1}, "tensorflow")
+    for role in ("Chief", "Worker"):
+        del job["spec"]["tfReplicaSpecs"][role]["template"]["spec"]["containers"][0]["command"]
+    assert "tf-config" in _codes(convert_job(job), Severity.BLOCKER)
+
+
+def test_tfjob_without_derived_runtimes_is_blocked() -> None:
+    from ferryman.convert.options import ConvertOptions
+
+    conversion = convert_job(
+        _job("TFJob", "tfReplicaSpecs", {"Worker": 2}, "tensorflow"), ConvertOptions(derived_runtime=False)
+    )
+    assert "no-runtime" in _codes(conversion, Severity.BLOCKER)
+
+
+def test_paddlejob_master_is_its_own_pod_ip_on_node_0_and_node_0s_host_elsewhere() -> None:
+    conversion = convert_job(_job("PaddleJob", "paddleReplicaSpecs", {"Worker": 3}, "paddle"))
+    trainer = conversion.trainjob["spec"]["trainer"]  # type: ignore[index]
+    env = {"POD_IP_DUMMY": "10.1.2.3"}
+    assert _run_wrapper(trainer, "PADDLE_MASTER", {**env, "JOB_COMPLETION_INDEX": "0"}) == "10.1.2.3:36543"
+    assert (
+        _run_wrapper(trainer, "PADDLE_MASTER", {**env, "JOB_COMPLETION_INDEX": "2"})
+        == "job-node-0-0.job:36543"
+    )
+    values = {e["name"]: e.get("value") for e in trainer["env"]}
+    assert values["PADDLE_NNODES"] == "3" and values["PADDLE_JOB_ID"] == "job"
+
+
+def test_paddlejob_master_and_elastic_are_blocked() -> None:
+    conversion = convert_job(_job("PaddleJob", "paddleReplicaSpecs", {"Master": 1, "Worker": 2}, "paddle"))
+    assert conversion.trainjob is None and "no-v2-equivalent" in _codes(conversion, Severity.BLOCKER)
+    job = _job("PaddleJob", "paddleReplicaSpecs", {"Worker": 2}, "paddle")
+    job["spec"]["elasticPolicy"] = {"minReplicas": 1, "maxReplicas": 4}
+    assert "elastic-policy" in _codes(convert_job(job), Severity.BLOCKER)
+
+
+def test_xgboost_dmlc_values_are_compared_with_trainers() -> None:
+    same = [{"name": "DMLC_TRACKER_URI", "value": "job-node-0-0.job"}]
+    other = [{"name": "DMLC_NUM_WORKER", "value": "7"}]
+    for env, severity in ((same, Severity.INFO), (other, Severity.WARNING)):
+        job = _job("XGBoostJob", "xgbReplicaSpecs", {"Master": 1, "Worker": 2}, "xgboost", env=env)
+        conversion = convert_job(job)
+        assert "reserved-env" in _codes(conversion, severity)
+        names = [e["name"] for e in conversion.trainjob["spec"]["trainer"]["env"]]  # type: ignore[index]
+        assert not any(name.startswith("DMLC_") for name in names)
+        assert {"MASTER_ADDR", "WORKER_ADDRS", "RANK", "WORLD_SIZE"} <= set(names)
+
+
+def test_xgboost_without_master_is_blocked() -> None:
+    conversion = convert_job(_job("XGBoostJob", "xgbReplicaSpecs", {"Worker": 2}, "xgboost"))
+    assert "no-master" in _codes(conversion, Severity.BLOCKER)
+
+
+def test_jax_reserved_and_v1_variables() -> None:
+    env = [{"name": "JAX_NUM_PROCESSES", "value": "2"}, {"name": "COORDINATOR_ADDRESS", "value": "x"}]
+    conversion = convert_job(_job("JAXJob", "jaxReplicaSpecs", {"Worker": 2}, "jax", env=env))
+    codes = [
+        (f.code, f.path.rsplit(".", 1)[-1]) for f in conversion.findings if f.severity is Severity.WARNING
+    ]
+    assert ("reserved-env", "env[0]") in codes and ("v1-env-overridden", "env[1]") in codes
+    values = {e["name"]: e.get("value") for e in conversion.trainjob["spec"]["trainer"]["env"]}  # type: ignore[index]
+    assert values["COORDINATOR_ADDRESS"] == "job-node-0-0.job" and values["NUM_PROCESSES"] == "2"
+    assert "JAX_NUM_PROCESSES" not in values
