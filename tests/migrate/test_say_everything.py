@@ -182,3 +182,43 @@ def test_a_sqlite_source_from_another_machine_finds_its_artifacts_beside_the_dat
     assert report.ok, report.summary()
     assert [o for o in report.outcomes if o.kind.value == "unreadable"] == []
     assert report.source_totals["artifacts"] == 1 == report.destination_totals["artifacts"]
+
+
+def test_deleted_runs_are_skipped_and_counted_or_copied_as_deleted(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    source = f"sqlite:///{tmp_path / 'source.db'}"
+    mlflow = MlflowClient(source)
+    experiment_id = mlflow.create_experiment("lifecycle", artifact_location=(tmp_path / "art").as_uri())
+    kept, gone = (mlflow.create_run(experiment_id, run_name=name).info.run_id for name in ("kept", "gone"))
+    for run_id in (kept, gone):
+        mlflow.log_metric(run_id, "loss", 0.5, step=1)
+        mlflow.set_terminated(run_id)
+    mlflow.delete_run(gone)
+
+    destination = f"sqlite:///{tmp_path / 'destination.db'}"
+    default = migrate(MigrationRequest(source, destination))
+    assert default.ok, default.summary()
+    skipped = [(o.kind.value, o.item) for o in default.outcomes]
+    assert skipped == [("skipped", f"run mlflow:{experiment_id}/{gone}")]
+    assert [r.name for r in default.runs] == ["kept"]
+
+    included = migrate(MigrationRequest(source, destination, include_deleted=True))
+    assert included.ok, included.summary()
+    assert included.to_dict()["summary"]["created"] == 1 and included.outcomes == []
+    copy = MlflowClient(destination)
+    copies = copy.search_runs(
+        [copy.get_experiment_by_name("lifecycle").experiment_id], run_view_type=ViewType.ALL
+    )
+    assert {(run.info.run_name, run.info.lifecycle_stage) for run in copies} == {
+        ("kept", "active"), ("gone", "deleted")
+    }
+    again = migrate(MigrationRequest(source, destination, include_deleted=True))
+    assert again.ok and again.to_dict()["summary"]["skipped"] == 2
+
+    elsewhere = migrate(MigrationRequest(source, f"tensorboard:{tmp_path / 'tb'}", include_deleted=True))
+    assert elsewhere.ok, elsewhere.summary()
+    assert [(o.kind.value, o.item) for o in elsewhere.outcomes] == [
+        ("unsupported", f"run mlflow:{experiment_id}/{gone}/deleted")
+    ]

@@ -67,7 +67,8 @@ def test_reads_old_and_new_layouts(store: Path) -> None:
     (experiment,) = reader.experiments()
     assert (experiment.name, experiment.description) == ("Default", "about")
     runs = {run.key: run for run in reader.runs(experiment)}
-    assert set(runs) == {"aaa", "bbb"}
+    assert set(runs) == {"aaa", "bbb", "ccc"}  # the deleted run too, flagged: the engine decides
+    assert [key for key, run in runs.items() if run.deleted] == ["ccc"]
     old, new = runs["aaa"], runs["bbb"]
     assert (old.name, old.status, old.end_time, old.user, old.params) == (
         "old-run",

@@ -90,6 +90,10 @@ class Options(KubeModel):
     models: bool = Field(
         default=True, description="Copy registered models (versions, aliases, stages) and logged models."
     )
+    include_deleted: bool = Field(
+        default=False,
+        description="Copy deleted runs too, as deleted runs (by default each is skipped and counted).",
+    )
     allow_empty: bool = Field(
         default=False, description="Succeed when the source holds no runs (by default that is an error)."
     )

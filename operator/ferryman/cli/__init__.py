@@ -134,6 +134,8 @@ def convert_command(
               help="Shard from JOB_COMPLETION_INDEX and FERRYMAN_SHARDS.")
 @click.option("--report-to", metavar="experimentmigration/NS/NAME",
               help="In a worker pod: report progress and the report to this ExperimentMigration.")
+@click.option("--include-deleted", is_flag=True,
+              help="Copy deleted runs too, as deleted runs (by default each is skipped and counted).")
 @click.option("--allow-empty", is_flag=True, help="Exit 0 when the source holds no runs.")
 @click.option("--json", "json_output", is_flag=True, help="Print the JSON report to stdout.")
 @click.option("-q", "--quiet", is_flag=True,
@@ -142,7 +144,7 @@ def migrate_command(source: str | None, destination: str | None, spec_file: Path
             experiments: tuple[str, ...], since: str | None, dry_run: bool, workers: int | None,
             report_file: Path | None, verify_only: bool, no_verify: bool, no_artifacts: bool,
             shard_index: int | None, shard_count: int | None, shard_env: bool, report_to: str | None,
-            allow_empty: bool, json_output: bool, quiet: bool) -> None:
+            include_deleted: bool, allow_empty: bool, json_output: bool, quiet: bool) -> None:
     """Copy experiments between trackers: resumable, idempotent, verified point by point.
 
     Exit codes: 0 migrated and verified, 1 mismatches or failed runs (see the report), 2 could not run.
@@ -167,6 +169,7 @@ def migrate_command(source: str | None, destination: str | None, spec_file: Path
         request.verify_only = request.verify_only or verify_only
         request.verify = request.verify and not no_verify
         request.artifacts = request.artifacts and not no_artifacts
+        request.include_deleted = request.include_deleted or include_deleted
         request.allow_empty = request.allow_empty or allow_empty
         if workers is not None:
             request.workers = workers

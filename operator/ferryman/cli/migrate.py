@@ -63,6 +63,7 @@ def request_from_spec(path: Path) -> MigrationRequest:
         workers=options.workers,
         artifacts=options.artifacts,
         models=options.models,
+        include_deleted=options.include_deleted,
         allow_empty=options.allow_empty,
         shard_count=spec.parallelism,
     )

@@ -26,9 +26,12 @@ from ferryman.trackers.model import (
     SOURCE_TAG,
     SOURCE_VERSION_TAG,
     Artifact,
+    DestinationRun,
+    Experiment,
     MetricBatch,
     Outcome,
     OutcomeKind,
+    RegisteredModel,
     Run,
     TrackerReader,
     TrackerWriter,
@@ -237,6 +240,11 @@ class Migration:
                     f"no runs found in {redact(request.source)}: an empty or mistyped source? "
                     "(--allow-empty, spec.options.allowEmpty, accepts an empty source)"
                 )
+            self._outcome([
+                Outcome(OutcomeKind.SKIPPED, f"run {identity}",
+                        "deleted in the source; --include-deleted copies it as a deleted run")
+                for experiment in experiments for identity in experiment.deleted
+            ])
             self._checkpoint()
             if request.dry_run:
                 self._dry_run(reader, experiments)
@@ -363,6 +371,9 @@ class Migration:
         if self.request.artifacts:
             self._copy_artifacts(reader, writer, run, key, entry.action, digest, result)
         writer.finish_run(key, run)
+        if run.deleted and not getattr(writer, "marks_deleted", False):
+            self._outcome(Outcome(OutcomeKind.UNSUPPORTED, f"run {entry.identity}/deleted",
+                                  "the destination cannot mark a run deleted; copied as an ordinary run"))
         with self._lock:
             self._digests[entry.identity] = digest
 
@@ -582,6 +593,8 @@ class Migration:
                 return source, None
             result.destination = target_run.key
             target = digest_run(destination_reader, target_run, with_artifacts=self.request.artifacts)
+            if source.run.deleted and not getattr(writer, "marks_deleted", False):  # an outcome already
+                target.run.deleted = True
             parent_identity = experiment.identities.get(entry.run.parent_key or "")
             parent = destination_runs.get(parent_identity) if parent_identity else None
             expected_parent = parent.key if parent else None

@@ -46,6 +46,7 @@ class MigrationRequest:
     workers: int = 4
     artifacts: bool = True
     models: bool = True
+    include_deleted: bool = False  # copy deleted runs (as deleted); by default each is a SKIPPED outcome
     allow_empty: bool = False  # a source without runs is not an error
     shard_index: int = 0
     shard_count: int = 1
@@ -68,6 +69,7 @@ class PlannedExperiment:
     destination_key: str | None  # None in a dry run when the destination has no such experiment yet
     runs: list[PlannedRun]
     identities: dict[str, str]  # source run key -> identity, for every run of the experiment (parents)
+    deleted: list[str] = field(default_factory=list)  # identities of this shard's deleted runs left out
 
 
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
@@ -133,6 +135,8 @@ def plan(
             if request.run_filter.matches(run)
             and shard_of(identities[root_key(run, by_key)], request.shard_count) == request.shard_index
         ]
+        deleted = [identities[run.key] for run in selected if run.deleted and not request.include_deleted]
+        selected = [run for run in selected if request.include_deleted or not run.deleted]
         if create_experiments:
             destination_key: str | None = writer.ensure_experiment(experiment)
         else:
@@ -147,5 +151,5 @@ def plan(
             entries.append(
                 PlannedRun(run, identity, decide(run, present), present, present.key if present else None)
             )
-        planned.append(PlannedExperiment(experiment, destination_key, entries, identities))
+        planned.append(PlannedExperiment(experiment, destination_key, entries, identities, deleted))
     return planned

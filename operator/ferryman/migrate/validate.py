@@ -165,6 +165,11 @@ def compare_runs(
         problems.append(f"start time {src.start_time} became {dst.start_time}")
     if src.end_time != dst.end_time:
         problems.append(f"end time {src.end_time} became {dst.end_time}")
+    if src.deleted != dst.deleted:
+        problems.append(
+            "deleted in the destination only" if dst.deleted
+            else "not deleted in the destination"
+        )
     if (src.user or None) != (dst.user or None):
         problems.append(f"user {src.user!r} became {dst.user!r}")
     if (src.notes or None) != (dst.notes or None) and not _kept_whole(src.notes, dst.notes):

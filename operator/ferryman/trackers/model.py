@@ -52,11 +52,12 @@ class Run:
     notes: str | None = None
     parent_key: str | None = None  # key of the parent run (nested runs)
     params: dict[str, str] = field(default_factory=dict)
+    deleted: bool = False  # deleted at the source (MLflow's lifecycle stage `deleted`), not yet purged
 
 
 def source_state(run: Run) -> str:
     """What the completion mark records of the source run; a change means the source run moved on."""
-    return f"{run.status.value}:{run.end_time}"
+    return f"{run.status.value}:{run.end_time}" + (":deleted" if run.deleted else "")
 
 
 @dataclass(slots=True)
@@ -182,6 +183,9 @@ class WithoutModelRegistry:
 
 class TrackerWriter(Protocol):
     """A destination. The engine calls it from several threads, but never concurrently for the same run.
+
+    A writer whose destination can mark a run deleted sets `marks_deleted = True` and does so in
+    `finish_run` for a run with `deleted` set (the engine counts the others as outcomes).
 
     Resume contract: for one run the engine hands over each metric key's points in source order, and after a
     crash `high_water_marks` must never report more points for a key than were handed over (a count of points

@@ -76,6 +76,7 @@ def run_from_fields(
     user: str | None,
     tags: dict[str, str],
     params: dict[str, str],
+    lifecycle_stage: str | None = None,
 ) -> Run:
     """A neutral run from MLflow's fields, with the field-like `mlflow.*` tags lifted out."""
     return Run(
@@ -90,4 +91,5 @@ def run_from_fields(
         notes=tags.get(NOTE_TAG),
         parent_key=tags.get(PARENT_TAG),
         params=params,
+        deleted=lifecycle_stage == "deleted",
     )

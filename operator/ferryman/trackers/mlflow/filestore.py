@@ -119,8 +119,6 @@ class FileStoreReader:
             meta = self._meta(run_dir / "meta.yaml")
             if meta is None:
                 continue
-            if meta.get("lifecycle_stage") == "deleted":
-                continue
             run_id = str(meta.get("run_id") or meta.get("run_uuid") or run_dir.name)
             run = run_from_fields(
                 run_id,
@@ -132,6 +130,7 @@ class FileStoreReader:
                 user=meta.get("user_id"),
                 tags=self._key_values(run_dir / "tags"),
                 params=self._key_values(run_dir / "params"),
+                lifecycle_stage=meta.get("lifecycle_stage"),
             )
             if since and (run.start_time or 0) < since:
                 continue

@@ -67,7 +67,7 @@ class MlflowReader:
         token = None
         while True:
             page = self.backend.tracking.search_runs(
-                [experiment.key], query, ViewType.ACTIVE_ONLY, 1000, ["attributes.start_time ASC"], token
+                [experiment.key], query, ViewType.ALL, 1000, ["attributes.start_time ASC"], token
             )
             for found in page:
                 info, data = found.info, found.data
@@ -83,6 +83,7 @@ class MlflowReader:
                     user=info.user_id,
                     tags=dict(data.tags),
                     params=dict(data.params),
+                    lifecycle_stage=info.lifecycle_stage,
                 )
             token = page.token
             if not token:

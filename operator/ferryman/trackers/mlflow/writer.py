@@ -56,9 +56,11 @@ class MlflowWriter:
     """Writes into a tracking server or database store (see `TrackerWriter` for the contract)."""
 
     kind = "mlflow"
+    marks_deleted = True
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
+        self._deleted: set[str] = set()  # migrated runs found deleted: restored before they are written
         self._artifact_uris: dict[str, str] = {}
         self._fresh: set[str] = set()  # runs this writer created (nothing of theirs to look up)
         self._renames: dict[str, dict[str, str]] = {}  # run -> source metric key -> stored key
@@ -98,7 +100,7 @@ class MlflowWriter:
         token = None
         while True:
             page = self.backend.tracking.search_runs(
-                [experiment_key], "", ViewType.ACTIVE_ONLY, 1000, None, token
+                [experiment_key], "", ViewType.ALL, 1000, None, token
             )
             for run in page:
                 tags = run.data.tags
@@ -107,6 +109,8 @@ class MlflowWriter:
                     continue
                 with self._lock:
                     self._artifact_uris[run.info.run_id] = run.info.artifact_uri
+                    if run.info.lifecycle_stage == "deleted":
+                        self._deleted.add(run.info.run_id)
                 state = tags.get(COMPLETE_TAG)
                 found[source] = DestinationRun(run.info.run_id, source, state is not None, state)
             token = page.token
@@ -155,6 +159,11 @@ class MlflowWriter:
         self.backend.upload_artifact(uri, LONG_VALUES_ARTIFACT, io.BytesIO(json.dumps(document).encode()))
 
     def write_params(self, run_key: str, params: dict[str, str]) -> list[Outcome]:
+        with self._lock:  # the engine's first write to a resumed run: MLflow writes active runs only
+            restore = run_key in self._deleted
+            self._deleted.discard(run_key)
+        if restore:
+            self.backend.tracking.restore_run(run_key)
         with self._lock:  # created by this writer and no params written yet: nothing to look up
             fresh = run_key in self._fresh and run_key not in self._params_written
             self._params_written.add(run_key)
@@ -297,6 +306,8 @@ class MlflowWriter:
             run_key, MlflowRunStatus.from_string(run.status.value), run.end_time, None
         )
         self.backend.log_batch_json(run_key, [], [], [{"key": COMPLETE_TAG, "value": state}])
+        if run.deleted:
+            self.backend.tracking.delete_run(run_key)
 
     def write_registered_model(self, model: RegisteredModel, run_keys: dict[str, str]) -> list[Outcome]:
         from mlflow.entities.model_registry import ModelVersionTag, RegisteredModelTag
