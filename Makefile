@@ -30,7 +30,6 @@ bench: install db-packages
 # Offline conversion of the examples, then the operator end to end on the local control plane
 # (CutoverPolicy Plan and Mirror, an ExperimentMigration of TensorBoard logs into an embedded MLflow store).
 demo: install cluster-bins
-	$(BIN)/ferryman convert examples/pytorchjobs --report text > /dev/null
 	$(BIN)/python -m ferryman_dev.demo
 
 crds: install

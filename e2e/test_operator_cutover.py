@@ -19,7 +19,7 @@ from lightkube import ApiError, Client, codecs
 from lightkube.resources.core_v1 import ConfigMap
 from lightkube.types import PatchType
 
-from ferryman.kube.resources import CutoverPolicy, JobSet, PyTorchJob, TrainJob
+from ferryman.kube.resources import CutoverPolicy, JobSet, PyTorchJob, TrainingRuntime, TrainJob
 from ferryman_dev.cluster import ControlPlane
 from ferryman_dev.operator import OperatorProcess, install_ferryman, operator_kubeconfig
 from ferryman_dev.waiting import wait_for
@@ -138,20 +138,24 @@ def _plan_mirror_takeover(
 ) -> None:
     # Plan: every job converted, findings summarised, the full report in a ConfigMap, nothing created.
     status = wait_for(lambda: ready(kube, name), "the Plan to be Ready")
-    assert status["jobs"] == len(jobs) and status["blocked"] == 1 and status["convertible"] == len(jobs) - 1
-    assert status["findings"]["blocker"] >= 1
-    assert {"sidecar", "unpatchable-pod-field"} <= {b["code"] for b in status["topBlockers"]}
+    assert status["jobs"] == len(jobs) and status["blocked"] == 0 and status["convertible"] == len(jobs)
+    assert status["derivedRuntimes"] == 1  # the hostNetwork and sidecar example's
     assert status["trainerAPI"] == "v2.2"
     report_namespace, report_name = status["reportConfigMap"].split("/")
     report = json.loads(kube.get(ConfigMap, report_name, namespace=report_namespace).data["report.json"])
     assert sorted(j["name"] for j in report["jobs"]) == sorted(j["metadata"]["name"] for j in jobs)
     assert trainjobs(kube, namespace) == {}
+    assert list(kube.list(TrainingRuntime, namespace=namespace)) == []
 
-    # Mirror: converted TrainJobs side by side, suspended, owned by the policy.
+    # Mirror: converted TrainJobs side by side, suspended, owned by the policy, after their derived runtime.
     generation = patch_policy(kube, name, {"mode": "Mirror", "mirror": {"suspend": True}})
     status = wait_for(lambda: ready(kube, name, generation), "the Mirror to be Ready")
     mirrored = trainjobs(kube, namespace)
-    assert len(mirrored) == len(jobs) - 1 == status["trainJobs"]["present"]
+    assert len(mirrored) == len(jobs) == status["trainJobs"]["present"]
+    (runtime,) = kube.list(TrainingRuntime, namespace=namespace)
+    assert runtime.metadata.labels["ferryman.dev/policy"] == name
+    users = [t for t in mirrored.values() if t["spec"]["runtimeRef"]["kind"] == "TrainingRuntime"]
+    assert [t["spec"]["runtimeRef"]["name"] for t in users] == [runtime.metadata.name]
     for trainjob in mirrored.values():
         assert trainjob["spec"]["suspend"] is True
         (owner,) = trainjob["metadata"]["ownerReferences"]
@@ -169,7 +173,7 @@ def _plan_mirror_takeover(
 
     status = wait_for(lambda: ready(kube, name, generation), "the Takeover to be Ready", timeout=90)
     served = trainjobs(kube, namespace)
-    assert len(served) == len(jobs) == status["trainJobs"]["present"], "TrainJobs duplicated or missing"
+    assert len(served) == len(jobs) + 1 == status["trainJobs"]["present"], "TrainJobs duplicated or missing"
     sources = {j.metadata.name: j.to_dict() for j in kube.list(PyTorchJob, namespace=namespace)}
     for trainjob in served.values():
         (owner,) = trainjob["metadata"]["ownerReferences"]

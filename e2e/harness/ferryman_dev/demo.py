@@ -1,4 +1,5 @@
-"""`make demo`: the operator end to end on the local control plane.
+"""`make demo`: the conversion of the bundled examples, then the operator end to end on the local
+control plane.
 
 Brings up etcd, kube-apiserver, controllers and kwok fake GPU nodes; installs ferryman from deploy/ and runs
 the operator with its own least-privilege ServiceAccount; applies the example PyTorchJobs and the example
@@ -41,6 +42,29 @@ def write_tensorboard_logs(directory: Path) -> None:
             writer.add_hparams({"lr": lr, "batch_size": 256}, {"hparam/final_loss": 2.5 * math.exp(-lr * 50)})
 
 
+def show_conversion(examples: Path, out: Path) -> None:
+    """`ferryman convert examples/pytorchjobs -o OUT/`: the report, then one converted file in full (the
+    TrainJob whose pod settings needed a derived TrainingRuntime, and that runtime)."""
+    import io
+
+    from ferryman.cli.convert import run_convert
+    from ferryman.convert.options import ConvertOptions
+
+    shutil.rmtree(out, ignore_errors=True)
+    report = io.StringIO()
+    run_convert([str(examples)], ConvertOptions(), output=out, report_format="text", stdout=report)
+    say(f"== ferryman convert {examples.relative_to(repo_root())} -o {out.relative_to(repo_root())}/")
+    for line in report.getvalue().splitlines():
+        say(f"   {line}")
+    with_runtime = next(
+        (p for p in sorted(out.rglob("*.yaml")) if "kind: TrainingRuntime" in p.read_text()), None
+    )
+    if with_runtime is not None:
+        say(f"== {with_runtime.relative_to(repo_root())}: the TrainJob and the derived runtime it runs on")
+        for line in with_runtime.read_text().splitlines():
+            say(f"   {line}")
+
+
 def ready(status: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
 
@@ -52,12 +76,13 @@ def main() -> int:
     from lightkube.resources.core_v1 import Namespace, Pod
     from lightkube.types import PatchType
 
-    from ferryman.kube.resources import CutoverPolicy, ExperimentMigration, TrainJob
+    from ferryman.kube.resources import CutoverPolicy, ExperimentMigration, TrainingRuntime, TrainJob
 
     root = repo_root()
     state = root / ".cache" / "demo"
     shutil.rmtree(state / "cluster", ignore_errors=True)
     state.mkdir(parents=True, exist_ok=True)
+    show_conversion(root / "examples" / "pytorchjobs", state / "converted")
     plane = ControlPlane(state / "cluster", ClusterSpec())
     say("== starting the local control plane (etcd, kube-apiserver, controllers, kwok with fake GPU nodes)")
     plane.start(progress=lambda line: say(f"   {line}"))
@@ -86,7 +111,8 @@ def main() -> int:
         say(f"== CutoverPolicy {name}, mode Plan")
         say(
             f"   jobs {status['jobs']}, convertible {status['convertible']}, blocked {status['blocked']}, "
-            f"findings {status['findings']} (TrainJob API {status['trainerAPI']}, discovered)"
+            f"derived runtimes {status['derivedRuntimes']}, findings {status['findings']} "
+            f"(TrainJob API {status['trainerAPI']}, discovered)"
         )
         for blocker in status["topBlockers"]:
             say(f"   blocker {blocker['code']}: {blocker['jobs']} job(s), e.g. {blocker['example']}")
@@ -101,6 +127,9 @@ def main() -> int:
         generation = patched.metadata.generation
         wait_for(lambda: _ready_status(client.get(CutoverPolicy, name).to_dict(), generation), "the Mirror")
         say("== mode Mirror: converted TrainJobs side by side, suspended, owned by the policy")
+        for runtime in client.list(TrainingRuntime, namespace="*"):
+            name = f"{runtime.metadata.namespace}/{runtime.metadata.name}"
+            say(f"   TrainingRuntime {name} (derived for settings a TrainJob cannot patch, created first)")
         for trainjob in client.list(TrainJob, namespace="*"):
             spec = trainjob.to_dict()["spec"]
             say(

@@ -41,7 +41,7 @@ from ferryman.controller.cutover import (
 )
 from ferryman.kube.builders import build_config_map
 from ferryman.kube.client import FIELD_MANAGER, patch_status, tolerate_gone_or_conflict
-from ferryman.kube.resources import CutoverPolicy, TrainJob
+from ferryman.kube.resources import CutoverPolicy, TrainingRuntime, TrainJob
 
 CONFIG_MAP_LIMIT = 900_000  # ConfigMaps hold at most 1 MiB; larger reports are stored gzipped
 
@@ -212,7 +212,7 @@ async def _ensure_runtime(
         return
     with tolerate_gone_or_conflict():
         await ctx.client.create(
-            codecs.from_dict(build_derived_runtime(runtime, policy)), field_manager=FIELD_MANAGER
+            TrainingRuntime.from_dict(build_derived_runtime(runtime, policy)), field_manager=FIELD_MANAGER
         )
     present.add(key)
 

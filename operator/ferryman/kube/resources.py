@@ -13,6 +13,7 @@ def _names(kind: kinds.Kind) -> tuple[str, str, str, str]:
 
 PyTorchJob = create_namespaced_resource(*_names(kinds.PYTORCHJOB))
 TrainJob = create_namespaced_resource(*_names(kinds.TRAINJOB))
+TrainingRuntime = create_namespaced_resource(*_names(kinds.TRAINING_RUNTIME))
 JobSet = create_namespaced_resource(*_names(kinds.JOBSET))
 CutoverPolicy = create_global_resource(*_names(kinds.CUTOVER_POLICY))
 ExperimentMigration = create_namespaced_resource(*_names(kinds.EXPERIMENT_MIGRATION))
