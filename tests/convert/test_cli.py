@@ -88,7 +88,7 @@ def test_single_file_to_stdout_with_report_on_stderr(tmp_path: Path) -> None:
     assert trainjob["kind"] == "TrainJob" and trainjob["metadata"]["name"] == "train"
     assert result.stdout.startswith("# a comment that stays\n")
     assert f"{source}\n  PyTorchJob team-a/train [doc 0]: converted -> TrainJob train" in result.stderr
-    assert "1 PyTorchJob(s) in 1 file(s): 1 converted" in result.stderr
+    assert "1 PyTorchJob in 1 file(s): 1 converted" in result.stderr
     assert source.read_text() == job()  # the source is never touched without --in-place
 
 
@@ -252,7 +252,7 @@ def test_directory_walk_honours_gitignore_and_skips_git(tree: Path, tmp_path: Pa
 def test_examples_convert_and_the_report_reads_well() -> None:
     result = run(EXAMPLES)
     assert result.exit_code == 0, result.output
-    assert "5 PyTorchJob(s) in 5 file(s): 5 converted; 0 blocked" in result.stderr
+    assert "5 PyTorchJob in 5 file(s): 5 converted; 0 blocked" in result.stderr
     kinds = [d["kind"] for d in docs(result.stdout)]
     assert kinds.count("TrainJob") == 5 and kinds.count("TrainingRuntime") == 1 and "ConfigMap" in kinds
 

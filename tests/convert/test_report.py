@@ -30,17 +30,27 @@ INFO = Finding(severity=Severity.INFO, path="metadata.uid", message="dropped", c
 
 def converted() -> JobResult:
     conversion = Conversion("bert", "nlp", trainjob("bert-renamed"), findings=[INFO, WARNING])
-    return JobResult(0, "", None, "bert", "nlp", conversion, [INFO, WARNING])
+    return JobResult(0, "", None, "PyTorchJob", "kubeflow.org/v1", "bert", "nlp", conversion, [INFO, WARNING])
 
 
 def blocked() -> JobResult:
     conversion = Conversion("gpt", None, None, findings=[BLOCKER])
-    return JobResult(2, "spec.components[0].template", "AppWrapper", "gpt", "research", conversion, [BLOCKER])
+    return JobResult(
+        2,
+        "spec.components[0].template",
+        "AppWrapper",
+        "TFJob",
+        "kubeflow.org/v1",
+        "gpt",
+        "research",
+        conversion,
+        [BLOCKER],
+    )
 
 
 def forced() -> JobResult:
     conversion = Conversion("gpt", None, trainjob("gpt"), findings=[BLOCKER])
-    return JobResult(0, "", None, "gpt", None, conversion, [BLOCKER])
+    return JobResult(0, "", None, "PyTorchJob", "kubeflow.org/v1", "gpt", None, conversion, [BLOCKER])
 
 
 def test_job_record_fields() -> None:
@@ -50,6 +60,8 @@ def test_job_record_fields() -> None:
         "document": 0,
         "location": "",
         "wrapper": None,
+        "kind": "PyTorchJob",
+        "apiVersion": "kubeflow.org/v1",
         "name": "bert",
         "namespace": "nlp",
         "status": "converted",
@@ -104,6 +116,10 @@ def test_json_report_is_one_record_per_job_with_errors_and_summary() -> None:
         "forced": 1,
         "blocked": 1,
         "unsupported": 0,
+        "kinds": {
+            "PyTorchJob": {"jobs": 2, "converted": 1, "forced": 1, "blocked": 0, "unsupported": 0},
+            "TFJob": {"jobs": 1, "converted": 0, "forced": 0, "blocked": 1, "unsupported": 0},
+        },
         "derivedRuntimes": 0,
         "findings": {"blocker": 2, "warning": 1, "info": 1},
     }
@@ -125,13 +141,13 @@ def test_text_report() -> None:
     assert lines[2].split() == ["warning", "b", "spec.runPolicy.backoffLimit"]  # most severe first
     assert lines[3].strip() == "no backoffLimit"
     assert (
-        "  PyTorchJob research/gpt [doc 2, AppWrapper spec.components[0].template]: NOT converted: blocked"
+        "  TFJob research/gpt [doc 2, AppWrapper spec.components[0].template]: NOT converted: blocked"
         in lines
     )
     assert "chart.yaml:3:7: error: not valid YAML" in lines
     assert "no-jobs.yaml" not in text
     assert lines[-1] == (
-        "2 PyTorchJob(s) in 3 file(s): 1 converted; 1 blocked; findings: 1 blocker, 1 warning, 1 info; "
+        "1 PyTorchJob, 1 TFJob in 3 file(s): 1 converted; 1 blocked; findings: 1 blocker, 1 warning, 1 info; "
         "1 file(s) with errors"
     )
 
@@ -144,7 +160,9 @@ def test_many_info_findings_with_one_code_share_a_line() -> None:
         for key in ("uid", "resourceVersion", "generation")
     ]
     conversion = Conversion("bert", "nlp", trainjob("bert"), findings=[*dropped, WARNING])
-    job = JobResult(0, "", None, "bert", "nlp", conversion, [*dropped, WARNING])
+    job = JobResult(
+        0, "", None, "PyTorchJob", "kubeflow.org/v1", "bert", "nlp", conversion, [*dropped, WARNING]
+    )
     lines = render_text([FileReport("a.yaml", [job])]).splitlines()
     assert lines[2].split()[:2] == ["warning", "b"]
     assert (

@@ -144,3 +144,37 @@ def test_jax_reserved_and_v1_variables() -> None:
     values = {e["name"]: e.get("value") for e in conversion.trainjob["spec"]["trainer"]["env"]}  # type: ignore[index]
     assert values["COORDINATOR_ADDRESS"] == "job-node-0-0.job" and values["NUM_PROCESSES"] == "2"
     assert "JAX_NUM_PROCESSES" not in values
+
+
+def test_a_stream_of_every_kind_reports_kind_and_api_version_per_job_and_counts_per_kind() -> None:
+    import yaml
+
+    from ferryman.convert.manifests import convert_stream
+    from ferryman.convert.options import ConvertOptions
+    from ferryman.convert.report import FileReport, render_json
+
+    jobs = [
+        _job("JAXJob", "jaxReplicaSpecs", {"Worker": 2}, "jax"),
+        _job("XGBoostJob", "xgbReplicaSpecs", {"Master": 1, "Worker": 1}, "xgboost"),
+        _job("TFJob", "tfReplicaSpecs", {"PS": 1, "Worker": 2}, "tensorflow"),
+        _job("PaddleJob", "paddleReplicaSpecs", {"Worker": 2}, "paddle"),
+    ]
+    result = convert_stream(yaml.safe_dump_all(jobs), ConvertOptions())
+    converted = [doc for doc in yaml.safe_load_all(result.text) if doc]
+    kinds = [doc["kind"] for doc in converted]
+    assert kinds == ["TrainJob", "TrainJob", "TFJob", "TrainingRuntime", "TrainJob"]
+    report = json.loads(render_json([FileReport("jobs.yaml", result.jobs)]))
+    assert [(r["kind"], r["apiVersion"], r["status"]) for r in report["jobs"]] == [
+        ("JAXJob", "kubeflow.org/v1", "converted"),
+        ("XGBoostJob", "kubeflow.org/v1", "converted"),
+        ("TFJob", "kubeflow.org/v1", "blocked"),
+        ("PaddleJob", "kubeflow.org/v1", "converted"),
+    ]
+    assert report["summary"]["kinds"]["TFJob"] == {
+        "jobs": 1,
+        "converted": 0,
+        "forced": 0,
+        "blocked": 1,
+        "unsupported": 0,
+    }
+    assert set(report["summary"]["kinds"]) == {"JAXJob", "XGBoostJob", "TFJob", "PaddleJob"}

@@ -101,11 +101,13 @@ class ManifestError(ValueError):
 
 @dataclass
 class JobResult:
-    """One PyTorchJob found in the stream and what became of it."""
+    """One v1 job found in the stream and what became of it."""
 
     document: int  # index of the document in the stream (0-based)
     location: str  # field path of the job inside its document, "" when the document is the job
     wrapper: str | None  # kind of the enclosing object, None for a top-level job
+    kind: str  # of the source job (PyTorchJob, TFJob, ...)
+    api_version: str | None  # of the source job, as written
     name: str | None
     namespace: str | None
     conversion: Conversion | None  # None when the job was not converted at all (unsupported apiVersion)
@@ -508,6 +510,8 @@ def _convert_one(job: _Found, options: ConvertOptions) -> JobResult:
         document=job.document.index,
         location=location,
         wrapper=job.wrapper,
+        kind=str(job.obj.get("kind")),
+        api_version=str(job.obj["apiVersion"]) if job.obj.get("apiVersion") is not None else None,
         name=str(name) if name is not None else None,
         namespace=str(namespace) if namespace is not None else None,
         conversion=None,

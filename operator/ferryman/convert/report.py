@@ -1,4 +1,4 @@
-"""Conversion reports: one record per source PyTorchJob, rendered as text for people or JSON for pipelines."""
+"""Conversion reports: one record per source v1 job, rendered as text for people or JSON for pipelines."""
 
 from __future__ import annotations
 
@@ -42,6 +42,8 @@ def job_record(file: str, job: JobResult, template: bool = False) -> dict[str, A
         "document": job.document,
         "location": job.location,
         "wrapper": job.wrapper,
+        "kind": job.kind,
+        "apiVersion": job.api_version,
         "name": job.name,
         "namespace": job.namespace,
         "status": job.status,
@@ -59,6 +61,10 @@ def job_record(file: str, job: JobResult, template: bool = False) -> dict[str, A
 
 def summary(reports: list[FileReport]) -> dict[str, Any]:
     statuses = Counter(job.status for report in reports for job in report.jobs)
+    kinds: dict[str, Counter[str]] = {}
+    for report in reports:
+        for job in report.jobs:
+            kinds.setdefault(job.kind, Counter())[job.status] += 1
     severities = Counter(str(f.severity) for report in reports for job in report.jobs for f in job.findings)
     runtimes = {
         (runtime["metadata"].get("namespace"), runtime["metadata"]["name"])
@@ -76,6 +82,10 @@ def summary(reports: list[FileReport]) -> dict[str, Any]:
         "forced": statuses["forced"],
         "blocked": statuses["blocked"],
         "unsupported": statuses["unsupported"],
+        "kinds": {
+            kind: {"jobs": sum(counts.values()), **{status: counts[status] for status in _STATUS_TEXT}}
+            for kind, counts in sorted(kinds.items())
+        },
         "derivedRuntimes": len(runtimes),
         "findings": {str(s): severities[str(s)] for s in Severity},
     }
@@ -138,7 +148,7 @@ def _job_lines(job: JobResult) -> list[str]:
     name = job.name or "<unnamed>"
     source = f"{job.namespace}/{name}" if job.namespace else name
     where = f"doc {job.document}" + (f", {job.wrapper} {job.location}" if job.location else "")
-    line = f"  PyTorchJob {source} [{where}]: {_STATUS_TEXT[job.status]}"
+    line = f"  {job.kind} {source} [{where}]: {_STATUS_TEXT[job.status]}"
     if job.trainjob_name:
         record = job_record("", job)
         details = []
@@ -167,7 +177,8 @@ def _job_lines(job: JobResult) -> list[str]:
 
 
 def _summary_line(totals: dict[str, Any]) -> str:
-    parts = [f"{totals['jobs']} PyTorchJob(s) in {totals['files']} file(s): {totals['converted']} converted"]
+    kinds = ", ".join(f"{counts['jobs']} {kind}" for kind, counts in totals["kinds"].items()) or "0 jobs"
+    parts = [f"{kinds} in {totals['files']} file(s): {totals['converted']} converted"]
     if totals["forced"]:
         parts.append(f"{totals['forced']} forced despite blockers")
     parts.append(f"{totals['blocked']} blocked")
