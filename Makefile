@@ -46,7 +46,7 @@ cluster: install cluster-bins
 
 # The database servers MLflow's database destinations are tested and benchmarked against (ferryman_dev.postgres
 # starts them in temporary directories), installed when missing (as root, like CI).
-DB_PACKAGES := postgresql
+DB_PACKAGES := postgresql mariadb-server
 
 db-packages:
 	@missing=$$(for p in $(DB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

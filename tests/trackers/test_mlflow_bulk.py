@@ -1,4 +1,4 @@
-"""The bulk path into MLflow databases against MLflow's own store, on SQLite and a real PostgreSQL server.
+"""The bulk path into MLflow databases against MLflow's own store, on SQLite, PostgreSQL and MariaDB servers.
 
 The same points written by the bulk writer and by MLflow's `SqlAlchemyStore.log_batch` leave the same
 `metrics` and `latest_metrics` rows; the tracker contract (round trip, resume after a crash) holds on both; a
@@ -38,13 +38,13 @@ from tests.trackers.test_contract import start
 POINTS = 2_500
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def database(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """The URI of a new MLflow database (artifacts of a server database go below the working directory)."""
     monkeypatch.chdir(tmp_path)
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'mlflow.db'}"
-    return str(request.getfixturevalue("postgres_database"))
+    return str(request.getfixturevalue(f"{request.param}_database"))
 
 
 def tricky() -> list[MetricBatch]:
@@ -62,7 +62,8 @@ def tricky() -> list[MetricBatch]:
 
 
 def rows(engine: sqlalchemy.Engine, table: str, run_id: str) -> list[tuple[object, ...]]:
-    query = f'SELECT "key", value, timestamp, step, is_nan FROM {table} WHERE run_uuid = :run'
+    key = engine.dialect.identifier_preparer.quote("key")
+    query = f"SELECT {key}, value, timestamp, step, is_nan FROM {table} WHERE run_uuid = :run"
     with engine.connect() as connection:
         found = connection.execute(sqlalchemy.text(query), {"run": run_id}).fetchall()
     return sorted((key, value, ts, step, bool(nan)) for key, value, ts, step, nan in found)
@@ -166,4 +167,4 @@ def test_a_new_sqlite_file_gets_exactly_the_schema_mlflow_makes(tmp_path: Path) 
     with sqlite3.connect(fast) as connection:  # MLflow's default experiment, at this store's location
         (location,) = connection.execute("SELECT artifact_location FROM experiments WHERE experiment_id = 0")
     connection.close()
-    assert location == (str(tmp_path / "mlartifacts" / "0"),)
+    assert location == (str(tmp_path / "fast-artifacts" / "0"),)

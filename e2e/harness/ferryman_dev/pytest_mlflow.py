@@ -2,8 +2,8 @@
 
 Servers started through the session-scoped factory live until the end of the session, so modules share them
 by asking for them in their own module- or session-scoped fixtures. MLflow's database destinations get one
-real PostgreSQL server per session (`postgres_server`) and a fresh database of it per test
-(`postgres_database`).
+real PostgreSQL and one MariaDB server per session (`postgres_server`, `mariadb_server`) and a fresh
+database of one per test (`postgres_database`, `mariadb_database`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from ferryman_dev.mariadb import MariadbServer, start_mariadb
 from ferryman_dev.mlflow import MlflowServer, start_mlflow_server
 from ferryman_dev.postgres import PostgresServer, start_postgres
 
@@ -57,3 +58,16 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_database(postgres_server: PostgresServer) -> str:
     """The SQLAlchemy URI of a new, empty database on the session's PostgreSQL server."""
     return postgres_server.create_database(f"test_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[MariadbServer]:
+    """One MariaDB server (Debian's packages) for the session."""
+    with start_mariadb() as server:
+        yield server
+
+
+@pytest.fixture
+def mariadb_database(mariadb_server: MariadbServer) -> str:
+    """The SQLAlchemy URI of a new, empty database on the session's MariaDB server."""
+    return mariadb_server.create_database(f"test_{uuid.uuid4().hex[:12]}")

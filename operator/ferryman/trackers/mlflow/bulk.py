@@ -79,8 +79,8 @@ def _copy_text(rows: list[Row]) -> str:
     )
 
 
-def _copy(cursor: Any, statement: str, rows: list[Row]) -> None:
-    """COPY through psycopg2 (`copy_expert`) or psycopg 3 (`cursor.copy`)."""
+def copy_rows(cursor: Any, statement: str, rows: list[Row]) -> None:
+    """COPY through psycopg 3 (`cursor.copy`, SQLAlchemy's default driver) or psycopg2 (`copy_expert`)."""
     text = _copy_text(rows)
     if hasattr(cursor, "copy_expert"):
         cursor.copy_expert(statement, io.StringIO(text))
@@ -147,7 +147,7 @@ class BulkWriter(MlflowWriter):
             return
         cursor.execute("SAVEPOINT ferryman_points")
         try:
-            _copy(cursor, self.sql.copy_points, rows)
+            copy_rows(cursor, self.sql.copy_points, rows)
         except Exception as error:  # a point stored before (a resumed write): the slower, idempotent path
             if not _unique_violation(error):
                 raise
