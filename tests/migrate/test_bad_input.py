@@ -52,7 +52,7 @@ def test_missing_experiment_is_named_and_nothing_is_written(
     )
     assert result.returncode == 2
     assert "experiment(s) 'no-such-experiment' not found in " + mlflow_source.url in result.stderr
-    assert not (tmp_path / "mlartifacts").exists()
+    assert not (tmp_path / "mlflow-artifacts").exists()
 
 
 def test_wrong_credentials_are_rejected_clearly_and_each_end_has_its_own(

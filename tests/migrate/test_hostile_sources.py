@@ -133,7 +133,7 @@ def test_file_names_leaving_the_destination_are_refused_and_counted(tmp_path: Pa
     assert all(o["kind"] == OutcomeKind.UNSUPPORTED for o in refused.values())
     collided = [o for o in outcomes(report) if o["item"] == "run VIS-1/artifact model//weights.pt"]
     assert collided and "already taken by 'model/weights.pt'" in collided[0]["reason"]
-    stored = list((tmp_path / "destination" / "mlartifacts").rglob("weights.pt"))
+    stored = list((tmp_path / "destination" / "mlflow-artifacts").rglob("weights.pt"))
     assert len(stored) == 1
 
 
@@ -159,7 +159,7 @@ def test_symlinks_out_of_an_mlruns_store_are_not_followed(tmp_path: Path) -> Non
     reasons = [o for o in outcomes(report) if "leads out of the source root" in o["reason"]]
     names = {Path(o["item"].removeprefix("file ")).name for o in reasons}
     assert names == {"stolen", "token", "secrets", "loss"}
-    assert len(list((tmp_path / "destination" / "mlartifacts").rglob("ok.txt"))) == 1
+    assert len(list((tmp_path / "destination" / "mlflow-artifacts").rglob("ok.txt"))) == 1
 
 
 def test_symlinks_out_of_a_tensorboard_log_directory_are_not_followed(tmp_path: Path) -> None:

@@ -16,12 +16,13 @@ import yaml
 from ferryman.migrate.copy import Progress, ProgressCallback, ReportCallback, migrate
 from ferryman.migrate.plan import MigrationError, MigrationRequest, RunFilter, parse_since
 from ferryman.migrate.report import MigrationReport
+from ferryman.trackers.mlflow.backend import artifact_root_of
 from ferryman.trackers.registry import redact
 
 if TYPE_CHECKING:
     from ferryman.cli.worker import MigrationReporter
 
-DEFAULT_DESTINATION = "sqlite:///./mlflow.db"  # embedded MLflow store, artifacts in ./mlartifacts
+DEFAULT_DESTINATION = "sqlite:///./mlflow.db"  # embedded MLflow store, artifacts in ./mlflow-artifacts
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
 PROGRESS_LINE_SECONDS = 5.0  # without a terminal: one progress line this often (and at each phase)
 REPORT_WRITE_SECONDS = 1.0  # a growing report is rewritten at most this often
@@ -174,7 +175,7 @@ def run(request: MigrationRequest, *, report_file: Path | None, json_output: boo
         quiet_tracker_logs()
     if request.destination == DEFAULT_DESTINATION and not quiet:
         database = Path("mlflow.db").resolve()
-        artifacts = database.parent / "mlartifacts"
+        artifacts = artifact_root_of(database)
         print(f"Destination: embedded MLflow store {database} (artifacts in {artifacts}); "
               f"browse it with: mlflow ui --backend-store-uri sqlite:///{database}", file=sys.stderr)
     try:

@@ -20,6 +20,12 @@ from ferryman.trackers.paths import inside, safe_relative
 from ferryman.trackers.registry import Credentials, Endpoint, Store
 
 
+def artifact_root_of(database: Path) -> Path:
+    """Where a SQLite destination keeps its artifacts: beside it, named after it (`runs.db` ->
+    `runs-artifacts/`), so two databases in one folder never share an artifact directory."""
+    return database.with_name(f"{database.stem}-artifacts")
+
+
 class Backend:
     """One MLflow end: its tracking and registry stores, artifacts, and the fast metric path."""
 
@@ -120,7 +126,7 @@ class Backend:
                     store_uri = f"sqlite:///{snapshot}"
                 else:
                     path.parent.mkdir(parents=True, exist_ok=True)
-                artifact_root = str((path.parent / "mlartifacts").resolve())
+                artifact_root = str(artifact_root_of(path).resolve())
         elif role == "source":
             _refuse_outdated_source(uri)
         try:
@@ -290,11 +296,13 @@ class Backend:
     def beside_database(self, artifact_uri: str) -> str | None:
         """Where a SQLite store's local artifact location recorded on another machine (`file:C:/Users/…`)
         is found on this one: the same `<experiment>/<run>/artifacts` under the database's own `mlruns/` or
-        `mlartifacts/` (as a file store's runs are found under its own directory)."""
+        `mlartifacts/`, or the directory ferryman gives a SQLite destination (`artifact_root_of`), as a file
+        store's runs are found under its own directory."""
         if self.base_dir is None or self._local(artifact_uri) is None:
             return None
         tail = [part for part in re.split(r"[\\/]", urllib.parse.unquote(artifact_uri)) if part][-3:]
-        for root in (self.base_dir / "mlruns", self.base_dir / "mlartifacts"):
+        database = self.base_dir / Path(self.uri.split(":///", 1)[-1]).name
+        for root in (self.base_dir / "mlruns", self.base_dir / "mlartifacts", artifact_root_of(database)):
             if len(tail) == 3 and root.is_dir():
                 return (root.joinpath(*tail)).as_uri()
         return None
