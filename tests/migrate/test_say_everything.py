@@ -222,3 +222,25 @@ def test_deleted_runs_are_skipped_and_counted_or_copied_as_deleted(tmp_path: Pat
     assert [(o.kind.value, o.item) for o in elsewhere.outcomes] == [
         ("unsupported", f"run mlflow:{experiment_id}/{gone}/deleted")
     ]
+
+
+def test_an_artifact_the_tensorboard_writer_renames_verifies_under_its_new_name(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    source = f"sqlite:///{tmp_path / 'source.db'}"
+    mlflow = MlflowClient(source)
+    experiment_id = mlflow.create_experiment("logs", artifact_location=(tmp_path / "art").as_uri())
+    run_id = mlflow.create_run(experiment_id).info.run_id
+    (tmp_path / "events.out.tfevents.1.laptop").write_bytes(b"not read as events")
+    mlflow.log_artifact(run_id, str(tmp_path / "events.out.tfevents.1.laptop"), "tb")
+    mlflow.set_terminated(run_id)
+
+    request = MigrationRequest(source, f"tensorboard:{tmp_path / 'out'}")
+    first = migrate(request)
+    assert first.ok, first.summary()
+    (renamed,) = first.outcomes
+    assert renamed.kind.value == "renamed"
+    assert renamed.item.endswith("/artifact tb/events.out.tfevents.1.laptop")
+    again = migrate(request)
+    assert again.ok, again.summary()
+    assert again.to_dict()["summary"]["artifactsWritten"] == 0

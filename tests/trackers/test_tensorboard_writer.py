@@ -61,7 +61,7 @@ def test_round_trip_through_the_writer_and_reader(tmp_path: Path) -> None:
     writer.write_metrics(key, batches(3_000))
     assert writer.write_artifact(key, blob(b"model", "model/weights.bin")) is None
     outcome = writer.write_artifact(key, blob(b"tb", "tb/events.out.tfevents.1.host"))
-    assert outcome is not None and outcome.kind is OutcomeKind.UNSUPPORTED
+    assert outcome is not None and outcome.kind is OutcomeKind.RENAMED
     assert writer.stored_artifacts(key) == {"model/weights.bin": 5, "tb/events.out.tf-events.1.host": 2}
     leftover = tmp_path / "dest" / key / "ferryman" / "partial" / "tmp1.part"  # a copy a crash interrupted
     leftover.write_bytes(b"half")

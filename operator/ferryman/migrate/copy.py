@@ -443,6 +443,7 @@ class Migration:
         result: RunResult,
     ) -> None:
         stored = writer.stored_artifacts(key) if action == Action.RESUME else {}
+        stored_path = getattr(writer, "stored_artifact_path", str)  # the name the writer stores a path under
         names: dict[str, str] = {}  # normalised name -> the source name that took it
         for artifact in reader.artifacts(run):
             try:
@@ -459,7 +460,7 @@ class Migration:
             artifact = Artifact(path, artifact.open, artifact.size, artifact.sha256)
             if artifact.path.startswith(INTERNAL_PREFIX):
                 continue
-            if artifact.size is not None and stored.get(artifact.path) == artifact.size:
+            if artifact.size is not None and stored.get(stored_path(artifact.path)) == artifact.size:
                 digest.artifacts[artifact.path] = sha256_of(artifact.open)
                 continue
             hashing: list[_HashingReader] = []
@@ -600,6 +601,9 @@ class Migration:
             expected_parent = parent.key if parent else None
             if not self.request.artifacts:
                 source.artifacts.clear()
+            stored_path = getattr(writer, "stored_artifact_path", None)
+            if stored_path is not None:
+                source.artifacts = {stored_path(path): found for path, found in source.artifacts.items()}
             notes: list[Outcome] = []
             result.mismatches.extend(compare_runs(source, target, destination_reader, expected_parent, notes))
             self._outcome(notes)

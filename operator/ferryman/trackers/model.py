@@ -185,7 +185,9 @@ class TrackerWriter(Protocol):
     """A destination. The engine calls it from several threads, but never concurrently for the same run.
 
     A writer whose destination can mark a run deleted sets `marks_deleted = True` and does so in
-    `finish_run` for a run with `deleted` set (the engine counts the others as outcomes).
+    `finish_run` for a run with `deleted` set (the engine counts the others as outcomes). A writer that
+    stores some artifacts under another name reports each as RENAMED and has `stored_artifact_path(path)`
+    give the name, so verification compares the artifact under it.
 
     Resume contract: for one run the engine hands over each metric key's points in source order, and after a
     crash `high_water_marks` must never report more points for a key than were handed over (a count of points

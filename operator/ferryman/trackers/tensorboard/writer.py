@@ -308,6 +308,11 @@ class TensorBoardWriter(WithoutModelRegistry):
                 found[rel] = path.stat().st_size
         return found
 
+    def stored_artifact_path(self, path: str) -> str:
+        """Where an artifact is stored: a name containing `tfevents` as `tf-events` (the engine's
+        verification compares the artifact under this name)."""
+        return path.replace("tfevents", "tf-events")
+
     def write_artifact(self, run_key: str, artifact: Artifact) -> Outcome | None:
         try:
             parts = paths.safe_relative(artifact.path).split("/")
@@ -317,11 +322,12 @@ class TensorBoardWriter(WithoutModelRegistry):
         if "/".join(parts) == RUN_METADATA:
             return Outcome(OutcomeKind.UNSUPPORTED, f"run {run_key}/artifact {artifact.path}",
                            "the path of ferryman's own run metadata; not stored")
-        if any("tfevents" in p for p in parts):
-            parts = [p.replace("tfevents", "tf-events") for p in parts]
-            outcome = Outcome(OutcomeKind.UNSUPPORTED, f"run {run_key}/artifact {artifact.path}",
-                              f"stored as {'/'.join(parts)}: TensorBoard would read the original name as an "
-                              "event file")
+        stored = self.stored_artifact_path("/".join(parts))
+        if stored != "/".join(parts):
+            parts = stored.split("/")
+            outcome = Outcome(OutcomeKind.RENAMED, f"run {run_key}/artifact {artifact.path}",
+                              f"stored as {stored}: TensorBoard would read the original name as an event "
+                              "file")
         target = self._run_dir(run_key).joinpath(*parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = self._run_dir(run_key) / PARTIAL_DIR  # internal until complete: a crash leaves no artifact
