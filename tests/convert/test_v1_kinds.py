@@ -178,3 +178,57 @@ def test_a_stream_of_every_kind_reports_kind_and_api_version_per_job_and_counts_
         "unsupported": 0,
     }
     assert set(report["summary"]["kinds"]) == {"JAXJob", "XGBoostJob", "TFJob", "PaddleJob"}
+
+
+def _mpijob(api_version: str = "kubeflow.org/v2beta1", **spec: Any) -> dict[str, Any]:
+    launcher = {"name": "launcher", "image": "example.com/mpi:1", "command": ["mpirun", "-np", "8", "./app"]}
+    worker = {"name": "worker", "image": "example.com/mpi:1"}
+    return {
+        "apiVersion": api_version,
+        "kind": "MPIJob",
+        "metadata": {"name": "job"},
+        "spec": {
+            "slotsPerWorker": 4,
+            "mpiReplicaSpecs": {
+                "Launcher": {"replicas": 1, "template": {"spec": {"containers": [launcher]}}},
+                "Worker": {"replicas": 2, "template": {"spec": {"containers": [worker]}}},
+            },
+            **spec,
+        },
+    }
+
+
+def test_mpijob_runs_launcher_and_workers_on_a_derived_mpi_runtime() -> None:
+    conversion = convert_job(_mpijob(runLauncherAsWorker=True, sshAuthMountPath="/home/mpiuser/.ssh"))
+    assert not conversion.blocked
+    trainjob, runtime = conversion.trainjob, conversion.runtime
+    assert trainjob is not None and runtime is not None
+    assert trainjob["spec"]["trainer"]["numNodes"] == 3  # the launcher works too
+    assert trainjob["spec"]["trainer"]["command"] == ["mpirun", "-np", "8", "./app"]
+    assert runtime["spec"]["mlPolicy"]["mpi"] == {
+        "numProcPerNode": 4,
+        "mpiImplementation": "OpenMPI",
+        "sshAuthMountPath": "/home/mpiuser/.ssh",
+        "runLauncherAsNode": True,
+    }
+    node, launcher = runtime["spec"]["template"]["spec"]["replicatedJobs"]
+    assert (node["name"], launcher["name"]) == ("node", "launcher")
+    (worker,) = node["template"]["spec"]["template"]["spec"]["containers"]
+    assert worker["name"] == "node" and worker["command"] == ["/usr/sbin/sshd", "-De"]
+
+
+def test_mpijob_intel_and_mpich_are_blocked_with_the_reason() -> None:
+    for implementation in ("Intel", "MPICH"):
+        conversion = convert_job(_mpijob(mpiImplementation=implementation))
+        assert conversion.trainjob is None
+        (finding,) = [f for f in conversion.findings if f.severity is Severity.BLOCKER]
+        assert finding.path == "spec.mpiImplementation" and "Open MPI only" in finding.message
+
+
+def test_mpijob_v1_workers_need_an_ssh_server_and_reserved_openmpi_variables_are_dropped() -> None:
+    job = _mpijob("kubeflow.org/v1")
+    launcher = job["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]
+    launcher["env"] = [{"name": "OMPI_MCA_orte_default_hostfile", "value": "/etc/mpi/hostfile"}]
+    conversion = convert_job(job)
+    assert {"mpi-ssh", "reserved-env"} <= _codes(conversion, Severity.WARNING)
+    assert conversion.trainjob is not None and not conversion.trainjob["spec"]["trainer"]["env"]

@@ -518,13 +518,13 @@ def _convert_one(job: _Found, options: ConvertOptions) -> JobResult:
     )
     kind = job_kind(job.obj)
     assert kind is not None  # _find_jobs found it by the table
-    if job.obj.get("apiVersion") != kind.kind.api_version:
+    if job.obj.get("apiVersion") not in kind.api_versions:
         result.findings.append(
             Finding(
                 severity=Severity.BLOCKER,
                 path=_join(location, "apiVersion"),
-                message=f"apiVersion {job.obj.get('apiVersion')} is not {kind.kind.api_version}, the only "
-                f"{kind.kind.kind} version ferryman reads; upgrade the job to that API first",
+                message=f"apiVersion {job.obj.get('apiVersion')} is not {' or '.join(kind.api_versions)}, the "
+                f"{kind.kind.kind} versions ferryman reads; upgrade the job to that API first",
                 code="unsupported-api-version",
             )
         )

@@ -10,10 +10,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ferryman.api.kinds import JAXJOB, PADDLEJOB, PYTORCHJOB, TFJOB, TRAINJOB, XGBOOSTJOB, Kind
+from ferryman.api.kinds import (
+    JAXJOB,
+    MPIJOB,
+    MPIJOB_V1,
+    PADDLEJOB,
+    PYTORCHJOB,
+    TFJOB,
+    TRAINJOB,
+    XGBOOSTJOB,
+    Kind,
+)
 from ferryman.convert.core import JobConverter, mapping
 from ferryman.convert.findings import Finding, Severity
 from ferryman.convert.jaxjob import JAXJobConverter
+from ferryman.convert.mpijob import MPIJobConverter
 from ferryman.convert.options import Conversion, ConvertOptions
 from ferryman.convert.paddlejob import PaddleJobConverter
 from ferryman.convert.pytorchjob import PyTorchJobConverter
@@ -23,10 +34,16 @@ from ferryman.convert.xgboostjob import XGBoostJobConverter
 
 @dataclass(frozen=True)
 class JobKind:
-    """A convertible kind; its version is the one ferryman reads (others are reported, not converted)."""
+    """A convertible kind: the versions ferryman reads (``kind``'s and ``also``'s; others are reported, not
+    converted) and the converter reading them."""
 
     kind: Kind
     converter: type[JobConverter]
+    also: tuple[Kind, ...] = ()
+
+    @property
+    def api_versions(self) -> tuple[str, ...]:
+        return tuple(k.api_version for k in (self.kind, *self.also))
 
 
 JOB_KINDS: dict[tuple[str, str], JobKind] = {
@@ -37,6 +54,7 @@ JOB_KINDS: dict[tuple[str, str], JobKind] = {
         JobKind(XGBOOSTJOB, XGBoostJobConverter),
         JobKind(TFJOB, TFJobConverter),
         JobKind(PADDLEJOB, PaddleJobConverter),
+        JobKind(MPIJOB, MPIJobConverter, also=(MPIJOB_V1,)),
     )
 }
 
@@ -88,7 +106,7 @@ def convert_job(obj: dict[str, Any], options: ConvertOptions | None = None) -> C
         )
     row = JOB_KINDS.get((group, kind))
     if row is None:
-        known = ", ".join(f"{r.kind.kind} ({r.kind.api_version})" for r in JOB_KINDS.values())
+        known = ", ".join(f"{r.kind.kind} ({', '.join(r.api_versions)})" for r in JOB_KINDS.values())
         raise ConversionError(
             f"{kind or '<no kind>'} {name!r} (apiVersion {obj.get('apiVersion')!r}) is not a job ferryman "
             f"converts: field 'kind' must be one of {known}"

@@ -112,6 +112,14 @@ def derived_runtime(
         },
     }
     spec.update(policy)
+    return named_runtime(namespace, base_runtime, spec, framework)
+
+
+def named_runtime(
+    namespace: str | None, base_runtime: str, spec: dict[str, Any], framework: str
+) -> dict[str, Any]:
+    """A namespaced TrainingRuntime of ``spec`` named ``<base_runtime>-<hash of spec>``: jobs needing the
+    same runtime share one."""
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     metadata: dict[str, Any] = {"name": f"{base_runtime[: 62 - _DIGEST].rstrip('-')}-{digest[:_DIGEST]}"}
     if namespace:
