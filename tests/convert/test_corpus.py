@@ -16,8 +16,10 @@ import yaml
 from ferryman.api.trainer import TrainerAPI
 from ferryman.cli.convert import run_convert
 from ferryman.convert.findings import Severity
-from ferryman.convert.manifests import ManifestError, convert_stream
+from ferryman.convert.manifests import ManifestError, _find_jobs, convert_stream, iter_documents
 from ferryman.convert.options import ConvertOptions
+from ferryman.convert.registry import convert_job
+from tests.convert.facts import uncovered_facts
 from tests.convert.trainjob_schema import schema_errors
 
 pytestmark = pytest.mark.corpus
@@ -137,3 +139,22 @@ def test_cli_over_the_whole_corpus(corpus_dir: Path, tmp_path: Path) -> None:
     assert all(e["line"] for e in report_data["errors"])
     written = {p.name for p in out.rglob("*.yaml")}
     assert written == {p.name for p in manifests(corpus_dir)}
+
+
+@pytest.mark.parametrize("trainer_api", list(TrainerAPI))
+def test_no_fact_is_dropped_without_a_finding(corpus_dir: Path, trainer_api: TrainerAPI) -> None:
+    """Every scalar of every corpus job (wrapped ones too) is in the emitted objects or under a finding."""
+    checked = 0
+    for path in manifests(corpus_dir):
+        text = path.read_text(encoding="utf-8")
+        template = convert_stream(text, ConvertOptions()).template
+        options = ConvertOptions(trainer_api=trainer_api, force=True, template=template)
+        for document in iter_documents(text):
+            for found in _find_jobs(document):
+                obj = found.obj
+                if not (obj.get("metadata") or {}).get("name"):
+                    obj = {**obj, "metadata": {**(obj.get("metadata") or {}), "name": "wrapped"}}
+                conversion = convert_job(obj, options)
+                assert uncovered_facts(obj, conversion) == [], (path.name, found.path)
+                checked += 1
+    assert checked == 25

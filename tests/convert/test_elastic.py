@@ -28,8 +28,8 @@ def test_torchrun_job_runs_a_fixed_size_with_rendezvous_and_node_range_kept() ->
     assert variables["PET_RDZV_BACKEND"] == "c10d"
     assert variables["PET_RDZV_ENDPOINT"] == "el-node-0-0.el:29500"  # node 0's stable host name
     assert variables["PET_MAX_RESTARTS"] == "3"
-    (finding,) = codes(conversion)["elastic-policy"]
-    assert finding.severity == "warning"
+    added, finding = codes(conversion)["elastic-policy"]
+    assert finding.severity == "warning" and added.path.endswith(".command[0]")
     for lost in ("minReplicas 1 and maxReplicas 4", "HorizontalPodAutoscaler", "Resource cpu"):
         assert lost in finding.message
     assert "--nnodes=1:4 on the torchrun command line" in finding.message

@@ -121,9 +121,10 @@ def classify(command: list[str] | None, args: list[str] | None) -> Entrypoint:
     return Entrypoint(Launch.OPAQUE, None, text)
 
 
-def add_launcher_argument(trainer: dict[str, Any], argument: str) -> bool:
+def add_launcher_argument(trainer: dict[str, Any], argument: str) -> str | None:
     """Put ``argument`` right after the torch launcher in ``trainer``'s command or args (a token of its own,
-    or inside a shell script); False, changing nothing, unless the launcher is named exactly once."""
+    or inside a shell script), and say where (``args[1]``); None, changing nothing, unless the launcher is
+    named exactly once."""
     places = [
         (key, index, match)
         for key in ("command", "args")
@@ -132,7 +133,7 @@ def add_launcher_argument(trainer: dict[str, Any], argument: str) -> bool:
         for match in _TORCH_LAUNCHER.finditer(token)
     ]
     if len(places) != 1:
-        return False
+        return None
     key, index, match = places[0]
     tokens = list(trainer[key])
     token = tokens[index]
@@ -141,7 +142,7 @@ def add_launcher_argument(trainer: dict[str, Any], argument: str) -> bool:
     else:
         tokens[index] = f"{token[: match.end()]} {argument}{token[match.end() :]}"
     trainer[key] = tokens
-    return True
+    return f"{key}[{index}]"
 
 
 def v1_env_references(texts: list[str]) -> list[str]:

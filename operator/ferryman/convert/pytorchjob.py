@@ -220,8 +220,15 @@ class PyTorchJobConverter(JobConverter):
             never = f" The command pins {pinned.group(0)}"
         elif entry.launch is Launch.TORCH and low is not None and high is not None and low != high:
             nodes = f"--nnodes={low}:{high}"
-            if add_launcher_argument(trainer, nodes):
+            where = add_launcher_argument(trainer, nodes)
+            if where is not None:
                 kept.append(f"{nodes} on the torchrun command line")
+                self.report(
+                    Severity.INFO,
+                    f"{cpath}.{where}",
+                    "elastic-policy",
+                    f"{nodes} added after torchrun: it rendezvouses between minReplicas and maxReplicas",
+                )
         never += ": the job was never elastic in node count" if never else ""
         self.report(
             Severity.WARNING,
@@ -229,7 +236,8 @@ class PyTorchJobConverter(JobConverter):
             "elastic-policy",
             f"Trainer v2 has no elastic scaling (v2.2 removed ElasticPolicy): the TrainJob runs a fixed "
             f"{num_nodes} nodes (the replicas). Lost: {'; '.join(lost) or 'nothing else'}. Kept: "
-            f"{', '.join(kept) or 'nothing'}.{never}" + (". " if never else " ")
+            f"{', '.join(kept) or 'nothing'}.{never}"
+            + (". " if never else " ")
             + "--strict-elastic blocks elastic jobs instead",
         )
         names = {e["name"] for e in rendezvous}
