@@ -254,6 +254,7 @@ class MPIJobConverter(JobConverter):
                     "pod-metadata-ignored",
                     f"pod template metadata.{k} is set by the Job controller; not carried",
                 )
+        self.resources(pod, f"{base}.template.spec")
         policy = spec.restart_policy or default_restart
         restart = _RESTART.get(policy)
         if restart is None or restart != policy:
@@ -266,6 +267,31 @@ class MPIJobConverter(JobConverter):
             )
         pod["restartPolicy"] = restart or "OnFailure"
         return f"{base}.template.spec", pod, meta
+
+    def resources(self, pod: dict[str, Any], path: str) -> None:
+        """Container resources as a TrainingRuntime accepts them: quantities as strings where YAML made
+        them floats, keys other than limits, requests and claims dropped with a finding."""
+        for list_key in ("initContainers", "containers"):
+            for index, container in enumerate(pod.get(list_key) or []):
+                resources = container.get("resources") if isinstance(container, dict) else None
+                if not isinstance(resources, dict):
+                    continue
+                rpath = f"{path}.{list_key}[{index}].resources"
+                for key in [k for k in resources if k not in ("limits", "requests", "claims")]:
+                    self.report(
+                        Severity.WARNING,
+                        f"{rpath}.{key}",
+                        "unknown-field",
+                        f"{key!r} is not a field of resources (limits, requests, claims); the v1 API server "
+                        "dropped it, and so does the conversion",
+                    )
+                    del resources[key]
+                for section in ("limits", "requests"):
+                    quantities = resources.get(section)
+                    if isinstance(quantities, dict):
+                        resources[section] = {
+                            name: str(q) if isinstance(q, float) else q for name, q in quantities.items()
+                        }
 
     def launcher(
         self, launcher: tuple[str, Any], spec: mpi.MPIJobSpec, v1: bool
