@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -293,6 +294,52 @@ def _last_v1_condition(kube: Client, namespace: str, name: str) -> tuple[str, st
     return (conditions[-1]["type"], conditions[-1]["reason"]) if conditions else None
 
 
+def kubectl_wait_ready(cluster: ControlPlane, name: str, timeout: int = 90) -> None:
+    """`kubectl wait --for=condition=Ready` on a CutoverPolicy, as a user's script would."""
+    subprocess.run(
+        ["kubectl", f"--kubeconfig={cluster.kubeconfig}", "wait", "--for=condition=Ready",
+         f"cutoverpolicy/{name}", f"--timeout={timeout}s"],
+        check=True, capture_output=True, text=True,
+    )
+
+
+def test_takeover_with_a_blocked_job_is_degraded_and_kubectl_wait_follows_the_generation(
+    namespace: str, operator: OperatorProcess, ferryman_installed: ControlPlane, kube: Client
+) -> None:
+    """(The namespace comes first so that it outlives the operator: events the operator still posts
+    must not meet a terminating namespace.)"""
+    good = next(j for j in example_jobs(namespace) if j["metadata"]["name"] == "resnet50-finetune")
+    amd = copy.deepcopy(good)  # its runtime (the rule's) is not installed: blocked
+    amd["metadata"]["name"] = "amd-job"
+    for replica in amd["spec"]["pytorchReplicaSpecs"].values():
+        replica["template"]["spec"]["containers"][0]["resources"] = {"limits": {"amd.com/gpu": 1}}
+    for job in (good, amd):
+        kube.create(codecs.from_dict(job))
+    name = "degraded-takeover"  # label values (ferryman.dev/policy) hold at most 63 characters
+    rules = {"rules": [{"resource": "amd.com/*", "runtime": "rocm-distributed"}]}
+    kube.create(codecs.from_dict(make_policy(name, namespace, mode="Plan", runtimeRules=rules)))
+    try:
+        kubectl_wait_ready(ferryman_installed, name)
+        assert policy_status(kube, name)["blocked"] == 1
+
+        # A mode change: kubectl wait returns only once the new generation is applied, never on the Plan.
+        generation = patch_policy(kube, name, {"mode": "Takeover", "takeover": {"v1ControllerRemoved": True}})
+        kubectl_wait_ready(ferryman_installed, name)
+        status = policy_status(kube, name)
+        conditions = {c["type"]: c for c in status["conditions"]}
+        assert status["observedGeneration"] == generation
+        assert conditions["Ready"]["reason"] == "Serving"
+        assert all(c["observedGeneration"] == generation for c in conditions.values())
+
+        # The blocked job is run by nothing now: counted, and the Degraded condition says which and why.
+        assert status["trainJobs"]["present"] == 1 and status["trainJobs"]["notServed"] == 1
+        degraded = conditions["Degraded"]
+        assert degraded["status"] == "True" and degraded["reason"] == "JobsNotServed"
+        assert f"{namespace}/amd-job: blocked (runtime-missing)" in degraded["message"]
+    finally:
+        kube.delete(CutoverPolicy, name)
+
+
 def test_existing_trainjob_is_adopted_not_duplicated(
     operator: OperatorProcess, kube: Client, namespace: str
 ) -> None:
@@ -309,7 +356,9 @@ def test_existing_trainjob_is_adopted_not_duplicated(
     kube.create(codecs.from_dict(make_policy(name, namespace, mode="Mirror", mirror={"suspend": True})))
     try:
         status = wait_for(lambda: ready(kube, name), "the Mirror to be Ready")
-        assert status["trainJobs"] == {"present": 1, "adopted": 1, "pending": 0, "conflicts": 0, "skipped": 0}
+        assert status["trainJobs"] == {
+            "present": 1, "adopted": 1, "pending": 0, "conflicts": 0, "skipped": 0, "notServed": 0
+        }
         (trainjob,) = trainjobs(kube, namespace).values()
         assert trainjob["metadata"]["labels"]["ferryman.dev/policy"] == name
         assert trainjob["metadata"]["ownerReferences"][0]["kind"] == "CutoverPolicy"

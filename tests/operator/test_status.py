@@ -111,6 +111,9 @@ def pytorchjob(name: str, **pod: Any) -> dict[str, Any]:
     }
 
 
+UNSERVED = ["team-a/net: blocked (unpatchable-pod-field)"]
+
+
 @pytest.mark.parametrize(
     ("mode", "trainer_missing", "counts"),
     [
@@ -118,12 +121,15 @@ def pytorchjob(name: str, **pod: Any) -> dict[str, Any]:
         ("Mirror", False, TrainJobCounts(present=1, adopted=1, conflicts=1)),
         ("Mirror", False, TrainJobCounts(present=1, pending=3)),
         ("Mirror", True, TrainJobCounts()),
+        ("Takeover", False, TrainJobCounts(present=1, not_served=1)),
     ],
 )
 def test_cutover_policy_status_is_its_crd_schema(
     mode: str, trainer_missing: bool, counts: TrainJobCounts
 ) -> None:
-    spec = CutoverPolicySpec.model_validate({"mode": mode})
+    takeover = {"takeover": {"v1ControllerRemoved": True}} if mode == "Takeover" else {}
+    spec = CutoverPolicySpec.model_validate({"mode": mode, **takeover})
+    unserved = UNSERVED[: counts.not_served]
     options = convert_options(spec, TrainerAPI.V2_2)
     plans = {
         ("team-a", name): plan_job(job, options, RUNTIMES)
@@ -137,12 +143,14 @@ def test_cutover_policy_status_is_its_crd_schema(
         trainer_api=TrainerAPI.V2_2,
         trainer_missing=trainer_missing,
         train_jobs=counts,
+        unserved=unserved,
         report_config_map="ferryman-system/ferryman-plan-cutover",
         at=NOW,
     )
     written = first.model_dump(mode="json", by_alias=True)
     assert_written(written, CutoverPolicyStatus, kinds.CUTOVER_POLICY)
-    assert {c["type"] for c in written["conditions"]} == {"Ready", "Progressing"}
+    assert {c["type"] for c in written["conditions"]} == {"Ready", "Progressing", "Degraded"}
+    assert is_true(first.conditions, "Degraded") is (mode == "Takeover")
     assert all(c["observedGeneration"] == 2 for c in written["conditions"])
     assert is_true(first.conditions, "Ready") is (not trainer_missing and not counts.pending)
 
@@ -156,6 +164,7 @@ def test_cutover_policy_status_is_its_crd_schema(
         trainer_api=TrainerAPI.V2_2,
         trainer_missing=trainer_missing,
         train_jobs=counts,
+        unserved=unserved,
         report_config_map="ferryman-system/ferryman-plan-cutover",
         at=NOW + timedelta(seconds=10),
     )

@@ -99,6 +99,11 @@ class TrainJobCounts(StatusModel):
     pending: int = Field(default=0, description="TrainJobs waiting for the creation rate limit")
     conflicts: int = Field(default=0, description="names held by a different TrainJob, left alone")
     skipped: int = Field(default=0, description="jobs not served: finished or started under v1")
+    not_served: int = Field(
+        default=0,
+        description="unfinished jobs without a TrainJob because they are blocked or their name is taken: "
+        "under Takeover nothing runs them (the Degraded condition names them and says why)",
+    )
 
 
 class CutoverPolicyStatus(StatusModel):

@@ -319,10 +319,12 @@ def policy_status(
     trainer_api: TrainerAPI,
     trainer_missing: bool,
     train_jobs: TrainJobCounts,
+    unserved: list[str],
     report_config_map: str,
     at: datetime,
 ) -> CutoverPolicyStatus:
-    """The status a policy's reconciliation writes: its plans' summary, TrainJobs, Ready and Progressing."""
+    """The status a policy's reconciliation writes: its plans' summary, TrainJobs, Ready, Progressing and
+    Degraded (`unserved`: up to UNSERVED_EXAMPLES jobs without a TrainJob, each with why)."""
     status = summarise(plans)
     status.observed_generation = generation
     status.trainer_api = trainer_api.value
@@ -337,12 +339,13 @@ def policy_status(
     elif spec.mode is CutoverMode.PLAN:
         ready = (True, "Planned", summary)
     else:
-        served = f"{train_jobs.present} TrainJobs, {train_jobs.conflicts} conflicts, " + (
-            f"{train_jobs.skipped} not served"
+        served = (
+            f"{train_jobs.present} TrainJobs, {train_jobs.conflicts} conflicts, "
+            f"{train_jobs.not_served} not served, {train_jobs.skipped} finished or started under v1"
         )
         ready = (True, "Mirrored" if spec.mode is CutoverMode.MIRROR else "Serving", f"{summary}; {served}")
     conditions = set_condition(current.conditions, "Ready", *ready, observed_generation=generation, at=at)
-    status.conditions = set_condition(
+    conditions = set_condition(
         conditions,
         "Progressing",
         bool(pending),
@@ -350,6 +353,58 @@ def policy_status(
         f"{pending} TrainJobs to create" if pending else "",
         observed_generation=generation,
         at=at,
+    )
+    degraded = _degraded(spec.mode, train_jobs, unserved)
+    status.conditions = set_condition(
+        conditions, "Degraded", *degraded, observed_generation=generation, at=at
+    )
+    return status
+
+
+UNSERVED_EXAMPLES = 5  # jobs the Degraded condition names
+
+
+def _degraded(mode: CutoverMode, train_jobs: TrainJobCounts, unserved: list[str]) -> tuple[bool, str, str]:
+    """Degraded: a Takeover leaves jobs that neither v1 (removed) nor Trainer runs."""
+    if mode is CutoverMode.PLAN:
+        return False, "Planned", "nothing is served in Plan"
+    if not train_jobs.not_served:
+        return False, "AllServed", ""
+    shown = unserved[:UNSERVED_EXAMPLES]
+    more = train_jobs.not_served - len(shown)
+    jobs = "; ".join(shown) + (f"; and {more} more (see the report)" if more > 0 else "")
+    count = train_jobs.not_served
+    if mode is CutoverMode.MIRROR:
+        return False, "NotMirrored", f"{count} jobs have no mirror (v1 still runs them): {jobs}"
+    return True, "JobsNotServed", f"{count} jobs are run by neither Training Operator v1 nor Trainer: {jobs}"
+
+
+def unserved_reason(plan: JobPlan, decision: Decision) -> str | None:
+    """Why an unfinished job has no TrainJob (`namespace/name: why`), or None when it is served or done."""
+    if plan.finished:
+        return None
+    if plan.blocked:
+        codes = sorted({f.code for f in plan.findings if f.severity is Severity.BLOCKER})
+        return f"{plan.namespace}/{plan.name}: blocked ({', '.join(codes)})"
+    if decision.action is Action.CONFLICT:
+        return f"{plan.namespace}/{plan.name}: {decision.reason}"
+    return None
+
+
+def applying_status(
+    current: CutoverPolicyStatus, generation: int, mode: CutoverMode, at: datetime
+) -> CutoverPolicyStatus | None:
+    """Ready False for a new generation until its reconciliation ends (None when already reconciled)."""
+    ready = next((c for c in current.conditions if c.type == "Ready"), None)
+    if ready is not None and (ready.observed_generation or 0) >= generation:
+        return None
+    status = current.model_copy()
+    message = f"applying generation {generation} (mode {mode.value})"
+    conditions = set_condition(
+        current.conditions, "Ready", False, "Applying", message, observed_generation=generation, at=at
+    )
+    status.conditions = set_condition(
+        conditions, "Progressing", True, "Applying", message, observed_generation=generation, at=at
     )
     return status
 

@@ -129,6 +129,11 @@ async def cutover_policy(
     await policy.reconcile_policy(ctx, body, _indexes(kwargs), logger)
 
 
+@kopf.on.update(*kinds.CUTOVER_POLICY.resource, field="spec")
+async def cutover_policy_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await policy.mark_applying(context(memo), body)
+
+
 @kopf.on.event(*kinds.CUTOVER_POLICY.resource)
 async def forget_policy(type: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     if type == "DELETED":

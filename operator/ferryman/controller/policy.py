@@ -30,6 +30,7 @@ from ferryman.controller.cutover import (
     PolicyState,
     RuntimeCatalog,
     TokenBucket,
+    applying_status,
     build_derived_runtime,
     convert_options,
     decide,
@@ -38,6 +39,7 @@ from ferryman.controller.cutover import (
     policy_status,
     render_report,
     selects,
+    unserved_reason,
 )
 from ferryman.kube.builders import build_config_map
 from ferryman.kube.client import FIELD_MANAGER, patch_status, tolerate_gone_or_conflict
@@ -92,10 +94,12 @@ async def reconcile_policy(
 
     policy = {**CUTOVER_POLICY.type_meta, "metadata": dict(body["metadata"])}
     trainjobs = values(indexes["trainjobs"])
-    counts = TrainJobCounts()
+    counts, unserved = TrainJobCounts(), list[str]()
     trainer_missing = served is None and spec.mode is not CutoverMode.PLAN
     if spec.mode is not CutoverMode.PLAN and not trainer_missing:
-        counts = await _serve(ctx, spec, policy, state, plans, pytorchjobs, trainjobs, runtimes, logger)
+        counts, unserved = await _serve(
+            ctx, spec, policy, state, plans, pytorchjobs, trainjobs, runtimes, logger
+        )
 
     current = CutoverPolicyStatus.model_validate(dict(body.get("status") or {}))
     status = policy_status(
@@ -106,6 +110,7 @@ async def reconcile_policy(
         trainer_api=options.trainer_api,
         trainer_missing=trainer_missing,
         train_jobs=counts,
+        unserved=unserved,
         report_config_map=await _write_report(ctx, name, policy, state, plans),
         at=now(),
     )
@@ -126,9 +131,9 @@ async def _serve(
     trainjobs: dict[tuple[str, str], dict[str, Any]],
     runtimes: RuntimeCatalog,
     logger: logging.Logger | kopf.Logger,
-) -> TrainJobCounts:
+) -> tuple[TrainJobCounts, list[str]]:
     """Create, adopt or update the TrainJobs the mode asks for, within the rate limit, each after the derived
-    runtime it runs on."""
+    runtime it runs on. Returns the counts and, for each unfinished job left without a TrainJob, why."""
     rate = spec.rate_limit.creations_per_minute / 60.0
     if state.bucket is None or (state.bucket.rate, state.bucket.burst) != (rate, spec.rate_limit.burst):
         state.bucket = TokenBucket(rate=rate, burst=spec.rate_limit.burst)
@@ -139,7 +144,7 @@ async def _serve(
             existing = trainjobs.get((plan.namespace, plan.trainjob["metadata"]["name"]))
         decisions.append((plan, decide(plan, pytorchjobs[key], policy, spec, existing)))
 
-    counts = TrainJobCounts()
+    counts, unserved = TrainJobCounts(), list[str]()
     creations = [(plan, d) for plan, d in decisions if d.action is Action.CREATE]
     granted = state.bucket.take(len(creations), time.monotonic())
     present = set(runtimes.namespaced)
@@ -177,6 +182,9 @@ async def _serve(
         if decision.action in (Action.ADOPT, Action.UPDATE, Action.KEEP):
             counts.present += 1
         counts.conflicts += decision.action is Action.CONFLICT
+        reason = unserved_reason(plan, decision)
+        if reason is not None:
+            unserved.append(reason)
         counts.skipped += decision.action is Action.SKIP and not plan.blocked
         if decision.action is Action.CONFLICT:
             kopf.warn(
@@ -197,9 +205,10 @@ async def _serve(
         if decision.action is Action.ADOPT and decision.desired is not None
     }
     counts.adopted = len(adopted)
+    counts.not_served = len(unserved)
     if granted:
         logger.info(f"created {granted} TrainJobs, {counts.pending} wait for the rate limit")
-    return counts
+    return counts, unserved
 
 
 async def _ensure_runtime(
@@ -242,6 +251,16 @@ async def _write_report(
             await ctx.client.replace(codecs.from_dict(config_map), field_manager=FIELD_MANAGER)
         state.report_digest = digest
     return f"{ctx.namespace}/{cm_name}"
+
+
+async def mark_applying(ctx: OperatorContext, body: kopf.Body) -> None:
+    """On a spec change: Ready False for the new generation at once, until the next reconciliation has
+    applied it (so `kubectl wait --for=condition=Ready` never returns on the previous spec)."""
+    spec = CutoverPolicySpec.model_validate(dict(body.get("spec") or {}))
+    current = CutoverPolicyStatus.model_validate(dict(body.get("status") or {}))
+    status = applying_status(current, int(body["metadata"]["generation"]), spec.mode, now())
+    if status is not None:
+        await _write_status(ctx, body, current, status)
 
 
 async def _write_status(
