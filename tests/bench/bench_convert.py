@@ -8,7 +8,9 @@ pays; the ratio says what converting costs next to it. Lines below break the tim
 
 from __future__ import annotations
 
+import copy
 import io
+import json
 import os
 import random
 import tempfile
@@ -105,6 +107,32 @@ def generate_stream(jobs: int = JOBS, seed: int = 7) -> str:
     return "---\n".join(dump_yaml(_job(rng, index)) for index in range(jobs))
 
 
+def corpus_mix_stream(jobs: int = JOBS) -> tuple[str, str]:
+    """A stream of `jobs` real PyTorchJobs, cycled and renamed, and where they came from: the corpus
+    (FERRYMAN_CORPUS) when set, else the bundled examples and the golden-test jobs. Real jobs are larger than
+    the generated ones: long scripts, sidecars, elastic policies, differing Master and Worker templates."""
+    corpus = os.environ.get("FERRYMAN_CORPUS")
+    repo = Path(__file__).resolve().parents[2]
+    if corpus:
+        files, origin = sorted((Path(corpus) / "pytorchjobs").glob("*.yaml")), f"{corpus}/pytorchjobs"
+    else:
+        files = sorted((repo / "examples" / "pytorchjobs").glob("*.yaml"))
+        files += sorted((repo / "tests" / "convert" / "data" / "jobs").glob("*.yaml"))
+        origin = "examples/pytorchjobs and tests/convert/data/jobs"
+    real = [
+        doc
+        for path in files
+        for doc in yaml.load_all(path.read_text(encoding="utf-8"), Loader=_Loader)
+        if isinstance(doc, dict) and doc.get("kind") == "PyTorchJob" and "$" not in json.dumps(doc)
+    ]
+    stream = []
+    for index in range(jobs):
+        doc = copy.deepcopy(real[index % len(real)])
+        doc["metadata"]["name"] = f"{doc['metadata'].get('name', 'job')}-{index}"[-48:].lstrip("-")
+        stream.append(dump_yaml(doc))
+    return "---\n".join(stream), f"{len(real)} real jobs from {origin}"
+
+
 def _best(run: Callable[[], object]) -> float:
     """Best CPU time of this process over REPEATS runs (the machine may be shared: wall time would lie)."""
     times = []
@@ -150,6 +178,9 @@ def main() -> None:
     finally:
         manifests.convert_job = real
 
+    mix, origin = corpus_mix_stream()
+    mix_rate = _best(lambda: convert_stream(mix, options))
+
     def rate(seconds: float) -> str:
         return f"{JOBS / seconds:8.0f} jobs/s  ({seconds * 1e6 / JOBS:6.0f} us/job)"
 
@@ -163,6 +194,8 @@ def main() -> None:
     print(f"ferryman  convert_stream, in memory (library)          {rate(library)}")
     print(f"ferryman  convert_job only (the converters)            {rate(convert_only)}")
     print(f"ferryman  stream layer only (no conversion)            {rate(stream_only)}")
+    print(f"ferryman  convert_stream, corpus-like mix ({len(mix) / 1e6:.2f} MB)    {rate(mix_rate)}")
+    print(f"          the mix: {JOBS} jobs cycling {origin}")
     print(
         f"ratio     CLI end to end / baseline time: {end_to_end / baseline:.2f}x "
         "(what converting costs next to a plain YAML round trip)"
