@@ -178,6 +178,7 @@ def migrate_command(source: str | None, destination: str | None, spec_file: Path
         if shard_index is not None or shard_count is not None:
             request.shard_index = shard_index or 0
             request.shard_count = shard_count or request.shard_count
+        request.check()
     except MigrationError as error:
         raise click.UsageError(str(error)) from None
     reporter = None

@@ -35,9 +35,12 @@ def request_from_spec(path: Path) -> MigrationRequest:
     from pydantic import ValidationError
 
     from ferryman.api.experimentmigration import load_spec
+    from ferryman.convert.manifests import load_document
 
     try:
-        document = yaml.safe_load(path.read_text())
+        document = load_document(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise MigrationError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason})") from None
     except (OSError, yaml.YAMLError) as error:
         raise MigrationError(f"{path}: {error}") from None
     if not isinstance(document, dict):

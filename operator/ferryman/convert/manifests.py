@@ -287,8 +287,8 @@ def _composed_documents(
         loader.dispose()
 
 
-def _load(text: str) -> Any:
-    """One document parsed by PyYAML with ferryman's limits (`_Refused` is a `yaml.YAMLError`)."""
+def load_document(text: str) -> Any:
+    """One YAML document parsed with the limits above (each refusal a `yaml.YAMLError` naming its line)."""
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -470,7 +470,7 @@ def _walk(document: _Document, value: Any, path: list[_PathKey], wrapper: str | 
 
 def _load_embedded(text: str) -> dict[str, Any] | None:
     try:
-        obj = _load(text)
+        obj = load_document(text)
     except yaml.YAMLError:
         return None
     return obj if isinstance(obj, dict) and _is_job(obj) else None
@@ -523,8 +523,8 @@ def _convert_one(job: _Found, options: ConvertOptions) -> JobResult:
             Finding(
                 severity=Severity.BLOCKER,
                 path=_join(location, "apiVersion"),
-                message=f"apiVersion {job.obj.get('apiVersion')} is not {' or '.join(kind.api_versions)}, the "
-                f"{kind.kind.kind} versions ferryman reads; upgrade the job to that API first",
+                message=f"apiVersion {job.obj.get('apiVersion')} is not {' or '.join(kind.api_versions)}, "
+                f"the {kind.kind.kind} versions ferryman reads; upgrade the job to that API first",
                 code="unsupported-api-version",
             )
         )
@@ -819,7 +819,7 @@ def _replaced(data: Any, jobs: list[tuple[_Found, Conversion]]) -> Any:
 
 def _parses_to(text: str, expected: Any) -> bool:
     try:
-        loaded = _load(text)
+        loaded = load_document(text)
     except yaml.YAMLError:
         return False
     return _normalise(loaded) == _normalise(expected)
@@ -833,7 +833,7 @@ def _normalise(value: Any) -> Any:
         return [_normalise(v) for v in value]
     if isinstance(value, str) and "\n" in value and "kind:" in value:
         try:
-            return _normalise(_load(value))
+            return _normalise(load_document(value))
         except yaml.YAMLError:
             return value
     return json.loads(json.dumps(value, default=str))

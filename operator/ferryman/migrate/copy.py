@@ -9,16 +9,25 @@ least `points_per_write` at a time when the writer asks for more (one bulk trans
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import IO, Any
+from pathlib import Path
+from typing import IO, Any, cast
 
 from ferryman.migrate.ledger import Action, after_high_water, same_source
-from ferryman.migrate.plan import MigrationError, MigrationRequest, PlannedExperiment, PlannedRun, plan
+from ferryman.migrate.plan import (
+    MigrationError,
+    MigrationRequest,
+    PlannedExperiment,
+    PlannedRun,
+    plan,
+    selected_experiments,
+)
 from ferryman.migrate.report import MigrationReport, RunResult
 from ferryman.migrate.validate import RunDigest, compare_runs, digest_run, sha256_of, totals
 from ferryman.trackers.model import (
@@ -38,7 +47,7 @@ from ferryman.trackers.model import (
     WithoutModelRegistry,
 )
 from ferryman.trackers.paths import UnsafePath, safe_relative, unsafe_outcome
-from ferryman.trackers.registry import open_reader, open_writer, redact, tracker_for
+from ferryman.trackers.registry import local_path, open_reader, open_writer, redact, tracker_for
 
 POINTS_PER_REQUEST = 1000
 QUEUE_BATCHES = 8  # per run: at most this many source batches wait for the writer
@@ -224,10 +233,12 @@ class Migration:
         request = self.request
         if not 0 <= request.shard_index < max(request.shard_count, 1):
             raise MigrationError(f"shard index {request.shard_index} is outside 0..{request.shard_count - 1}")
+        request.check()
         self.report.started = time.time()
         reader = self._reader or open_reader(request.source, request.source_credentials)
         try:
-            writer = self._writer or open_writer(request.destination, request.destination_credentials)
+            selected_experiments(reader, request)  # an unknown --experiment fails before any destination
+            writer = self._writer or self._open_destination()
         except BaseException:
             reader.close()
             raise
@@ -271,6 +282,17 @@ class Migration:
         if self.on_report is not None:
             with self._lock:
                 self.on_report(self.report)
+
+    def _open_destination(self) -> TrackerWriter:
+        """The destination's writer; a dry run or verify-only of a local store that does not exist yet opens
+        nothing (so creates nothing: no file, no schema) and plans against an empty destination."""
+        request = self.request
+        path = local_path(request.destination)
+        if (request.dry_run or request.verify_only) and path is not None and not path.exists():
+            return cast(TrackerWriter, _AbsentDestination())
+        if path is not None and not (request.dry_run or request.verify_only):
+            _check_writable(request.destination, path)
+        return open_writer(request.destination, request.destination_credentials)
 
     # ----------------------------------------------------------------------------------------------- dry run
 
@@ -655,6 +677,39 @@ class Migration:
 def _stored(outcomes: list[Outcome]) -> bool:
     """Whether the destination stored a model (it reports the models it cannot hold as unsupported)."""
     return not any(outcome.kind is OutcomeKind.UNSUPPORTED for outcome in outcomes)
+
+
+def _check_writable(uri: str, path: Path) -> None:
+    """Fail at once, naming the destination, when its file or directory (or the directory it would be made
+    in) cannot be written: a read-only file system or missing permissions."""
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    for candidate in {existing, existing.parent if existing.is_file() else existing}:
+        if not os.access(candidate, os.W_OK):
+            raise MigrationError(
+                f"destination {redact(uri)} cannot be written: {candidate} is on a read-only file system "
+                "or not writable by this user"
+            )
+
+
+class _AbsentDestination:
+    """What a dry run or verify-only sees of a destination that does not exist: no experiments, no runs."""
+
+    def migrated_runs(self, experiment_key: str) -> dict[str, DestinationRun]:
+        return {}
+
+    def reader(self) -> _AbsentDestination:
+        return self
+
+    def experiments(self, names: list[str] | None = None) -> Iterator[Experiment]:
+        return iter(())
+
+    def registered_models(self) -> Iterator[RegisteredModel]:
+        return iter(())
+
+    def close(self) -> None:
+        pass
 
 
 def migrate(

@@ -53,6 +53,13 @@ class MigrationRequest:
     source_credentials: Credentials | None = None
     destination_credentials: Credentials | None = None
 
+    def check(self) -> None:
+        """Refuse options that contradict each other."""
+        if self.dry_run and self.verify_only:
+            raise MigrationError(
+                "dry run and verify-only exclude each other: a dry run plans a copy, verify-only checks one"
+            )
+
 
 @dataclass(slots=True)
 class PlannedRun:
@@ -107,6 +114,15 @@ def root_key(run: Run, runs_by_key: dict[str, Run]) -> str:
     return run.key
 
 
+def selected_experiments(reader: TrackerReader, request: MigrationRequest) -> list[Experiment]:
+    """The source experiments the request selects; `MigrationError` names any it asks for that are absent."""
+    experiments = list(reader.experiments(request.experiments or None))
+    missing = sorted(set(request.experiments) - {e.name for e in experiments})
+    if missing:
+        raise MigrationError(f"experiment(s) {', '.join(map(repr, missing))} not found in {request.source}")
+    return experiments
+
+
 def plan(
     reader: TrackerReader,
     writer: TrackerWriter,
@@ -116,13 +132,7 @@ def plan(
     create_experiments: bool,
 ) -> list[PlannedExperiment]:
     """Select experiments and runs, find what the destination already holds and decide each run's action."""
-    experiments = list(reader.experiments(request.experiments or None))
-    if request.experiments:
-        missing = sorted(set(request.experiments) - {e.name for e in experiments})
-        if missing:
-            raise MigrationError(
-                f"experiment(s) {', '.join(map(repr, missing))} not found in {request.source}"
-            )
+    experiments = selected_experiments(reader, request)
     destination_reader = None if create_experiments else writer.reader()
     planned: list[PlannedExperiment] = []
     for experiment in experiments:

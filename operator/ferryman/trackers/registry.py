@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Literal, cast
 
 from ferryman.trackers.model import TrackerReader, TrackerWriter
@@ -131,6 +132,18 @@ def endpoint(uri: str) -> Endpoint:
 def tracker_for(uri: str) -> Tracker:
     """The tracker serving the URI."""
     return endpoint(uri).tracker
+
+
+def local_path(uri: str) -> Path | None:
+    """The file or directory a local store's URI names (None for servers and in-memory databases)."""
+    found = endpoint(uri)
+    store = found.tracker.store
+    if store is Store.SQLITE:
+        location = uri.split(":///", 1)[1] if ":///" in uri else ""
+        return Path(location).expanduser() if location not in ("", ":memory:") else None
+    if found.tracker.whole_uri:
+        return None
+    return Path(found.location).expanduser()
 
 
 def _load(target: str) -> object:
