@@ -244,3 +244,29 @@ def test_an_artifact_the_tensorboard_writer_renames_verifies_under_its_new_name(
     again = migrate(request)
     assert again.ok, again.summary()
     assert again.to_dict()["summary"]["artifactsWritten"] == 0
+
+
+def test_steps_a_destination_cannot_hold_are_counted_points_not_a_failed_run(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    source = f"sqlite:///{tmp_path / 'source.db'}"
+    mlflow = MlflowClient(source)
+    experiment_id = mlflow.create_experiment("tokens", artifact_location=(tmp_path / "art").as_uri())
+    parent = mlflow.create_run(experiment_id, run_name="parent").info.run_id
+    nested = {"mlflow.parentRunId": parent}
+    child = mlflow.create_run(experiment_id, run_name="child", tags=nested).info.run_id
+    steps = [0, 999_999_999_999, 10**12, 3 * 10**12]  # tokens seen, as some LLM runs log their step
+    mlflow.log_batch(child, metrics=[Metric("loss", 1 / (i + 1), 1_000 + i, s) for i, s in enumerate(steps)])
+    for run_id in (parent, child):
+        mlflow.set_terminated(run_id)
+
+    request = MigrationRequest(source, f"neptune-export:{tmp_path / 'out'}")
+    report = migrate(request)
+    assert report.ok, report.summary()
+    assert [(o.kind.value, o.item) for o in report.outcomes] == [("truncated", f"run {child}/metric loss")]
+    assert "2 point(s)" in report.outcomes[0].reason
+    assert report.destination_totals["points"] == 2 and report.destination_totals["runs"] == 2
+    again = migrate(request)
+    assert again.ok and again.to_dict()["summary"]["skipped"] == 2
+    assert [o.kind.value for o in again.outcomes] == ["truncated"]  # still said when only verified

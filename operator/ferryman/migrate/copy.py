@@ -13,6 +13,7 @@ import os
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from ferryman.migrate.plan import (
     selected_experiments,
 )
 from ferryman.migrate.report import MigrationReport, RunResult
-from ferryman.migrate.validate import RunDigest, compare_runs, digest_run, sha256_of, totals
+from ferryman.migrate.validate import RunDigest, compare_runs, digest_run, sha256_of, storable, totals
 from ferryman.trackers.model import (
     INTERNAL_PREFIX,
     SOURCE_TAG,
@@ -417,10 +418,14 @@ class Migration:
         result: RunResult,
         stop: threading.Event,
     ) -> None:
+        dropped: Counter[str] = Counter()
+
         def digested() -> Iterator[MetricBatch]:
-            for batch in _prefetch(reader.metrics(run), stop):
+            for batch in storable(_prefetch(reader.metrics(run), stop), max_step, dropped):
                 digest.add(batch)
                 yield batch
+
+        max_step = getattr(writer, "max_step", None)  # the largest step the destination stores, if limited
 
         pending: list[MetricBatch] = []
         pending_points = 0
@@ -453,6 +458,7 @@ class Migration:
                 flush(pending_points - pending_points % POINTS_PER_REQUEST)
         if pending_points:
             flush(pending_points)
+        self._outcome(_unstored(run.key, dropped, max_step))
 
     def _copy_artifacts(
         self,
@@ -593,7 +599,11 @@ class Migration:
             if source is None or (
                 self.request.artifacts and not source.artifacts and entry.action == Action.SKIP
             ):
-                source = digest_run(reader, entry.run, with_artifacts=self.request.artifacts)
+                dropped: Counter[str] = Counter()
+                max_step = getattr(writer, "max_step", None)
+                source = digest_run(reader, entry.run, with_artifacts=self.request.artifacts,
+                                    max_step=max_step, dropped=dropped)
+                self._outcome(_unstored(entry.run.key, dropped, max_step))
             for key, series in source.series.items():
                 if series.duplicates:
                     self._outcome(
@@ -672,6 +682,16 @@ class Migration:
                         )
         except NotImplementedError:
             return
+
+
+def _unstored(run_key: str, dropped: Counter[str], max_step: int | None) -> list[Outcome]:
+    """One outcome per metric key whose points with steps beyond the destination's limit were left out."""
+    return [
+        Outcome(OutcomeKind.TRUNCATED, f"run {run_key}/metric {key}",
+                f"{count} point(s) with a step beyond ±{max_step} not stored: the destination's steps stop "
+                "there")
+        for key, count in sorted(dropped.items())
+    ]
 
 
 def _stored(outcomes: list[Outcome]) -> bool:

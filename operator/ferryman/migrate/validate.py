@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ferryman.trackers.model import (
@@ -120,10 +121,34 @@ def sha256_of(stream_factory: object) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def digest_run(reader: TrackerReader, run: Run, *, with_artifacts: bool = True) -> RunDigest:
-    """Read a whole run once and digest it (metrics streamed, artifacts hashed)."""
+def storable(
+    batches: Iterable[MetricBatch], max_step: int | None, dropped: Counter[str] | None = None
+) -> Iterator[MetricBatch]:
+    """The points a destination whose steps stop at ±`max_step` can store (all when None); `dropped` counts
+    the others per key."""
+    for batch in batches:
+        if max_step is None or all(-max_step <= step <= max_step for step in batch.steps):
+            yield batch
+            continue
+        keep = [i for i, step in enumerate(batch.steps) if -max_step <= step <= max_step]
+        if dropped is not None:
+            dropped[batch.key] += len(batch) - len(keep)
+        yield MetricBatch(batch.key, [batch.steps[i] for i in keep], [batch.timestamps[i] for i in keep],
+                          [batch.values[i] for i in keep], batch.system)
+
+
+def digest_run(
+    reader: TrackerReader,
+    run: Run,
+    *,
+    with_artifacts: bool = True,
+    max_step: int | None = None,
+    dropped: Counter[str] | None = None,
+) -> RunDigest:
+    """Read a whole run once and digest it (metrics streamed, artifacts hashed); with `max_step`, only the
+    points a destination with that step limit stores (see `storable`)."""
     digest = RunDigest(run)
-    for batch in reader.metrics(run):
+    for batch in storable(reader.metrics(run), max_step, dropped):
         digest.add(batch)
     if with_artifacts:
         for artifact in reader.artifacts(run):  # under the names the engine writes (see trackers.paths)

@@ -90,6 +90,7 @@ class NeptuneExportWriter(WithoutModelRegistry):
     """Writes runs into the neptune-exporter layout at PATH (`data/` and `files/`), idempotently."""
 
     no_registry_reason = "Neptune run exports have no model registry"
+    max_step = 10**12 - 1  # the step column is decimal(18,6): the engine leaves out points beyond it
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
