@@ -21,6 +21,7 @@ from ferryman.convert.registry import convert_job
 from ferryman_dev.cluster import ControlPlane, Rejected
 from ferryman_dev.upstream import pytorchjob_examples
 from tests.convert.strategies import pytorchjobs
+from tests.convert.test_job_golden import v1_examples
 
 pytestmark = pytest.mark.cluster
 
@@ -60,6 +61,32 @@ def test_converted_upstream_examples_are_accepted(
             pytest.fail(f"{path.name} ({job['metadata']['name']}): {rejected}")
         assert admitted["kind"] == "TrainJob"
         assert admitted["spec"]["runtimeRef"]["name"]
+
+
+@pytest.mark.parametrize("trainer_api", FLAVOURS, ids=str)
+def test_converted_examples_of_every_v1_kind_are_accepted(
+    flavour_cluster: FlavourCluster, trainer_api: TrainerAPI
+) -> None:
+    """The JAX, XGBoost, TF, Paddle and MPI examples of the pinned modules: what each emits (its derived
+    runtime, then the TrainJob) passes the flavour's schema and CEL rules, or the job is blocked whole."""
+    plane = flavour_cluster(trainer_api)
+    options = ConvertOptions(trainer_api=trainer_api, force=True)
+    examples = v1_examples()
+    assert {job["kind"] for _, job in examples} == {"JAXJob", "XGBoostJob", "TFJob", "PaddleJob", "MPIJob"}
+    admitted = 0
+    for name, job in examples:
+        conversion = convert_job(job, options)
+        if conversion.trainjob is None:
+            assert conversion.blocked, name
+            continue
+        try:
+            if conversion.runtime is not None:
+                admit(plane, conversion.runtime)
+            admit(plane, conversion.trainjob)
+        except Rejected as rejected:
+            pytest.fail(f"{name}: {rejected}")
+        admitted += 1
+    assert admitted
 
 
 SERVER_SET = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields")
