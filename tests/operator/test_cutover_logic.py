@@ -240,3 +240,16 @@ def test_a_malformed_job_becomes_a_blocker_not_a_crash() -> None:
     job["spec"]["pytorchReplicaSpecs"] = "not a mapping"
     plan = plan_job(job, convert_options(spec(), TrainerAPI.V2_2), RUNTIMES)
     assert plan.blocked and plan.findings
+
+
+def test_a_master_only_claim_converts_when_the_cluster_says_it_is_read_write_many() -> None:
+    job = pytorchjob("out")
+    master = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"] = {
+        **job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"],
+        "volumes": [{"name": "out", "persistentVolumeClaim": {"claimName": "results"}}],
+    }
+    master["containers"] = [{**master["containers"][0], "volumeMounts": [{"name": "out", "mountPath": "/o"}]}]
+    unknown = plan_job(job, convert_options(spec(), TrainerAPI.V2_2), RUNTIMES)
+    assert unknown.blocked and "role-volume" in {f.code for f in unknown.findings}
+    shared = convert_options(spec(), TrainerAPI.V2_2, {("team-a", "results"): ("ReadWriteMany",)})
+    assert not plan_job(job, shared, RUNTIMES).blocked

@@ -70,6 +70,7 @@ JOB = Kind("batch", "v1", "Job", "jobs")
 CONFIG_MAP = Kind("", "v1", "ConfigMap", "configmaps")
 SERVICE_ACCOUNT = Kind("", "v1", "ServiceAccount", "serviceaccounts")
 NAMESPACE = Kind("", "v1", "Namespace", "namespaces", namespaced=False)
+PERSISTENT_VOLUME_CLAIM = Kind("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims")
 ROLE = Kind("rbac.authorization.k8s.io", "v1", "Role", "roles")
 ROLE_BINDING = Kind("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings")
 CUSTOM_RESOURCE_DEFINITION = Kind(

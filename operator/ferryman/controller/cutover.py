@@ -37,6 +37,7 @@ from ferryman.api.kinds import (
 from ferryman.api.trainer import TrainerAPI
 from ferryman.controller.takeover import is_finished, was_started_elsewhere
 from ferryman.convert.findings import Finding, Severity
+from ferryman.convert.merge import ClaimModes
 from ferryman.convert.options import ConvertOptions
 from ferryman.convert.registry import convert_job
 from ferryman.kube.builders import build_trainjob
@@ -91,12 +92,16 @@ class JobPlan:
         return self.trainjob is None
 
 
-def convert_options(spec: CutoverPolicySpec, served: TrainerAPI) -> ConvertOptions:
+def convert_options(
+    spec: CutoverPolicySpec, served: TrainerAPI, claims: ClaimModes | None = None
+) -> ConvertOptions:
+    """How the policy's jobs convert; ``claims``: the access modes of the cluster's PersistentVolumeClaims."""
     return ConvertOptions(
         trainer_api=spec.trainer_api or served,
         launcher=spec.launcher,
         runtime_rules=spec.runtime_rules,
         strict_elastic=spec.strict_elastic,
+        claims=claims or {},
     )
 
 

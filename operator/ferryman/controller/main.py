@@ -101,6 +101,12 @@ async def namespaced_runtimes(namespace: str | None, name: str, **_: Any) -> dic
     return {(namespace, name): True}
 
 
+@kopf.index(*kinds.PERSISTENT_VOLUME_CLAIM.resource)
+async def claims(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
+    modes = spec.get("accessModes")
+    return {(namespace, name): tuple(modes) if isinstance(modes, list) else ()}
+
+
 def _is_trainjob_crd(name: str | None, **_: Any) -> bool:
     return name == kinds.TRAINJOB.crd_name
 
@@ -112,7 +118,7 @@ async def trainer_flavour(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
 
 
 def _indexes(kwargs: dict[str, Any]) -> dict[str, kopf.Index[Any, Any]]:
-    names = "pytorchjobs trainjobs jobsets namespace_labels cluster_runtimes namespaced_runtimes"
+    names = "pytorchjobs trainjobs jobsets namespace_labels cluster_runtimes namespaced_runtimes claims"
     return {name: kwargs[name] for name in names.split()}
 
 

@@ -68,7 +68,8 @@ async def reconcile_policy(
     spec = CutoverPolicySpec.model_validate(dict(body.get("spec") or {}))
     state = ctx.policies.setdefault(name, PolicyState())
     served = ctx.trainer_api
-    options = convert_options(spec, served or TrainerAPI.V2_2)
+    claims = values(indexes["claims"])  # a Master-only volume converts when its claim is ReadWriteMany
+    options = convert_options(spec, served or TrainerAPI.V2_2, claims)
     runtimes = RuntimeCatalog(
         cluster=frozenset(indexes["cluster_runtimes"]),
         namespaced=frozenset(indexes["namespaced_runtimes"]),
