@@ -14,12 +14,14 @@ HEALTH = ROOT / "deploy" / "argocd" / "health"
 
 
 def health(kind: str, obj: dict[str, Any]) -> tuple[str, str]:
+    """Run the check ArgoCD runs for ``<group>_<Kind>``: the one the argocd-cm patch carries under its key."""
+    patch = yaml.safe_load((ROOT / "deploy" / "argocd" / "argocd-cm-patch.yaml").read_text())
     runtime = lupa.LuaRuntime(unpack_returned_tuples=True, register_eval=False)
     lua_globals = runtime.globals()
     for library in ("os", "io", "require", "dofile", "loadfile", "load", "debug", "package"):
         lua_globals[library] = None
     lua_globals.obj = to_lua(runtime, obj)
-    result = runtime.execute((HEALTH / f"{kind}.lua").read_text())
+    result = runtime.execute(patch["data"][f"resource.customizations.health.{kind}"])
     return result["status"], result["message"]
 
 
@@ -35,7 +37,9 @@ def cond(type_: str, status: str = "True", **extra: str) -> dict[str, str]:
     return {"type": type_, "status": status, **extra}
 
 
-PYTORCHJOB = "kubeflow.org_PyTorchJob"
+V1_JOBS = [
+    f"kubeflow.org_{kind}" for kind in ("PyTorchJob", "MPIJob", "JAXJob", "XGBoostJob", "TFJob", "PaddleJob")
+]
 TRAINJOB = "trainer.kubeflow.org_TrainJob"
 MIGRATION = "ferryman.dev_ExperimentMigration"
 POLICY = "ferryman.dev_CutoverPolicy"
@@ -48,17 +52,21 @@ POLICY = "ferryman.dev_CutoverPolicy"
         ({"spec": {"runPolicy": {"suspend": True}}}, "Suspended"),
         ({"spec": {}, "status": {"conditions": [cond("Created"), cond("Running")]}}, "Progressing"),
         ({"status": {"conditions": [cond("Running", "False"), cond("Succeeded")]}}, "Healthy"),
-        ({"spec": {}, "status": {"conditions": [cond("Created"), cond("Failed", message="OOMKilled")]}},
-         "Degraded"),
+        (
+            {"spec": {}, "status": {"conditions": [cond("Created"), cond("Failed", message="OOMKilled")]}},
+            "Degraded",
+        ),
     ],
 )
-def test_pytorchjob(obj: dict[str, Any], expected: str) -> None:
-    assert health(PYTORCHJOB, obj)[0] == expected
+@pytest.mark.parametrize("kind", V1_JOBS)
+def test_v1_job(kind: str, obj: dict[str, Any], expected: str) -> None:
+    assert health(kind, obj)[0] == expected
 
 
-def test_pytorchjob_failure_message_is_shown() -> None:
-    obj = {"spec": {}, "status": {"conditions": [cond("Failed", message="PyTorchJob x has failed")]}}
-    assert health(PYTORCHJOB, obj) == ("Degraded", "PyTorchJob x has failed")
+@pytest.mark.parametrize("kind", V1_JOBS)
+def test_v1_job_failure_message_is_shown(kind: str) -> None:
+    obj = {"spec": {}, "status": {"conditions": [cond("Failed", message="TFJob x has failed")]}}
+    assert health(kind, obj) == ("Degraded", "TFJob x has failed")
 
 
 @pytest.mark.parametrize(
@@ -79,17 +87,53 @@ def test_trainjob(obj: dict[str, Any], expected: str) -> None:
     ("obj", "expected"),
     [
         ({"metadata": {"generation": 1}, "spec": {}}, "Progressing"),
-        ({"metadata": {"generation": 2}, "spec": {}, "status": {"observedGeneration": 1,
-                                                              "conditions": [cond("Ready")]}}, "Progressing"),
+        (
+            {
+                "metadata": {"generation": 2},
+                "spec": {},
+                "status": {"observedGeneration": 1, "conditions": [cond("Ready")]},
+            },
+            "Progressing",
+        ),
         ({"metadata": {"generation": 1}, "spec": {"suspend": True}, "status": {}}, "Suspended"),
-        ({"metadata": {"generation": 1}, "spec": {}, "status": {"observedGeneration": 1, "conditions": [
-            cond("Progressing")]}}, "Progressing"),
-        ({"metadata": {"generation": 1}, "spec": {}, "status": {"observedGeneration": 1, "conditions": [
-            cond("Ready"), cond("Succeeded")]}}, "Healthy"),
-        ({"metadata": {"generation": 1}, "spec": {}, "status": {"observedGeneration": 1, "conditions": [
-            cond("Ready", "False"), cond("Stalled", message="no progress for 10m")]}}, "Degraded"),
-        ({"metadata": {"generation": 1}, "spec": {}, "status": {"observedGeneration": 1, "conditions": [
-            cond("Failed", message="3 runs did not verify")]}}, "Degraded"),
+        (
+            {
+                "metadata": {"generation": 1},
+                "spec": {},
+                "status": {"observedGeneration": 1, "conditions": [cond("Progressing")]},
+            },
+            "Progressing",
+        ),
+        (
+            {
+                "metadata": {"generation": 1},
+                "spec": {},
+                "status": {"observedGeneration": 1, "conditions": [cond("Ready"), cond("Succeeded")]},
+            },
+            "Healthy",
+        ),
+        (
+            {
+                "metadata": {"generation": 1},
+                "spec": {},
+                "status": {
+                    "observedGeneration": 1,
+                    "conditions": [cond("Ready", "False"), cond("Stalled", message="no progress for 10m")],
+                },
+            },
+            "Degraded",
+        ),
+        (
+            {
+                "metadata": {"generation": 1},
+                "spec": {},
+                "status": {
+                    "observedGeneration": 1,
+                    "conditions": [cond("Failed", message="3 runs did not verify")],
+                },
+            },
+            "Degraded",
+        ),
     ],
 )
 def test_experiment_migration(obj: dict[str, Any], expected: str) -> None:
@@ -105,8 +149,17 @@ def test_experiment_migration(obj: dict[str, Any], expected: str) -> None:
         ([cond("Ready", "False", reason="Applying")], "Progressing"),
         ([cond("Ready", reason="Serving"), cond("Degraded", reason="JobsNotServed")], "Degraded"),
         ([cond("Ready", reason="Mirrored"), cond("Degraded", "False", reason="NotMirrored")], "Healthy"),
-        ([cond("Ready", "False", reason="TrainerNotInstalled", message="the TrainJob CRD is not installed")],
-         "Degraded"),
+        (
+            [
+                cond(
+                    "Ready",
+                    "False",
+                    reason="TrainerNotInstalled",
+                    message="the TrainJob CRD is not installed",
+                )
+            ],
+            "Degraded",
+        ),
     ],
 )
 def test_cutover_policy(conditions: list[dict[str, str]], expected: str) -> None:
@@ -116,6 +169,13 @@ def test_cutover_policy(conditions: list[dict[str, str]], expected: str) -> None
 
 def test_argocd_cm_patch_carries_every_check() -> None:
     patch = yaml.safe_load((ROOT / "deploy" / "argocd" / "argocd-cm-patch.yaml").read_text())
-    for script in HEALTH.glob("*.lua"):
-        key = f"resource.customizations.health.{script.stem}"
-        assert patch["data"][key] == script.read_text()
+    scripts = {script.stem: script.read_text() for script in HEALTH.glob("*.lua")}
+    expected = {
+        f"resource.customizations.health.{stem}": text
+        for stem, text in scripts.items()
+        if "v1-jobs" not in stem
+    }
+    expected |= {
+        f"resource.customizations.health.{kind}": scripts["kubeflow.org_v1-jobs"] for kind in V1_JOBS
+    }
+    assert patch["data"] == expected

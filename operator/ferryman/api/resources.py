@@ -14,6 +14,7 @@ import yaml
 
 from ferryman.api.crd import CustomResource, crd_manifest
 from ferryman.api.cutoverpolicy import CUTOVER_POLICY
+from ferryman.api.kinds import JAXJOB, MPIJOB, PADDLEJOB, PYTORCHJOB, TFJOB, XGBOOSTJOB
 from ferryman.api.migrationstatus import EXPERIMENT_MIGRATION
 
 RESOURCES: tuple[CustomResource, ...] = (CUTOVER_POLICY, EXPERIMENT_MIGRATION)
@@ -24,6 +25,9 @@ HEADER = "# Generated from operator/ferryman/api by `make crds`; do not edit.\n"
 GENERATED_DIRECTORIES = ("crds", "deploy/helm/ferryman/crds")
 HEALTH_CHECKS = "deploy/argocd/health"
 ARGOCD_PATCH = "deploy/argocd/argocd-cm-patch.yaml"
+# One health check serves every v1 job kind: `<group>_v1-jobs.lua`, under each kind's key.
+V1_JOBS_HEALTH = "v1-jobs"
+V1_JOB_KINDS = (PYTORCHJOB, MPIJOB, JAXJOB, XGBOOSTJOB, TFJOB, PADDLEJOB)
 BASE_RBAC = "deploy/kustomize/base/rbac.yaml"
 HELM_RBAC = "deploy/helm/ferryman/templates/rbac.yaml"
 
@@ -50,11 +54,14 @@ _BlockDumper.add_representer(
 
 
 def render_argocd_patch(root: Path) -> str:
-    """A strategic-merge patch for `argocd-cm` carrying every health check of `deploy/argocd/health`."""
+    """A strategic-merge patch for `argocd-cm` carrying every health check of `deploy/argocd/health`: a
+    `<group>_<Kind>.lua` for that kind, `<group>_v1-jobs.lua` for each v1 job kind of that group."""
     data = {}
     for script in sorted((root / HEALTH_CHECKS).glob("*.lua")):
         group, kind = script.stem.split("_", 1)
-        data[f"resource.customizations.health.{group}_{kind}"] = script.read_text()
+        names = [k.kind for k in V1_JOB_KINDS if k.group == group] if kind == V1_JOBS_HEALTH else [kind]
+        for name in sorted(names):
+            data[f"resource.customizations.health.{group}_{name}"] = script.read_text()
     patch = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-cm"}, "data": data}
     return HEADER + yaml.dump(patch, Dumper=_BlockDumper, sort_keys=False, width=120)
 

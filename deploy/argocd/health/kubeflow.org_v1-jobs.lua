@@ -1,4 +1,6 @@
--- ArgoCD health for kubeflow.org/v1 PyTorchJob (served by Training Operator v1, or by ferryman's Takeover).
+-- ArgoCD health for every Training Operator v1 job kind (PyTorchJob, MPIJob, JAXJob, XGBoostJob, TFJob,
+-- PaddleJob; MPIJob v2beta1 of mpi-operator alike), served by their v1 operator or by ferryman's Takeover:
+-- they share the v1 job conditions and spec.runPolicy.suspend.
 -- A running job is Progressing, like batch/Job: a long training holds later sync waves until it ends.
 local hs = { status = "Progressing", message = "Waiting for the job to start" }
 if obj.spec ~= nil and obj.spec.runPolicy ~= nil and obj.spec.runPolicy.suspend == true then
