@@ -161,6 +161,11 @@ def _plan_mirror_takeover(
         assert trainjob["spec"]["suspend"] is True
         (owner,) = trainjob["metadata"]["ownerReferences"]
         assert owner["kind"] == "CutoverPolicy" and owner["name"] == name
+    # No queue admits (and unsuspends) a mirror: Kueue's label waits in an annotation until Takeover.
+    queued = mirrored[_trainjob_for(mirrored, "bert-large-squad")]["metadata"]
+    assert "kueue.x-k8s.io/queue-name" not in queued["labels"]
+    held = json.loads(queued["annotations"]["ferryman.dev/held-labels"])
+    assert held == {"kueue.x-k8s.io/queue-name": "nlp-gpu"}
 
     # The operator dies; meanwhile the policy moves to Takeover and a new PyTorchJob arrives.
     operator.stop(kill=True)
@@ -175,6 +180,9 @@ def _plan_mirror_takeover(
     status = wait_for(lambda: ready(kube, name, generation), "the Takeover to be Ready", timeout=90)
     served = trainjobs(kube, namespace)
     assert len(served) == len(jobs) + 1 == status["trainJobs"]["present"], "TrainJobs duplicated or missing"
+    queued = served[_trainjob_for(served, "bert-large-squad")]["metadata"]
+    assert queued["labels"]["kueue.x-k8s.io/queue-name"] == "nlp-gpu", "Takeover restores the queue label"
+    assert "ferryman.dev/held-labels" not in (queued.get("annotations") or {})
     sources = {j.metadata.name: j.to_dict() for j in kube.list(PyTorchJob, namespace=namespace)}
     for trainjob in served.values():
         (owner,) = trainjob["metadata"]["ownerReferences"]

@@ -89,6 +89,19 @@ DERIVED_FROM_ANNOTATION = f"{GROUP}/derived-from"  # the runtime a derived Train
 ADOPTED_ANNOTATION = f"{GROUP}/adopted"  # a pre-existing TrainJob a CutoverPolicy adopted
 FINALIZER = f"{GROUP}/finalizer"  # kopf's, on ferryman's own kinds only
 CONVERTER_MANAGER = f"{GROUP}/converter"  # the runtimePatches manager of converted TrainJobs
+HELD_LABELS_ANNOTATION = f"{GROUP}/held-labels"  # JSON: the admission labels a suspended mirror holds back
+
+# Labels by which a queueing system takes charge of a workload object and admits (unsuspends) it. A
+# suspended mirror must not carry them, or the queue would run the job a second time beside v1: they move
+# to HELD_LABELS_ANNOTATION and come back at Takeover. Keys seen in real manifests (/work/shared/corpus)
+# and those the schedulers document for whole workloads; pod-level keys (YuniKorn's applicationId and queue,
+# a schedulerName) act only on pods, which a suspended TrainJob never has.
+ADMISSION_LABELS = {
+    "kueue.x-k8s.io/queue-name": "Kueue: the LocalQueue that admits the workload (Kueue manages TrainJobs)",
+    "kai.scheduler/queue": "KAI Scheduler: the queue of the workload's pod group (seen in the corpus)",
+    "volcano.sh/queue-name": "Volcano: the queue of the workload's PodGroup",
+    "yunikorn.apache.org/queue": "YuniKorn: the queue of the application",
+}
 
 # Metadata a copy never inherits from the object it was made from: server-populated or owner-specific
 # fields, and labels or annotations of the tools managing the source (GitOps tracking would make ArgoCD

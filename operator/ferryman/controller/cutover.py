@@ -23,9 +23,11 @@ from ferryman.api.cutoverpolicy import (
     TrainJobCounts,
 )
 from ferryman.api.kinds import (
+    ADMISSION_LABELS,
     ADOPTED_ANNOTATION,
     CLUSTER_TRAINING_RUNTIME,
     DROPPED_METADATA_FIELDS,
+    HELD_LABELS_ANNOTATION,
     LAST_APPLIED_ANNOTATION,
     MANAGED_BY,
     MODE_LABEL,
@@ -222,10 +224,11 @@ def decide(
     if not ours:
         if labels.get(SOURCE_UID_LABEL):
             return Decision(Action.CONFLICT, reason="the TrainJob serves another PyTorchJob")
+        held_labels, held_annotations = _admission_patch(existing, desired)
         patch = {
             "metadata": {
-                "labels": desired["metadata"]["labels"],
-                "annotations": {ADOPTED_ANNOTATION: "true"},
+                "labels": {**desired["metadata"]["labels"], **held_labels},
+                "annotations": {ADOPTED_ANNOTATION: "true", **held_annotations},
                 "ownerReferences": [
                     *(existing["metadata"].get("ownerReferences") or []),
                     *desired["metadata"]["ownerReferences"],
@@ -237,16 +240,33 @@ def decide(
         owner = labels.get(POLICY_LABEL)
         return Decision(Action.CONFLICT, reason=f"the TrainJob belongs to CutoverPolicy {owner}")
     wanted_mode = desired["metadata"]["labels"][MODE_LABEL]
-    if labels.get(MODE_LABEL) == wanted_mode:
+    held_labels, held_annotations = _admission_patch(existing, desired)
+    if labels.get(MODE_LABEL) == wanted_mode and not held_labels and not held_annotations:
         return Decision(Action.KEEP, desired)
-    patch = {
-        "metadata": {
-            "labels": {MODE_LABEL: wanted_mode},
-            "ownerReferences": desired["metadata"]["ownerReferences"],
-        },
-        "spec": {"suspend": desired["spec"]["suspend"]},
+    update: dict[str, Any] = {"metadata": {"labels": {MODE_LABEL: wanted_mode, **held_labels}}}
+    if held_annotations:
+        update["metadata"]["annotations"] = held_annotations
+    if labels.get(MODE_LABEL) != wanted_mode:  # a queue that admitted a served TrainJob owns its suspension
+        update["metadata"]["ownerReferences"] = desired["metadata"]["ownerReferences"]
+        update["spec"] = {"suspend": desired["spec"]["suspend"]}
+    return Decision(Action.UPDATE, desired, update)
+
+
+def _admission_patch(
+    existing: dict[str, Any], desired: dict[str, Any]
+) -> tuple[dict[str, str | None], dict[str, str | None]]:
+    """The merge-patch entries (labels, annotations) that move queueing systems' admission labels where
+    `desired` has them: held in an annotation on a suspended mirror, restored as labels at Takeover."""
+    have, want = existing["metadata"], desired["metadata"]
+    labels = {
+        key: (want.get("labels") or {}).get(key)
+        for key in ADMISSION_LABELS
+        if (want.get("labels") or {}).get(key) != (have.get("labels") or {}).get(key)
     }
-    return Decision(Action.UPDATE, desired, patch)
+    held = (want.get("annotations") or {}).get(HELD_LABELS_ANNOTATION)
+    if held == (have.get("annotations") or {}).get(HELD_LABELS_ANNOTATION):
+        return labels, {}
+    return labels, {HELD_LABELS_ANNOTATION: held}
 
 
 @dataclass

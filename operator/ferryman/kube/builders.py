@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from ferryman.api.kinds import (
+    ADMISSION_LABELS,
     CONFIG_MAP,
     EXPERIMENT_MIGRATION,
+    HELD_LABELS_ANNOTATION,
     JOB,
     MANAGED_BY,
     MIGRATION_LABEL,
@@ -59,22 +62,38 @@ def build_trainjob(
     """The TrainJob ferryman creates for `source` (a PyTorchJob) from the converter's output.
 
     Mirror: owned by the CutoverPolicy (deleting the policy removes the mirrors; removing the PyTorchJob from
-    git does not kill a comparison run). Takeover: owned by the PyTorchJob, which it now serves.
+    git does not kill a comparison run). Takeover: owned by the PyTorchJob, which it now serves. A suspended
+    mirror holds its queueing systems' admission labels back in an annotation (see `hold_admission_labels`).
     """
     trainjob = copy.deepcopy(converted)
     metadata = trainjob.setdefault("metadata", {})
     metadata["namespace"] = source["metadata"]["namespace"]
-    metadata["labels"] = {
+    labels = {
         **clean_metadata_map(metadata.get("labels")),
         **MANAGED_BY,
         POLICY_LABEL: policy["metadata"]["name"],
         MODE_LABEL: "takeover" if takeover else "mirror",
         SOURCE_UID_LABEL: source["metadata"]["uid"],
     }
-    metadata["annotations"] = clean_metadata_map(metadata.get("annotations"))
+    annotations = clean_metadata_map(metadata.get("annotations"))
+    if suspend and not takeover:
+        labels, annotations = hold_admission_labels(labels, annotations)
+    metadata["labels"], metadata["annotations"] = labels, annotations
     metadata["ownerReferences"] = [owner_reference(source if takeover else policy)]
     trainjob["spec"]["suspend"] = suspend
     return trainjob
+
+
+def hold_admission_labels(
+    labels: dict[str, str], annotations: dict[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Labels without the queueing systems' admission labels (`ADMISSION_LABELS`), and annotations with
+    those labels kept in `HELD_LABELS_ANNOTATION`, so no queue admits (and unsuspends) a mirror."""
+    held = {key: value for key, value in labels.items() if key in ADMISSION_LABELS}
+    if not held:
+        return labels, annotations
+    kept = {key: value for key, value in labels.items() if key not in held}
+    return kept, {**annotations, HELD_LABELS_ANNOTATION: json.dumps(held, sort_keys=True)}
 
 
 @dataclass(frozen=True)
