@@ -13,7 +13,6 @@ from typing import Any
 from ferryman.api import pytorchjob as v1
 from ferryman.api.kinds import PYTORCHJOB
 from ferryman.api.trainer import LauncherStrategy, TrainerAPI
-from ferryman.convert.core import JobConverter, join, mapping
 from ferryman.convert.findings import Severity
 from ferryman.convert.launcher import (
     MASTER_PORT,
@@ -26,8 +25,8 @@ from ferryman.convert.launcher import (
     v1_env,
     v1_env_references,
 )
-from ferryman.convert.merge import TemplateMerge
 from ferryman.convert.options import Conversion
+from ferryman.convert.replicas import ReplicaJobConverter
 
 _NPROC_WORDS = ("auto", "cpu", "gpu")
 # a launcher's own node count: torchrun --nnodes, accelerate --num_machines, deepspeed --num_nodes
@@ -38,8 +37,9 @@ def _env_value_texts(env: list[dict[str, Any]]) -> list[str]:
     return [str(e.get("value")) for e in env if isinstance(e, dict) and e.get("value") is not None]
 
 
-class PyTorchJobConverter(JobConverter):
+class PyTorchJobConverter(ReplicaJobConverter):
     kind = PYTORCHJOB.kind
+    replica_field = "pytorchReplicaSpecs"
     container_name = v1.PYTORCH_CONTAINER
     operator_env = V1_ENV
 
@@ -49,11 +49,11 @@ class PyTorchJobConverter(JobConverter):
             return self.result(None)
         self.begin(job, PYTORCHJOB.api_version)
         spec = job.spec
-        replicas = self.replicas(job)
+        replicas = self.replicas(job.replica_specs)
         if replicas is None:
             return self.result(None)
-        primary_key, template, has_master, num_nodes = replicas
-        base = f"spec.pytorchReplicaSpecs.{primary_key}"
+        template, has_master, num_nodes = replicas.template, replicas.has_leader, replicas.num_nodes
+        base = f"{self.replica_path}.{replicas.key}"
         if not isinstance(template.get("spec"), dict):
             self.report(
                 Severity.BLOCKER,
@@ -87,92 +87,6 @@ class PyTorchJobConverter(JobConverter):
         if not any(e.get("name") == "PYTHONUNBUFFERED" for e in node.env):
             node.env.append({"name": "PYTHONUNBUFFERED", "value": "1"})  # v1 set it in every container
         return self.finish(trainer, node, spec.run_policy)
-
-    # -- replicas -----------------------------------------------------------------------------------
-
-    def replicas(self, job: v1.PyTorchJob) -> tuple[str, dict[str, Any], bool, int | str | None] | None:
-        """(the key of the replica whose path findings name, the pod template every node runs, whether a
-        Master exists, numNodes) or None when unconvertible."""
-        specs = job.spec.pytorch_replica_specs
-        for key in specs:
-            if key.lower() not in ("master", "worker"):
-                self.report(
-                    Severity.BLOCKER,
-                    join("spec.pytorchReplicaSpecs", key),
-                    "unknown-replica-type",
-                    f"replica type {key!r} is not Master or Worker; v1 rejects it and v2 has no equivalent",
-                )
-        master, worker = job.replica(v1.MASTER), job.replica(v1.WORKER)
-        if master is None and worker is None:
-            self.report(
-                Severity.BLOCKER,
-                "spec.pytorchReplicaSpecs",
-                "no-replicas",
-                "the job has neither a Master nor a Worker replica spec",
-            )
-            return None
-        total: int | str | None = 0
-        terms: list[int | str | None] = []
-        for entry in (master, worker):
-            if entry is None:
-                continue
-            key, replica = entry
-            path = f"spec.pytorchReplicaSpecs.{key}"
-            self.unknown(replica.unknown_fields(), path)
-            if entry is worker or worker is None or replica.restart_policy != worker[1].restart_policy:
-                # a Master policy equal to the Worker's is the nodes' policy: reported once, as the Worker's
-                self.restart_policy(
-                    replica.restart_policy, f"{path}.restartPolicy", entry is worker or worker is None
-                )
-            count = 1 if replica.replicas is None else replica.replicas
-            terms.append(self.integer(count, f"{path}.replicas", f"{key}.replicas"))
-        if any(t is None for t in terms):
-            total = None
-        elif all(isinstance(t, int) for t in terms):
-            total = sum(t for t in terms if isinstance(t, int))
-        else:
-            placeholders = [t for t in terms if isinstance(t, str)]
-            rest = [t for t in terms if isinstance(t, int)]
-            if len(terms) == 1:
-                total = placeholders[0]
-            else:
-                self.report(
-                    Severity.BLOCKER,
-                    "spec.pytorchReplicaSpecs",
-                    "placeholder-arithmetic",
-                    f"numNodes would be {' + '.join(str(t) for t in terms)}, which one placeholder cannot "
-                    f"express; substitute {', '.join(placeholders)} first or make it a Worker-only job"
-                    + (f" (other replicas: {sum(rest)})" if rest else ""),
-                )
-                total = None
-        primary_key, primary = worker if worker is not None else master  # type: ignore[misc]
-        template = mapping(primary.template)
-        if master is not None and worker is not None:
-            template = self.merge_templates(master, worker)
-        return primary_key, template, master is not None, total
-
-    def merge_templates(
-        self, master: tuple[str, v1.ReplicaSpec], worker: tuple[str, v1.ReplicaSpec]
-    ) -> dict[str, Any]:
-        """The one pod template every node runs: the Worker's with what the Master adds (convert/merge.py)."""
-        (mkey, mspec), (wkey, wspec) = master, worker
-        if (mspec.restart_policy or "OnFailure") != (wspec.restart_policy or "OnFailure"):
-            self.report(
-                Severity.WARNING,
-                f"spec.pytorchReplicaSpecs.{mkey}.restartPolicy",
-                "replica-templates-differ",
-                f"Master restartPolicy {mspec.restart_policy} differs from Worker's; all v2 nodes share one",
-            )
-        merge = TemplateMerge(
-            f"spec.pytorchReplicaSpecs.{mkey}",
-            f"spec.pytorchReplicaSpecs.{wkey}",
-            self.container_name,
-            self.options.claims,
-            self.namespace,
-        )
-        merged = merge.merge(mapping(mspec.template), mapping(wspec.template))
-        self.findings.extend(merge.findings)
-        return merged
 
     # -- distributed semantics ----------------------------------------------------------------------
 
