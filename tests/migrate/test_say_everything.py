@@ -270,3 +270,34 @@ def test_steps_a_destination_cannot_hold_are_counted_points_not_a_failed_run(tmp
     again = migrate(request)
     assert again.ok and again.to_dict()["summary"]["skipped"] == 2
     assert [o.kind.value for o in again.outcomes] == ["truncated"]  # still said when only verified
+
+
+def test_a_logged_models_metrics_params_and_tags_are_carried_and_verified(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    source = f"sqlite:///{tmp_path / 'source.db'}"
+    mlflow = MlflowClient(source)
+    experiment_id = mlflow.create_experiment("models", artifact_location=(tmp_path / "art").as_uri())
+    run_id = mlflow.create_run(experiment_id, run_name="train").info.run_id
+    model = mlflow.create_logged_model(experiment_id, name="clf", source_run_id=run_id,
+                                       params={"depth": "3"}, tags={"stage": "dev"})
+    mlflow.log_batch(run_id, metrics=[
+        Metric("accuracy", 0.5 + step / 10, 1_000 + step, step, model_id=model.model_id,
+               dataset_name="eval", dataset_digest="abc123", run_id=run_id)
+        for step in range(3)
+    ])
+    mlflow.finalize_logged_model(model.model_id, "READY")
+    mlflow.set_terminated(run_id)
+
+    destination = f"sqlite:///{tmp_path / 'destination.db'}"
+    report = migrate(MigrationRequest(source, destination))
+    assert report.ok, report.summary()
+    assert report.models == {"loggedModels": 1}
+    copy = MlflowClient(destination)
+    (twin,) = copy.search_logged_models([copy.get_experiment_by_name("models").experiment_id])
+    assert (twin.name, twin.params, twin.tags["stage"]) == ("clf", {"depth": "3"}, "dev")
+    assert sorted((m.step, m.value, m.dataset_name) for m in twin.metrics) == [
+        (0, 0.5, "eval"), (1, 0.6, "eval"), (2, 0.7, "eval")
+    ]
+    assert report.source_totals["points"] == 3 == report.destination_totals["points"]  # none twice

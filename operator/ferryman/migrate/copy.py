@@ -38,6 +38,7 @@ from ferryman.trackers.model import (
     Artifact,
     DestinationRun,
     Experiment,
+    LoggedModel,
     MetricBatch,
     Outcome,
     OutcomeKind,
@@ -649,6 +650,8 @@ class Migration:
         self.report.source_totals = totals(s for s, _ in digests).to_dict()
         self.report.destination_totals = totals(d for _, d in digests if d is not None).to_dict()
         has_registry = not isinstance(writer, WithoutModelRegistry)  # else every model is an outcome
+        if self.request.models and has_registry:
+            self._verify_logged_models(reader, destination_reader, experiments)
         if self.request.models and self.request.shard_index == 0 and has_registry:
             self._verify_models(reader, destination_reader, experiments)
         self.report.verified = True
@@ -682,6 +685,46 @@ class Migration:
                         )
         except NotImplementedError:
             return
+
+    def _verify_logged_models(
+        self, reader: TrackerReader, destination_reader: TrackerReader, experiments: list[PlannedExperiment]
+    ) -> None:
+        """Logged models of this shard's runs (and, in shard 0, those of no run): each is in the destination
+        with its name, params, tags and metrics."""
+        for experiment in experiments:
+            runs = {entry.run.key for entry in experiment.runs}
+            found = next(iter(destination_reader.experiments([experiment.experiment.name])), None)
+            copies = {} if found is None else {
+                model.tags.get(SOURCE_TAG): model for model in destination_reader.logged_models(found)
+            }
+            for model in reader.logged_models(experiment.experiment):
+                if model.run_key not in runs and (model.run_key is not None or self.request.shard_index):
+                    continue
+                copy = copies.get(model.key)
+                if copy is None:
+                    self.report.errors.append(f"mismatch: logged model {model.name!r} ({model.key}) missing")
+                    continue
+                tags = {k: v for k, v in copy.tags.items() if k != SOURCE_TAG}
+                differences = [
+                    what for what, theirs, ours in (
+                        ("name", model.name, copy.name),
+                        ("params", model.params, copy.params),
+                        ("tags", model.tags, tags),
+                        ("metrics", _model_points(model), _model_points(copy)),
+                    ) if theirs != ours
+                ]
+                if differences:
+                    self.report.errors.append(
+                        f"mismatch: logged model {model.name!r} ({model.key}): "
+                        f"{', '.join(differences)} differ"
+                    )
+
+
+def _model_points(model: LoggedModel) -> list[tuple[Any, ...]]:
+    """A logged model's metric points, comparable across trackers (the run that logged them aside)."""
+    return sorted(
+        (m.key, m.step, m.timestamp, repr(m.value), m.dataset_name, m.dataset_digest) for m in model.metrics
+    )
 
 
 def _unstored(run_key: str, dropped: Counter[str], max_step: int | None) -> list[Outcome]:

@@ -105,6 +105,19 @@ class RegisteredModel:
     versions: list[ModelVersion] = field(default_factory=list)
 
 
+@dataclass(slots=True, frozen=True)
+class ModelMetric:
+    """A metric point logged against a logged model (MLflow 3), with the dataset it was measured on."""
+
+    key: str
+    value: float
+    timestamp: int
+    step: int
+    run_key: str | None = None  # the run that logged it
+    dataset_name: str | None = None
+    dataset_digest: str | None = None
+
+
 @dataclass(slots=True)
 class LoggedModel:
     """An MLflow 3 logged model (or a W&B model artifact) attached to a run."""
@@ -117,6 +130,7 @@ class LoggedModel:
     params: dict[str, str] = field(default_factory=dict)
     artifacts: list[Artifact] = field(default_factory=list)
     creation_time: int | None = None
+    metrics: list[ModelMetric] = field(default_factory=list)
 
 
 class OutcomeKind(StrEnum):

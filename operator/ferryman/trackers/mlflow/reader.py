@@ -16,6 +16,7 @@ from ferryman.trackers.model import (
     Experiment,
     LoggedModel,
     MetricBatch,
+    ModelMetric,
     ModelVersion,
     Outcome,
     OutcomeKind,
@@ -217,6 +218,11 @@ class MlflowReader:
                         dict(model.params or {}),
                         files,
                         model.creation_timestamp,
+                        [
+                            ModelMetric(m.key, m.value, m.timestamp, m.step, m.run_id, m.dataset_name,
+                                        m.dataset_digest)
+                            for m in model.metrics or []
+                        ],
                     )
                 token = page.token
                 if not token:

@@ -367,7 +367,7 @@ class MlflowWriter:
     def write_logged_model(
         self, model: LoggedModel, experiment_key: str, run_keys: dict[str, str]
     ) -> list[Outcome]:
-        from mlflow.entities import LoggedModelParameter, LoggedModelStatus, LoggedModelTag
+        from mlflow.entities import LoggedModelParameter, LoggedModelStatus, LoggedModelTag, Metric
 
         store = self.backend.tracking
         for found in store.search_logged_models([experiment_key], max_results=1000):
@@ -385,8 +385,26 @@ class MlflowWriter:
         for artifact in model.artifacts:
             with artifact.open() as stream:
                 self.backend.upload_artifact(created.artifact_location, artifact.path, stream)
+        outcomes: list[Outcome] = []
+        by_run: dict[str, list[Metric]] = {}
+        for metric in model.metrics:  # MLflow keeps a model's metrics through the run that logged them
+            run_id = run_keys.get(metric.run_key or "")
+            if run_id is None:
+                outcomes.append(Outcome(
+                    OutcomeKind.SKIPPED, f"logged model {model.name}/metric {metric.key}",
+                    f"logged by run {metric.run_key}, which is not migrated; MLflow stores a model's metric "
+                    "through its run",
+                ))
+                continue
+            by_run.setdefault(run_id, []).append(Metric(
+                metric.key, metric.value, metric.timestamp, metric.step, created.model_id,
+                metric.dataset_name, metric.dataset_digest, run_id,
+            ))
+        for run_id, metrics in by_run.items():
+            for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+                store.log_batch(run_id, metrics[start : start + MAX_METRICS_PER_BATCH], [], [])
         store.finalize_logged_model(created.model_id, LoggedModelStatus.READY)
-        return []
+        return outcomes
 
     def reader(self) -> MlflowReader:
         return MlflowReader(self.backend)
