@@ -123,7 +123,8 @@ def corpus_mix_stream(jobs: int = JOBS) -> tuple[str, str]:
         doc
         for path in files
         for doc in yaml.load_all(path.read_text(encoding="utf-8"), Loader=_Loader)
-        if isinstance(doc, dict) and doc.get("kind") == "PyTorchJob" and "$" not in json.dumps(doc)
+        if isinstance(doc, dict) and doc.get("kind") == "PyTorchJob"
+        and "$" not in json.dumps(doc, default=str)  # envsubst templates are not runnable jobs
     ]
     stream = []
     for index in range(jobs):
