@@ -145,7 +145,7 @@ class TemplateMerge:
                     if only_rest:
                         parts.append(f"Worker-only {key} {', '.join(only_rest)} are set on node 0 too")
                     if other:
-                        parts.append(f"{', '.join(other)} keep the Worker's value on node 0")
+                        parts.append(f"{', '.join(other)}: the Worker's value on every node, node 0 too")
                     self.warn(f"template.metadata.{key}", "; ".join(parts))
             elif lead.get(key) != rest.get(key):
                 self.differ(f"template.metadata.{key}", lead.get(key), rest.get(key))
@@ -349,7 +349,7 @@ class TemplateMerge:
             return None
         mine, other = list(ours.get("add") or []), list(theirs.get("add") or [])
         added = [c for c in mine if c not in other] + [c for c in other if c not in mine]
-        self.warn(f"{path}.capabilities.add", f"capabilities {', '.join(added)} of one role are added to all")
+        self.warn(f"{path}.capabilities.add", f"capabilities one role adds ({', '.join(added)}) are on all")
         return {**rest, "capabilities": {**theirs, "add": [*other, *(c for c in mine if c not in other)]}}
 
     def lead_hooks(self, path: str, hooks: dict[str, Any]) -> dict[str, Any] | None:
