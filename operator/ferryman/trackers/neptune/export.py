@@ -158,7 +158,7 @@ def read_part(
     try:
         part = pq.ParquetFile(path)
         schema = part.schema_arrow
-    except (OSError, pa.ArrowException) as error:
+    except (OSError, pa.ArrowException, UnicodeDecodeError) as error:  # the last: a damaged column name
         outcomes.append(
             Outcome(OutcomeKind.UNREADABLE, f"file {path}", f"not a readable parquet file: {error}")
         )
@@ -180,6 +180,7 @@ def read_part(
     broken: set[str] = set()
     try:
         for batch in part.iter_batches(batch_size=65_536, columns=wanted):
+            batch.validate(full=True)  # damaged strings (invalid UTF-8) fail here, not when a value is read
             table = pa.Table.from_batches([batch])
             if types is not None:
                 kinds = _normalize_column("attribute_type", table.column("attribute_type"))
@@ -196,7 +197,7 @@ def read_part(
                     outcomes.append(Outcome(OutcomeKind.UNREADABLE, f"file {path} column {name}", str(error)))
                     broken.add(name)
             yield _Rows(arrays, table.num_rows)
-    except (OSError, pa.ArrowException) as error:
+    except (OSError, pa.ArrowException, UnicodeDecodeError) as error:
         outcomes.append(Outcome(OutcomeKind.UNREADABLE, f"file {path}", f"corrupt parquet data: {error}"))
 
 

@@ -87,7 +87,8 @@ class NeptuneExportReader:
             for path in run.parts + run.journals:
                 try:
                     table = pq.read_table(path, columns=["project_id"]).slice(0, 1)
-                except (OSError, pa.ArrowException, KeyError):
+                    table.validate(full=True)  # damaged strings (invalid UTF-8)
+                except (OSError, pa.ArrowException, KeyError, UnicodeDecodeError):
                     continue
                 if table.num_rows:
                     value = table.column(0)[0].as_py()
