@@ -331,7 +331,7 @@ def test_argo_manifest_strings_in_dag_and_steps() -> None:
         "spec.templates[3].steps[0][0].inline.resource.manifest",
     ]
     codes = {f.code for f in result.jobs[0].findings}
-    assert "wrapper-references-pytorchjob" in codes
+    assert "wrapper-references-v1-job" in codes
 
 
 def test_job_nested_in_a_custom_object_without_name() -> None:

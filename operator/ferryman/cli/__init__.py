@@ -37,7 +37,7 @@ class CommandsWithPlugins(click.Group):
 @click.group(cls=CommandsWithPlugins, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ferryman")
 def cli() -> None:
-    """Move PyTorchJobs to Kubeflow Trainer v2 and experiments between trackers."""
+    """Move Training Operator v1 jobs to Kubeflow Trainer v2 and experiments between trackers."""
 
 
 @cli.command("convert")
@@ -77,7 +77,8 @@ def convert_command(
     runtime_rules: Path | None,
     template: bool | None,
 ) -> None:
-    """Convert the PyTorchJobs in manifest files (PATH: a file, a directory or - for stdin) to TrainJobs.
+    """Convert the v1 jobs (PyTorchJob, MPIJob, JAXJob, XGBoostJob, TFJob, PaddleJob) in manifest files
+    (PATH: a file, a directory or - for stdin) to TrainJobs.
 
     Without -o or --in-place the converted manifests go to stdout and the report to stderr.
     Exit codes: 0 converted, 1 blockers with --strict, 2 usage or parse errors.

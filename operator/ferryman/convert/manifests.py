@@ -1,9 +1,10 @@
-"""Manifest streams: find the PyTorchJobs in a YAML or JSON stream, convert them, and write the stream back.
+"""Manifest streams: find the v1 jobs in a YAML or JSON stream, convert them, and write the stream back.
 
-Pure: text in, text and records out. What is recognised as a PyTorchJob (``apiVersion: kubeflow.org/v1``):
+Pure: text in, text and records out. What is recognised as a job (a kind and version of the table in
+``convert/registry.py``):
 
 * a document of the stream, or an item of a ``kind: List`` (``kubectl get -o yaml``), live dumps included;
-* a PyTorchJob object nested anywhere in another object: AppWrapper ``spec.components[].template`` and the
+* a job object nested anywhere in another object: AppWrapper ``spec.components[].template`` and the
   older ``spec.resources.GenericItems[].generictemplate``, Katib ``spec.trialTemplate.trialSpec``, custom
   wrappers;
 * a YAML string holding one, such as an Argo Workflow ``resource.manifest`` (templates, DAG and steps alike).
@@ -12,7 +13,7 @@ Each converted job is replaced where it stands, by splicing the new text into th
 order, quoting and every other document stay byte for byte. A derived TrainingRuntime (``emit_runtime``)
 goes in a document of its own just before the document that uses it. A blocked job is left unchanged.
 
-envsubst templates: a stream is a template when a PyTorchJob in it carries a ``$VAR`` or ``${VAR}``
+envsubst templates: a stream is a template when a job in it carries a ``$VAR`` or ``${VAR}``
 placeholder outside container ``command``, ``args`` and env values (where ``$VAR`` is ordinary shell or
 Kubernetes syntax), unless the caller decides. In template mode placeholders may stand in numeric fields
 (``replicas: $NUM_NODES`` becomes ``numNodes: $NUM_NODES``), and placeholders in string fields are written
@@ -67,8 +68,10 @@ _NUMERIC_KEYS = frozenset(
 # Where `$VAR` is shell or Kubernetes `$(VAR)` syntax rather than an envsubst placeholder.
 _SHELL_KEYS = frozenset({"command", "args", "value"})
 _PathKey = str | int
-# `kubectl wait pytorchjob/x`, `kubectl get pytorchjobs`, `pytorchjobs.kubeflow.org/x`
-_PYTORCHJOB_REFERENCE = re.compile(r"\bpytorchjobs?(?:\.kubeflow\.org)?[/ ]", re.IGNORECASE)
+# `kubectl wait tfjob/x`, `kubectl get pytorchjobs`, `mpijobs.kubeflow.org/x`: a v1 job of a kind in the table
+_JOB_REFERENCE = re.compile(
+    rf"\b(?:{'|'.join(kind.lower() for kind in _KIND_NAMES)})s?(?:\.kubeflow\.org)?[/ ]", re.IGNORECASE
+)
 
 
 # Nodes a document may expand to through its aliases: a 1.2 KB "billion laughs" document expands to 10**9.
@@ -181,7 +184,7 @@ class _Edit:
 
 
 def convert_stream(text: str, options: ConvertOptions, template: bool | None = None) -> StreamResult:
-    """Convert every PyTorchJob in a YAML/JSON stream. `template`: None detects envsubst templates.
+    """Convert every v1 job in a YAML/JSON stream. `template`: None detects envsubst templates.
 
     Documents are converted one at a time and only their new text is kept, so a long stream (a cluster's
     `kubectl get -o yaml`) never holds more than one parsed document, unless it must be looked at as a whole
@@ -598,8 +601,9 @@ def _wrapper_findings(job: _Found) -> list[Finding]:
                     Finding(
                         severity=Severity.WARNING,
                         path=format_path([*job.path[:-1], key]),
-                        message=f"the AppWrapper component's {key} describe the PyTorchJob's pods; rewrite "
-                        "them for the TrainJob's JobSet (one replicated job `node`, numNodes pods)",
+                        message=f"the AppWrapper component's {key} describe the {job.obj.get('kind')}'s "
+                        "pods; rewrite them for the TrainJob's JobSet (one replicated job `node`, numNodes "
+                        "pods)",
                         code="appwrapper-podsets",
                     )
                 )
@@ -613,24 +617,25 @@ def _wrapper_findings(job: _Found) -> list[Finding]:
                     Finding(
                         severity=Severity.WARNING,
                         path=format_path([*job.path[:-1], key]),
-                        message=f"the Argo {key} tests the PyTorchJob's status; a TrainJob reports "
-                        "conditions Complete and Failed and per-job counts in status.jobsStatus: rewrite it",
+                        message=f"the Argo {key} tests the {job.obj.get('kind')}'s status; a TrainJob "
+                        "reports conditions Complete and Failed and per-job counts in status.jobsStatus: "
+                        "rewrite it",
                         code="argo-resource-condition",
                     )
                 )
     if job.wrapper == "List":
         return findings
     references = [
-        p for p, s in _strings(data, []) if p[: len(job.path)] != job.path and _PYTORCHJOB_REFERENCE.search(s)
+        p for p, s in _strings(data, []) if p[: len(job.path)] != job.path and _JOB_REFERENCE.search(s)
     ]
     if references:
         findings.append(
             Finding(
                 severity=Severity.WARNING,
                 path=format_path(references[0]),
-                message=f"{len(references)} other field(s) of this {job.wrapper} refer to PyTorchJobs "
+                message=f"{len(references)} other field(s) of this {job.wrapper} refer to v1 jobs "
                 "(status checks, kubectl commands); point them at the TrainJob (conditions Complete/Failed)",
-                code="wrapper-references-pytorchjob",
+                code="wrapper-references-v1-job",
             )
         )
     return findings
@@ -646,7 +651,8 @@ def _katib_review(job: _Found, trial_path: list[_PathKey]) -> list[Finding]:
     if not isinstance(trial, dict):
         return []
     changes: list[tuple[str, Any, str]] = []
-    if trial.get("primaryContainerName") == "pytorch":
+    row = job_kind(job.obj)
+    if row is not None and trial.get("primaryContainerName") == row.converter.container_name:
         changes.append(("primaryContainerName", "node", "the TrainJob's training container is `node`"))
     success = trial.get("successCondition")
     if isinstance(success, str) and 'type=="Succeeded"' in success:

@@ -24,7 +24,7 @@ class ConvertOptions:
 
 @dataclass
 class Conversion:
-    """The result of converting one PyTorchJob."""
+    """The result of converting one v1 job."""
 
     source_name: str
     source_namespace: str | None
