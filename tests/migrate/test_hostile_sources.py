@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -197,3 +198,23 @@ def test_credentials_in_urls_and_variables_never_reach_output_or_reports(tmp_pat
     assert SECRET not in result.stdout + result.stderr
     for path in tmp_path.rglob("*"):
         assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path
+
+
+def test_meta_files_out_of_the_store_or_full_of_aliases_are_not_read(tmp_path: Path) -> None:
+    from ferryman.trackers.mlflow.filestore import FileStoreReader
+    from tests.convert.test_hostile_manifests import alias_bomb
+    from tests.trackers.contract import read_all
+
+    (tmp_path / "outside.yaml").write_text(f"run_id: aaa\nrun_name: {SECRET}\nexperiment_id: '0'\n")
+    root = tmp_path / "mlruns"
+    write(root / "0" / "meta.yaml", "experiment_id: '0'\nname: Default\nlifecycle_stage: active\n")
+    (root / "0" / "aaa").mkdir()
+    (root / "0" / "aaa" / "meta.yaml").symlink_to(tmp_path / "outside.yaml")
+    write(root / "0" / "bbb" / "meta.yaml", alias_bomb() + "run_id: bbb\nrun_name: *i\n")
+    reader = FileStoreReader(root)
+    started = time.monotonic()
+    runs = read_all(reader)
+    assert time.monotonic() - started < 5
+    assert not runs and SECRET not in repr(reader.outcomes())
+    reasons = {Path(o.item.removeprefix("file ")).parent.name: o.reason for o in reader.outcomes()}
+    assert "leads out of the source root" in reasons["aaa"] and "alias bomb" in reasons["bbb"]

@@ -12,6 +12,7 @@ from typing import Any, BinaryIO
 
 import yaml
 
+from ferryman.convert.manifests import load_document
 from ferryman.trackers import paths
 from ferryman.trackers.mlflow.fields import HISTORY_PAGE, NOTE_TAG, MlflowError, int_or_none, run_from_fields
 from ferryman.trackers.model import (
@@ -62,8 +63,11 @@ class FileStoreReader:
             self._outcomes.append(Outcome(kind, item, reason))
 
     def _meta(self, path: Path) -> dict[str, Any] | None:
-        try:
-            data = yaml.safe_load(path.read_text())
+        if paths.leaves(self.root, path):
+            self._escaped(path)
+            return None
+        try:  # with the manifest limits: a meta.yaml may be an alias bomb
+            data = load_document(path.read_text())
         except FileNotFoundError:
             self._report(OutcomeKind.UNREADABLE, f"file {path}", "missing meta.yaml")
             return None
