@@ -232,3 +232,30 @@ def test_mpijob_v1_workers_need_an_ssh_server_and_reserved_openmpi_variables_are
     conversion = convert_job(job)
     assert {"mpi-ssh", "reserved-env"} <= _codes(conversion, Severity.WARNING)
     assert conversion.trainjob is not None and not conversion.trainjob["spec"]["trainer"]["env"]
+
+
+def test_a_jobs_own_copies_of_v1_variables_are_replaced_not_duplicated() -> None:
+    for kind, field, container, name in (
+        ("TFJob", "tfReplicaSpecs", "tensorflow", "TF_CONFIG"),
+        ("PaddleJob", "paddleReplicaSpecs", "paddle", "PADDLE_MASTER"),
+        ("JAXJob", "jaxReplicaSpecs", "jax", "COORDINATOR_ADDRESS"),
+    ):
+        job = _job(kind, field, {"Worker": 2}, container, env=[{"name": name, "value": "mine"}])
+        conversion = convert_job(job)
+        assert "v1-env-overridden" in _codes(conversion, Severity.WARNING), kind
+        env = conversion.trainjob["spec"]["trainer"]["env"]  # type: ignore[index]
+        names = [e["name"] for e in env]
+        assert len(names) == len(set(names)) and all(e.get("value") != "mine" for e in env), kind
+
+
+def test_v1_host_names_become_node_host_names_of_the_same_node() -> None:
+    cases = (
+        (_job("PaddleJob", "paddleReplicaSpecs", {"Worker": 2}, "paddle", args=["job-worker-1"]), 1),
+        (_job("TFJob", "tfReplicaSpecs", {"Chief": 1, "Worker": 2}, "tensorflow", args=["job-worker-1"]), 2),
+        (_mpijob(runLauncherAsWorker=True), 1),
+    )
+    mpi = cases[2][0]["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]
+    mpi["command"] = ["mpirun", "-H", "job-worker-1", "./app"]
+    for job, node in cases:
+        trainer = convert_job(job).trainjob["spec"]["trainer"]  # type: ignore[index]
+        assert f"job-node-0-{node}.job" in json.dumps(trainer), job["kind"]

@@ -66,20 +66,7 @@ class JAXJobConverter(ReplicaJobConverter):
         """The job's env with the variables v1 set over it (COORDINATOR_*, NUM_PROCESSES, PROCESS_ID)
         set again with v2 values: node 0 is v1's worker 0, the process id is the node's index."""
         cpath = node.path
-        source = [e.get("name") if isinstance(e, dict) else None for e in node.container.get("env") or []]
-        kept: list[dict[str, Any]] = []
-        for entry in node.env:
-            if entry.get("name") in V1_JAX_ENV:
-                index = len(source) - 1 - source[::-1].index(entry["name"])  # the entry that counted
-                self.report(
-                    Severity.WARNING,
-                    f"{cpath}.env[{index}]",
-                    "v1-env-overridden",
-                    f"{entry['name']} is set by the v1 operator over the job's value; not copied (the v2 "
-                    "value is injected as v1's was)",
-                )
-            else:
-                kept.append(entry)
+        kept = self.without_v1_env(node, V1_JAX_ENV)
         injected: list[dict[str, Any]] = [
             {"name": "COORDINATOR_PORT", "value": str(port)},
             {"name": "COORDINATOR_ADDRESS", "value": master_address(self.name)},

@@ -125,7 +125,8 @@ class MPIJobConverter(JobConverter):
                 "express",
             )
             num_nodes = None
-        self.rewriter = HostRewriter(self.source_name, self.name, as_node) if self.source_name else None
+        # worker i is node i whether or not the launcher works too: it is a job of its own (launcher-0-0)
+        self.rewriter = HostRewriter(self.source_name, self.name, False) if self.source_name else None
 
         trainer, launcher_pod, launcher_meta = self.launcher(launcher, spec, v1)
         node_pod, node_meta = self.worker(worker, v1)

@@ -28,7 +28,6 @@ class PaddleJobConverter(ReplicaJobConverter):
     kind = PADDLEJOB.kind
     container_name = v1jobs.PADDLE_CONTAINER
     port_name = v1jobs.PADDLE_PORT_NAME
-    operator_env = V1_PADDLE_ENV
     reserved_env = frozenset()
     runtime_name = "paddle"  # the base name of the derived runtime: none ships
     ml_policy = {}
@@ -65,7 +64,8 @@ class PaddleJobConverter(ReplicaJobConverter):
         if replicas is None:
             return self.result(None)
         base = f"{self.replica_path}.{replicas.key}"
-        node = self.node(base, replicas.template, has_leader=True)  # v1 set its variables over the job's
+        node = self.node(base, replicas.template, has_leader=False)
+        node.env = self.without_v1_env(node, V1_PADDLE_ENV)
         trainer = self.trainer_fields(node.container, node.path)
         if replicas.num_nodes is not None:
             trainer["numNodes"] = replicas.num_nodes

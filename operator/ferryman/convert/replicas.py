@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ferryman.api import pytorchjob as v1
-from ferryman.convert.core import JobConverter, join, mapping
+from ferryman.convert.core import JobConverter, Node, join, mapping
 from ferryman.convert.findings import Severity
 from ferryman.convert.merge import TemplateMerge
 
@@ -152,6 +152,25 @@ class ReplicaJobConverter(JobConverter):
                 if key in trainer:
                     trainer[key] = self.rewrite_hosts(trainer[key], f"{path}.{key}", self.rewriter)
         return trainer
+
+    def without_v1_env(self, node: Node, names: tuple[str, ...]) -> list[dict[str, Any]]:
+        """``node.env`` without the variables the v1 operator set over the job's own (each reported): a
+        kind with no leader sets them again with v2 values."""
+        source = [e.get("name") if isinstance(e, dict) else None for e in node.container.get("env") or []]
+        kept: list[dict[str, Any]] = []
+        for entry in node.env:
+            if entry.get("name") not in names:
+                kept.append(entry)
+                continue
+            index = len(source) - 1 - source[::-1].index(entry["name"])  # the entry that counted
+            self.report(
+                Severity.WARNING,
+                f"{node.path}.env[{index}]",
+                "v1-env-overridden",
+                f"{entry['name']} is set by the v1 operator over the job's value; not copied (the v2 value "
+                "is injected as v1's was)",
+            )
+        return kept
 
     def declared_port(self, template: dict[str, Any], default: int) -> int:
         """The containerPort of the port named ``port_name`` on the v1 container, or v1's default."""

@@ -107,6 +107,7 @@ class TFJobConverter(ReplicaJobConverter):
                 "enableDynamicWorker (a sparse TF_CONFIG for parameter-server training) has no v2 "
                 "equivalent; the full cluster is set",
             )
+        node.env = self.without_v1_env(node, (TF_CONFIG,))
         node.env = self.tf_config(job, trainer, node.env, replicas.num_nodes, node.path)
         return self.finish(trainer, node, job.spec.run_policy)
 
