@@ -218,3 +218,23 @@ def test_meta_files_out_of_the_store_or_full_of_aliases_are_not_read(tmp_path: P
     assert not runs and SECRET not in repr(reader.outcomes())
     reasons = {Path(o.item.removeprefix("file ")).parent.name: o.reason for o in reader.outcomes()}
     assert "leads out of the source root" in reasons["aaa"] and "alias bomb" in reasons["bbb"]
+
+
+def test_wandb_run_files_out_of_the_directory_or_full_of_aliases_are_not_read(tmp_path: Path) -> None:
+    from ferryman.trackers.wandb.offline import WandbDirReader
+    from tests.convert.test_hostile_manifests import alias_bomb
+    from tests.trackers.contract import read_all
+
+    (tmp_path / "token").write_text(f'{{"secret": "{SECRET}"}}')
+    files_dir = tmp_path / "wandb" / "offline-run-20260101_000000-hostile1" / "files"
+    write(files_dir / "config.yaml", alias_bomb() + "lr: *i\n")
+    write(files_dir / "wandb-history.jsonl", '{"_step": 0, "loss": 1.0}\n')
+    (files_dir / "wandb-summary.json").symlink_to(tmp_path / "token")
+    (files_dir / "wandb-metadata.json").symlink_to(tmp_path / "token")
+    reader = WandbDirReader(tmp_path / "wandb")
+    started = time.monotonic()
+    runs = read_all(reader)
+    assert time.monotonic() - started < 5
+    assert SECRET not in repr(runs) + repr(reader.outcomes())
+    reasons = " ".join(o.reason for o in reader.outcomes())
+    assert "alias bomb" in reasons and "leads out of the source root" in reasons

@@ -35,6 +35,7 @@ import numpy as np
 import yaml
 from google.protobuf.message import DecodeError
 
+from ferryman.convert.manifests import load_document
 from ferryman.trackers import paths
 from ferryman.trackers.model import (
     Artifact,
@@ -561,6 +562,9 @@ class WandbDirReader:
             return None
         if not path.is_file():
             return None
+        if paths.leaves(self.root, path):
+            self._escaped(path)
+            return None
         if path.stat().st_size == 0:
             self._report(OutcomeKind.UNREADABLE, item, f"{path} is empty (0 bytes)")
             return None
@@ -573,9 +577,12 @@ class WandbDirReader:
     def _read_yaml(self, path: Path, item: str) -> dict[str, Any]:
         if not path.is_file():
             return {}
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, OSError) as err:
+        if paths.leaves(self.root, path):
+            self._escaped(path)
+            return {}
+        try:  # with the manifest limits: a config.yaml may be an alias bomb
+            loaded = load_document(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, OSError, UnicodeDecodeError) as err:
             self._report(OutcomeKind.UNREADABLE, item, f"{path}: {err}")
             return {}
         return _unwrap_config(loaded) if isinstance(loaded, dict) else {}
