@@ -3,7 +3,7 @@ repositories (``v1jobs/``, described in its SOURCES.tsv).
 
 Every job converts to objects the upstream Trainer CRD schemas accept or is blocked with reasons, in every
 TrainJob flavour with and without derived runtimes; every source fact of a top-level job is carried or
-reported; every file's job is found.
+reported; every file's job is found (an embedded one that is not YAML as a blocker saying so).
 """
 
 from __future__ import annotations
@@ -25,14 +25,6 @@ from tests.convert.trainjob_schema import schema_errors
 
 pytestmark = pytest.mark.corpus
 
-# Files whose job the manifest reader does not find, and why. The test fails once one is found, so the list
-# cannot outlive the gap.
-UNREAD = {
-    "mpijob-014.yaml": "an MPIJob embedded in an Argo Workflow with unquoted {{...}} parameters is not YAML; "
-    "convert/manifests.py skips embedded strings that do not parse without a finding",
-}
-
-
 def sources(corpus_dir: Path) -> dict[str, str]:
     """file -> the kind SOURCES.tsv says it holds."""
     with (corpus_dir / "v1jobs" / "SOURCES.tsv").open(encoding="utf-8") as table:
@@ -51,9 +43,6 @@ def test_every_job_converts_to_schema_valid_objects_or_is_blocked_with_reasons(
         path = corpus_dir / "v1jobs" / name
         result = convert_stream(path.read_text(encoding="utf-8"), options)
         found = {job.kind for job in result.jobs}
-        if name in UNREAD:
-            assert not found, f"{name} is read now: drop it from UNREAD"
-            continue
         assert found == {kind}, name
         for obj in emitted_objects(result.text):
             errors = schema_errors(obj, trainer_api, template=result.template)

@@ -259,3 +259,26 @@ def test_v1_host_names_become_node_host_names_of_the_same_node() -> None:
     for job, node in cases:
         trainer = convert_job(job).trainjob["spec"]["trainer"]  # type: ignore[index]
         assert f"job-node-0-{node}.job" in json.dumps(trainer), job["kind"]
+
+
+def test_an_embedded_job_that_is_not_yaml_is_blocked_with_the_reason_and_left_unchanged() -> None:
+    from ferryman.convert.manifests import convert_stream
+    from ferryman.convert.options import ConvertOptions
+
+    manifest = (
+        "apiVersion: kubeflow.org/v1\nkind: TFJob\nmetadata:\n  name: tf-{{workflow.name}}\nspec:\n"
+        "  tfReplicaSpecs:\n    Worker:\n      replicas: {{workflow.parameters.workers}}\n"
+    )
+    workflow = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": "wf"},
+        "spec": {"templates": [{"name": "train", "resource": {"action": "create", "manifest": manifest}}]},
+    }
+    text = json.dumps(workflow)
+    result = convert_stream(text, ConvertOptions())
+    (job,) = result.jobs
+    assert (job.kind, job.status, job.location) == ("TFJob", "blocked", "spec.templates[0].resource.manifest")
+    (finding,) = job.findings
+    assert finding.code == "embedded-not-yaml" and "not valid YAML" in finding.message
+    assert result.text == text

@@ -74,6 +74,14 @@ _JOB_REFERENCE = re.compile(
 )
 
 
+# A job in a YAML string that does not parse (unquoted Argo/Katib {{...}} parameters): its kind and version
+_EMBEDDED_JOB = re.compile(
+    rf"^\s*apiVersion:\s*[\"']?(?P<api_version>kubeflow\.org/\w+)[\"']?\s*$(?:.*\n)*?"
+    rf"^\s*kind:\s*[\"']?(?P<kind>{'|'.join(_KIND_NAMES)})[\"']?\s*$",
+    re.MULTILINE,
+)
+
+
 # Nodes a document may expand to through its aliases: a 1.2 KB "billion laughs" document expands to 10**9.
 MAX_EXPANDED_NODES = 1_000_000
 
@@ -173,6 +181,7 @@ class _Found:
     obj: dict[str, Any]
     in_string: bool  # the job is a YAML string (Argo `resource.manifest`) at `path`
     wrapper: str | None
+    unreadable: str | None = None  # why a string naming a job (``obj`` holds its kind) is not YAML
     fixups: list[tuple[list[_PathKey], Any]] = field(default_factory=list)  # wrapper fields to rewrite
 
 
@@ -466,17 +475,17 @@ def _walk(document: _Document, value: Any, path: list[_PathKey], wrapper: str | 
         elif isinstance(child, list):
             yield from _walk(document, child, [*path, key], wrapper)
         elif isinstance(child, str) and "\n" in child and any(k in child for k in _KIND_NAMES):
-            embedded = _load_embedded(child)
-            if embedded is not None:
+            try:
+                embedded = load_document(child)
+            except yaml.YAMLError as error:
+                named = _EMBEDDED_JOB.search(child)
+                if named is not None:  # a job the reader cannot see into: reported, never silently kept
+                    stub = {"apiVersion": named["api_version"], "kind": named["kind"]}
+                    reason = " ".join(str(error).split())
+                    yield _Found(document, [*path, key], stub, True, wrapper, unreadable=reason)
+                continue
+            if isinstance(embedded, dict) and _is_job(embedded):
                 yield _Found(document, [*path, key], embedded, True, wrapper)
-
-
-def _load_embedded(text: str) -> dict[str, Any] | None:
-    try:
-        obj = load_document(text)
-    except yaml.YAMLError:
-        return None
-    return obj if isinstance(obj, dict) and _is_job(obj) else None
 
 
 def _has_placeholder(value: Any, key: _PathKey | None = None) -> bool:
@@ -519,6 +528,17 @@ def _convert_one(job: _Found, options: ConvertOptions) -> JobResult:
         namespace=str(namespace) if namespace is not None else None,
         conversion=None,
     )
+    if job.unreadable is not None:
+        finding = Finding(
+            severity=Severity.BLOCKER,
+            path=location,
+            code="embedded-not-yaml",
+            message=f"this {result.kind} is not valid YAML ({job.unreadable}), so it cannot be converted and "
+            "is left unchanged; quote values such as {{...}} template parameters, or convert it by hand",
+        )
+        result.conversion = Conversion(result.name or "", result.namespace, None, findings=[finding])
+        result.findings.append(finding)
+        return result
     kind = job_kind(job.obj)
     assert kind is not None  # _find_jobs found it by the table
     if job.obj.get("apiVersion") not in kind.api_versions:
