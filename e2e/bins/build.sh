@@ -7,7 +7,8 @@
 # stay at their defaults outside the repository, so later builds on the same machine
 # reuse the compiled packages.
 #
-# usage: build.sh [component ...]   (default: etcd kubernetes kwok helm coredns)
+# usage: build.sh [component ...]   (default: etcd kubernetes kwok helm coredns trainer jobset training-operator mpi-operator;
+#                                    kueue only when asked for)
 set -eu
 bins=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$bins/../.." && pwd)
@@ -98,7 +99,7 @@ build() {
     echo "cluster-bins:   $component $version built in $(( $(date +%s) - start ))s"
 }
 
-[ $# -gt 0 ] || set -- etcd kubernetes kwok helm coredns
+[ $# -gt 0 ] || set -- etcd kubernetes kwok helm coredns trainer jobset training-operator mpi-operator
 mkdir -p "$cache"
 # One build at a time per checkout: a second `make cluster-bins` waits, then finds the binaries built.
 exec 9>"$cache/.lock"

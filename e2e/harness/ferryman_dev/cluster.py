@@ -285,9 +285,11 @@ class ControlPlane:
             if self.spec.trainer_api is not None:
                 progress(f"installing upstream CRDs (Trainer {self.spec.trainer_api.value} flavour)")
                 self.install_crds(upstream.upstream_crds(self.spec.trainer_api))
-            for name in self.spec.upstream_controllers:
-                progress(f"starting {name}")
-                controllers.start_controller(self, name, mpijob_v1=self.spec.mpijob_v1)
+            if self.spec.upstream_controllers:
+                progress(f"starting {', '.join(self.spec.upstream_controllers)}")
+                controllers.start_controllers(
+                    self, self.spec.upstream_controllers, mpijob_v1=self.spec.mpijob_v1
+                )
             if self.spec.trainer_api is not None and self.spec.runtimes:
                 # after the Trainer's webhooks, if it runs: they validate runtimes as they are installed
                 for runtime in upstream.default_runtimes(self.spec.trainer_api):

@@ -21,7 +21,7 @@ mpi-operator serves ``mpijobs.kubeflow.org`` at v2beta1) and ``mpi-operator``.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -266,8 +266,18 @@ def _cert_dir(home: Path) -> Path:
     return home / "tmp" / "k8s-webhook-server" / "serving-certs"
 
 
-def start_controller(plane: ControlPlane, name: str, *, mpijob_v1: bool = False) -> None:
-    """Give ``name`` its identity, certificates and configuration, start it, then register its webhooks."""
+def start_controllers(plane: ControlPlane, names: Sequence[str], *, mpijob_v1: bool = False) -> None:
+    """Start the controllers ``names`` side by side; return once each serves and its webhooks are registered.
+
+    Each gets its identity, certificates, configuration and CRDs, then starts; its webhook configurations
+    are registered only once it serves them, so no request meets a webhook that is not there yet.
+    """
+    for finish in [_launch(plane, name, mpijob_v1) for name in names]:
+        finish()
+
+
+def _launch(plane: ControlPlane, name: str, mpijob_v1: bool) -> Callable[[], None]:
+    """Set up and start controller ``name``; the function that waits for it and registers its webhooks."""
     from ferryman_dev.cluster import ClusterError, binary, free_port
 
     controller = CONTROLLERS[name]
@@ -301,12 +311,16 @@ def start_controller(plane: ControlPlane, name: str, *, mpijob_v1: bool = False)
     plane.spawn(
         name, [executable, *controller.argv(plane, controller, home, ports, mpijob_v1)], env=env, ready=health
     )
-    plane.wait_ready(name, timeout=120)
-    if controller.webhooks is not None:
-        docs = upstream.kustomize(controller.module_dir() / controller.webhooks)
-        for doc in local_webhooks(docs, ports.webhook, ca_bundle):
-            doc["metadata"]["name"] = controller.name_prefix + doc["metadata"]["name"]
-            plane.apply(doc)
+
+    def finish() -> None:
+        plane.wait_ready(name, timeout=180)
+        if controller.webhooks is not None:
+            docs = upstream.kustomize(controller.module_dir() / controller.webhooks)
+            for doc in local_webhooks(docs, ports.webhook, ca_bundle):
+                doc["metadata"]["name"] = controller.name_prefix + doc["metadata"]["name"]
+                plane.apply(doc)
+
+    return finish
 
 
 def _port_free(port: int) -> bool:
