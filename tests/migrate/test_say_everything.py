@@ -301,3 +301,50 @@ def test_a_logged_models_metrics_params_and_tags_are_carried_and_verified(tmp_pa
         (0, 0.5, "eval"), (1, 0.6, "eval"), (2, 0.7, "eval")
     ]
     assert report.source_totals["points"] == 3 == report.destination_totals["points"]  # none twice
+
+
+def log_dataset_input(tracking_uri: str, root: Path) -> str:
+    """A finished run that used one dataset (with the context tag `mlflow.log_input` sets); its id."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    mlflow = MlflowClient(tracking_uri)
+    experiment_id = mlflow.create_experiment("inputs", artifact_location=(root / "art").as_uri())
+    run_id = mlflow.create_run(experiment_id, run_name="train").info.run_id
+    dataset = Dataset("mnist", "d1g35t", "local", '{"uri": "/data/mnist"}', '{"cols": 785}', '{"rows": 7}')
+    mlflow.log_inputs(run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])])
+    mlflow.set_terminated(run_id)
+    return run_id
+
+
+@pytest.mark.parametrize("store", ["sqlite", "file store"])
+def test_dataset_inputs_are_carried_and_verified(
+    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import warnings
+
+    from mlflow import MlflowClient
+
+    source = f"sqlite:///{tmp_path / 'source.db'}" if store == "sqlite" else str(tmp_path / "mlruns")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow writes file stores only when asked
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # MLflow's file store is deprecated, still found
+        log_dataset_input(source if store == "sqlite" else (tmp_path / "mlruns").as_uri(), tmp_path)
+    destination = f"sqlite:///{tmp_path / 'destination.db'}"
+    request = MigrationRequest(source, destination)
+    report = migrate(request)
+    assert report.ok, report.summary()
+    copy = MlflowClient(destination)
+    (run,) = copy.search_runs([copy.get_experiment_by_name("inputs").experiment_id])
+    (used,) = run.inputs.dataset_inputs
+    assert (used.dataset.name, used.dataset.digest) == ("mnist", "d1g35t")
+    assert (used.dataset.schema, used.dataset.profile) == ('{"cols": 785}', '{"rows": 7}')
+    assert [(tag.key, tag.value) for tag in used.tags] == [("mlflow.data.context", "training")]
+    again = migrate(request)
+    assert again.ok and again.to_dict()["summary"]["skipped"] == 1
+
+    elsewhere = migrate(MigrationRequest(source, f"tensorboard:{tmp_path / 'tb'}"))
+    assert elsewhere.ok, elsewhere.summary()
+    assert [(o.kind.value, o.item.rsplit("/", 1)[-1]) for o in elsewhere.outcomes] == [
+        ("unsupported", "dataset inputs")
+    ]

@@ -395,6 +395,10 @@ class Migration:
         if self.request.artifacts:
             self._copy_artifacts(reader, writer, run, key, entry.action, digest, result)
         writer.finish_run(key, run)
+        if run.inputs and not getattr(writer, "keeps_inputs", False):
+            self._outcome(Outcome(OutcomeKind.UNSUPPORTED, f"run {entry.identity}/dataset inputs",
+                                  f"{len(run.inputs)} dataset input(s) "
+                                  f"({', '.join(i.name for i in run.inputs)}): the destination has none"))
         if run.deleted and not getattr(writer, "marks_deleted", False):
             self._outcome(Outcome(OutcomeKind.UNSUPPORTED, f"run {entry.identity}/deleted",
                                   "the destination cannot mark a run deleted; copied as an ordinary run"))
@@ -629,6 +633,8 @@ class Migration:
             target = digest_run(destination_reader, target_run, with_artifacts=self.request.artifacts)
             if source.run.deleted and not getattr(writer, "marks_deleted", False):  # an outcome already
                 target.run.deleted = True
+            if not getattr(writer, "keeps_inputs", False):  # an outcome already
+                target.run.inputs = source.run.inputs
             parent_identity = experiment.identities.get(entry.run.parent_key or "")
             parent = destination_runs.get(parent_identity) if parent_identity else None
             expected_parent = parent.key if parent else None

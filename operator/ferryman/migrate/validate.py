@@ -190,6 +190,9 @@ def compare_runs(
         problems.append(f"start time {src.start_time} became {dst.start_time}")
     if src.end_time != dst.end_time:
         problems.append(f"end time {src.end_time} became {dst.end_time}")
+    if sorted(map(repr, src.inputs)) != sorted(map(repr, dst.inputs)):
+        names = [i.name for i in src.inputs], [i.name for i in dst.inputs]
+        problems.append(f"dataset inputs {names[0]} became {names[1]}")
     if src.deleted != dst.deleted:
         problems.append(
             "deleted in the destination only" if dst.deleted

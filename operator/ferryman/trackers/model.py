@@ -39,6 +39,19 @@ class Experiment:
     description: str | None = None
 
 
+@dataclass(slots=True, frozen=True)
+class DatasetInput:
+    """A dataset a run used (MLflow's `log_input`): the dataset's fields and the input's tags."""
+
+    name: str
+    digest: str
+    source_type: str
+    source: str
+    schema: str | None = None
+    profile: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()  # sorted (key, value) pairs, e.g. mlflow.data.context
+
+
 @dataclass(slots=True)
 class Run:
     key: str  # stable identity inside the source (run id, run directory)
@@ -53,6 +66,7 @@ class Run:
     parent_key: str | None = None  # key of the parent run (nested runs)
     params: dict[str, str] = field(default_factory=dict)
     deleted: bool = False  # deleted at the source (MLflow's lifecycle stage `deleted`), not yet purged
+    inputs: list[DatasetInput] = field(default_factory=list)  # datasets the run used
 
 
 def source_state(run: Run) -> str:
@@ -199,8 +213,9 @@ class TrackerWriter(Protocol):
     """A destination. The engine calls it from several threads, but never concurrently for the same run.
 
     A writer whose destination can mark a run deleted sets `marks_deleted = True` and does so in
-    `finish_run` for a run with `deleted` set (the engine counts the others as outcomes). A writer that
-    stores some artifacts under another name reports each as RENAMED and has `stored_artifact_path(path)`
+    `finish_run` for a run with `deleted` set (the engine counts the others as outcomes). Likewise a writer
+    that stores a run's dataset inputs sets `keeps_inputs = True` and writes them in `finish_run`. A writer
+    that stores some artifacts under another name reports each as RENAMED and has `stored_artifact_path(path)`
     give the name, so verification compares the artifact under it.
 
     Resume contract: for one run the engine hands over each metric key's points in source order, and after a

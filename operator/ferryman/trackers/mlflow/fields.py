@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
+from typing import Any
 
-from ferryman.trackers.model import Run, RunStatus
+from ferryman.trackers.model import DatasetInput, Run, RunStatus
 
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_TAGS_PER_BATCH = 100
@@ -77,6 +78,7 @@ def run_from_fields(
     tags: dict[str, str],
     params: dict[str, str],
     lifecycle_stage: str | None = None,
+    inputs: list[DatasetInput] | None = None,
 ) -> Run:
     """A neutral run from MLflow's fields, with the field-like `mlflow.*` tags lifted out."""
     return Run(
@@ -92,4 +94,17 @@ def run_from_fields(
         parent_key=tags.get(PARENT_TAG),
         params=params,
         deleted=lifecycle_stage == "deleted",
+        inputs=inputs or [],
     )
+
+
+def dataset_inputs(inputs: Any) -> list[DatasetInput]:
+    """The dataset inputs of an MLflow run (`Run.inputs`, None on stores without them)."""
+    return [
+        DatasetInput(
+            found.dataset.name, found.dataset.digest, found.dataset.source_type, found.dataset.source,
+            found.dataset.schema or None, found.dataset.profile or None,
+            tuple(sorted((tag.key, tag.value) for tag in found.tags or [])),
+        )
+        for found in (getattr(inputs, "dataset_inputs", None) or [])
+    ]

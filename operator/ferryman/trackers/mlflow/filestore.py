@@ -17,6 +17,7 @@ from ferryman.trackers import paths
 from ferryman.trackers.mlflow.fields import HISTORY_PAGE, NOTE_TAG, MlflowError, int_or_none, run_from_fields
 from ferryman.trackers.model import (
     Artifact,
+    DatasetInput,
     Experiment,
     LoggedModel,
     MetricBatch,
@@ -135,6 +136,7 @@ class FileStoreReader:
                 tags=self._key_values(run_dir / "tags"),
                 params=self._key_values(run_dir / "params"),
                 lifecycle_stage=meta.get("lifecycle_stage"),
+                inputs=self._inputs(run_dir, directory / "datasets"),
             )
             if since and (run.start_time or 0) < since:
                 continue
@@ -143,6 +145,27 @@ class FileStoreReader:
             found.append(run)
         found.sort(key=lambda run: (run.start_time or 0, run.key))
         yield from found
+
+    def _inputs(self, run_dir: Path, datasets: Path) -> list[DatasetInput]:
+        """The run's dataset inputs: `inputs/<id>/meta.yaml` naming a dataset in the experiment's
+        `datasets/<id>/meta.yaml`; an input whose dataset is missing is reported."""
+        found = []
+        inputs = run_dir / "inputs"
+        for input_dir in sorted(inputs.iterdir()) if inputs.is_dir() else []:
+            meta = self._meta(input_dir / "meta.yaml") or {}
+            if meta.get("source_type") != "DATASET":
+                continue
+            dataset = self._meta(datasets / str(meta.get("source_id")) / "meta.yaml")
+            if dataset is None:
+                self._report(OutcomeKind.UNREADABLE, f"run {run_dir.name}/input {input_dir.name}",
+                             f"its dataset {meta.get('source_id')} is missing from {datasets}")
+                continue
+            found.append(DatasetInput(
+                str(dataset.get("name")), str(dataset.get("digest")), str(dataset.get("source_type")),
+                str(dataset.get("source")), dataset.get("schema") or None, dataset.get("profile") or None,
+                tuple(sorted((str(k), str(v)) for k, v in (meta.get("tags") or {}).items())),
+            ))
+        return found
 
     def _run_dir(self, run: Run) -> Path:
         with self._lock:

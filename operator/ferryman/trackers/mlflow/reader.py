@@ -10,7 +10,7 @@ from typing import Any
 
 from ferryman.trackers import paths
 from ferryman.trackers.mlflow.backend import Backend
-from ferryman.trackers.mlflow.fields import NOTE_TAG, run_from_fields
+from ferryman.trackers.mlflow.fields import NOTE_TAG, dataset_inputs, run_from_fields
 from ferryman.trackers.model import (
     Artifact,
     Experiment,
@@ -85,6 +85,7 @@ class MlflowReader:
                     tags=dict(data.tags),
                     params=dict(data.params),
                     lifecycle_stage=info.lifecycle_stage,
+                    inputs=dataset_inputs(found.inputs),
                 )
             token = page.token
             if not token:

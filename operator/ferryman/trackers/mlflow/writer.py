@@ -57,6 +57,7 @@ class MlflowWriter:
 
     kind = "mlflow"
     marks_deleted = True
+    keeps_inputs = True
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
@@ -305,9 +306,26 @@ class MlflowWriter:
         self.backend.tracking.update_run_info(
             run_key, MlflowRunStatus.from_string(run.status.value), run.end_time, None
         )
+        if run.inputs:
+            self._write_inputs(run_key, run)
         self.backend.log_batch_json(run_key, [], [], [{"key": COMPLETE_TAG, "value": state}])
         if run.deleted:
             self.backend.tracking.delete_run(run_key)
+
+    def _write_inputs(self, run_key: str, run: Run) -> None:
+        """The run's dataset inputs (MLflow keeps one of each dataset and input, so this is idempotent)."""
+        from mlflow.entities import Dataset, InputTag
+        from mlflow.entities import DatasetInput as MlflowDatasetInput
+
+        self.backend.tracking.log_inputs(run_key, datasets=[
+            MlflowDatasetInput(
+                Dataset(
+                    found.name, found.digest, found.source_type, found.source, found.schema, found.profile
+                ),
+                [InputTag(key, value) for key, value in found.tags],
+            )
+            for found in run.inputs
+        ])
 
     def write_registered_model(self, model: RegisteredModel, run_keys: dict[str, str]) -> list[Outcome]:
         from mlflow.entities.model_registry import ModelVersionTag, RegisteredModelTag

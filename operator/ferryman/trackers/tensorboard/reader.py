@@ -138,6 +138,7 @@ class TensorBoardReader:
 
     def _find_runs(self) -> dict[str, _RunSource]:
         event_dirs: set[Path] = set()
+        written: set[Path] = set()  # run directories ferryman's writer made: never folded into a parent
         files_by_dir: dict[Path, list[str]] = {}
         for directory, dirnames, filenames in paths.walk(self.root, self._escaped):
             for name in dirnames + filenames:
@@ -149,11 +150,16 @@ class TensorBoardReader:
             files_by_dir[directory] = kept
             if any(is_event_file(n) for n in kept):
                 event_dirs.add(directory)
+            metadata = Path(RUN_METADATA)
+            if directory.name == metadata.parent.name and metadata.name in kept and directory != self.root:
+                written.add(directory.parent)  # a run ferryman's writer made, even one without events
+        event_dirs |= written
         runs: dict[str, _RunSource] = {}
         owner: dict[Path, str] = {}
         for directory in sorted(event_dirs):
             parent = directory.parent
             if (directory.name in KERAS_SPLITS and parent not in event_dirs and directory != self.root
+                    and directory not in written
                     and all(d.name in KERAS_SPLITS for d in event_dirs if d.parent == parent)):
                 run_dir, prefix = parent, directory.name + "/"
             elif _HPARAMS_DIR.match(directory.name) and parent in event_dirs and directory != self.root:
