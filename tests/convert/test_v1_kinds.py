@@ -282,3 +282,12 @@ def test_an_embedded_job_that_is_not_yaml_is_blocked_with_the_reason_and_left_un
     (finding,) = job.findings
     assert finding.code == "embedded-not-yaml" and "not valid YAML" in finding.message
     assert result.text == text
+
+
+def test_mpijob_names_leave_room_for_launcher_pod_names() -> None:
+    job = _mpijob()
+    job["metadata"]["name"] = "a" * 46  # fits a torch TrainJob (48), not `<name>-launcher-0-0-<suffix>`
+    conversion = convert_job(job)
+    name = conversion.trainjob["metadata"]["name"]  # type: ignore[index]
+    assert len(f"{name}-launcher-0-0-abcde") <= 63
+    assert "name-changed" in _codes(conversion, Severity.WARNING)

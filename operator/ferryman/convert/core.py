@@ -41,7 +41,7 @@ from ferryman.convert.launcher import (
     hostname_ranks,
 )
 from ferryman.convert.metadata import clean_metadata
-from ferryman.convert.names import trainjob_name
+from ferryman.convert.names import MAX_NAME_LENGTH, trainjob_name
 from ferryman.convert.options import Conversion, ConvertOptions
 from ferryman.convert.overrides import (
     CONTAINER_PATCH_FIELDS,
@@ -123,6 +123,8 @@ class JobConverter:
     runtime_name: ClassVar[str | None] = None  # the kind's ClusterTrainingRuntime; None: the runtime rules
     ml_policy: ClassVar[dict[str, Any]] = {"torch": {}}  # of a derived runtime
     framework: ClassVar[str] = "torch"  # a derived runtime's framework label
+    longest_job: ClassVar[str] = "node"  # the runtime's longest replicated job name: pod names must fit 63
+    name_limit: ClassVar[int] = MAX_NAME_LENGTH  # of the TrainJob's name, for pods of `longest_job`
 
     def __init__(self, obj: dict[str, Any], options: ConvertOptions) -> None:
         self.obj = obj
@@ -244,7 +246,11 @@ class JobConverter:
         if job.status is not None:
             self.report(Severity.INFO, "status", "status-dropped", "status of the source is not copied")
 
-        name, finding = trainjob_name(self.source_name) if self.source_name else ("", None)
+        name, finding = (
+            trainjob_name(self.source_name, max_length=self.name_limit, job=self.longest_job)
+            if self.source_name
+            else ("", None)
+        )
         if finding:
             self.findings.append(finding)
         if not self.source_name:

@@ -21,6 +21,7 @@ from ferryman.api.trainjob import ANCESTOR_LABEL, TRAINER_CONTAINER, TRAINER_JOB
 from ferryman.convert.core import JobConverter, clone, join, mapping
 from ferryman.convert.findings import Severity
 from ferryman.convert.launcher import HostRewriter
+from ferryman.convert.names import MAX_NAME_LENGTH
 from ferryman.convert.options import Conversion
 from ferryman.convert.runtime import named_runtime
 
@@ -56,6 +57,8 @@ class MPIJobConverter(JobConverter):
     operator_env = V1_MPI_ENV
     runtime_name = "mpi"
     framework = "mpi"
+    longest_job = LAUNCHER_JOB
+    name_limit = MAX_NAME_LENGTH - (len(LAUNCHER_JOB) - len(TRAINER_JOB))  # `launcher` pods: 4 more
 
     def convert(self) -> Conversion:
         job = self.validate(mpi.MPIJob)

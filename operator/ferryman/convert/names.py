@@ -29,8 +29,11 @@ def shorten(name: str, max_length: int, digest_of: str | None = None) -> str:
     return f"{head}-{digest}"
 
 
-def trainjob_name(source: str, path: str = "metadata.name") -> tuple[str, Finding | None]:
-    """A TrainJob name for a PyTorchJob named ``source``, and a finding when it had to change."""
+def trainjob_name(
+    source: str, path: str = "metadata.name", max_length: int = MAX_NAME_LENGTH, job: str = "node"
+) -> tuple[str, Finding | None]:
+    """A TrainJob name for a v1 job named ``source``, and a finding when it had to change. ``job``: the
+    runtime's longest replicated job name, whose pod names ``max_length`` leaves room for."""
     if contains_placeholder(source) or contains_second_stage(source):
         return source, Finding(
             severity=Severity.INFO,
@@ -38,18 +41,18 @@ def trainjob_name(source: str, path: str = "metadata.name") -> tuple[str, Findin
             code="name-placeholder",
             message=(
                 f"name {source!r} is a template placeholder and was kept; after substitution it must be an "
-                f"RFC 1035 label of at most {MAX_NAME_LENGTH} characters"
+                f"RFC 1035 label of at most {max_length} characters"
             ),
         )
-    if is_rfc1035_label(source, MAX_NAME_LENGTH):
+    if is_rfc1035_label(source, max_length):
         return source, None
     cleaned = _INVALID.sub("-", source.lower()).strip("-")
     if not cleaned or not cleaned[0].isalpha():
         cleaned = f"j-{cleaned}".rstrip("-")
-    name = shorten(cleaned, MAX_NAME_LENGTH, digest_of=source)
+    name = shorten(cleaned, max_length, digest_of=source)
     reason = (
-        f"longer than {MAX_NAME_LENGTH} characters (JobSet pod names '<name>-node-0-<i>-<suffix>' fit 63)"
-        if len(source) > MAX_NAME_LENGTH
+        f"longer than {max_length} characters (JobSet pod names '<name>-{job}-0-<i>-<suffix>' fit 63)"
+        if len(source) > max_length
         else "not an RFC 1035 label"
     )
     return name, Finding(
