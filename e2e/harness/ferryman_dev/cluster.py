@@ -101,6 +101,18 @@ def binary(name: str, root: Path | None = None) -> Path:
     return path
 
 
+def component_binary(component: str, root: Path | None = None) -> Path:
+    """The (first) binary ``component`` builds, e.g. ``trainer-controller-manager`` for ``trainer``."""
+    _, names = _COMPONENTS[component]
+    return binary(names[0], root)
+
+
+def pinned_module_dir(component: str) -> Path:
+    """The source of the module ``component``'s wrapper pins (manifests, CRDs, examples), fetched by Go."""
+    module, _ = _COMPONENTS[component]
+    return upstream.module_dir(module, pinned_version(component))
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -263,7 +275,7 @@ class ControlPlane:
             names.append("kwok")
         bins = {name: binary(name) for name in names}
         for name in self.spec.upstream_controllers:  # fail before starting anything when one is not built
-            binary(controllers.CONTROLLERS[name].binary)
+            controllers.CONTROLLERS[name].executable()
         create_pki(self.pki.directory)
         progress("starting etcd")
         etcd_url = self._start_etcd(bins["etcd"])

@@ -15,7 +15,13 @@ started the way its own manifests deploy it, only outside a pod:
 
 The controllers (``CONTROLLERS``): ``trainer`` (Kubeflow Trainer v2 controller manager), ``jobset``,
 ``training-operator`` (Training Operator v1, every scheme but MPIJob unless ``mpijob_v1`` is asked for, since
-mpi-operator serves ``mpijobs.kubeflow.org`` at v2beta1) and ``mpi-operator``.
+mpi-operator serves ``mpijobs.kubeflow.org`` at v2beta1), ``mpi-operator`` and ``kueue`` (the batch Job,
+JobSet, TrainJob and v1 integrations on).
+
+From a test: the fixtures of :mod:`ferryman_dev.pytest_cluster` (``upstream_cluster``,
+``mpijob_v1_cluster``), or a plane of your own,
+``ControlPlane(directory, ClusterSpec(upstream_controllers=("trainer", "jobset"))).start()``;
+kwok ends their pods as ``cluster.KWOK_EXIT_CODE`` says.
 """
 
 from __future__ import annotations
@@ -54,9 +60,7 @@ class Ports:
 class Controller:
     """One upstream controller: its binary, and where its release keeps the manifests it is deployed with."""
 
-    name: str  # component in e2e/bins and .cache/bin
-    binary: str
-    module: str  # Go module whose zip holds the manifests, at the version e2e/bins/<name>/go.mod pins
+    name: str  # its component in e2e/bins and .cache/bin (whose module zip also holds its manifests)
     namespace: str  # where its manifests deploy it (its ServiceAccount, leases, Secrets)
     service_account: str
     cluster_roles: tuple[str, ...]  # manifest files with its ClusterRoles, relative to the module
@@ -68,9 +72,15 @@ class Controller:
     argv: Callable[[ControlPlane, Controller, Path, Ports, bool], list[str]]
 
     def module_dir(self) -> Path:
-        from ferryman_dev.cluster import pinned_version
+        """Its release's source: the module its wrapper in ``e2e/bins`` pins, from the Go module cache."""
+        from ferryman_dev.cluster import pinned_module_dir
 
-        return upstream.module_dir(self.module, pinned_version(self.name))
+        return pinned_module_dir(self.name)
+
+    def executable(self) -> Path:
+        from ferryman_dev.cluster import component_binary
+
+        return component_binary(self.name)
 
 
 def _trainer_argv(
@@ -178,8 +188,6 @@ CONTROLLERS: dict[str, Controller] = {
     for c in (
         Controller(
             name="trainer",
-            binary="trainer-controller-manager",
-            module=upstream.TRAINER_MODULE,
             namespace="kubeflow-system",
             service_account="kubeflow-trainer-controller-manager",
             cluster_roles=("manifests/base/rbac/role.yaml",),
@@ -190,8 +198,6 @@ CONTROLLERS: dict[str, Controller] = {
         ),
         Controller(
             name="jobset",
-            binary="jobset",
-            module=upstream.JOBSET_MODULE,
             namespace="jobset-system",
             service_account="jobset-controller-manager",
             cluster_roles=("config/components/rbac/role.yaml",),
@@ -202,8 +208,6 @@ CONTROLLERS: dict[str, Controller] = {
         ),
         Controller(
             name="training-operator",
-            binary="training-operator.v1",
-            module=upstream.TRAINING_OPERATOR_MODULE,
             namespace="kubeflow",
             service_account="training-operator",
             cluster_roles=("manifests/base/rbac/role.yaml",),
@@ -214,8 +218,6 @@ CONTROLLERS: dict[str, Controller] = {
         ),
         Controller(
             name="mpi-operator",
-            binary="mpi-operator",
-            module="github.com/kubeflow/mpi-operator",
             namespace="mpi-operator",
             service_account="mpi-operator",
             cluster_roles=("manifests/base/cluster-role.yaml",),
@@ -226,8 +228,6 @@ CONTROLLERS: dict[str, Controller] = {
         ),
         Controller(
             name="kueue",
-            binary="kueue",
-            module="sigs.k8s.io/kueue",
             namespace="kueue-system",
             service_account="kueue-controller-manager",
             cluster_roles=("config/components/rbac/role.yaml",),
@@ -278,10 +278,10 @@ def start_controllers(plane: ControlPlane, names: Sequence[str], *, mpijob_v1: b
 
 def _launch(plane: ControlPlane, name: str, mpijob_v1: bool) -> Callable[[], None]:
     """Set up and start controller ``name``; the function that waits for it and registers its webhooks."""
-    from ferryman_dev.cluster import ClusterError, binary, free_port
+    from ferryman_dev.cluster import ClusterError, free_port
 
     controller = CONTROLLERS[name]
-    executable = binary(controller.binary)
+    executable = controller.executable()
     home = plane.state_dir / name
     _cert_dir(home).mkdir(parents=True, exist_ok=True)
     _grant_cluster_roles(plane, controller)
