@@ -153,3 +153,11 @@ def test_an_unwritable_destination_fails_in_seconds_naming_it(
         assert result.returncode == 2, result.stderr
         assert time.monotonic() - started < 60, result.stderr  # not 108 s of retries
         assert str(read_only_mount) in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_disk_full_before_the_schema_is_in_place_leaves_no_file(tmp_path: Path, source: str) -> None:
+    destination = f"sqlite:///{tmp_path / 'dest' / 'mlflow.db'}"
+    full = migrate("--from", source, "--to", destination, limit_bytes=256 << 10)  # less than the schema
+    assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr
+    assert not [path for path in (tmp_path / "dest").rglob("*") if path.is_file()]
+    assert migrate("--from", source, "--to", destination, "-q").returncode == 0

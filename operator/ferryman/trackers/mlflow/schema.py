@@ -77,7 +77,11 @@ def prepare_sqlite(uri: str, path: Path) -> None:
             return
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".ferryman-partial")
-    shutil.copyfile(_sqlite_template(head), partial)
+    try:
+        shutil.copyfile(_sqlite_template(head), partial)
+    except BaseException:  # a full disk leaves no partial copy behind
+        partial.unlink(missing_ok=True)
+        raise
     partial.replace(path)
 
 
