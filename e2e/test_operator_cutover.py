@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -344,6 +345,60 @@ def test_takeover_with_a_blocked_job_is_degraded_and_kubectl_wait_follows_the_ge
         degraded = conditions["Degraded"]
         assert degraded["status"] == "True" and degraded["reason"] == "JobsNotServed"
         assert f"{namespace}/amd-job: blocked (runtime-missing)" in degraded["message"]
+    finally:
+        kube.delete(CutoverPolicy, name)
+
+
+def conflict_events(kube: Client, namespace: str) -> list[Any]:
+    from lightkube.resources.core_v1 import Event
+
+    return [e for e in kube.list(Event, namespace=namespace) if e.reason == "TrainJobConflict"]
+
+
+def test_a_mirror_follows_its_source_and_only_a_hand_edit_is_one_conflict(
+    namespace: str, operator: OperatorProcess, ferryman_installed: ControlPlane, kube: Client
+) -> None:
+    job = next(j for j in example_jobs(namespace) if j["metadata"]["name"] == "bert-large-squad")
+    kube.create(codecs.from_dict(job))
+    name = "follow-source"
+    kube.create(codecs.from_dict(make_policy(name, namespace, mode="Mirror", mirror={"suspend": True})))
+    try:
+        kubectl_wait_ready(ferryman_installed, name)
+        (mirror_name,) = trainjobs(kube, namespace)
+
+        # The PyTorchJob's image and env change: the suspended mirror follows (created anew: a TrainJob's
+        # trainer cannot change), and nothing is a conflict.
+        source = kube.get(PyTorchJob, "bert-large-squad", namespace=namespace).to_dict()
+        for replica in source["spec"]["pytorchReplicaSpecs"].values():
+            container = replica["template"]["spec"]["containers"][0]
+            container["image"] = "registry.example.com/resnet:2"
+            container["env"] = [*(container.get("env") or []), {"name": "LEARNING_RATE", "value": "0.01"}]
+        kube.replace(codecs.from_dict(source))
+
+        def followed() -> dict[str, Any] | None:
+            mirror = trainjobs(kube, namespace).get(mirror_name)  # absent while it is created anew
+            trainer = mirror["spec"]["trainer"] if mirror else {}
+            env = {e["name"]: e.get("value") for e in trainer.get("env") or []}
+            image = trainer.get("image") == "registry.example.com/resnet:2"
+            return trainer if image and env.get("LEARNING_RATE") == "0.01" else None
+
+        wait_for(followed, "the mirror to follow its PyTorchJob")
+        assert policy_status(kube, name)["trainJobs"]["conflicts"] == 0
+        assert conflict_events(kube, namespace) == []
+
+        # Someone edits the TrainJob itself: a conflict, told by one event however many resyncs pass.
+        patches = trainjobs(kube, namespace)[mirror_name]["spec"]["runtimePatches"]
+        edited = json.loads(json.dumps(patches).replace("NVIDIA-A100-SXM4-80GB", "NVIDIA-H100"))
+        kube.patch(
+            TrainJob, mirror_name, {"spec": {"runtimePatches": edited}},
+            namespace=namespace, patch_type=PatchType.MERGE,
+        )
+        wait_for(lambda: policy_status(kube, name)["trainJobs"]["conflicts"] == 1 or None, "the conflict")
+        assert trainjobs(kube, namespace)[mirror_name]["spec"]["runtimePatches"] == edited, "left alone"
+        wait_for(lambda: conflict_events(kube, namespace) or None, "the conflict event")
+        time.sleep(5 * operator.resync_seconds)  # several more reconciliations
+        (event,) = conflict_events(kube, namespace)
+        assert "changed by someone else (spec.runtimePatches[0]" in event.message
     finally:
         kube.delete(CutoverPolicy, name)
 

@@ -17,6 +17,12 @@ class TrainerAPI(StrEnum):
     V2_2 = "v2.2"  # runtimePatches, int numProcPerNode (current)
 
 
+# TrainJob spec fields the API server refuses to change once set (CEL `self == oldSelf` in Trainer's CRD:
+# runtimeRef and managedBy since v2.1; trainer, initializer and activeDeadlineSeconds in later releases). A
+# TrainJob whose converted value of one changes is created anew.
+TRAINJOB_IMMUTABLE_FIELDS = ("runtimeRef", "trainer", "initializer", "activeDeadlineSeconds", "managedBy")
+
+
 class LauncherStrategy(StrEnum):
     """How a job whose entrypoint is not a distributed launcher keeps v1's distributed semantics."""
 

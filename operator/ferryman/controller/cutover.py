@@ -33,16 +33,17 @@ from ferryman.api.kinds import (
     MODE_LABEL,
     POLICY_LABEL,
     SOURCE_UID_LABEL,
+    SPEC_HASH_LABEL,
     TRAINING_RUNTIME,
     TRAINJOB,
 )
-from ferryman.api.trainer import TrainerAPI
+from ferryman.api.trainer import TRAINJOB_IMMUTABLE_FIELDS, TrainerAPI
 from ferryman.controller.takeover import is_finished, was_started_elsewhere
 from ferryman.convert.findings import Finding, Severity
 from ferryman.convert.merge import ClaimModes
 from ferryman.convert.options import ConvertOptions
 from ferryman.convert.registry import convert_job
-from ferryman.kube.builders import build_trainjob
+from ferryman.kube.builders import build_trainjob, converted_spec
 
 TOP_BLOCKERS = 10
 # of the status, in reports
@@ -166,9 +167,10 @@ def plan_job(pytorchjob: dict[str, Any], options: ConvertOptions, runtimes: Runt
 class Action(StrEnum):
     CREATE = "create"  # no TrainJob by that name yet
     ADOPT = "adopt"  # an equivalent TrainJob exists without ferryman's labels: label and own it
-    UPDATE = "update"  # ours, but owner or suspension must follow a mode change
+    UPDATE = "update"  # ours, but must follow a mode change or, while suspended, its changed source
+    REPLACE = "replace"  # ours and suspended, but its source changed a field a TrainJob cannot change
     KEEP = "keep"  # ours and as wanted
-    CONFLICT = "conflict"  # a different TrainJob holds the name: left alone, reported
+    CONFLICT = "conflict"  # a different TrainJob holds the name, or someone else changed ours: left alone
     SKIP = "skip"  # nothing to create (blocked, finished, or started by v1 under Takeover)
 
 
@@ -218,10 +220,10 @@ def decide(
     )
     if existing is None:
         return Decision(Action.CREATE, desired)
-    if _essence(existing) != _essence(desired):
-        reason = "a TrainJob with another runtime, image, node count or command has the name"
-        return Decision(Action.CONFLICT, reason=reason)
     if not ours:
+        if _essence(existing) != _essence(desired):
+            reason = "a TrainJob with another runtime, image, node count or command has the name"
+            return Decision(Action.CONFLICT, reason=reason)
         if labels.get(SOURCE_UID_LABEL):
             return Decision(Action.CONFLICT, reason="the TrainJob serves another PyTorchJob")
         held_labels, held_annotations = _admission_patch(existing, desired)
@@ -239,17 +241,71 @@ def decide(
     if labels.get(POLICY_LABEL) != policy["metadata"]["name"]:
         owner = labels.get(POLICY_LABEL)
         return Decision(Action.CONFLICT, reason=f"the TrainJob belongs to CutoverPolicy {owner}")
+    spec_patch: dict[str, Any] = {}
+    built_from: dict[str, str] = {}
+    if (existing.get("spec") or {}).get("suspend"):  # only a suspended TrainJob follows its source
+        live, wanted = converted_spec(existing.get("spec") or {}), converted_spec(desired["spec"])
+        wanted_hash = desired["metadata"]["labels"][SPEC_HASH_LABEL]
+        changed = first_difference(live, wanted, "spec")
+        if changed is not None and labels.get(SPEC_HASH_LABEL) == wanted_hash:
+            reason = f"the TrainJob was changed by someone else ({changed}); ferryman leaves it alone"
+            return Decision(Action.CONFLICT, reason=reason)
+        if changed is not None:
+            spec_patch = merge_patch(live, wanted)
+        fixed = sorted(set(spec_patch) & set(TRAINJOB_IMMUTABLE_FIELDS))
+        if fixed:
+            fields = ", ".join(f"spec.{key}" for key in fixed)
+            reason = f"its PyTorchJob changed {fields}, which a TrainJob cannot change"
+            return Decision(Action.REPLACE, desired, reason=reason)
+        if labels.get(SPEC_HASH_LABEL) != wanted_hash:
+            built_from = {SPEC_HASH_LABEL: wanted_hash}
     wanted_mode = desired["metadata"]["labels"][MODE_LABEL]
     held_labels, held_annotations = _admission_patch(existing, desired)
-    if labels.get(MODE_LABEL) == wanted_mode and not held_labels and not held_annotations:
+    moved = held_labels or held_annotations or spec_patch or built_from
+    if labels.get(MODE_LABEL) == wanted_mode and not moved:
         return Decision(Action.KEEP, desired)
-    update: dict[str, Any] = {"metadata": {"labels": {MODE_LABEL: wanted_mode, **held_labels}}}
+    update: dict[str, Any] = {
+        "metadata": {"labels": {MODE_LABEL: wanted_mode, **held_labels, **built_from}}
+    }
+    if spec_patch:
+        update["spec"] = spec_patch
     if held_annotations:
         update["metadata"]["annotations"] = held_annotations
     if labels.get(MODE_LABEL) != wanted_mode:  # a queue that admitted a served TrainJob owns its suspension
         update["metadata"]["ownerReferences"] = desired["metadata"]["ownerReferences"]
-        update["spec"] = {"suspend": desired["spec"]["suspend"]}
+        update["spec"] = {**update.get("spec", {}), "suspend": desired["spec"]["suspend"]}
     return Decision(Action.UPDATE, desired, update)
+
+
+def first_difference(live: Any, wanted: Any, path: str) -> str | None:
+    """The first path at which `live` does not hold `wanted`, or None. Keys only `live` has are taken for
+    the API server's defaults, so a field someone else adds is not seen: a changed one is."""
+    if isinstance(wanted, dict) and isinstance(live, dict):
+        for key, value in wanted.items():
+            found = first_difference(live[key], value, f"{path}.{key}") if key in live else f"{path}.{key}"
+            if found is not None:
+                return found
+        return None
+    if isinstance(wanted, list) and isinstance(live, list) and len(wanted) == len(live):
+        for index, (live_item, wanted_item) in enumerate(zip(live, wanted, strict=True)):
+            found = first_difference(live_item, wanted_item, f"{path}[{index}]")
+            if found is not None:
+                return found
+        return None
+    return None if live == wanted else path
+
+
+def merge_patch(live: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) turning `live` into `wanted`."""
+    patch: dict[str, Any] = {key: None for key in live if key not in wanted}
+    for key, value in wanted.items():
+        if isinstance(value, dict) and isinstance(live.get(key), dict):
+            nested = merge_patch(live[key], value)
+            if nested:
+                patch[key] = nested
+        elif live.get(key) != value:
+            patch[key] = value
+    return patch
 
 
 def _admission_patch(
@@ -300,6 +356,7 @@ class PolicyState:
     plans: dict[tuple[str, str], JobPlan] = field(default_factory=dict)
     bucket: TokenBucket | None = None
     report_digest: str = ""
+    conflicts: set[tuple[str, str, str]] = field(default_factory=set)  # (namespace, job, why) reported
 
 
 def summarise(plans: dict[tuple[str, str], JobPlan]) -> CutoverPolicyStatus:

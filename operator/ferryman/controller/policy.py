@@ -166,6 +166,7 @@ async def _serve(
             )
         counts.present += 1
     counts.pending = len(creations) - granted
+    conflicts: set[tuple[str, str, str]] = set()
     for plan, decision in decisions:
         if decision.action in (Action.ADOPT, Action.UPDATE):
             assert decision.desired is not None and decision.patch is not None
@@ -180,19 +181,27 @@ async def _serve(
                 )
             if decision.action is Action.ADOPT:
                 logger.info(f"adopted TrainJob {plan.namespace}/{decision.desired['metadata']['name']}")
-        if decision.action in (Action.ADOPT, Action.UPDATE, Action.KEEP):
+            elif "spec" in decision.patch:
+                logger.info(f"the TrainJob of {plan.namespace}/{plan.name} follows its changed source")
+        if decision.action is Action.REPLACE:
+            await _replace(ctx, plan, decision, pytorchjobs[(plan.namespace, plan.name)])
+        if decision.action in (Action.ADOPT, Action.UPDATE, Action.REPLACE, Action.KEEP):
             counts.present += 1
         counts.conflicts += decision.action is Action.CONFLICT
         reason = unserved_reason(plan, decision)
         if reason is not None:
             unserved.append(reason)
         counts.skipped += decision.action is Action.SKIP and not plan.blocked
+        conflict = (plan.namespace, plan.name, decision.reason)
         if decision.action is Action.CONFLICT:
+            conflicts.add(conflict)
+        if decision.action is Action.CONFLICT and conflict not in state.conflicts:  # one event per conflict
             kopf.warn(
                 _as_body(pytorchjobs[(plan.namespace, plan.name)]),
                 reason="TrainJobConflict",
                 message=f"not served by CutoverPolicy {policy['metadata']['name']}: {decision.reason}",
             )
+    state.conflicts = conflicts
     policy_name = policy["metadata"]["name"]
     adopted = {
         key
@@ -210,6 +219,23 @@ async def _serve(
     if granted:
         logger.info(f"created {granted} TrainJobs, {counts.pending} wait for the rate limit")
     return counts, unserved
+
+
+async def _replace(
+    ctx: OperatorContext, plan: JobPlan, decision: Decision, pytorchjob: dict[str, Any]
+) -> None:
+    """Delete a suspended TrainJob and create it anew: its source changed a field that cannot change."""
+    assert decision.desired is not None
+    name = decision.desired["metadata"]["name"]
+    with tolerate_gone_or_conflict():
+        await ctx.client.delete(TrainJob, name, namespace=plan.namespace)
+    with tolerate_gone_or_conflict():  # still terminating: created by a later pass
+        await ctx.client.create(codecs.from_dict(decision.desired), field_manager=FIELD_MANAGER)
+        kopf.info(
+            _as_body(pytorchjob),
+            reason="TrainJobReplaced",
+            message=f"TrainJob {name} was created anew: {decision.reason}",
+        )
 
 
 async def _ensure_runtime(

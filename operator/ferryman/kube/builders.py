@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from ferryman.api.kinds import (
     ROLE_BINDING,
     SERVICE_ACCOUNT,
     SOURCE_UID_LABEL,
+    SPEC_HASH_LABEL,
     is_foreign_metadata,
 )
 
@@ -76,12 +78,30 @@ def build_trainjob(
         SOURCE_UID_LABEL: source["metadata"]["uid"],
     }
     annotations = clean_metadata_map(metadata.get("annotations"))
+    labels[SPEC_HASH_LABEL] = trainjob_spec_hash(trainjob["spec"])
     if suspend and not takeover:
         labels, annotations = hold_admission_labels(labels, annotations)
     metadata["labels"], metadata["annotations"] = labels, annotations
     metadata["ownerReferences"] = [owner_reference(source if takeover else policy)]
     trainjob["spec"]["suspend"] = suspend
     return trainjob
+
+
+NOT_CONVERTED_SPEC_FIELDS = (
+    "suspend",  # follows the policy's mode (and, once served, the queue admitting the TrainJob)
+    "managedBy",  # the API server's default; immutable
+)
+
+
+def converted_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A TrainJob spec without the fields conversion does not decide (`NOT_CONVERTED_SPEC_FIELDS`)."""
+    return {key: value for key, value in spec.items() if key not in NOT_CONVERTED_SPEC_FIELDS}
+
+
+def trainjob_spec_hash(spec: dict[str, Any]) -> str:
+    """What a TrainJob was converted to, as a label value: its converted spec's hash."""
+    text = json.dumps(converted_spec(spec), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def hold_admission_labels(
