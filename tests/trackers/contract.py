@@ -9,9 +9,11 @@ need all 64 bits, a system metric, artifacts in sub-directories), and verificati
 
 from __future__ import annotations
 
+import copy
+import functools
 import io
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -19,8 +21,14 @@ from typing import NamedTuple
 from ferryman.migrate.validate import RunDigest, compare_runs, digest_run, sha256_of
 from ferryman.trackers.model import (
     Artifact,
+    DatasetInput,
     Experiment,
+    LoggedModel,
     MetricBatch,
+    ModelMetric,
+    ModelVersion,
+    Outcome,
+    RegisteredModel,
     Run,
     RunStatus,
     TrackerReader,
@@ -162,3 +170,72 @@ def verify(
     (experiment,) = reader.experiments([EXPERIMENT.name])
     (copy,) = [run for run in reader.runs(experiment) if run.key == key]
     return compare_runs(source_digest(RUN, series), digest_run(reader, copy), reader, parent_key)
+
+
+# ------------------------------------------------------------------------------ the cross-tracker source
+
+
+class SyntheticSource:
+    """A source (`TrackerReader`) holding every kind of object a tracker can store, for the cross-tracker
+    contract: nested runs, a deleted run, dataset inputs, NaN and ±inf, negative, repeated and 10^12-sized
+    steps, unicode keys, a run without any history, odd artifact names, a registered and a logged model."""
+
+    experiment = Experiment("exp-x", "cross-tracker", {"team": "vision"}, "every kind of object")
+    inputs = [DatasetInput("mnist", "d1g35t", "local", '{"uri": "/data/mnist"}', None, None,
+                           (("mlflow.data.context", "training"),))]
+    runs_ = [
+        Run("p", "exp-x", name="sweep", status=RunStatus.FINISHED, start_time=T0, end_time=T0 + 10,
+            params={"sweep": "lr"}),
+        Run("c", "exp-x", name="trial λ", status=RunStatus.FAILED, start_time=T0 + 1, end_time=T0 + 9,
+            user="ada", tags={"stage": "b", "größe": "groß"}, notes="notes ✓", parent_key="p",
+            params={"lr": "0.1", "long": "x" * 7_000}, inputs=inputs),
+        Run("e", "exp-x", name="empty", status=RunStatus.FINISHED, start_time=T0 + 2, end_time=T0 + 3),
+        Run("d", "exp-x", name="deleted", status=RunStatus.KILLED, start_time=T0 + 4, end_time=T0 + 5,
+            deleted=True),
+    ]
+    series = {
+        "c": [
+            MetricBatch("loss", [0, 1, 2, 3], [T0 + i for i in range(4)], [1, math.nan, math.inf, -math.inf]),
+            MetricBatch("negative", [-5, -1, 0], [T0, T0 + 1, T0 + 2], [0.5, -0.25, 1e-300]),
+            MetricBatch("repeated", [7, 7, 7], [T0, T0 + 1, T0 + 2], [1.0, 2.0, 3.0]),
+            MetricBatch("tokens", [10**12 - 1, 10**12, 3 * 10**12], [T0, T0 + 1, T0 + 2], [3.0, 2.0, 1.0]),
+            MetricBatch("ünïcødé/ключ", [0], [T0], [42.0]),
+            MetricBatch("system/gpu", [0, 1], [T0, T0 + 5], [50.0, 75.0], True),
+            MetricBatch("accuracy", [1], [T0 + 1], [0.5]),  # the logged model's metric (MLflow keeps both)
+        ],
+        "p": [MetricBatch("best", [0], [T0 + 9], [0.9])],
+        "d": [MetricBatch("loss", [0], [T0 + 4], [1.0])],
+    }
+    files = {
+        "c": {"model/weights.bin": b"\x00\x01" * 1_000, "tb/events.out.tfevents.1.laptop": b"not events",
+              "résumé ✓.txt": "ünïcødé".encode(), "with space/a b.json": b"{}"},
+    }
+    model = RegisteredModel("clf", "a model", {"owner": "ada"},
+                            [ModelVersion("1", "c", "runs:/c/model", stage="Staging", aliases=["champion"])])
+    logged = LoggedModel("m-1", "clf", "c", "exp-x", {"k": "v"}, {"depth": "3"}, [], T0,
+                         [ModelMetric("accuracy", 0.5, T0 + 1, 1, "c", "eval", "abc")])
+
+    def experiments(self, names: list[str] | None = None) -> Iterator[Experiment]:
+        return iter([self.experiment] if not names or self.experiment.name in names else [])
+
+    def runs(self, experiment: Experiment, since: int | None = None) -> Iterator[Run]:
+        return (copy.deepcopy(run) for run in self.runs_)
+
+    def metrics(self, run: Run) -> Iterator[MetricBatch]:
+        return (copy.deepcopy(batch) for batch in self.series.get(run.key, []))
+
+    def artifacts(self, run: Run) -> Iterator[Artifact]:
+        for path, data in self.files.get(run.key, {}).items():
+            yield Artifact(path, functools.partial(io.BytesIO, data), len(data))
+
+    def registered_models(self) -> Iterator[RegisteredModel]:
+        return iter([copy.deepcopy(self.model)])
+
+    def logged_models(self, experiment: Experiment) -> Iterator[LoggedModel]:
+        return iter([copy.deepcopy(self.logged)])
+
+    def outcomes(self) -> list[Outcome]:
+        return []
+
+    def close(self) -> None:
+        pass

@@ -13,7 +13,6 @@ import os
 import queue
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,7 +29,15 @@ from ferryman.migrate.plan import (
     selected_experiments,
 )
 from ferryman.migrate.report import MigrationReport, RunResult
-from ferryman.migrate.validate import RunDigest, compare_runs, digest_run, sha256_of, storable, totals
+from ferryman.migrate.validate import (
+    RunDigest,
+    StoreLimits,
+    compare_runs,
+    digest_run,
+    sha256_of,
+    storable,
+    totals,
+)
 from ferryman.trackers.model import (
     INTERNAL_PREFIX,
     SOURCE_TAG,
@@ -423,14 +430,12 @@ class Migration:
         result: RunResult,
         stop: threading.Event,
     ) -> None:
-        dropped: Counter[str] = Counter()
-
         def digested() -> Iterator[MetricBatch]:
-            for batch in storable(_prefetch(reader.metrics(run), stop), max_step, dropped):
+            for batch in storable(_prefetch(reader.metrics(run), stop), limits):
                 digest.add(batch)
                 yield batch
 
-        max_step = getattr(writer, "max_step", None)  # the largest step the destination stores, if limited
+        limits = StoreLimits.of(writer)
 
         pending: list[MetricBatch] = []
         pending_points = 0
@@ -463,7 +468,7 @@ class Migration:
                 flush(pending_points - pending_points % POINTS_PER_REQUEST)
         if pending_points:
             flush(pending_points)
-        self._outcome(_unstored(run.key, dropped, max_step))
+        self._outcome(limits.outcomes(run.key))
 
     def _copy_artifacts(
         self,
@@ -604,11 +609,9 @@ class Migration:
             if source is None or (
                 self.request.artifacts and not source.artifacts and entry.action == Action.SKIP
             ):
-                dropped: Counter[str] = Counter()
-                max_step = getattr(writer, "max_step", None)
-                source = digest_run(reader, entry.run, with_artifacts=self.request.artifacts,
-                                    max_step=max_step, dropped=dropped)
-                self._outcome(_unstored(entry.run.key, dropped, max_step))
+                limits = StoreLimits.of(writer)
+                source = digest_run(reader, entry.run, with_artifacts=self.request.artifacts, limits=limits)
+                self._outcome(limits.outcomes(entry.run.key))
             for key, series in source.series.items():
                 if series.duplicates:
                     self._outcome(
@@ -731,16 +734,6 @@ def _model_points(model: LoggedModel) -> list[tuple[Any, ...]]:
     return sorted(
         (m.key, m.step, m.timestamp, repr(m.value), m.dataset_name, m.dataset_digest) for m in model.metrics
     )
-
-
-def _unstored(run_key: str, dropped: Counter[str], max_step: int | None) -> list[Outcome]:
-    """One outcome per metric key whose points with steps beyond the destination's limit were left out."""
-    return [
-        Outcome(OutcomeKind.TRUNCATED, f"run {run_key}/metric {key}",
-                f"{count} point(s) with a step beyond ±{max_step} not stored: the destination's steps stop "
-                "there")
-        for key, count in sorted(dropped.items())
-    ]
 
 
 def _stored(outcomes: list[Outcome]) -> bool:

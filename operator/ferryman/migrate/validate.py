@@ -121,20 +121,53 @@ def sha256_of(stream_factory: object) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def storable(
-    batches: Iterable[MetricBatch], max_step: int | None, dropped: Counter[str] | None = None
-) -> Iterator[MetricBatch]:
-    """The points a destination whose steps stop at ±`max_step` can store (all when None); `dropped` counts
-    the others per key."""
+@dataclass(frozen=True, slots=True)
+class StoreLimits:
+    """What a destination's metric points cannot hold, as its writer declares it (`max_step`,
+    `largest_value`): steps beyond ±max_step are left out, infinities are stored as ±largest_value."""
+
+    max_step: int | None = None
+    largest_value: float | None = None
+    dropped: Counter[str] = field(default_factory=Counter)  # per key: points left out
+    clamped: Counter[str] = field(default_factory=Counter)  # per key: infinities stored as ±largest_value
+
+    @classmethod
+    def of(cls, writer: object) -> StoreLimits:
+        return cls(getattr(writer, "max_step", None), getattr(writer, "largest_value", None))
+
+    def outcomes(self, run_key: str) -> list[Outcome]:
+        return [
+            Outcome(OutcomeKind.TRUNCATED, f"run {run_key}/metric {key}",
+                    f"{count} point(s) with a step beyond ±{self.max_step} not stored: the destination's "
+                    "steps stop there")
+            for key, count in sorted(self.dropped.items())
+        ] + [
+            Outcome(OutcomeKind.TRUNCATED, f"run {run_key}/metric {key}",
+                    f"{count} infinite value(s) stored as ±{self.largest_value:.6g}: the destination holds "
+                    "no infinities")
+            for key, count in sorted(self.clamped.items())
+        ]
+
+
+def storable(batches: Iterable[MetricBatch], limits: StoreLimits | None) -> Iterator[MetricBatch]:
+    """The points as a destination with these limits stores them (all, unchanged, when None)."""
     for batch in batches:
-        if max_step is None or all(-max_step <= step <= max_step for step in batch.steps):
+        if limits is None:
             yield batch
             continue
-        keep = [i for i, step in enumerate(batch.steps) if -max_step <= step <= max_step]
-        if dropped is not None:
-            dropped[batch.key] += len(batch) - len(keep)
-        yield MetricBatch(batch.key, [batch.steps[i] for i in keep], [batch.timestamps[i] for i in keep],
-                          [batch.values[i] for i in keep], batch.system)
+        if limits.max_step is not None and not all(
+            -limits.max_step <= step <= limits.max_step for step in batch.steps
+        ):
+            keep = [i for i, step in enumerate(batch.steps) if -limits.max_step <= step <= limits.max_step]
+            limits.dropped[batch.key] += len(batch) - len(keep)
+            steps, times = [batch.steps[i] for i in keep], [batch.timestamps[i] for i in keep]
+            batch = MetricBatch(batch.key, steps, times, [batch.values[i] for i in keep], batch.system)
+        if limits.largest_value is not None and any(math.isinf(value) for value in batch.values):
+            limits.clamped[batch.key] += sum(math.isinf(value) for value in batch.values)
+            largest = limits.largest_value
+            values = [math.copysign(largest, v) if math.isinf(v) else v for v in batch.values]
+            batch = MetricBatch(batch.key, batch.steps, batch.timestamps, values, batch.system)
+        yield batch
 
 
 def digest_run(
@@ -142,13 +175,12 @@ def digest_run(
     run: Run,
     *,
     with_artifacts: bool = True,
-    max_step: int | None = None,
-    dropped: Counter[str] | None = None,
+    limits: StoreLimits | None = None,
 ) -> RunDigest:
-    """Read a whole run once and digest it (metrics streamed, artifacts hashed); with `max_step`, only the
-    points a destination with that step limit stores (see `storable`)."""
+    """Read a whole run once and digest it (metrics streamed, artifacts hashed); with `limits`, the points
+    as a destination with those limits stores them (see `storable`)."""
     digest = RunDigest(run)
-    for batch in storable(reader.metrics(run), max_step, dropped):
+    for batch in storable(reader.metrics(run), limits):
         digest.add(batch)
     if with_artifacts:
         for artifact in reader.artifacts(run):  # under the names the engine writes (see trackers.paths)

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import math
+import sys
 import threading
 from typing import Any
 
@@ -57,6 +58,7 @@ class MlflowWriter:
 
     kind = "mlflow"
     marks_deleted = True
+    largest_value = sys.float_info.max  # MLflow's SQL stores hold an infinity as the largest double
     keeps_inputs = True
 
     def __init__(self, backend: Backend) -> None:
