@@ -216,7 +216,8 @@ class TrackerWriter(Protocol):
     `finish_run` for a run with `deleted` set (the engine counts the others as outcomes). Likewise a writer
     that stores a run's dataset inputs sets `keeps_inputs = True` and writes them in `finish_run`. A writer
     that stores some artifacts under another name reports each as RENAMED and has `stored_artifact_path(path)`
-    give the name, so verification compares the artifact under it.
+    give the name, so verification compares the artifact under it. A destination whose points cannot hold
+    every step or value declares `max_step` and `largest_value` (see `migrate.validate.StoreLimits`).
 
     Resume contract: for one run the engine hands over each metric key's points in source order, and after a
     crash `high_water_marks` must never report more points for a key than were handed over (a count of points
