@@ -458,6 +458,39 @@ def test_creation_is_rate_limited(operator: OperatorProcess, kube: Client, names
         kube.delete(CutoverPolicy, name)
 
 
+def test_a_restart_after_lowering_the_rate_grants_no_fresh_burst(
+    namespace: str, operator: OperatorProcess, kube: Client
+) -> None:
+    base = next(j for j in example_jobs(namespace) if j["metadata"]["name"] == "resnet50-finetune")
+    for index in range(12):
+        job = copy.deepcopy(base)
+        job["metadata"]["name"] = f"resnet-{index}"
+        kube.create(codecs.from_dict(job))
+    name = "restart-rate"
+    policy = make_policy(name, namespace, mode="Mirror", rateLimit={"creationsPerMinute": 60, "burst": 5})
+    kube.create(codecs.from_dict(policy))
+    try:
+        wait_for(lambda: policy_status(kube, name).get("rateLimiter"), "the bucket saved in the status")
+        # Mid-Mirror the operator dies; meanwhile the rate is lowered to one creation every 20 s.
+        operator.stop(kill=True)
+        generation = patch_policy(kube, name, {"rateLimit": {"creationsPerMinute": 3, "burst": 5}})
+        before = len(trainjobs(kube, namespace))
+        assert before < 12
+        operator.start()
+
+        def limited() -> dict[str, Any] | None:
+            status = policy_status(kube, name)
+            reconciled = status.get("observedGeneration") == generation
+            return status if reconciled and status["trainJobs"]["pending"] else None
+
+        wait_for(limited, "the restarted operator's first reconciliation", timeout=90)
+        time.sleep(3)
+        # A fresh bucket would create `burst` (5) at once; the saved one only what 3/min refilled.
+        assert len(trainjobs(kube, namespace)) - before <= 2
+    finally:
+        kube.delete(CutoverPolicy, name)
+
+
 def test_plan_over_a_thousand_jobs(operator: OperatorProcess, kube: Client, namespace: str) -> None:
     base = next(j for j in example_jobs(namespace) if j["metadata"]["name"] == "llama-8b-pretrain")
     items = []

@@ -51,6 +51,7 @@ def status_for(spec: CutoverPolicySpec, counts: TrainJobCounts, unserved: list[s
         trainer_missing=False,
         train_jobs=counts,
         unserved=unserved,
+        rate_limiter=None,
         report_config_map="ferryman-system/ferryman-plan-p",
         at=NOW,
     )

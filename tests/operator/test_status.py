@@ -17,7 +17,13 @@ from ferryman.api.experimentmigration import ExperimentMigrationSpec
 from ferryman.api.migrationstatus import ExperimentMigrationStatus, ShardPhase, ShardProgress
 from ferryman.api.trainer import TrainerAPI
 from ferryman.cli.worker import shard_apply_body
-from ferryman.controller.cutover import RuntimeCatalog, convert_options, plan_job, policy_status
+from ferryman.controller.cutover import (
+    RuntimeCatalog,
+    TokenBucket,
+    convert_options,
+    plan_job,
+    policy_status,
+)
 from ferryman.controller.migration import migration_conditions, shard_totals, status_patch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,6 +128,7 @@ UNSERVED = ["team-a/net: blocked (unpatchable-pod-field)"]
         ("Mirror", False, TrainJobCounts(present=1, pending=3)),
         ("Mirror", True, TrainJobCounts()),
         ("Takeover", False, TrainJobCounts(present=1, not_served=1)),
+        ("Mirror", False, TrainJobCounts(present=3, pending=2)),
     ],
 )
 def test_cutover_policy_status_is_its_crd_schema(
@@ -130,6 +137,8 @@ def test_cutover_policy_status_is_its_crd_schema(
     takeover = {"takeover": {"v1ControllerRemoved": True}} if mode == "Takeover" else {}
     spec = CutoverPolicySpec.model_validate({"mode": mode, **takeover})
     unserved = UNSERVED[: counts.not_served]
+    bucket = TokenBucket(rate=1.0, burst=5)
+    bucket.take(counts.present, NOW.timestamp())
     options = convert_options(spec, TrainerAPI.V2_2)
     plans = {
         ("team-a", name): plan_job(job, options, RUNTIMES)
@@ -144,6 +153,7 @@ def test_cutover_policy_status_is_its_crd_schema(
         trainer_missing=trainer_missing,
         train_jobs=counts,
         unserved=unserved,
+        rate_limiter=bucket.saved(),
         report_config_map="ferryman-system/ferryman-plan-cutover",
         at=NOW,
     )
@@ -165,6 +175,7 @@ def test_cutover_policy_status_is_its_crd_schema(
         trainer_missing=trainer_missing,
         train_jobs=counts,
         unserved=unserved,
+        rate_limiter=bucket.saved(),
         report_config_map="ferryman-system/ferryman-plan-cutover",
         at=NOW + timedelta(seconds=10),
     )

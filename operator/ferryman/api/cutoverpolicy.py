@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 
 from pydantic import ConfigDict, Field
@@ -106,6 +107,13 @@ class TrainJobCounts(StatusModel):
     )
 
 
+class RateLimiterState(StatusModel):
+    """The creation rate limit's token bucket, kept in the status so that a restart grants no fresh burst."""
+
+    tokens: float = Field(ge=0, description="creations allowed but not yet made, as of `updated`")
+    updated: datetime
+
+
 class CutoverPolicyStatus(StatusModel):
     observed_generation: int | None = None
     conditions: list[Condition] = conditions_field()
@@ -124,6 +132,7 @@ class CutoverPolicyStatus(StatusModel):
     report_config_map: str | None = Field(
         default=None, description="namespace/name of the ConfigMap holding the full per-job report"
     )
+    rate_limiter: RateLimiterState | None = None
 
 
 CUTOVER_POLICY = CustomResource(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -19,6 +19,7 @@ from ferryman.api.cutoverpolicy import (
     CutoverMode,
     CutoverPolicySpec,
     CutoverPolicyStatus,
+    RateLimiterState,
     SeverityCounts,
     TrainJobCounts,
 )
@@ -327,14 +328,35 @@ def _admission_patch(
 
 @dataclass
 class TokenBucket:
-    """Creation rate limit: `rate` per second, at most `burst` at once."""
+    """Creation rate limit: `rate` per second, at most `burst` at once (`now`, `updated`: epoch seconds)."""
 
     rate: float
     burst: int
-    tokens: float = -1.0
+    tokens: float = -1.0  # full at the first take
     updated: float = 0.0
 
+    @classmethod
+    def resumed(cls, rate: float, burst: int, saved: RateLimiterState | None) -> TokenBucket:
+        """The bucket carrying on from the state a policy's status saved (full only for a new policy)."""
+        if saved is None:
+            return cls(rate=rate, burst=burst)
+        return cls(rate, burst, min(float(burst), saved.tokens), saved.updated.timestamp())
+
+    def retuned(self, rate: float, burst: int) -> TokenBucket:
+        """The same bucket under a changed spec: tokens kept (at most the new burst), so no fresh burst."""
+        tokens = min(self.tokens, float(burst)) if self.tokens >= 0 else self.tokens
+        return TokenBucket(rate, burst, tokens, self.updated)
+
+    def saved(self) -> RateLimiterState | None:
+        """The state to keep in the status (None while the bucket is untouched)."""
+        if self.tokens < 0:
+            return None
+        updated = datetime.fromtimestamp(self.updated, UTC)
+        return RateLimiterState(tokens=round(self.tokens, 3), updated=updated)
+
     def take(self, wanted: int, now: float) -> int:
+        if wanted == 0:  # nothing changes (the refill is the same taken later), so the saved state holds
+            return 0
         if self.tokens < 0:
             self.tokens, self.updated = float(self.burst), now
         self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
@@ -402,6 +424,7 @@ def policy_status(
     trainer_missing: bool,
     train_jobs: TrainJobCounts,
     unserved: list[str],
+    rate_limiter: RateLimiterState | None,
     report_config_map: str,
     at: datetime,
 ) -> CutoverPolicyStatus:
@@ -412,6 +435,7 @@ def policy_status(
     status.trainer_api = trainer_api.value
     status.train_jobs = train_jobs
     status.report_config_map = report_config_map
+    status.rate_limiter = rate_limiter
     summary = f"{status.jobs} jobs selected, {status.blocked} blocked"
     pending = train_jobs.pending
     if trainer_missing:

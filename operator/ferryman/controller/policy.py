@@ -95,6 +95,12 @@ async def reconcile_policy(
 
     policy = {**CUTOVER_POLICY.type_meta, "metadata": dict(body["metadata"])}
     trainjobs = values(indexes["trainjobs"])
+    current = CutoverPolicyStatus.model_validate(dict(body.get("status") or {}))
+    rate = spec.rate_limit.creations_per_minute / 60.0
+    if state.bucket is None:  # a new policy or a restarted operator: carry on from the saved bucket
+        state.bucket = TokenBucket.resumed(rate, spec.rate_limit.burst, current.rate_limiter)
+    elif (state.bucket.rate, state.bucket.burst) != (rate, spec.rate_limit.burst):
+        state.bucket = state.bucket.retuned(rate, spec.rate_limit.burst)
     counts, unserved = TrainJobCounts(), list[str]()
     trainer_missing = served is None and spec.mode is not CutoverMode.PLAN
     if spec.mode is not CutoverMode.PLAN and not trainer_missing:
@@ -102,7 +108,6 @@ async def reconcile_policy(
             ctx, spec, policy, state, plans, pytorchjobs, trainjobs, runtimes, logger
         )
 
-    current = CutoverPolicyStatus.model_validate(dict(body.get("status") or {}))
     status = policy_status(
         current,
         spec,
@@ -112,12 +117,12 @@ async def reconcile_policy(
         trainer_missing=trainer_missing,
         train_jobs=counts,
         unserved=unserved,
+        rate_limiter=state.bucket.saved(),
         report_config_map=await _write_report(ctx, name, policy, state, plans),
         at=now(),
     )
     await _write_status(ctx, body, current, status)
     if counts.pending:
-        assert state.bucket is not None
         message = f"{counts.pending} TrainJobs wait for the creation rate limit"
         raise kopf.TemporaryError(message, delay=max(state.bucket.wait(), 0.5))
 
@@ -135,9 +140,7 @@ async def _serve(
 ) -> tuple[TrainJobCounts, list[str]]:
     """Create, adopt or update the TrainJobs the mode asks for, within the rate limit, each after the derived
     runtime it runs on. Returns the counts and, for each unfinished job left without a TrainJob, why."""
-    rate = spec.rate_limit.creations_per_minute / 60.0
-    if state.bucket is None or (state.bucket.rate, state.bucket.burst) != (rate, spec.rate_limit.burst):
-        state.bucket = TokenBucket(rate=rate, burst=spec.rate_limit.burst)
+    assert state.bucket is not None
     decisions: list[tuple[JobPlan, Decision]] = []
     for key, plan in sorted(plans.items()):
         existing = None
@@ -147,7 +150,7 @@ async def _serve(
 
     counts, unserved = TrainJobCounts(), list[str]()
     creations = [(plan, d) for plan, d in decisions if d.action is Action.CREATE]
-    granted = state.bucket.take(len(creations), time.monotonic())
+    granted = state.bucket.take(len(creations), time.time())
     present = set(runtimes.namespaced)
     for plan, decision in decisions:
         if plan.runtime is not None and decision.action is not Action.CREATE and decision.desired is not None:
