@@ -55,7 +55,7 @@ db-packages:
 	fi
 
 # Debian packages of `make image` and the real-node tier, installed when missing (as root, like CI).
-HOST_PACKAGES := containerd runc containernetworking-plugins iptables iproute2 busybox-static mmdebstrap umoci skopeo
+HOST_PACKAGES := containerd runc containernetworking-plugins iptables iproute2 busybox-static mmdebstrap umoci skopeo socat
 
 host-packages:
 	@missing=$$(for p in $(HOST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -63,10 +63,14 @@ host-packages:
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	fi
 
-# The operator/worker image without Docker (mmdebstrap, umoci, skopeo): .cache/image/ferryman.oci.tar.
-image: install host-packages
-	deploy/image/build.sh
+# The operator/worker image without Docker (mmdebstrap, umoci, skopeo), rebuilt when what goes into it changes.
+IMAGE := .cache/image/ferryman.oci.tar
 
-# Pods of that image on a real kubelet node on this host (ferryman_dev.realnode); the image is built if stale.
-test-realnode: install cluster-bins host-packages
+image: $(IMAGE)
+
+$(IMAGE): $(shell find operator -type f -not -path '*/__pycache__/*') pyproject.toml README.md deploy/image/build.sh | install host-packages
+	deploy/image/build.sh $@
+
+# Pods of that image on a real kubelet node on this host (ferryman_dev.realnode).
+test-realnode: install cluster-bins host-packages image
 	$(BIN)/pytest -m realnode

@@ -5,7 +5,11 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins: list[str] = ["ferryman_dev.pytest_mlflow", "ferryman_dev.pytest_cluster"]
+pytest_plugins: list[str] = [
+    "ferryman_dev.pytest_mlflow",
+    "ferryman_dev.pytest_cluster",
+    "ferryman_dev.pytest_realnode",
+]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -49,7 +49,11 @@ KWOK_EXIT_CODE = "ferryman.dev/kwok-exit-code"
 # component -> (module the wrapper in e2e/bins/<component> pins, binaries it builds)
 _COMPONENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "etcd": ("go.etcd.io/etcd/server/v3", ("etcd",)),
-    "kubernetes": ("k8s.io/kubernetes", ("kube-apiserver", "kube-controller-manager", "kube-scheduler")),
+    "kubernetes": (
+        "k8s.io/kubernetes",
+        ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"),
+    ),
+    "coredns": ("github.com/coredns/coredns", ("coredns",)),  # the real node's DNS (ferryman_dev.realnode)
     "kwok": ("sigs.k8s.io/kwok", ("kwok",)),
     "helm": ("helm.sh/helm/v3", ("helm",)),  # not a control plane part: renders deploy/helm for the tests
     # the upstream controllers ferryman_dev.controllers runs beside the control plane

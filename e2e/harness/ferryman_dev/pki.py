@@ -238,3 +238,15 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) 
             serialization.NoEncryption(),
         )
     )
+
+
+def client_certificate(pki: Pki, directory: Path, user: str, group: str | None) -> tuple[Path, Path]:
+    """A client certificate from ``pki``'s CA for ``user`` (CN) in ``group`` (O); its cert and key paths."""
+    ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "client.crt", directory / "client.key"
+    now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
+    _leaf(cert, key, user, group, ExtendedKeyUsageOID.CLIENT_AUTH, [], ca_cert, ca_key, now)
+    return cert, key
