@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from lightkube import ApiError, Client, codecs
+from lightkube.models.batch_v1 import JobSpec
+from lightkube.models.core_v1 import Container, PodSpec, PodTemplateSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.batch_v1 import Job
-from lightkube.resources.core_v1 import ConfigMap, Event, Namespace, Pod, Secret
+from lightkube.resources.core_v1 import ConfigMap, Event, Namespace, Pod, Secret, ServiceAccount
 from lightkube.types import PatchType
 
 from ferryman.kube.resources import ExperimentMigration
@@ -265,3 +268,75 @@ def test_suspend_and_scheduled_resync(
     wait_for(lambda: condition("Succeeded").get("status") == "True", "round 2 to succeed")
     events = [e for e in kube.list(Event, namespace=namespace) if e.involvedObject.name == "resync"]
     assert {"RoundStarted", "Verified"} <= {e.reason for e in events}
+
+
+def test_foreign_objects_under_child_names_are_never_adopted(
+    operator: OperatorProcess, kube: Client, namespace: str
+) -> None:
+    """Issue #14, item 8 (confused deputy): objects a user put under the names of a migration's children
+    (its workers' ServiceAccount, its spec ConfigMap, its round-1 Job) are not adopted, overwritten or deleted
+    with the migration; the migration is Stalled with reason ChildNameTaken and one Warning event."""
+    foreign = [
+        ServiceAccount(metadata=ObjectMeta(name="clash-worker", namespace=namespace)),
+        ConfigMap(metadata=ObjectMeta(name="clash-spec", namespace=namespace), data={"mine": "keep me"}),
+        Job(
+            metadata=ObjectMeta(name="clash-1", namespace=namespace),
+            spec=JobSpec(
+                suspend=True,
+                template=PodTemplateSpec(
+                    spec=PodSpec(restartPolicy="Never", containers=[Container(name="c", image="busybox")])
+                ),
+            ),
+        ),
+    ]
+    for obj in foreign:
+        kube.create(obj)
+    before = {type(o).__name__: kube.get(type(o), o.metadata.name, namespace=namespace) for o in foreign}
+    migration = {
+        "apiVersion": "ferryman.dev/v1alpha1",
+        "kind": "ExperimentMigration",
+        "metadata": {"name": "clash", "namespace": namespace},
+        "spec": {"source": {"uri": "tensorboard:/logs"}, "destination": {"uri": "sqlite:///x.db"}},
+    }
+    kube.create(codecs.from_dict(migration))
+
+    def stalled() -> dict[str, Any] | None:
+        status = kube.get(ExperimentMigration, "clash", namespace=namespace).to_dict().get("status") or {}
+        found = next((c for c in status.get("conditions", []) if c["type"] == "Stalled"), {})
+        return found if found.get("reason") == "ChildNameTaken" and found["status"] == "True" else None
+
+    condition = wait_for(stalled, "the clash to be reported")
+    assert "ServiceAccount" in condition["message"] and "clash-worker" in condition["message"]
+    time.sleep(3)  # a few more reconciles (every second here): still one event, nothing created or touched
+    warnings = [
+        e
+        for e in kube.list(Event, namespace=namespace)
+        if e.involvedObject.name == "clash" and e.reason == "ChildNameTaken"
+    ]
+    assert len(warnings) == 1 and warnings[0].type == "Warning" and (warnings[0].count or 1) == 1
+    assert [j.metadata.name for j in kube.list(Job, namespace=namespace)] == ["clash-1"]
+    for obj in foreign:
+        live = kube.get(type(obj), obj.metadata.name, namespace=namespace)
+        assert live.metadata.resourceVersion == before[type(obj).__name__].metadata.resourceVersion
+        assert not live.metadata.ownerReferences
+
+    # The ServiceAccount goes: the spec ConfigMap is next in the way, then the round-1 Job.
+    kube.delete(ServiceAccount, "clash-worker", namespace=namespace)
+    wait_for(lambda: (c := stalled()) and "clash-spec" in c["message"], "the ConfigMap clash")
+    kube.delete(ConfigMap, "clash-spec", namespace=namespace)
+    wait_for(
+        lambda: (c := stalled()) and "Job" in c["message"] and "clash-1" in c["message"], "the Job clash"
+    )
+    own_map = kube.get(ConfigMap, "clash-spec", namespace=namespace)
+    assert own_map.metadata.ownerReferences[0].name == "clash"
+    assert own_map.metadata.labels["ferryman.dev/experimentmigration"] == "clash"
+
+    # Deleting the migration removes its own children and leaves the foreign Job alone.
+    kube.delete(ExperimentMigration, "clash", namespace=namespace)
+
+    def own_children_gone() -> bool:
+        return not any(m.metadata.name == "clash-spec" for m in kube.list(ConfigMap, namespace=namespace))
+
+    wait_for(own_children_gone, "the migration's own ConfigMap to be garbage-collected")
+    live_job = kube.get(Job, "clash-1", namespace=namespace)
+    assert live_job.spec.suspend is True and not live_job.metadata.ownerReferences

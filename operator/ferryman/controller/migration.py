@@ -33,10 +33,12 @@ from ferryman.kube.builders import (
     build_worker_rbac,
     migration_children,
 )
-from ferryman.kube.client import FIELD_MANAGER, create_if_missing, get_or_none, patch_status
+from ferryman.kube.children import ChildClash, as_dict, ensure_child, is_child
+from ferryman.kube.client import FIELD_MANAGER, get_or_none, patch_status
 from ferryman.kube.resources import ExperimentMigration
 from ferryman.trackers.registry import redact
 
+CHILD_CLASH_REASON = "ChildNameTaken"  # a child's name is held by an object that is not this migration's
 RECONCILE_SECONDS = float(os.environ.get("FERRYMAN_MIGRATION_SECONDS", "5"))
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -116,63 +118,17 @@ async def reconcile_migration(ctx: OperatorContext, body: kopf.Body, logger: kop
     generation = obj["metadata"].get("generation", 0)
     spec = ExperimentMigrationSpec.model_validate(obj["spec"])
     status = ExperimentMigrationStatus.model_validate(dict(body.get("status") or {}))
-    names = migration_children(name)
-    labels = {MIGRATION_LABEL: name}
-
-    for child in build_worker_rbac(obj):
-        await create_if_missing(ctx.client, child)
-    await create_if_missing(ctx.client, build_config_map(names["report"], namespace, {}, obj, labels))
-    spec_map = build_config_map(
-        names["spec"], namespace, {"migration.yaml": spec_document(body)}, obj, labels
-    )
-    if not await create_if_missing(ctx.client, spec_map) and status.observed_generation != generation:
-        await ctx.client.replace(codecs.from_dict(spec_map), field_manager=FIELD_MANAGER)
-
     at = now()
-    round_ = status.round
-    job = await get_or_none(ctx.client, Job, job_name(name, round_), namespace) if round_ else None
     update = status.model_copy(deep=True)
     update.observed_generation = generation
-    update.report_config_map = f"{namespace}/{names['report']}"
-    job_state = _job_state(job)
-
-    if (
-        job is not None
-        and job_state in ("active", "failed")
-        and job.metadata.labels.get(SPEC_HASH_LABEL) != spec_hash(spec)
-    ):
-        # The spec changed mid-round or after a failure: restart the round; workers resume from the ledger.
-        await ctx.client.delete(Job, job.metadata.name, namespace=namespace, cascade=CascadeType.BACKGROUND)
-        kopf.info(body, reason="RoundRestarted", message=f"spec changed: restarting round {round_}")
-        raise kopf.TemporaryError("waiting for the previous Job to go", delay=2)
-    settled = _finished(status) and status.observed_generation == generation
-    due = round_ == 0 or (job is None and not settled) or sync_due(spec, status, job_state, at)
-    if due:
-        round_ = round_ + 1 if (round_ == 0 or job is not None) else round_
-        job_body = workload(ctx, obj, spec, round_)
-        if await create_if_missing(ctx.client, job_body):
-            kopf.info(
-                body,
-                reason="RoundStarted",
-                message=f"round {round_}: {spec.parallelism} worker(s) migrate {redact(spec.source.uri)} "
-                f"to {redact(spec.destination.uri)}",
-            )
-        update.round, update.job = round_, job_body["metadata"]["name"]
-        update.last_sync_time, update.next_sync_time = at, None
-        update.shards = []  # a new round: the workers report afresh
-        job_state = "active"
-    elif job is not None and bool(job.spec.suspend) != spec.suspend:
-        await ctx.client.patch(
-            Job,
-            job.metadata.name,
-            {"spec": {"suspend": spec.suspend}},
-            namespace=namespace,
-            patch_type=PatchType.MERGE,
-            field_manager=FIELD_MANAGER,
-        )
-
-    update.totals = shard_totals(update.shards, spec.parallelism)
-    update.conditions = migration_conditions(update, spec, generation, job, job_state, at)
+    update.report_config_map = f"{namespace}/{migration_children(name)['report']}"
+    try:
+        job, job_state = await _reconcile_children(ctx, body, obj, spec, status, update, at)
+    except ChildClash as clash:
+        update.conditions = clash_conditions(update.conditions, str(clash), generation, at)
+    else:
+        update.totals = shard_totals(update.shards, spec.parallelism)
+        update.conditions = migration_conditions(update, spec, generation, job, job_state, at)
     succeeded = is_true(update.conditions, "Succeeded")
     if spec.schedule is not None and succeeded and update.next_sync_time is None:
         # The next round is due an interval after this one verifiably finished, not after its pods exited.
@@ -195,6 +151,88 @@ async def reconcile_migration(ctx: OperatorContext, body: kopf.Body, logger: kop
                 ) from error
             raise
         _post_transitions(body, status.conditions, update.conditions)
+
+
+async def _reconcile_children(
+    ctx: OperatorContext,
+    body: kopf.Body,
+    obj: dict[str, Any],
+    spec: ExperimentMigrationSpec,
+    status: ExperimentMigrationStatus,
+    update: ExperimentMigrationStatus,
+    at: datetime,
+) -> tuple[Job | None, str]:
+    """Workers' RBAC, spec and report maps, and this round's Job (started, restarted or (un)suspended);
+    `update` gets the round. Only the migration's own children are touched: an object of another owner under
+    a child's name raises `ChildClash`, before anything is created that would use it."""
+    name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
+    generation = obj["metadata"].get("generation", 0)
+    names = migration_children(name)
+    labels = {MIGRATION_LABEL: name}
+    for child in build_worker_rbac(obj):
+        await ensure_child(ctx.client, child, obj, MIGRATION_LABEL)
+    await ensure_child(
+        ctx.client, build_config_map(names["report"], namespace, {}, obj, labels), obj, MIGRATION_LABEL
+    )
+    spec_map = build_config_map(
+        names["spec"], namespace, {"migration.yaml": spec_document(body)}, obj, labels
+    )
+    created = await ensure_child(ctx.client, spec_map, obj, MIGRATION_LABEL)
+    if not created and status.observed_generation != generation:
+        await ctx.client.replace(codecs.from_dict(spec_map), field_manager=FIELD_MANAGER)
+
+    round_ = status.round
+    job = await get_or_none(ctx.client, Job, job_name(name, round_), namespace) if round_ else None
+    if job is not None and not is_child(job, obj, MIGRATION_LABEL):
+        raise ChildClash({**as_dict(job), "kind": Job.__name__}, MIGRATION_LABEL)
+    job_state = _job_state(job)
+    if (
+        job is not None
+        and job_state in ("active", "failed")
+        and job.metadata.labels.get(SPEC_HASH_LABEL) != spec_hash(spec)
+    ):
+        # The spec changed mid-round or after a failure: restart the round; workers resume from the ledger.
+        await ctx.client.delete(Job, job.metadata.name, namespace=namespace, cascade=CascadeType.BACKGROUND)
+        kopf.info(body, reason="RoundRestarted", message=f"spec changed: restarting round {round_}")
+        raise kopf.TemporaryError("waiting for the previous Job to go", delay=2)
+    settled = _finished(status) and status.observed_generation == generation
+    due = round_ == 0 or (job is None and not settled) or sync_due(spec, status, job_state, at)
+    if due:
+        round_ = round_ + 1 if (round_ == 0 or job is not None) else round_
+        job_body = workload(ctx, obj, spec, round_)
+        if await ensure_child(ctx.client, job_body, obj, MIGRATION_LABEL):
+            kopf.info(
+                body,
+                reason="RoundStarted",
+                message=f"round {round_}: {spec.parallelism} worker(s) migrate {redact(spec.source.uri)} "
+                f"to {redact(spec.destination.uri)}",
+            )
+        update.round, update.job = round_, job_body["metadata"]["name"]
+        update.last_sync_time, update.next_sync_time = at, None
+        update.shards = []  # a new round: the workers report afresh
+        job_state = "active"
+    elif job is not None and bool(job.spec.suspend) != spec.suspend:
+        await ctx.client.patch(
+            Job,
+            job.metadata.name,
+            {"spec": {"suspend": spec.suspend}},
+            namespace=namespace,
+            patch_type=PatchType.MERGE,
+            field_manager=FIELD_MANAGER,
+        )
+    return job, job_state
+
+
+def clash_conditions(
+    conditions: list[Condition], message: str, generation: int, at: datetime
+) -> list[Condition]:
+    """A child's name is taken by a foreign object: Stalled (one Warning event), neither Ready nor
+    Progressing, until its owner removes or renames it. Succeeded and Failed keep what the last round did."""
+    for type_, value in (("Stalled", True), ("Progressing", False), ("Ready", False)):
+        conditions = set_condition(
+            conditions, type_, value, CHILD_CLASH_REASON, message, observed_generation=generation, at=at
+        )
+    return conditions
 
 
 def status_patch(current: ExperimentMigrationStatus, wanted: ExperimentMigrationStatus) -> dict[str, Any]:

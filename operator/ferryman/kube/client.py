@@ -1,4 +1,4 @@
-"""Thin async I/O helpers over lightkube: idempotent create, status writes with optimistic concurrency."""
+"""Thin async helpers over lightkube: reads tolerating absence, status writes with optimistic concurrency."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from lightkube import ApiError, AsyncClient, codecs
+from lightkube import ApiError, AsyncClient
 from lightkube.core.resource import Resource
 from lightkube.types import PatchType
 
@@ -21,17 +21,6 @@ def tolerate_gone_or_conflict() -> Iterator[None]:
     except ApiError as error:
         if error.status.code not in (404, 409):
             raise
-
-
-async def create_if_missing(client: AsyncClient, body: dict[str, Any]) -> bool:
-    """Create `body` (any kind lightkube knows) unless its name is taken; True when this call created it."""
-    try:
-        await client.create(codecs.from_dict(body), field_manager=FIELD_MANAGER)
-    except ApiError as error:
-        if error.status.code == 409:
-            return False
-        raise
-    return True
 
 
 async def get_or_none(
