@@ -162,6 +162,23 @@ def test_truncated_log_keeps_what_precedes_the_cut(
     assert any("truncated record" in r for r in reasons) and run.status == RunStatus.FAILED
 
 
+def test_summary_values_newer_than_a_torn_history_are_said(
+    sdk_root: tuple[Path, LoggedRun, LoggedRun, LoggedRun], tmp_path: Path
+) -> None:
+    _, main, _, _ = sdk_root
+    _, log = copy_run(main.run_dir, tmp_path)
+    history = [p for p in iter_payloads(log.read_bytes(), []) if first_field(p) == 2]
+    rewrite_log(log, lambda payload: payload not in history[-4:])  # the last rows lost, the summary kept
+    reader = WandbDirReader(tmp_path)
+    run = runs_by_key(reader)["mainrun1"]
+    assert same_points(main.points["loss"][:-3], point_lists(reader.metrics(run))["loss"])
+    newer = [o for o in reader.outcomes() if "newer than the history" in o.reason]
+    assert [(o.kind, o.item) for o in newer] == [
+        (OutcomeKind.STORED_AS_ARTIFACT, "run mainrun1/metric acc, loss")
+    ]
+    assert "summary at step 60" in newer[0].reason and "ends at step 48" in newer[0].reason
+
+
 def test_unknown_record_type_is_counted(tmp_path: Path) -> None:
     log = tmp_path / "run-20260101_000000-unk1" / "run-unk1.wandb"
     write_synthetic_log(log, rows=10, keys=2, run_id="unk1")

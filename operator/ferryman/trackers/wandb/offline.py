@@ -24,6 +24,7 @@ import configparser
 import io
 import itertools
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -258,6 +259,11 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]
 
 def param_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _step_of(summary: dict[str, Any]) -> int:
+    step = summary.get("_step")
+    return step if isinstance(step, int) and not isinstance(step, bool) else -1
 
 
 def _number(value: Any) -> float | None:
@@ -745,11 +751,17 @@ class WandbDirReader:
             yield from self._ferryman_metrics(data, envelope, series, on_object)
             return
         summary: dict[Any, str] = {}
-        for run_dir in data.dirs:
-            yield from self._scan_history(data, run_dir, series, on_object, summary)
-        yield from series.drain()
+        last: dict[str, float] = {}  # per user metric key: the last value the history holds
+        for batch in itertools.chain(
+            *(self._scan_history(data, run_dir, series, on_object, summary) for run_dir in data.dirs),
+            series.drain(),
+        ):
+            if not batch.system and len(batch):
+                last[batch.key] = batch.values[-1]
+            yield batch
         self._complete_summary(data, summary)
         yield from self._summary_points(data, series.keys)
+        self._newer_summary(data, series.next_step - 1, last)
         for key, count in sorted(objects.items()):
             self._report(
                 OutcomeKind.STORED_AS_ARTIFACT,
@@ -812,6 +824,36 @@ class WandbDirReader:
         for path, text in summary.items():
             _set_path(data.summary, [path] if isinstance(path, str) else list(path), _loads(text))
         data.summary_folded = True
+
+    def _newer_summary(self, data: _RunData, last_step: int, last: dict[str, float]) -> None:
+        """A torn log whose summary (in the log, or in files/wandb-summary.json when that is newer) is at a
+        later step than the last history row: the keys whose summary value the history lacks are reported;
+        their values are in the run's wandb-summary.json artifact (not points: the summary does not say at
+        which step each was logged)."""
+        newest = data.summary
+        if data.dirs:
+            path = data.dirs[-1] / "files" / "wandb-summary.json"
+            item = f"run {data.run_id}/file wandb-summary.json"
+            found = self._read_json(path, item) if path.is_file() else None
+            if isinstance(found, dict) and _step_of(found) > _step_of(newest):
+                newest = found
+        step = _step_of(newest)
+        if step <= last_step:
+            return
+        keys = []
+        for key, value in flatten({k: v for k, v in newest.items() if k not in INTERNAL_KEYS}):
+            number = _number(value)
+            if key in last and number is not None and number != last[key] and not (
+                math.isnan(number) and math.isnan(last[key])
+            ):
+                keys.append(key)
+        if keys:
+            self._report(
+                OutcomeKind.STORED_AS_ARTIFACT,
+                f"run {data.run_id}/metric {', '.join(sorted(keys))}",
+                f"the summary at step {step} is newer than the history, which ends at step {last_step} (a "
+                "torn log): these values are kept in wandb-summary.json, not as points",
+            )
 
     def _summary_points(self, data: _RunData, history_keys: set[str]) -> Iterator[MetricBatch]:
         step = data.summary.get("_step")
