@@ -38,7 +38,7 @@ from tests.trackers.test_contract import start
 POINTS = 2_500
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+@pytest.fixture(params=["sqlite", "postgres", "mariadb"])
 def database(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """The URI of a new MLflow database (artifacts of a server database go below the working directory)."""
     monkeypatch.chdir(tmp_path)

@@ -90,6 +90,7 @@ class Tracker:
 
 _MLFLOW_READER = "mlflow.reader:open_reader"
 _MLFLOW_WRITER = "mlflow.writer:open_writer"
+_MLFLOW_BULK_READER = "mlflow.bulk:open_reader"  # metric points straight from MLflow's tables
 _MLFLOW_BULK_WRITER = "mlflow.bulk:open_writer"  # metric points straight into MLflow's tables
 
 TRACKERS: list[Tracker] = [
@@ -102,9 +103,9 @@ TRACKERS: list[Tracker] = [
             "neptune.reader:open_reader", "neptune.writer:open_writer"),
     Tracker("mlflow", Store.TRACKING_SERVER, ("http://", "https://"),
             _MLFLOW_READER, _MLFLOW_WRITER, whole_uri=True),
-    Tracker("mlflow", Store.SQLITE, ("sqlite:",), _MLFLOW_READER, _MLFLOW_BULK_WRITER, whole_uri=True),
+    Tracker("mlflow", Store.SQLITE, ("sqlite:",), _MLFLOW_BULK_READER, _MLFLOW_BULK_WRITER, whole_uri=True),
     Tracker("mlflow", Store.DATABASE_SERVER, ("postgresql:", "postgresql+", "mysql:", "mysql+"),
-            _MLFLOW_READER, _MLFLOW_BULK_WRITER, whole_uri=True),
+            _MLFLOW_BULK_READER, _MLFLOW_BULK_WRITER, whole_uri=True),
     Tracker("mlflow", Store.FILE_STORE, ("file://", "file:", ""), "mlflow.filestore:open_reader", None),
 ]
 

@@ -6,7 +6,7 @@ data, go straight into the `metrics` table in one transaction per write (Postgre
 elsewhere) together with the `latest_metrics` rows MLflow would have left: per key the point with the greatest
 (step, timestamp, value), the first one logged among equals, NaN stored as 0 with `is_nan` set and infinities
 as the largest finite doubles. Exact repeats of a stored point are dropped, as MLflow's primary key does.
-Verification reads every point of a run back in one streamed query.
+Database sources, and the verification read-back, read every point of a run in one streamed query.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class _Sql:
         self.counts = f"SELECT {key}, COUNT(*) FROM metrics WHERE run_uuid = {self.mark} GROUP BY {key}"
         self.points = (
             f"SELECT {key}, step, timestamp, value, is_nan FROM metrics WHERE run_uuid = {self.mark} "
-            f"ORDER BY {key}, step, timestamp"
+            f"ORDER BY {key}, step, timestamp, value, is_nan"
         )
 
 
@@ -181,23 +181,24 @@ class BulkWriter(MlflowWriter):
             cursor.executemany(self.sql.update_latest, updates)
 
     def reader(self) -> BulkReader:
-        return BulkReader(self.backend, self)
+        return BulkReader(self.backend)
 
 
 class BulkReader(MlflowReader):
-    """Reads an MLflow database like `MlflowReader`, but every point of a run in one streamed query."""
+    """Reads an MLflow database like `MlflowReader`, but every point of a run in one streamed query, in a
+    fixed order (key, step, timestamp, value: the primary key's), so a resumed copy skips the same points."""
 
-    def __init__(self, backend: Backend, writer: BulkWriter) -> None:
+    def __init__(self, backend: Backend) -> None:
         super().__init__(backend)
-        self.writer = writer
+        self.engine = backend.tracking.engine
+        self.sql = _Sql(self.engine.dialect.name)
 
     def metrics(self, run: Run) -> Iterator[MetricBatch]:
-        sql = self.writer.sql
-        connection = self.writer.engine.raw_connection()
+        connection = self.engine.raw_connection()
         try:
-            server_side = {"name": "ferryman_points"} if sql.dialect == "postgresql" else {}
+            server_side = {"name": "ferryman_points"} if self.sql.dialect == "postgresql" else {}
             cursor = connection.cursor(**server_side)
-            cursor.execute(sql.points, (run.key,))
+            cursor.execute(self.sql.points, (run.key,))
             batch: MetricBatch | None = None
             while rows := cursor.fetchmany(_READ_BATCH):
                 for key, step, timestamp, value, nan in rows:
@@ -208,12 +209,20 @@ class BulkReader(MlflowReader):
                     batch.steps.append(step)
                     batch.timestamps.append(timestamp)
                     batch.values.append(math.nan if nan else value)
-            if batch is not None:
+                if batch is not None and len(batch) >= _READ_BATCH:
+                    yield batch
+                    batch = MetricBatch(batch.key, [], [], [], system=batch.system)
+            if batch is not None and len(batch):
                 yield batch
             cursor.close()
         finally:
             connection.rollback()
             connection.close()
+
+
+def open_reader(endpoint: Endpoint, credentials: Credentials) -> BulkReader:
+    """The reader for MLflow database sources (the URI registry's factory)."""
+    return BulkReader(Backend.connect(endpoint, credentials, "source"))
 
 
 def open_writer(endpoint: Endpoint, credentials: Credentials) -> BulkWriter:
