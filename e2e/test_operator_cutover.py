@@ -403,6 +403,18 @@ def test_a_mirror_follows_its_source_and_only_a_hand_edit_is_one_conflict(
         kube.delete(CutoverPolicy, name)
 
 
+def test_readiness_is_its_own_probe_and_follows_the_indexes(operator: OperatorProcess) -> None:
+    wait_for(lambda: operator.readiness() == 200, "the operator to report ready once its indexes are full")
+    assert operator.healthy()
+    operator.stop(kill=True)
+    assert operator.readiness() is None
+    operator.start()
+    # Not ready before the restarted operator has listed everything again, ready after.
+    states = [wait_for(operator.readiness, "the readiness endpoint to answer")]
+    states.append(wait_for(lambda: operator.readiness() == 200 or None, "ready again") and 200)
+    assert states[-1] == 200 and set(states) <= {503, 200}
+
+
 def test_existing_trainjob_is_adopted_not_duplicated(
     operator: OperatorProcess, kube: Client, namespace: str
 ) -> None:

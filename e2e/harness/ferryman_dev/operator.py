@@ -83,9 +83,11 @@ class OperatorProcess:
     extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     liveness_port: int = 0
+    readiness_port: int = 0
 
     def start(self) -> OperatorProcess:
         self.liveness_port = free_port()
+        self.readiness_port = free_port()
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
@@ -100,6 +102,7 @@ class OperatorProcess:
             "ferryman",
             "operator",
             f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
+            f"--readiness=http://127.0.0.1:{self.readiness_port}/readyz",
             *(["--verbose"] if os.environ.get("FERRYMAN_OPERATOR_VERBOSE") else []),
         ]
         with self.log.open("ab") as log:
@@ -135,6 +138,19 @@ class OperatorProcess:
                 return bool(reply.status == 200)
         except OSError:
             return False
+
+    def readiness(self) -> int | None:
+        """The readiness endpoint's HTTP status (None while nothing answers)."""
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.readiness_port}/readyz", timeout=2) as reply:
+                return int(reply.status)
+        except urllib.error.HTTPError as error:
+            return int(error.code)
+        except OSError:
+            return None
 
     def rss_bytes(self) -> int:
         """Resident memory of the operator process now."""

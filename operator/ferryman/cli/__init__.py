@@ -196,12 +196,14 @@ def migrate_command(source: str | None, destination: str | None, spec_file: Path
 @cli.command("operator")
 @click.option("--liveness", default="http://0.0.0.0:8080/healthz", show_default=True,
               help="Liveness endpoint URL ('' to disable).")
+@click.option("--readiness", default="", help="Readiness endpoint URL, ready once the indexes are complete "
+              "(for example http://0.0.0.0:8081/readyz; off by default).")
 @click.option("--verbose", is_flag=True, help="Log kopf's debug output.")
-def operator_command(liveness: str, verbose: bool) -> None:
+def operator_command(liveness: str, readiness: str, verbose: bool) -> None:
     """Run the ferryman operator (CutoverPolicy and ExperimentMigration) against the current kubeconfig."""
     from ferryman.controller.run import run_operator
 
-    run_operator(liveness=liveness or None, verbose=verbose)
+    run_operator(liveness=liveness or None, readiness=readiness or None, verbose=verbose)
 
 
 def main() -> None:

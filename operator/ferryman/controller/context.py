@@ -20,6 +20,8 @@ class OperatorContext:
     image: str  # the image migration workers run
     trainer_api: TrainerAPI | None = None  # served TrainJob flavour; None until the TrainJob CRD is seen
     policies: dict[str, PolicyState] = field(default_factory=dict)
+    indexes_complete: bool = False  # readiness: kopf has filled every index
+    readiness: Any = None  # the readiness endpoint's aiohttp runner, when one is served
 
     @classmethod
     def from_environment(cls) -> OperatorContext:

@@ -15,6 +15,7 @@ from ferryman.api import kinds
 from ferryman.controller import migration, policy, serving
 from ferryman.controller.context import OperatorContext, context
 from ferryman.controller.discovery import served_trainer_api
+from ferryman.controller.readiness import serve_readiness
 from ferryman.controller.settings import configure, resync_seconds
 
 
@@ -52,12 +53,24 @@ def kopf_plain(value: Any) -> Any:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     configure(settings)
-    memo.ferryman = OperatorContext.from_environment()
+    ctx = OperatorContext.from_environment()
+    memo.ferryman = ctx
+    if memo.get("readiness_url"):
+        ctx.readiness = await serve_readiness(memo.readiness_url, lambda: ctx.indexes_complete)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    await context(memo).client.close()
+    ctx = context(memo)
+    if ctx.readiness is not None:
+        await ctx.readiness.cleanup()
+    await ctx.client.close()
+
+
+@kopf.on.event(*kinds.NAMESPACE.resource)
+async def indexes_complete(memo: kopf.Memo, **_: Any) -> None:
+    """kopf calls no resource handler before all indexes are filled: the first call means ready."""
+    context(memo).indexes_complete = True
 
 
 @kopf.on.probe(id="policies")

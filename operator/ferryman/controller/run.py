@@ -1,4 +1,5 @@
-"""Start the operator: kopf, cluster-wide, standalone (one replica, no peering), with a liveness endpoint."""
+"""Start the operator: kopf, cluster-wide, standalone (one replica, no peering), with liveness and readiness
+endpoints."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import logging
 import kopf
 
 
-def run_operator(*, liveness: str | None, verbose: bool) -> None:
+def run_operator(*, liveness: str | None, readiness: str | None, verbose: bool) -> None:
     import ferryman.controller.main  # noqa: F401  (registers the handlers)
 
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.FULL)
     if not verbose:
         # One line per indexed object would be thousands at startup; failures still log as warnings.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    kopf.run(standalone=True, clusterwide=True, liveness_endpoint=liveness)
+    memo = kopf.Memo(readiness_url=readiness)
+    kopf.run(standalone=True, clusterwide=True, liveness_endpoint=liveness, memo=memo)

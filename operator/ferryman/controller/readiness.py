@@ -1,0 +1,27 @@
+"""The readiness endpoint, distinct from kopf's liveness: 503 until the operator's indexes are complete,
+then 200. kopf runs no resource handler before every index is filled, so the first one to run (an event
+handler on namespaces, which always exist) marks the operator ready."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+
+async def serve_readiness(url: str, ready: Callable[[], bool]) -> web.AppRunner:
+    """Serve `GET <path of url>` on the url's host and port; the caller cleans the runner up."""
+    parts = urlsplit(url)
+
+    async def readyz(_: web.Request) -> web.Response:
+        if ready():
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text="indexing: not ready\n")
+
+    app = web.Application()
+    app.router.add_get(parts.path or "/", readyz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, parts.hostname or "0.0.0.0", parts.port or 80).start()
+    return runner
