@@ -104,8 +104,9 @@ def test_an_empty_or_mistyped_source_is_an_error_unless_allowed(tmp_path: Path) 
 
 @pytest.mark.parametrize("destination", ["tensorboard", "wandb-offline"])
 def test_models_sent_to_a_destination_without_a_registry_are_outcomes(
-    destination: str, tmp_path: Path
+    destination: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # the source's artifacts go to MLflow's default ./mlruns
     source = f"sqlite:///{tmp_path / 'source.db'}"
     populate_rich(source, "rich", steps=5)
     (target,) = [d for d in DESTINATIONS if d.name == destination]
