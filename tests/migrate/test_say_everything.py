@@ -349,3 +349,19 @@ def test_dataset_inputs_are_carried_and_verified(
     assert [(o.kind.value, o.item.rsplit("/", 1)[-1]) for o in elsewhere.outcomes] == [
         ("unsupported", "dataset inputs")
     ]
+
+
+def test_quiet_silences_mlflows_own_info_lines(tmp_path: Path) -> None:
+    logs = write_logs(tmp_path / "logs", runs=1, steps=3)
+    process = ferryman_migrate(
+        tmp_path, "--from", f"tensorboard:{logs}", "--to", f"sqlite:///{tmp_path / 'new.db'}", "-q"
+    )
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert (out, err) == ("", "")  # no progress, no summary, no 'INFO mlflow.store.db.utils' lines
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "new.db") as connection:  # artifacts go beside it, named after it
+        (location,) = connection.execute("SELECT artifact_location FROM experiments WHERE name = 'logs'")
+    connection.close()
+    assert location[0].startswith(str(tmp_path / "new-artifacts"))
