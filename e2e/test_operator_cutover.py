@@ -415,9 +415,12 @@ def test_readiness_is_its_own_probe_and_follows_the_indexes(operator: OperatorPr
     assert states[-1] == 200 and set(states) <= {503, 200}
 
 
-def test_existing_trainjob_is_adopted_not_duplicated(
+def test_an_existing_trainjob_is_never_adopted(
     operator: OperatorProcess, kube: Client, namespace: str
 ) -> None:
+    """Issue #14, item 8: a TrainJob someone made under the mirror's name (here the very conversion, by
+    hand) lacks ferryman's ownerReference and label, so it is a conflict: never labelled, owned, changed or
+    deleted with the policy."""
     from ferryman.convert.registry import convert_job
 
     job = next(j for j in example_jobs(namespace) if j["metadata"]["name"] == "resnet50-finetune")
@@ -426,19 +429,27 @@ def test_existing_trainjob_is_adopted_not_duplicated(
     assert handmade is not None
     handmade["metadata"] = {"name": handmade["metadata"]["name"], "namespace": namespace}
     handmade["spec"]["suspend"] = True
-    kube.create(codecs.from_dict(handmade))
-    name = f"adopt-{namespace}"
+    before = kube.create(codecs.from_dict(handmade)).to_dict()["metadata"]
+    name = f"foreign-{namespace}"
     kube.create(codecs.from_dict(make_policy(name, namespace, mode="Mirror", mirror={"suspend": True})))
     try:
-        status = wait_for(lambda: ready(kube, name), "the Mirror to be Ready")
-        assert status["trainJobs"] == {
-            "present": 1, "adopted": 1, "pending": 0, "conflicts": 0, "skipped": 0, "notServed": 0
-        }
+        counts = wait_for(
+            lambda: (c := policy_status(kube, name).get("trainJobs")) and c.get("conflicts") == 1 and c,
+            "the conflict to be counted",
+        )
+        assert counts["present"] == 0 and "adopted" not in counts
+        wait_for(lambda: conflict_events(kube, namespace), "the TrainJobConflict event")
+        (event,) = conflict_events(kube, namespace)
+        assert "never adopts" in event.message
         (trainjob,) = trainjobs(kube, namespace).values()
-        assert trainjob["metadata"]["labels"]["ferryman.dev/policy"] == name
-        assert trainjob["metadata"]["ownerReferences"][0]["kind"] == "CutoverPolicy"
+        after = trainjob["metadata"]
+        assert not after.get("ownerReferences") and after["generation"] == before["generation"]
+        assert after.get("labels") == before.get("labels")
+        assert after.get("annotations") == before.get("annotations")
     finally:
         kube.delete(CutoverPolicy, name)
+    wait_for(lambda: not any(p.metadata.name == name for p in kube.list(CutoverPolicy)), "the policy to go")
+    assert list(trainjobs(kube, namespace)) == [handmade["metadata"]["name"]]
 
 
 def test_creation_is_rate_limited(operator: OperatorProcess, kube: Client, namespace: str) -> None:

@@ -151,16 +151,24 @@ def test_switch_to_takeover_reowns_and_resumes() -> None:
     assert decision.patch["metadata"]["ownerReferences"][0]["kind"] == "PyTorchJob"
 
 
-def test_equivalent_foreign_trainjob_is_adopted_and_a_different_one_is_a_conflict() -> None:
+def test_a_trainjob_without_ownerreference_and_label_is_never_adopted() -> None:
+    """Issue #14, item 8: a TrainJob holding the wanted name is ferryman's only when it is owned (by the
+    policy or the PyTorchJob) and labelled with the source's uid; anything else is a conflict, left alone."""
     plan, job = _plan_and_job()
     desired = decide(plan, job, POLICY, spec(mode="Mirror"), None).desired
     assert desired is not None
-    handmade = {**desired, "metadata": {"name": desired["metadata"]["name"], "namespace": "team-a"}}
-    adopt = decide(plan, job, POLICY, spec(mode="Mirror"), handmade)
-    assert adopt.action is Action.ADOPT and adopt.patch is not None
-    assert adopt.patch["metadata"]["annotations"] == {"ferryman.dev/adopted": "true"}
-    different = {**handmade, "spec": {**handmade["spec"], "trainer": {"image": "other", "numNodes": 9}}}
-    assert decide(plan, job, POLICY, spec(mode="Mirror"), different).action is Action.CONFLICT
+    metadata = desired["metadata"]
+    handmade = {**desired, "metadata": {"name": metadata["name"], "namespace": "team-a"}}
+    forged_labels = {**desired, "metadata": {**metadata, "ownerReferences": []}}
+    foreign_owner = {
+        **desired,
+        "metadata": {**metadata, "ownerReferences": [{**metadata["ownerReferences"][0], "uid": "someone"}]},
+    }
+    for existing in (handmade, forged_labels, foreign_owner):
+        decision = decide(plan, job, POLICY, spec(mode="Mirror"), existing)
+        assert decision.action is Action.CONFLICT and decision.patch is None
+    assert "never adopts" in decide(plan, job, POLICY, spec(mode="Mirror"), handmade).reason
+    assert decide(plan, job, POLICY, spec(mode="Mirror"), desired).action is Action.KEEP
 
 
 def test_takeover_leaves_jobs_started_by_v1_alone() -> None:

@@ -124,7 +124,7 @@ UNSERVED = ["team-a/net: blocked (unpatchable-pod-field)"]
     ("mode", "trainer_missing", "counts"),
     [
         ("Plan", False, TrainJobCounts()),
-        ("Mirror", False, TrainJobCounts(present=1, adopted=1, conflicts=1)),
+        ("Mirror", False, TrainJobCounts(present=1, conflicts=1)),
         ("Mirror", False, TrainJobCounts(present=1, pending=3)),
         ("Mirror", True, TrainJobCounts()),
         ("Takeover", False, TrainJobCounts(present=1, not_served=1)),

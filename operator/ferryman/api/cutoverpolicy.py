@@ -96,9 +96,10 @@ class Blocker(StatusModel):
 
 class TrainJobCounts(StatusModel):
     present: int = Field(default=0, description="TrainJobs serving this policy's jobs")
-    adopted: int = Field(default=0, description="of those, pre-existing TrainJobs adopted")
     pending: int = Field(default=0, description="TrainJobs waiting for the creation rate limit")
-    conflicts: int = Field(default=0, description="names held by a different TrainJob, left alone")
+    conflicts: int = Field(
+        default=0, description="names held by a TrainJob that is not ferryman's or was changed, left alone"
+    )
     skipped: int = Field(default=0, description="jobs not served: finished or started under v1")
     not_served: int = Field(
         default=0,

@@ -86,7 +86,6 @@ MIGRATION_LABEL = f"{GROUP}/experimentmigration"  # the ExperimentMigration a wo
 SPEC_HASH_LABEL = f"{GROUP}/spec-hash"  # what a migration Job or a TrainJob was built from (suspension aside)
 SOURCE_ANNOTATION = f"{GROUP}/source"  # namespace/name of the object a converted one came from
 DERIVED_FROM_ANNOTATION = f"{GROUP}/derived-from"  # the runtime a derived TrainingRuntime copies
-ADOPTED_ANNOTATION = f"{GROUP}/adopted"  # a pre-existing TrainJob a CutoverPolicy adopted
 FINALIZER = f"{GROUP}/finalizer"  # kopf's, on ferryman's own kinds only
 CONVERTER_MANAGER = f"{GROUP}/converter"  # the runtimePatches manager of converted TrainJobs
 HELD_LABELS_ANNOTATION = f"{GROUP}/held-labels"  # JSON: the admission labels a suspended mirror holds back

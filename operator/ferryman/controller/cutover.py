@@ -25,7 +25,6 @@ from ferryman.api.cutoverpolicy import (
 )
 from ferryman.api.kinds import (
     ADMISSION_LABELS,
-    ADOPTED_ANNOTATION,
     CLUSTER_TRAINING_RUNTIME,
     DROPPED_METADATA_FIELDS,
     HELD_LABELS_ANNOTATION,
@@ -45,6 +44,7 @@ from ferryman.convert.merge import ClaimModes
 from ferryman.convert.options import ConvertOptions
 from ferryman.convert.registry import convert_job
 from ferryman.kube.builders import build_trainjob, converted_spec
+from ferryman.kube.children import is_child
 
 TOP_BLOCKERS = 10
 # of the status, in reports
@@ -167,11 +167,10 @@ def plan_job(pytorchjob: dict[str, Any], options: ConvertOptions, runtimes: Runt
 
 class Action(StrEnum):
     CREATE = "create"  # no TrainJob by that name yet
-    ADOPT = "adopt"  # an equivalent TrainJob exists without ferryman's labels: label and own it
     UPDATE = "update"  # ours, but must follow a mode change or, while suspended, its changed source
     REPLACE = "replace"  # ours and suspended, but its source changed a field a TrainJob cannot change
     KEEP = "keep"  # ours and as wanted
-    CONFLICT = "conflict"  # a different TrainJob holds the name, or someone else changed ours: left alone
+    CONFLICT = "conflict"  # a TrainJob not ours holds the name, or someone else changed ours: left alone
     SKIP = "skip"  # nothing to create (blocked, finished, or started by v1 under Takeover)
 
 
@@ -181,18 +180,6 @@ class Decision:
     desired: dict[str, Any] | None = None
     patch: dict[str, Any] | None = None
     reason: str = ""
-
-
-def _essence(trainjob: dict[str, Any]) -> Any:
-    spec = trainjob.get("spec") or {}
-    trainer = spec.get("trainer") or {}
-    return (
-        (spec.get("runtimeRef") or {}).get("name"),
-        trainer.get("image"),
-        trainer.get("numNodes"),
-        trainer.get("command"),
-        trainer.get("args"),
-    )
 
 
 def decide(
@@ -207,7 +194,10 @@ def decide(
     if plan.trainjob is None:
         return Decision(Action.SKIP, reason="blocked")
     labels = (existing or {}).get("metadata", {}).get("labels") or {}
-    ours = labels.get(SOURCE_UID_LABEL) == plan.uid
+    # Ours: owned (the policy's mirror or the PyTorchJob's takeover) AND labelled with the source's uid.
+    ours = existing is not None and any(
+        is_child(existing, owner, SOURCE_UID_LABEL, plan.uid) for owner in (policy, pytorchjob)
+    )
     if not ours and plan.finished:
         return Decision(Action.SKIP, reason="finished under Training Operator v1")
     if takeover and not ours and plan.started_elsewhere:
@@ -222,23 +212,7 @@ def decide(
     if existing is None:
         return Decision(Action.CREATE, desired)
     if not ours:
-        if _essence(existing) != _essence(desired):
-            reason = "a TrainJob with another runtime, image, node count or command has the name"
-            return Decision(Action.CONFLICT, reason=reason)
-        if labels.get(SOURCE_UID_LABEL):
-            return Decision(Action.CONFLICT, reason="the TrainJob serves another PyTorchJob")
-        held_labels, held_annotations = _admission_patch(existing, desired)
-        patch = {
-            "metadata": {
-                "labels": {**desired["metadata"]["labels"], **held_labels},
-                "annotations": {ADOPTED_ANNOTATION: "true", **held_annotations},
-                "ownerReferences": [
-                    *(existing["metadata"].get("ownerReferences") or []),
-                    *desired["metadata"]["ownerReferences"],
-                ],
-            }
-        }
-        return Decision(Action.ADOPT, desired, patch)
+        return Decision(Action.CONFLICT, reason=foreign_reason(labels, plan.uid))
     if labels.get(POLICY_LABEL) != policy["metadata"]["name"]:
         owner = labels.get(POLICY_LABEL)
         return Decision(Action.CONFLICT, reason=f"the TrainJob belongs to CutoverPolicy {owner}")
@@ -276,6 +250,18 @@ def decide(
         update["metadata"]["ownerReferences"] = desired["metadata"]["ownerReferences"]
         update["spec"] = {**update.get("spec", {}), "suspend": desired["spec"]["suspend"]}
     return Decision(Action.UPDATE, desired, update)
+
+
+def foreign_reason(labels: dict[str, str], source_uid: str) -> str:
+    """Why a TrainJob holding the wanted name is not ferryman's to change: ferryman never adopts one."""
+    if labels.get(SOURCE_UID_LABEL) not in (None, source_uid):
+        return "the TrainJob serves another PyTorchJob"
+    if labels.get(SOURCE_UID_LABEL) == source_uid and labels.get(POLICY_LABEL):
+        return f"the TrainJob belongs to CutoverPolicy {labels[POLICY_LABEL]}"
+    return (
+        "a TrainJob ferryman did not create for this PyTorchJob holds the name (it lacks the ownerReference "
+        f"or the {SOURCE_UID_LABEL} label); ferryman never adopts one: delete or rename it to be served"
+    )
 
 
 def first_difference(live: Any, wanted: Any, path: str) -> str | None:

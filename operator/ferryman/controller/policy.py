@@ -1,4 +1,4 @@
-"""The CutoverPolicy handler: plan every selected PyTorchJob, create or adopt TrainJobs, write status.
+"""The CutoverPolicy handler: plan every selected PyTorchJob, create or update its TrainJobs, write status.
 
 It runs as a timer on the policy (never on PyTorchJobs) and reads PyTorchJobs, TrainJobs, namespaces and
 runtimes from kopf's in-memory indexes, which kopf fills before any handler runs: a restarted operator
@@ -20,7 +20,7 @@ from lightkube.types import PatchType
 
 from ferryman.api.base import now
 from ferryman.api.cutoverpolicy import CutoverMode, CutoverPolicySpec, CutoverPolicyStatus, TrainJobCounts
-from ferryman.api.kinds import ADOPTED_ANNOTATION, CUTOVER_POLICY, POLICY_LABEL
+from ferryman.api.kinds import CUTOVER_POLICY, POLICY_LABEL
 from ferryman.api.trainer import TrainerAPI
 from ferryman.controller.context import OperatorContext, values
 from ferryman.controller.cutover import (
@@ -138,7 +138,7 @@ async def _serve(
     runtimes: RuntimeCatalog,
     logger: logging.Logger | kopf.Logger,
 ) -> tuple[TrainJobCounts, list[str]]:
-    """Create, adopt or update the TrainJobs the mode asks for, within the rate limit, each after the derived
+    """Create or update the TrainJobs the mode asks for, within the rate limit, each after the derived
     runtime it runs on. Returns the counts and, for each unfinished job left without a TrainJob, why."""
     assert state.bucket is not None
     decisions: list[tuple[JobPlan, Decision]] = []
@@ -154,7 +154,7 @@ async def _serve(
     present = set(runtimes.namespaced)
     for plan, decision in decisions:
         if plan.runtime is not None and decision.action is not Action.CREATE and decision.desired is not None:
-            await _ensure_runtime(ctx, plan.runtime, policy, present)  # an adopted or kept TrainJob's
+            await _ensure_runtime(ctx, plan.runtime, policy, present)  # a kept or updated TrainJob's
     for plan, decision in creations[:granted]:
         assert decision.desired is not None
         if plan.runtime is not None:
@@ -171,7 +171,7 @@ async def _serve(
     counts.pending = len(creations) - granted
     conflicts: set[tuple[str, str, str]] = set()
     for plan, decision in decisions:
-        if decision.action in (Action.ADOPT, Action.UPDATE):
+        if decision.action is Action.UPDATE:
             assert decision.desired is not None and decision.patch is not None
             with tolerate_gone_or_conflict():
                 await ctx.client.patch(
@@ -182,13 +182,11 @@ async def _serve(
                     patch_type=PatchType.MERGE,
                     field_manager=FIELD_MANAGER,
                 )
-            if decision.action is Action.ADOPT:
-                logger.info(f"adopted TrainJob {plan.namespace}/{decision.desired['metadata']['name']}")
-            elif "spec" in decision.patch:
+            if "spec" in decision.patch:
                 logger.info(f"the TrainJob of {plan.namespace}/{plan.name} follows its changed source")
         if decision.action is Action.REPLACE:
             await _replace(ctx, plan, decision, pytorchjobs[(plan.namespace, plan.name)])
-        if decision.action in (Action.ADOPT, Action.UPDATE, Action.REPLACE, Action.KEEP):
+        if decision.action in (Action.UPDATE, Action.REPLACE, Action.KEEP):
             counts.present += 1
         counts.conflicts += decision.action is Action.CONFLICT
         reason = unserved_reason(plan, decision)
@@ -205,19 +203,6 @@ async def _serve(
                 message=f"not served by CutoverPolicy {policy['metadata']['name']}: {decision.reason}",
             )
     state.conflicts = conflicts
-    policy_name = policy["metadata"]["name"]
-    adopted = {
-        key
-        for key, trainjob in trainjobs.items()
-        if (trainjob["metadata"].get("labels") or {}).get(POLICY_LABEL) == policy_name
-        and (trainjob["metadata"].get("annotations") or {}).get(ADOPTED_ANNOTATION) == "true"
-    }
-    adopted |= {
-        (plan.namespace, decision.desired["metadata"]["name"])
-        for plan, decision in decisions
-        if decision.action is Action.ADOPT and decision.desired is not None
-    }
-    counts.adopted = len(adopted)
     counts.not_served = len(unserved)
     if granted:
         logger.info(f"created {granted} TrainJobs, {counts.pending} wait for the rate limit")

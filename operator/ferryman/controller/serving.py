@@ -13,9 +13,10 @@ import kopf
 from lightkube import ApiError
 
 from ferryman.api.base import now, rfc3339
-from ferryman.api.kinds import MODE_LABEL, PYTORCHJOB, TRAINJOB
+from ferryman.api.kinds import MODE_LABEL, PYTORCHJOB, SOURCE_UID_LABEL, TRAINJOB
 from ferryman.controller.context import OperatorContext
 from ferryman.controller.takeover import pytorchjob_status
+from ferryman.kube.children import is_child
 from ferryman.kube.client import patch_status
 from ferryman.kube.resources import PyTorchJob
 
@@ -53,6 +54,8 @@ async def mirror_status(
     if source_name is None or (namespace, source_name) not in pytorchjobs:
         return
     pytorchjob = next(iter(pytorchjobs[(namespace, source_name)]))
+    if not is_child(trainjob, pytorchjob, SOURCE_UID_LABEL, pytorchjob["metadata"]["uid"]):
+        return  # a TrainJob naming the PyTorchJob without being its Takeover: its status is not written
     jobset = next(iter(jobsets[key])) if key in jobsets else None
     status = pytorchjob_status(pytorchjob, trainjob, jobset, now=rfc3339(now()))
     current = pytorchjob.get("status") or {}

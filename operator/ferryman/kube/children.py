@@ -28,14 +28,16 @@ def as_dict(obj: Any) -> dict[str, Any]:
     return obj if isinstance(obj, dict) else dict(obj.to_dict())
 
 
-def is_child(obj: Any, owner: dict[str, Any], label: str) -> bool:
-    """Whether `obj` is `owner`'s child: a controller ownerReference to its uid and `label` naming it."""
+def is_child(obj: Any, owner: dict[str, Any], label: str, value: str | None = None) -> bool:
+    """Whether `obj` is `owner`'s child: a controller ownerReference to its uid and `label` set to `value`
+    (by default the owner's name)."""
     metadata = as_dict(obj).get("metadata") or {}
-    owner_uid, owner_name = owner["metadata"]["uid"], owner["metadata"]["name"]
     owned = any(
-        ref.get("uid") == owner_uid and ref.get("controller") for ref in metadata.get("ownerReferences") or []
+        ref.get("uid") == owner["metadata"]["uid"] and ref.get("controller")
+        for ref in metadata.get("ownerReferences") or []
     )
-    return owned and (metadata.get("labels") or {}).get(label) == owner_name
+    wanted = owner["metadata"]["name"] if value is None else value
+    return owned and (metadata.get("labels") or {}).get(label) == wanted
 
 
 async def ensure_child(client: AsyncClient, body: dict[str, Any], owner: dict[str, Any], label: str) -> bool:
