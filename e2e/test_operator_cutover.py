@@ -7,6 +7,7 @@ status and create and patch the JobSet a TrainJob would own.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import subprocess
@@ -413,6 +414,47 @@ def test_readiness_is_its_own_probe_and_follows_the_indexes(operator: OperatorPr
     states = [wait_for(operator.readiness, "the readiness endpoint to answer")]
     states.append(wait_for(lambda: operator.readiness() == 200 or None, "ready again") and 200)
     assert states[-1] == 200 and set(states) <= {503, 200}
+
+
+def test_leader_failover_mid_mirror_resumes_without_duplicates(
+    namespace: str, ferryman_installed: ControlPlane, kube: Client, tmp_path: Path
+) -> None:
+    """Two replicas on one Lease: the standby waits (not ready), takes over when the leader is killed."""
+    kubeconfig = operator_kubeconfig(ferryman_installed, tmp_path / "operator.kubeconfig")
+    lease = {"FERRYMAN_LEASE": f"lease-{namespace}"[:63]}
+    leader = OperatorProcess(kubeconfig, tmp_path / "leader.log", extra_env=lease).start()
+    standby = OperatorProcess(kubeconfig, tmp_path / "standby.log", extra_env=lease)
+    name = "failover"
+    try:
+        wait_for(lambda: leader.readiness() == 200, "the first replica to lead", timeout=60)
+        standby.start()
+        wait_for(lambda: standby.readiness() == 503, "the second replica to wait as a standby", timeout=60)
+        base = next(j for j in example_jobs(namespace) if j["metadata"]["name"] == "resnet50-finetune")
+        for index in range(12):
+            job = copy.deepcopy(base)
+            job["metadata"]["name"] = f"resnet-{index}"
+            kube.create(codecs.from_dict(job))
+        policy = make_policy(name, namespace, mode="Mirror", rateLimit={"creationsPerMinute": 60, "burst": 3})
+        kube.create(codecs.from_dict(policy))
+        wait_for(lambda: len(trainjobs(kube, namespace)) >= 3 or None, "the Mirror under way")
+
+        leader.stop(kill=True)  # mid-Mirror
+        killed = time.monotonic()
+        wait_for(lambda: standby.readiness() == 200, "the standby to take over", timeout=60)
+        took_over = time.monotonic() - killed
+        wait_for(lambda: ready(kube, name), "the Mirror to complete under the new leader", timeout=90)
+        assert took_over < 30, f"failover took {took_over:.0f}s"
+        served = trainjobs(kube, namespace).values()
+        sources = [t["metadata"]["labels"]["ferryman.dev/source-uid"] for t in served]
+        assert len(sources) == 12 and len(set(sources)) == 12, "a TrainJob missing or duplicated"
+        assert "waiting for Lease" in standby.output()
+    finally:
+        with contextlib.suppress(ApiError):
+            kube.delete(CutoverPolicy, name)
+        for process in (standby, leader):
+            process.stop()
+            assert not process.forbidden(), "\n".join(process.forbidden())
+            assert "Traceback" not in process.output(), process.output()[-4000:]
 
 
 def test_an_existing_trainjob_is_never_adopted(

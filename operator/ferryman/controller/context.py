@@ -22,6 +22,7 @@ class OperatorContext:
     policies: dict[str, PolicyState] = field(default_factory=dict)
     indexes_complete: bool = False  # readiness: kopf has filled every index
     readiness: Any = None  # the readiness endpoint's aiohttp runner, when one is served
+    leadership: Any = None  # the task keeping the leader's Lease, under leader election
 
     @classmethod
     def from_environment(cls) -> OperatorContext:

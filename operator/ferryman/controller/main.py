@@ -15,6 +15,7 @@ from ferryman.api import kinds
 from ferryman.controller import migration, policy, serving
 from ferryman.controller.context import OperatorContext, context
 from ferryman.controller.discovery import served_trainer_api
+from ferryman.controller.leadership import lead, lease_config
 from ferryman.controller.readiness import serve_readiness
 from ferryman.controller.settings import configure, resync_seconds
 
@@ -57,11 +58,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.ferryman = ctx
     if memo.get("readiness_url"):
         ctx.readiness = await serve_readiness(memo.readiness_url, lambda: ctx.indexes_complete)
+    lease = lease_config(ctx.namespace)
+    if lease is not None:  # a standby waits here: kopf watches nothing before startup ends
+        ctx.leadership = await lead(ctx.client, lease)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     ctx = context(memo)
+    if ctx.leadership is not None:  # stopping: the Lease simply expires for the standby
+        ctx.leadership.cancel()
     if ctx.readiness is not None:
         await ctx.readiness.cleanup()
     await ctx.client.close()
