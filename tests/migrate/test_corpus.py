@@ -39,14 +39,17 @@ def test_every_mlflow_and_tensorboard_dataset_migrates_and_verifies(
     assert sum(s.startswith("tensorboard:") for s in found) >= 3 and sum("sqlite" in s for s in found) >= 1
     summaries = []
     for source in found:
-        report = migrate(MigrationRequest(source, mlflow_destination.url, workers=2))
+        # some real stores hold experiments but no runs (zoomcamp-2024-week02): migrated, not an error here
+        request = MigrationRequest(source, mlflow_destination.url, workers=2, allow_empty=True)
+        report = migrate(request)
         summaries.append(report.summary())
         assert report.ok, report.summary()
         assert report.verified and report.source_totals == report.destination_totals, report.summary()
         for outcome in report.outcomes:  # whatever was not copied exactly is named, with its reason
             assert outcome.item and outcome.reason
             assert outcome.kind in set(OutcomeKind)
-        again = migrate(MigrationRequest(source, mlflow_destination.url, workers=2, verify=False))
+        request.verify = False
+        again = migrate(request)
         assert again.ok and again.points_written == 0, again.summary()
     print("\n".join(summaries))
     assert fingerprint(corpus_dir / "trackers") == before, "a migration wrote to its source"
