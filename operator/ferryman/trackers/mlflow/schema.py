@@ -8,6 +8,7 @@ cache directory; MLflow then adds its default experiment when it opens the copy,
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sqlite3
@@ -34,8 +35,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ferryman"
 
 
+@functools.cache
 def head_revision() -> str:
-    """The Alembic revision the installed MLflow's stores require."""
+    """The Alembic revision the installed MLflow's stores require (Alembic reads every migration to know)."""
     from mlflow.store.db.utils import _get_latest_schema_revision
 
     return str(_get_latest_schema_revision())
