@@ -419,7 +419,8 @@ def test_readiness_is_its_own_probe_and_follows_the_indexes(operator: OperatorPr
 def test_leader_failover_mid_mirror_resumes_without_duplicates(
     namespace: str, ferryman_installed: ControlPlane, kube: Client, tmp_path: Path
 ) -> None:
-    """Two replicas on one Lease: the standby waits (not ready), takes over when the leader is killed."""
+    """Two replicas on one Lease: the standby waits (ready, so that rollouts proceed), takes over when the
+    leader is killed."""
     kubeconfig = operator_kubeconfig(ferryman_installed, tmp_path / "operator.kubeconfig")
     lease = {"FERRYMAN_LEASE": f"lease-{namespace}"[:63]}
     leader = OperatorProcess(kubeconfig, tmp_path / "leader.log", extra_env=lease).start()
@@ -428,7 +429,8 @@ def test_leader_failover_mid_mirror_resumes_without_duplicates(
     try:
         wait_for(lambda: leader.readiness() == 200, "the first replica to lead", timeout=60)
         standby.start()
-        wait_for(lambda: standby.readiness() == 503, "the second replica to wait as a standby", timeout=60)
+        wait_for(lambda: "waiting for Lease" in standby.output(), "the second replica to wait", timeout=60)
+        assert standby.readiness() == 200, "a standby is ready: a rolling update must not wait for it to lead"
         base = next(j for j in example_jobs(namespace) if j["metadata"]["name"] == "resnet50-finetune")
         for index in range(12):
             job = copy.deepcopy(base)
@@ -440,14 +442,14 @@ def test_leader_failover_mid_mirror_resumes_without_duplicates(
 
         leader.stop(kill=True)  # mid-Mirror
         killed = time.monotonic()
-        wait_for(lambda: standby.readiness() == 200, "the standby to take over", timeout=60)
+        wait_for(lambda: "leading: Lease" in standby.output(), "the standby to take over", timeout=60)
+        wait_for(lambda: standby.readiness() == 200, "the new leader's indexes", timeout=60)
         took_over = time.monotonic() - killed
         wait_for(lambda: ready(kube, name), "the Mirror to complete under the new leader", timeout=90)
         assert took_over < 30, f"failover took {took_over:.0f}s"
         served = trainjobs(kube, namespace).values()
         sources = [t["metadata"]["labels"]["ferryman.dev/source-uid"] for t in served]
         assert len(sources) == 12 and len(set(sources)) == 12, "a TrainJob missing or duplicated"
-        assert "waiting for Lease" in standby.output()
     finally:
         with contextlib.suppress(ApiError):
             kube.delete(CutoverPolicy, name)

@@ -23,6 +23,8 @@ class OperatorContext:
     indexes_complete: bool = False  # readiness: kopf has filled every index
     readiness: Any = None  # the readiness endpoint's aiohttp runner, when one is served
     leadership: Any = None  # the task keeping the leader's Lease, under leader election
+    standby: bool = False  # waiting for the Lease
+    lease: Any = None  # the Lease this replica leads on (kube.lease.LeaseConfig)
 
     @classmethod
     def from_environment(cls) -> OperatorContext:

@@ -11,7 +11,7 @@ import socket
 
 from lightkube import AsyncClient
 
-from ferryman.kube.lease import LeaseConfig, acquire, keep
+from ferryman.kube.lease import LeaseConfig, acquire, keep, release
 
 logger = logging.getLogger(__name__)
 LOST_LEASE_EXIT = 75  # the exit status of a replica that lost the Lease (its pod restarts as a standby)
@@ -30,6 +30,11 @@ async def lead(client: AsyncClient, config: LeaseConfig) -> asyncio.Task[None]:
     """Return once leading, with the task that keeps the Lease."""
     await acquire(client, config)
     return asyncio.create_task(_hold(client, config), name="lease keeper")
+
+
+async def resign(client: AsyncClient, config: LeaseConfig) -> None:
+    """Give the Lease up on a graceful stop, so that the standby takes over without waiting for expiry."""
+    await release(client, config)
 
 
 async def _hold(client: AsyncClient, config: LeaseConfig) -> None:

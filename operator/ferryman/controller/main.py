@@ -15,7 +15,7 @@ from ferryman.api import kinds
 from ferryman.controller import migration, policy, serving
 from ferryman.controller.context import OperatorContext, context
 from ferryman.controller.discovery import served_trainer_api
-from ferryman.controller.leadership import lead, lease_config
+from ferryman.controller.leadership import lead, lease_config, resign
 from ferryman.controller.readiness import serve_readiness
 from ferryman.controller.settings import configure, resync_seconds
 
@@ -56,18 +56,22 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     configure(settings)
     ctx = OperatorContext.from_environment()
     memo.ferryman = ctx
-    if memo.get("readiness_url"):
-        ctx.readiness = await serve_readiness(memo.readiness_url, lambda: ctx.indexes_complete)
     lease = lease_config(ctx.namespace)
+    ctx.standby = lease is not None
+    if memo.get("readiness_url"):
+        # Ready: a standby at once (a rollout must not wait for it to lead), the leader once indexed.
+        ctx.readiness = await serve_readiness(memo.readiness_url, lambda: ctx.standby or ctx.indexes_complete)
     if lease is not None:  # a standby waits here: kopf watches nothing before startup ends
-        ctx.leadership = await lead(ctx.client, lease)
+        ctx.leadership, ctx.lease = await lead(ctx.client, lease), lease
+        ctx.standby = False
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     ctx = context(memo)
-    if ctx.leadership is not None:  # stopping: the Lease simply expires for the standby
+    if ctx.leadership is not None:  # stopping: hand the Lease over to the standby at once
         ctx.leadership.cancel()
+        await resign(ctx.client, ctx.lease)
     if ctx.readiness is not None:
         await ctx.readiness.cleanup()
     await ctx.client.close()

@@ -91,6 +91,19 @@ async def acquire(client: AsyncClient, config: LeaseConfig) -> None:
     logger.info(f"leading: Lease {config.namespace}/{config.name} held by {config.identity}")
 
 
+async def release(client: AsyncClient, config: LeaseConfig) -> None:
+    """Give the Lease up if this replica holds it (best effort: otherwise it expires)."""
+    try:
+        lease = await client.get(Lease, config.name, namespace=config.namespace)
+        if lease.spec is None or lease.spec.holderIdentity != config.identity:
+            return
+        lease.spec.holderIdentity = None
+        await client.replace(lease, field_manager=FIELD_MANAGER)
+        logger.info(f"released Lease {config.namespace}/{config.name}")
+    except (ApiError, OSError) as error:
+        logger.warning(f"cannot release Lease {config.namespace}/{config.name}: {error}")
+
+
 async def keep(client: AsyncClient, config: LeaseConfig) -> None:
     """Renew the Lease every `retry` seconds; return when it is lost."""
     renewed = _now()
