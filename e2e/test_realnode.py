@@ -104,6 +104,12 @@ def test_image_runs_under_restricted(
     realnode_kube.create(pod("version", ferryman_image, args=["--version"]), namespace=realnode_namespace)
     log = finished(realnode_kube, "version", realnode_namespace)
     assert log.strip() == "ferryman, version 0.1.0"
+    # the image's user has a name (kopf, in the operator, looks it up by uid)
+    whoami = pod(
+        "whoami", ferryman_image, command=["python3", "-c", "import getpass; print(getpass.getuser())"]
+    )
+    realnode_kube.create(whoami, namespace=realnode_namespace)
+    assert finished(realnode_kube, "whoami", realnode_namespace).strip() == "ferryman"
 
 
 RESOLVE_AND_FETCH = """

@@ -42,6 +42,7 @@ mmdebstrap --quiet --variant=minbase --include=python3,python3-pip,ca-certificat
         --no-index --find-links /tmp/wheels --no-cache-dir --no-warn-script-location --break-system-packages --root-user-action=ignore \
         ferryman' \
     --customize-hook='chroot "$1" apt-get purge -qq --yes --autoremove python3-pip >/dev/null' \
+    --customize-hook='chroot "$1" useradd --uid 65532 --user-group --home-dir /tmp --no-create-home ferryman' \
     --customize-hook='rm -rf "$1"/tmp/wheels "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/* "$1"/var/log/*' \
     --customize-hook='chmod 1777 "$1"/tmp' \
     "$suite" "$work/rootfs.tar" $sources
