@@ -635,3 +635,37 @@ def test_served_flavour_is_discovered(flavour_cluster: Any, tmp_path: Path) -> N
     finally:
         operator.stop()
         assert not operator.forbidden() and "Traceback" not in operator.output(), operator.output()[-4000:]
+
+
+def test_a_foreign_configmap_under_the_report_name_is_left_alone(
+    operator: OperatorProcess, kube: Client, namespace: str
+) -> None:
+    """Issue #14, item 8: a ConfigMap someone put under a policy's report name in the operator's namespace is
+    not overwritten: the status names no report, and one ReportNameTaken Warning event says why."""
+    from lightkube.models.meta_v1 import ObjectMeta
+    from lightkube.resources.core_v1 import ConfigMap, Event
+
+    name = "report-clash"  # a label value too: at most 63 characters
+    foreign = ConfigMap(
+        metadata=ObjectMeta(name=f"ferryman-plan-{name}", namespace="ferryman-system"), data={"mine": "keep"}
+    )
+    before = kube.create(foreign).metadata.resourceVersion
+    kube.create(codecs.from_dict(make_policy(name, namespace, mode="Plan")))
+    try:
+        status = wait_for(lambda: ready(kube, name), "the Plan to be Ready")
+        assert status.get("reportConfigMap") is None
+
+        def warnings() -> list[Any]:
+            return [
+                e
+                for e in kube.list(Event, namespace="*")
+                if e.involvedObject.name == name and e.reason == "ReportNameTaken"
+            ]
+
+        (event,) = wait_for(warnings, "the ReportNameTaken event")
+        assert f"ferryman-system/ferryman-plan-{name}" in event.message
+        live = kube.get(ConfigMap, f"ferryman-plan-{name}", namespace="ferryman-system")
+        assert live.metadata.resourceVersion == before and not live.metadata.ownerReferences
+    finally:
+        kube.delete(CutoverPolicy, name)
+        kube.delete(ConfigMap, f"ferryman-plan-{name}", namespace="ferryman-system")

@@ -364,6 +364,7 @@ class PolicyState:
     plans: dict[tuple[str, str], JobPlan] = field(default_factory=dict)
     bucket: TokenBucket | None = None
     report_digest: str = ""
+    report_clash: str = ""  # why the report ConfigMap's name is not the policy's, once reported
     conflicts: set[tuple[str, str, str]] = field(default_factory=set)  # (namespace, job, why) reported
 
 
@@ -411,7 +412,7 @@ def policy_status(
     train_jobs: TrainJobCounts,
     unserved: list[str],
     rate_limiter: RateLimiterState | None,
-    report_config_map: str,
+    report_config_map: str | None,
     at: datetime,
 ) -> CutoverPolicyStatus:
     """The status a policy's reconciliation writes: its plans' summary, TrainJobs, Ready, Progressing and

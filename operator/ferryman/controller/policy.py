@@ -42,6 +42,7 @@ from ferryman.controller.cutover import (
     unserved_reason,
 )
 from ferryman.kube.builders import build_config_map
+from ferryman.kube.children import ChildClash, ensure_child
 from ferryman.kube.client import FIELD_MANAGER, patch_status, tolerate_gone_or_conflict
 from ferryman.kube.resources import CutoverPolicy, TrainingRuntime, TrainJob
 
@@ -247,7 +248,9 @@ async def _write_report(
     policy: dict[str, Any],
     state: PolicyState,
     plans: dict[tuple[str, str], JobPlan],
-) -> str:
+) -> str | None:
+    """Write the report ConfigMap when the report changed; its namespace/name, or None while a ConfigMap that
+    is not the policy's holds the name (left untouched; one Warning event)."""
     cm_name = report_config_map_name(name)
     text = render_report(name, plans)
     digest = hashlib.sha256(text.encode()).hexdigest()
@@ -259,12 +262,15 @@ async def _write_report(
         else:
             config_map["data"] = {"report.json": text}
         try:
-            await ctx.client.create(codecs.from_dict(config_map), field_manager=FIELD_MANAGER)
-        except ApiError as error:
-            if error.status.code != 409:
-                raise
+            created = await ensure_child(ctx.client, config_map, policy, POLICY_LABEL)
+        except ChildClash as clash:
+            if state.report_clash != str(clash):
+                kopf.warn(_as_body(policy), reason="ReportNameTaken", message=str(clash))
+            state.report_clash = str(clash)
+            return None
+        if not created:
             await ctx.client.replace(codecs.from_dict(config_map), field_manager=FIELD_MANAGER)
-        state.report_digest = digest
+        state.report_digest, state.report_clash = digest, ""
     return f"{ctx.namespace}/{cm_name}"
 
 
