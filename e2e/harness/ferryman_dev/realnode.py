@@ -44,6 +44,8 @@ CLUSTER_DOMAIN = "cluster.local"
 PAUSE_IMAGE = "localhost/pause:local"
 CNI_BIN_DIR = Path("/usr/lib/cni")
 LOCK_FILE = Path("/run/lock/ferryman-realnode.lock")
+# The host's own sysctl values, kept until a node restores them: a killed run's are restored by the next one.
+SYSCTL_BACKUP = Path("/run/lock/ferryman-realnode.sysctls.json")
 KUBEPODS = "kubepods"  # the kubelet's cgroup under every v1 hierarchy (cgroupfs driver)
 # Commands the node runs, from the Debian packages `make host-packages` installs.
 HOST_COMMANDS = ("containerd", "runc", "ctr", f"{CNI_BIN_DIR}/bridge", "iptables", "ip", "busybox", "socat")
@@ -105,7 +107,11 @@ class RealNode:
         self._acquire_lock()
         try:
             sweep_host()  # whatever a killed run left
-            self.sysctls = read_sysctls()
+            if SYSCTL_BACKUP.exists():
+                self.sysctls = json.loads(SYSCTL_BACKUP.read_text())
+            else:
+                self.sysctls = read_sysctls()
+                SYSCTL_BACKUP.write_text(json.dumps(self.sysctls))
             self.directory.mkdir(parents=True, exist_ok=True)
             _write_sysctl("net.bridge.bridge-nf-call-iptables", "1")  # Services between pods of one bridge
             _create_bridge()
@@ -133,6 +139,7 @@ class RealNode:
                     self.plane.stop_component(process.name)
             sweep_host(self.directory)
             write_sysctls(self.sysctls)
+            SYSCTL_BACKUP.unlink(missing_ok=True)
         finally:
             self._release_lock()
 
