@@ -21,7 +21,7 @@ from ferryman.api.trainer import TrainerAPI
 from ferryman.convert.manifests import convert_stream
 from ferryman.convert.options import ConvertOptions
 from ferryman.convert.registry import convert_job
-from ferryman_dev.cluster import KWOK_EXIT_CODE, ControlPlane, Rejected
+from ferryman_dev.cluster import KWOK_EXIT_CODE, ControlPlane, Rejected, wait_default_service_account
 from ferryman_dev.controllers import CONTROLLERS
 from ferryman_dev.upstream import (
     TRAINING_OPERATOR_MODULE,
@@ -325,3 +325,60 @@ def test_a_controller_stopped_alone_fails_its_webhooks_and_serves_them_again_onc
     finally:
         upstream_cluster.start_component("trainer")
     assert upstream_cluster.dry_run_create(trainjob)["kind"] == "TrainJob"
+
+
+KUEUE = "kueue.x-k8s.io/v1beta2"
+
+
+def local_queue(plane: ControlPlane, namespace: str) -> str:
+    """A LocalQueue in ``namespace`` feeding a ClusterQueue with CPU and memory quota; its name."""
+    plane.apply({"apiVersion": KUEUE, "kind": "ResourceFlavor", "metadata": {"name": "default"}})
+    plane.apply(
+        {
+            "apiVersion": KUEUE,
+            "kind": "ClusterQueue",
+            "metadata": {"name": f"cq-{namespace}"},
+            "spec": {
+                "namespaceSelector": {},
+                "resourceGroups": [
+                    {
+                        "coveredResources": ["cpu", "memory"],
+                        "flavors": [
+                            {
+                                "name": "default",
+                                "resources": [
+                                    {"name": "cpu", "nominalQuota": "32"},
+                                    {"name": "memory", "nominalQuota": "256Gi"},
+                                ],
+                            }
+                        ],
+                    }
+                ],
+            },
+        }
+    )
+    plane.apply(
+        {
+            "apiVersion": KUEUE,
+            "kind": "LocalQueue",
+            "metadata": {"name": "team", "namespace": namespace},
+            "spec": {"clusterQueue": f"cq-{namespace}"},
+        },
+        namespace,
+    )
+    return "team"
+
+
+def test_kueue_admits_a_queued_converted_trainjob_which_then_runs(kueue_cluster: ControlPlane) -> None:
+    namespace = new_namespace(kueue_cluster, "kueue")
+    wait_default_service_account(kueue_cluster.client(), namespace)
+    queue = local_queue(kueue_cluster, namespace)
+    trainjob = valid_trainjob()
+    trainjob["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": queue}
+    created = kueue_cluster.create(trainjob, namespace)
+    assert created["spec"]["suspend"] is True  # Kueue's webhook holds it until its Workload is admitted
+    name = trainjob["metadata"]["name"]
+    kueue_cluster.wait_condition(*TRAINJOB, name, "Complete", namespace, timeout=180)
+    (workload,) = kueue_cluster.list(KUEUE, "Workload", namespace)
+    assert condition(workload, "Admitted") == "True"
+    assert workload["spec"]["queueName"] == queue

@@ -7,8 +7,7 @@
 # stay at their defaults outside the repository, so later builds on the same machine
 # reuse the compiled packages.
 #
-# usage: build.sh [component ...]   (default: etcd kubernetes kwok helm coredns trainer jobset training-operator mpi-operator;
-#                                    kueue only when asked for)
+# usage: build.sh [component ...]   (default: etcd kubernetes kwok helm coredns trainer jobset training-operator mpi-operator kueue)
 set -eu
 bins=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$bins/../.." && pwd)
@@ -99,7 +98,7 @@ build() {
     echo "cluster-bins:   $component $version built in $(( $(date +%s) - start ))s"
 }
 
-[ $# -gt 0 ] || set -- etcd kubernetes kwok helm coredns trainer jobset training-operator mpi-operator
+[ $# -gt 0 ] || set -- etcd kubernetes kwok helm coredns trainer jobset training-operator mpi-operator kueue
 mkdir -p "$cache"
 # One build at a time per checkout: a second `make cluster-bins` waits, then finds the binaries built.
 exec 9>"$cache/.lock"

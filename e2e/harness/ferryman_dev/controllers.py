@@ -46,6 +46,9 @@ TOKEN_SECONDS = 7 * 24 * 3600  # a dev cluster may run for days; the apiserver s
 # Training Operator v1.9.4's certificate rotator checks that this (hard-coded) file exists before it lets
 # the controllers start; only its existence counts, the webhook server reads its certificate from $TMPDIR.
 TRAINING_OPERATOR_CERT_PROBE = Path("/tmp/k8s-webhook-server/serving-certs/tls.crt")
+# Kueue v0.17.0 without its internal certificate management loads a metrics serving certificate from this
+# (hard-coded) directory at start, even with metrics off; any valid pair does.
+KUEUE_METRICS_CERT_DIR = Path("/etc/kueue/metrics/certs")
 # mpi-operator v0.8.0 serves its health check on this port on every interface, hard-coded.
 MPI_OPERATOR_HEALTH_PORT = 8080
 
@@ -63,7 +66,7 @@ class Controller:
     name: str  # its component in e2e/bins and .cache/bin (whose module zip also holds its manifests)
     namespace: str  # where its manifests deploy it (its ServiceAccount, leases, Secrets)
     service_account: str
-    cluster_roles: tuple[str, ...]  # manifest files with its ClusterRoles, relative to the module
+    cluster_roles: tuple[str, ...]  # manifest files with its (Cluster)Roles, relative to the module
     # the namePrefix its default overlay gives its ClusterRoles and webhook configurations (JobSet and Kueue
     # both call theirs ``manager-role`` and ``mutating-webhook-configuration``)
     name_prefix: str
@@ -134,8 +137,6 @@ KUEUE_FRAMEWORKS = (
 
 
 def _kueue_argv(plane: ControlPlane, controller: Controller, home: Path, ports: Ports, _: bool) -> list[str]:
-    from ferryman_dev.cluster import free_port
-
     config = {
         "apiVersion": "config.kueue.x-k8s.io/v1beta2",
         "kind": "Configuration",
@@ -145,7 +146,8 @@ def _kueue_argv(plane: ControlPlane, controller: Controller, home: Path, ports: 
         "webhook": {"host": "127.0.0.1", "port": ports.webhook, "certDir": str(_cert_dir(home))},
         "leaderElection": {"leaderElect": False},
         "internalCertManagement": {"enable": False},
-        "visibilityServer": {"bindAddress": "127.0.0.1", "bindPort": free_port()},
+        # its pending-workloads API server wants a certificate in /visibility (fixed) and an APIService
+        "featureGates": {"VisibilityOnDemand": False},
         "clientConnection": {"qps": 100, "burst": 200},
         "integrations": {"frameworks": list(KUEUE_FRAMEWORKS)},
     }
@@ -230,7 +232,10 @@ CONTROLLERS: dict[str, Controller] = {
             name="kueue",
             namespace="kueue-system",
             service_account="kueue-controller-manager",
-            cluster_roles=("config/components/rbac/role.yaml",),
+            cluster_roles=(
+                "config/components/rbac/role.yaml",
+                "config/components/rbac/manager_secrets_role.yaml",
+            ),
             name_prefix="kueue-",
             webhooks="config/components/webhook",
             ready_path="/readyz",
@@ -335,24 +340,34 @@ def _port_free(port: int) -> bool:
 
 
 def _grant_cluster_roles(plane: ControlPlane, controller: Controller) -> None:
-    """The controller's namespace and ServiceAccount, and its release's ClusterRoles bound to it."""
+    """The controller's namespace and ServiceAccount, and its release's (Cluster)Roles bound to it.
+
+    A Role goes to the controller's namespace, as its overlay puts it there.
+    """
     plane.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": controller.namespace}})
     account = {"name": controller.service_account, "namespace": controller.namespace}
     plane.apply({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": account}, controller.namespace)
     for path in controller.cluster_roles:
         for role in upstream.load_documents(controller.module_dir() / path):
-            if role["kind"] != "ClusterRole":
+            if role["kind"] not in ("ClusterRole", "Role"):
                 continue
-            name = controller.name_prefix + role["metadata"]["name"]
-            plane.apply({**role, "metadata": {**role["metadata"], "name": name}})
+            metadata = {**role["metadata"], "name": controller.name_prefix + role["metadata"]["name"]}
+            if role["kind"] == "Role":
+                metadata["namespace"] = controller.namespace
+            plane.apply({**role, "metadata": metadata}, controller.namespace)
             plane.apply(
                 {
                     "apiVersion": "rbac.authorization.k8s.io/v1",
-                    "kind": "ClusterRoleBinding",
-                    "metadata": {"name": name},
-                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+                    "kind": f"{role['kind']}Binding",
+                    "metadata": metadata,
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": role["kind"],
+                        "name": metadata["name"],
+                    },
                     "subjects": [{"kind": "ServiceAccount", **account}],
-                }
+                },
+                controller.namespace,
             )
 
 
@@ -387,8 +402,13 @@ def _serving_certificate(plane: ControlPlane, controller: Controller, home: Path
     cert_dir = _cert_dir(home)
     if controller.name != "training-operator":
         pki = plane.pki
-        (cert_dir / "tls.crt").write_bytes(pki.webhook_cert.read_bytes())
-        (cert_dir / "tls.key").write_bytes(pki.webhook_key.read_bytes())
+        targets = [cert_dir]
+        if controller.name == "kueue" and not (KUEUE_METRICS_CERT_DIR / "tls.key").exists():
+            targets.append(KUEUE_METRICS_CERT_DIR)
+        for directory in targets:
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / "tls.crt").write_bytes(pki.webhook_cert.read_bytes())
+            (directory / "tls.key").write_bytes(pki.webhook_key.read_bytes())
         return base64.b64encode(pki.ca_cert.read_bytes()).decode()
     # Its rotator keeps a CA and serving certificate in a Secret and replaces them unless the CA is valid
     # for the name "training-operator-ca" and the certificate for "training-operator.<namespace>.svc": give

@@ -11,6 +11,8 @@
   each with its own webhooks and RBAC (:mod:`ferryman_dev.controllers`); ``upstream_kube`` and
   ``upstream_namespace`` are its client and a fresh namespace per test. Its kwok ends pods as the
   ``ferryman.dev/kwok-exit-code`` annotation says (``ferryman_dev/kwok-pod-exit.yaml``).
+* ``kueue_cluster``: session-scoped full cluster with Trainer, JobSet, the Training Operator and Kueue (its
+  batch Job, JobSet, TrainJob and v1 integrations on).
 * ``mpijob_v1_cluster``: a small session-scoped cluster (one CPU and one GPU node) whose Training Operator
   serves MPIJob v1 as well, the one kind that cannot run beside mpi-operator.
 
@@ -32,6 +34,8 @@ from ferryman_dev.cluster import ClusterSpec, ControlPlane, wait_default_service
 
 CURRENT_FLAVOUR = TrainerAPI.V2_2
 UPSTREAM_CONTROLLERS = ("trainer", "jobset", "training-operator", "mpi-operator")
+# not beside mpi-operator: two mpi-operators cannot run at once (v0.8.0 always takes port 8080)
+KUEUE_CONTROLLERS = ("trainer", "jobset", "training-operator", "kueue")
 
 _CLUSTER_FIXTURES = {
     "cluster",
@@ -42,6 +46,7 @@ _CLUSTER_FIXTURES = {
     "upstream_kube",
     "upstream_namespace",
     "mpijob_v1_cluster",
+    "kueue_cluster",
 }
 
 
@@ -129,6 +134,16 @@ def mpijob_v1_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cont
         mpijob_v1=True,
     )
     plane = ControlPlane(tmp_path_factory.mktemp("mpijob-v1-cluster"), spec)
+    try:
+        yield plane.start()
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def kueue_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    spec = ClusterSpec(trainer_api=CURRENT_FLAVOUR, upstream_controllers=KUEUE_CONTROLLERS)
+    plane = ControlPlane(tmp_path_factory.mktemp("kueue-cluster"), spec)
     try:
         yield plane.start()
     finally:
