@@ -166,3 +166,21 @@ def test_rerun_is_idempotent(written: tuple[Path, str]) -> None:
         writer.write_artifact(key, Artifact("../escape", lambda: io.BytesIO(b""))).kind
         == OutcomeKind.UNSUPPORTED
     )
+
+
+def test_neptune_workspace_project_becomes_a_w_and_b_project(tmp_path: Path) -> None:
+    """Neptune experiments are `workspace/project`, a name W&B refuses: the runs go to project
+    `workspace-project`, and verification and re-runs find them there."""
+    from ferryman.migrate.copy import migrate
+    from ferryman.migrate.plan import MigrationRequest
+
+    export = Path(__file__).parent / "data" / "neptune_export"
+    request = MigrationRequest(f"neptune-export:{export}", f"wandb:{tmp_path / 'out'}")
+    with quiet_offline_env():
+        report = migrate(request)
+        assert report.ok and report.verified, report.summary()
+        assert report.source_totals == report.destination_totals
+        reader = open_writer(f"wandb:{tmp_path / 'out'}").reader()
+        assert [e.name for e in reader.experiments()] == ["acme-vision"]
+        again = migrate(request)
+    assert again.ok and again.points_written == 0, again.summary()

@@ -54,6 +54,15 @@ from ferryman.trackers.wandb.datastore import Damage, Framing, NotAWandbLog, rea
 from ferryman.trackers.wandb.items import HISTORY_TAG, SUMMARY_TAG, record_types, split_items
 
 RUN_DIR = re.compile(r"^(?:offline-run|run|dryrun)-(\d{8}_\d{6})-([A-Za-z0-9_.-]+)$")
+_NOT_IN_PROJECT_NAMES = re.compile(r"[/\\#?%:]")  # characters W&B refuses in a project name
+
+
+def project_name(experiment_name: str) -> str:
+    """The W&B project that holds an experiment of this name: each character W&B refuses in a project name
+    (Neptune's experiments are `workspace/project`) becomes '-'."""
+    return _NOT_IN_PROJECT_NAMES.sub("-", experiment_name) or "-"
+
+
 BATCH = 5000  # points per MetricBatch
 CHUNK = 8192  # history or summary records decoded together (`items.split_items`)
 FRAMING_BUDGET = 8_000_000  # payloads whose place in its log a reader keeps for the later passes (16 B each)
@@ -637,8 +646,9 @@ class WandbDirReader:
 
     def experiments(self, names: list[str] | None = None) -> Iterator[Experiment]:
         projects = sorted({project for project, _ in self._load()})
+        wanted = None if names is None else {project_name(name) for name in names}
         for project in projects:
-            if names is None or project in names:
+            if wanted is None or project in wanted:
                 entities = {d.entity for (p, _), d in self._load().items() if p == project and d.entity}
                 tags = {"wandb.entity": sorted(entities)[0]} if len(entities) == 1 else {}
                 yield Experiment(key=project, name=project, tags=tags)

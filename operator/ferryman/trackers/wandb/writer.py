@@ -61,6 +61,7 @@ from ferryman.trackers.wandb.offline import (
     TIMESTAMP_PREFIX,
     WandbDirReader,
     first_field,
+    project_name,
 )
 
 STAGING = ".ferryman"
@@ -127,7 +128,7 @@ class WandbWriter(WithoutModelRegistry):
     # -- TrackerWriter --------------------------------------------------------------------------------------
 
     def ensure_experiment(self, experiment: Experiment) -> str:
-        return experiment.name  # a W&B project exists as soon as a run names it
+        return project_name(experiment.name)  # a W&B project exists as soon as a run names it
 
     def migrated_runs(self, experiment_key: str) -> dict[str, DestinationRun]:
         found: dict[str, DestinationRun] = {}
