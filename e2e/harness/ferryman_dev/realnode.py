@@ -64,6 +64,8 @@ SYSCTLS = (
 )
 _CNI_NETWORK = "ferryman"
 _SOCKET = Path("node") / "containerd" / "containerd.sock"  # under a control plane's state directory
+# in the paths of the mounts a real node makes: its kubelet's root directory and containerd's
+_MOUNT_MARKS = ("/node/kubelet/", "/node/containerd/")
 _NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy", "coredns", "apiserver-relay")
 
 
@@ -137,7 +139,7 @@ class RealNode:
             for process in self.plane.processes:
                 if process.name in _NODE_COMPONENTS and not process.stopped:
                     self.plane.stop_component(process.name)
-            sweep_host(self.directory)
+            sweep_host()
             write_sysctls(self.sysctls)
             SYSCTL_BACKUP.unlink(missing_ok=True)
         finally:
@@ -604,9 +606,10 @@ def _create_bridge() -> None:
             raise ClusterError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
 
 
-def sweep_host(directory: Path | None = None) -> None:
-    """Remove what a real node leaves on the host: its containers' processes and shims, ``kubepods`` cgroups,
-    the kubelet's mounts under ``directory``, pod network namespaces and log links, the bridge."""
+def sweep_host() -> None:
+    """Remove what real nodes leave on the host (this one's, or a killed run's): their containers' processes
+    and shims, ``kubepods`` cgroups, kubelet and containerd mounts, pod network namespaces and log links, the
+    bridge, ``KUBE-*`` iptables chains."""
     for pid in _cgroup_pids(KUBEPODS):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -617,8 +620,7 @@ def sweep_host(directory: Path | None = None) -> None:
     while (_cgroup_pids(KUBEPODS) or _shim_pids()) and time.monotonic() < deadline:
         time.sleep(0.1)
     _remove_cgroups(KUBEPODS)
-    if directory is not None:
-        _unmount_under(directory)
+    _unmount_node_mounts()
     for netns in Path("/run/netns").glob("cni-*"):
         _run(["ip", "netns", "delete", netns.name])
     for link in Path("/var/log/containers").glob("*.log"):
@@ -680,14 +682,12 @@ def _shim_pids() -> set[int]:
     return pids
 
 
-def _unmount_under(directory: Path) -> None:
-    """Unmount, deepest first, every mount point at or under ``directory`` (kubelet volumes, its own root)."""
-    prefix = str(directory.resolve())
+def _unmount_node_mounts() -> None:
+    """Unmount, deepest first, the mounts of real nodes' kubelets and containerds (volumes, rootfs, shm)."""
     with open("/proc/self/mounts") as mounts:
         points = [line.split()[1].replace("\\040", " ") for line in mounts]
-    for point in sorted(
-        (p for p in points if p == prefix or p.startswith(prefix + "/")), key=len, reverse=True
-    ):
+    ours = [p for p in points if any(mark in p + "/" for mark in _MOUNT_MARKS)]
+    for point in sorted(ours, key=len, reverse=True):
         _run(["umount", "--lazy", point])
 
 
