@@ -55,9 +55,7 @@ class JAXJobConverter(ReplicaJobConverter):
             return self.result(None)
         base = f"{self.replica_path}.{replicas.key}"
         node = self.node(base, replicas.template, has_leader=False)
-        trainer = self.trainer_fields(node.container, node.path)
-        if replicas.num_nodes is not None:
-            trainer["numNodes"] = replicas.num_nodes
+        trainer = self.trainer_fields(node, replicas.num_nodes)
         port = self.declared_port(replicas.template, v1jobs.JAX_DEFAULT_PORT)
         node.env = self.v1_environment(node, replicas.num_nodes, port)
         return self.finish(trainer, node, job.spec.run_policy)

@@ -66,16 +66,8 @@ class PaddleJobConverter(ReplicaJobConverter):
         base = f"{self.replica_path}.{replicas.key}"
         node = self.node(base, replicas.template, has_leader=False)
         node.env = self.without_v1_env(node, V1_PADDLE_ENV)
-        trainer = self.trainer_fields(node.container, node.path)
-        if replicas.num_nodes is not None:
-            trainer["numNodes"] = replicas.num_nodes
-        self.need(
-            Severity.BLOCKER,
-            "kind",
-            "no-runtime",
-            "Trainer ships no Paddle runtime; a TrainingRuntime without an ML policy would run it",
-            "the job runs on a derived TrainingRuntime without an ML policy (Trainer ships no Paddle one)",
-        )
+        trainer = self.trainer_fields(node, replicas.num_nodes)
+        self.needs_derived_runtime("Paddle")
         port = self.declared_port(replicas.template, v1jobs.PADDLE_DEFAULT_PORT)
         node.env = self.paddle_env(trainer, node.env, replicas.num_nodes, port, node.path)
         return self.finish(trainer, node, job.spec.run_policy)

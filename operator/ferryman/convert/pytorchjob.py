@@ -62,18 +62,7 @@ class PyTorchJobConverter(ReplicaJobConverter):
                 f"the pod template's spec is {template.get('spec')!r}, not a pod spec",
             )
         node = self.node(base, template, has_master)
-        trainer: dict[str, Any] = {}
-        if num_nodes is not None:
-            trainer["numNodes"] = num_nodes
-        for key in ("image", "command", "args"):
-            if node.container.get(key) is not None:
-                trainer[key] = node.container[key]
-        if node.container.get("resources"):
-            trainer["resourcesPerNode"] = node.container["resources"]
-        if self.rewriter:
-            for key in ("command", "args"):
-                if key in trainer:
-                    trainer[key] = self.rewrite_hosts(trainer[key], f"{node.path}.{key}", self.rewriter)
+        trainer = self.trainer_fields(node, num_nodes)
 
         if spec.elastic_policy is not None:
             node.env = self.elastic(spec.elastic_policy, trainer, node.env, num_nodes, node.path)

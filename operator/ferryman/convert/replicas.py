@@ -138,20 +138,34 @@ class ReplicaJobConverter(JobConverter):
         self.findings.extend(merge.findings)
         return merged
 
-    def trainer_fields(self, container: dict[str, Any], path: str) -> dict[str, Any]:
-        """``trainer``'s image, command, args and resources from the node container, v1 host names
-        rewritten."""
+    def trainer_fields(self, node: Node, num_nodes: int | str | None) -> dict[str, Any]:
+        """``trainer``'s numNodes, and image, command, args and resources from the node container with v1
+        host names rewritten."""
         trainer: dict[str, Any] = {}
+        if num_nodes is not None:
+            trainer["numNodes"] = num_nodes
         for key in ("image", "command", "args"):
-            if container.get(key) is not None:
-                trainer[key] = container[key]
-        if container.get("resources"):
-            trainer["resourcesPerNode"] = container["resources"]
+            if node.container.get(key) is not None:
+                trainer[key] = node.container[key]
+        if node.container.get("resources"):
+            trainer["resourcesPerNode"] = node.container["resources"]
         if self.rewriter:
             for key in ("command", "args"):
                 if key in trainer:
-                    trainer[key] = self.rewrite_hosts(trainer[key], f"{path}.{key}", self.rewriter)
+                    trainer[key] = self.rewrite_hosts(trainer[key], f"{node.path}.{key}", self.rewriter)
         return trainer
+
+    def needs_derived_runtime(self, framework: str) -> None:
+        """Record that the job needs a derived TrainingRuntime without an ML policy: Trainer ships no
+        ``framework`` runtime."""
+        self.need(
+            Severity.BLOCKER,
+            "kind",
+            "no-runtime",
+            f"Trainer ships no {framework} runtime; a TrainingRuntime without an ML policy would run it",
+            f"the job runs on a derived TrainingRuntime without an ML policy (Trainer ships no {framework} "
+            "one)",
+        )
 
     def without_v1_env(self, node: Node, names: tuple[str, ...]) -> list[dict[str, Any]]:
         """``node.env`` without the variables the v1 operator set over the job's own (each reported): a

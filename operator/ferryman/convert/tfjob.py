@@ -72,17 +72,8 @@ class TFJobConverter(ReplicaJobConverter):
             return self.result(None)
         base = f"{self.replica_path}.{replicas.key}"
         node = self.node(base, replicas.template, replicas.has_leader)
-        trainer = self.trainer_fields(node.container, node.path)
-        if replicas.num_nodes is not None:
-            trainer["numNodes"] = replicas.num_nodes
-        self.need(
-            Severity.BLOCKER,
-            "kind",
-            "no-runtime",
-            "Trainer ships no TensorFlow runtime; a TrainingRuntime without an ML policy would run it",
-            "the job runs on a derived TrainingRuntime without an ML policy (Trainer ships no TensorFlow "
-            "one)",
-        )
+        trainer = self.trainer_fields(node, replicas.num_nodes)
+        self.needs_derived_runtime("TensorFlow")
         if job.spec.success_policy not in (None, ""):
             self.report(
                 Severity.WARNING,

@@ -97,9 +97,7 @@ class XGBoostJobConverter(ReplicaJobConverter):
             return self.result(None)
         base = f"{self.replica_path}.{replicas.key}"
         node = self.node(base, replicas.template, has_leader=True)
-        trainer = self.trainer_fields(node.container, node.path)
-        if replicas.num_nodes is not None:
-            trainer["numNodes"] = replicas.num_nodes
+        trainer = self.trainer_fields(node, replicas.num_nodes)
         worker = job.replica(WORKER)
         ports = (
             self.declared_port(master[1].template, v1jobs.XGBOOST_DEFAULT_PORT),
