@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from ferryman import __version__
+from ferryman.cli.options import conversion_options, options_from
 
 COMMANDS_ENTRY_POINTS = "ferryman.commands"
 
@@ -48,21 +49,8 @@ def cli() -> None:
 @click.option("--in-place", is_flag=True, help="Rewrite the files, changing only the converted jobs.")
 @click.option("--report", "report_format", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
-@click.option("--trainer-api", type=click.Choice(["v2.0", "v2.1", "v2.2"]), default="v2.2", show_default=True,
-              help="TrainJob flavour: v2.0 podSpecOverrides, v2.1 podTemplateOverrides, v2.2 runtimePatches.")
 @click.option("--strict", is_flag=True, help="Exit 1 when any job has a blocker.")
-@click.option("--no-derived-runtime", is_flag=True,
-              help="Block jobs whose settings only a derived TrainingRuntime can carry instead of deriving "
-                   "one.")
-@click.option("--strict-elastic", is_flag=True,
-              help="Block elastic jobs instead of converting them to a fixed node count.")
-@click.option("--force", is_flag=True, help="Emit TrainJobs even for blocked jobs.")
-@click.option("--launcher", type=click.Choice(["torchrun", "env"]), default="torchrun", show_default=True,
-              help="How plain `python train.py` entrypoints stay distributed.")
-@click.option("--runtime-rules", type=click.Path(path_type=Path, dir_okay=False),
-              help="YAML file mapping accelerator resources to runtimes.")
-@click.option("--template/--no-template", default=None,
-              help="Treat inputs as envsubst templates (default: detected from $VAR placeholders).")
+@conversion_options
 def convert_command(
     paths: tuple[str, ...],
     output: str | None,
@@ -83,19 +71,13 @@ def convert_command(
     Without -o or --in-place the converted manifests go to stdout and the report to stderr.
     Exit codes: 0 converted, 1 blockers with --strict, 2 usage or parse errors.
     """
-    from ferryman.api.trainer import LauncherStrategy, RuntimeRules, TrainerAPI
-    from ferryman.cli.convert import UsageError, load_runtime_rules, run_convert
-    from ferryman.convert.options import ConvertOptions
+    from ferryman.cli.convert import UsageError, run_convert
 
+    options = options_from(
+        trainer_api=trainer_api, no_derived_runtime=no_derived_runtime, strict_elastic=strict_elastic,
+        force=force, launcher=launcher, runtime_rules=runtime_rules,
+    )
     try:
-        options = ConvertOptions(
-            trainer_api=TrainerAPI(trainer_api),
-            launcher=LauncherStrategy(launcher),
-            runtime_rules=load_runtime_rules(runtime_rules) if runtime_rules else RuntimeRules(),
-            derived_runtime=not no_derived_runtime,
-            strict_elastic=strict_elastic,
-            force=force,
-        )
         if output is not None and output.endswith(("/", os.sep)):
             Path(output).mkdir(parents=True, exist_ok=True)  # a directory, even for a single input file
         code = run_convert(
