@@ -124,6 +124,21 @@ def test_bad_cutover_policies_are_rejected_with_readable_messages(
     assert message in str(rejected.value.status.message)
 
 
+def test_a_policy_name_longer_than_a_label_value_is_refused(
+    ferryman_installed: ControlPlane, kube: Client
+) -> None:
+    """The name is the ferryman.dev/policy label's value on every object the policy creates (at most 63)."""
+    longest = {**make_policy("p" * 63, "default"), "spec": {}}
+    kube.create(codecs.from_dict(longest))
+    kube.delete(CutoverPolicy, "p" * 63)
+    with pytest.raises(ApiError) as rejected:
+        kube.create(codecs.from_dict({**longest, "metadata": {"name": "p" * 64}}))
+    assert rejected.value.status.code == 422
+    message = str(rejected.value.status.message)
+    assert "metadata.name: a CutoverPolicy name is at most 63 characters" in message
+    assert "ferryman.dev/policy label" in message
+
+
 def test_plan_mirror_takeover_with_a_restart(operator: OperatorProcess, kube: Client, namespace: str) -> None:
     jobs = example_jobs(namespace)
     for job in jobs:

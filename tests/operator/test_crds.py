@@ -110,3 +110,11 @@ class Node(BaseModel):
 def test_recursive_models_are_refused() -> None:
     with pytest.raises(SchemaError, match="recursive"):
         openapi_schema(Node)
+
+
+@pytest.mark.parametrize("resource", RESOURCES, ids=lambda r: r.kind.kind)
+def test_names_fit_the_label_they_are_the_value_of(resource: CustomResource) -> None:
+    root = crd_manifest(resource)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    (rule,) = root["x-kubernetes-validations"]
+    assert rule["rule"] == f"size(self.metadata.name) <= {kinds.LABEL_VALUE_MAX_LENGTH}"
+    assert resource.label_named_by in rule["message"] and "at most 63 characters" in rule["message"]

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ferryman.api.kinds import CUSTOM_RESOURCE_DEFINITION, Kind
+from ferryman.api.kinds import CUSTOM_RESOURCE_DEFINITION, LABEL_VALUE_MAX_LENGTH, Kind
 
 _DROPPED_KEYS = {"title", "examples", "discriminator", "readOnly", "writeOnly", "deprecated"}
 _KNOWN_FORMATS = {"int32", "int64", "float", "double", "byte", "date", "date-time", "duration", "uri"}
@@ -53,6 +53,18 @@ class CustomResource:
     printer_columns: tuple[PrinterColumn, ...] = ()
     description: str = ""
     spec_required: bool = True
+    label_named_by: str = ""  # the label whose value is each object's name: names fit a label value
+
+
+def name_fits_label(kind: str, label: str) -> dict[str, Any]:
+    """The root CEL rule keeping a kind's names within a label value's length (63), naming why."""
+    return cel(
+        (
+            f"size(self.metadata.name) <= {LABEL_VALUE_MAX_LENGTH}",
+            f"metadata.name: a {kind} name is at most {LABEL_VALUE_MAX_LENGTH} characters, since it is "
+            f"the value of the {label} label on every object the {kind} creates",
+        )
+    )
 
 
 def cel(*rules: tuple[str, str]) -> dict[str, Any]:
@@ -160,6 +172,8 @@ def crd_manifest(resource: CustomResource) -> dict[str, Any]:
         root["description"] = resource.description
     if resource.spec_required:
         root["required"] = ["spec"]
+    if resource.label_named_by:
+        root.update(name_fits_label(kind.kind, resource.label_named_by))
     version: dict[str, Any] = {
         "name": kind.version,
         "served": True,

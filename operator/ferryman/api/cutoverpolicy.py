@@ -141,6 +141,7 @@ CUTOVER_POLICY = CustomResource(
     spec=CutoverPolicySpec,
     status=CutoverPolicyStatus,
     short_names=("cop",),
+    label_named_by=kinds.POLICY_LABEL,
     description=f"Drives a cluster-wide cutover of PyTorchJobs ({kinds.PYTORCHJOB.api_version}) to "
     "Trainer v2 TrainJobs.",
     printer_columns=(

@@ -78,6 +78,7 @@ CUSTOM_RESOURCE_DEFINITION = Kind(
 )
 
 # Labels, annotations and the finalizer ferryman puts on objects
+LABEL_VALUE_MAX_LENGTH = 63  # Kubernetes label values; ferryman's kinds are named within it (api.crd)
 MANAGED_BY = {"app.kubernetes.io/managed-by": "ferryman"}
 POLICY_LABEL = f"{GROUP}/policy"  # the CutoverPolicy a TrainJob serves
 MODE_LABEL = f"{GROUP}/mode"  # mirror or takeover

@@ -70,6 +70,7 @@ EXPERIMENT_MIGRATION = CustomResource(
     spec=ExperimentMigrationSpec,
     status=ExperimentMigrationStatus,
     short_names=("em", "emig"),
+    label_named_by=kinds.MIGRATION_LABEL,
     description="Copies experiments between trackers (MLflow, W&B, TensorBoard, Neptune exports) with "
     "resumable, verified worker pods.",
     printer_columns=(
