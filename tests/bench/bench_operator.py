@@ -1,61 +1,97 @@
-"""The operator at cluster scale: time for a CutoverPolicy Plan over 1,000 PyTorchJobs, and operator memory.
+"""The operator at cluster scale (issue #17): 5,000 PyTorchJobs in 20 namespaces beside 5,000 TrainJobs.
 
-Two times: the operator's cold start (it lists and indexes every PyTorchJob before handling anything) and a
-Plan on the running operator (policy created -> Ready with all 1,000 jobs planned and reported).
+Measured on the local control plane (etcd + kube-apiserver, `make cluster-bins`), the operator as a subprocess
+with the RBAC from deploy/, its resident memory sampled throughout:
+- cold start: operator process started -> first reconcile (a policy selecting nothing turns Ready);
+- Plan: a policy selecting every PyTorchJob created -> Ready with all of them planned;
+- Mirror at 600/min, then at 3,600/min: TrainJobs created per second against the configured rate;
+- peak RSS while starting, planning and mirroring.
+Baselines, measured in the same run against the same apiserver: a plain paginated list of the same objects
+(lightkube), the floor of any full re-list, and a fresh Python process holding that list in memory.
 
-Runs on the local control plane (etcd + kube-apiserver, `make cluster-bins`), the operator as a subprocess
-with the RBAC from deploy/. Baselines, measured in the same run against the same apiserver:
-- time: a plain paginated list of the 1,000 PyTorchJobs (lightkube), the floor of any full re-list;
-- memory: a fresh Python process that imports lightkube and holds that list in memory.
+    python tests/bench/bench_operator.py [--jobs N]     # N PyTorchJobs and N TrainJobs (default 5,000)
+
+Every run starts a new control plane and creates the objects anew (concurrently); nothing is cached.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import copy
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import yaml
-from lightkube import codecs
+from lightkube import Client, KubeConfig, codecs
+from lightkube.types import PatchType
 
 from ferryman.api.trainer import TrainerAPI
-from ferryman.kube.resources import CutoverPolicy, PyTorchJob
+from ferryman.convert.registry import convert_job
+from ferryman.kube.resources import CutoverPolicy, PyTorchJob, TrainJob
 from ferryman_dev.cluster import ClusterSpec, ControlPlane, repo_root
 from ferryman_dev.operator import OperatorProcess, install_ferryman, operator_kubeconfig
 
-JOBS = 1000
-NAMESPACE = "bench"
+JOBS = 5000
+NAMESPACES = 20
+CREATORS = 48  # concurrent creations while filling the cluster
+RATES = (600, 3600)  # creations per minute the Mirror is measured at
+WINDOW = {600: 30.0, 3600: 120.0}  # seconds each rate is measured over at most
+BURST = 10
+TIMEOUT = httpx2.Timeout(120)  # the machine running this may be loaded: pages of 500 objects can be slow
 
 _HOLD_LIST = """
-import sys, time
+import sys
+import httpx2
 from lightkube import Client, KubeConfig
 import ferryman.kube.resources as r
-client = Client(KubeConfig.from_file(sys.argv[1]))
-jobs = [j.to_dict() for j in client.list(r.PyTorchJob, namespace="*", chunk_size=500)]
-assert len(jobs) >= int(sys.argv[2])
+client = Client(KubeConfig.from_file(sys.argv[1]), timeout=httpx2.Timeout(120))
+kinds = (r.PyTorchJob, r.TrainJob)
+held = [o.to_dict() for kind in kinds for o in client.list(kind, namespace="*", chunk_size=500)]
+assert len(held) >= int(sys.argv[2])
 for line in open("/proc/self/status"):
     if line.startswith("VmRSS:"):
         print(int(line.split()[1]) * 1024)
 """
 
 
-def _jobs() -> list[dict[str, Any]]:
+def _objects(jobs: int) -> list[dict[str, Any]]:
+    """`jobs` PyTorchJobs and as many TrainJobs (not ferryman's: users' own), spread over the namespaces."""
     path = repo_root() / "examples" / "pytorchjobs" / "multi-node-nccl.yaml"
     base = next(d for d in yaml.safe_load_all(path.read_text()) if d and d["kind"] == "PyTorchJob")
-    jobs = []
-    for index in range(JOBS):
-        job = copy.deepcopy(base)
-        job["metadata"] = {
-            "name": f"job-{index:04d}",
-            "namespace": NAMESPACE,
-            "labels": {"batch": str(index % 7)},
-        }
-        jobs.append(job)
-    return jobs
+    trainjob = convert_job(base).trainjob
+    assert trainjob is not None
+    objects = []
+    for index in range(jobs):
+        namespace = f"bench-{index % NAMESPACES:02d}"
+        for template, name in ((base, f"job-{index:05d}"), (trainjob, f"native-{index:05d}")):
+            obj = copy.deepcopy(template)
+            obj["metadata"] = {"name": name, "namespace": namespace, "labels": {"batch": str(index % 7)}}
+            objects.append(obj)
+    return objects
+
+
+async def _create_all(plane: ControlPlane, objects: list[dict[str, Any]]) -> None:
+    from lightkube import AsyncClient, KubeConfig
+
+    client = AsyncClient(KubeConfig.from_file(plane.kubeconfig), field_manager="bench", timeout=TIMEOUT)
+    gate = asyncio.Semaphore(CREATORS)
+
+    async def create(obj: dict[str, Any]) -> None:
+        async with gate:
+            await client.create(codecs.from_dict(obj))
+
+    try:
+        await asyncio.gather(*(create(obj) for obj in objects))
+    finally:
+        await client.close()
 
 
 def _policy(name: str, namespace_selector: dict[str, Any]) -> dict[str, Any]:
@@ -67,20 +103,73 @@ def _policy(name: str, namespace_selector: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _ready(client: Any, name: str, jobs: int) -> bool:
-    status = client.get(CutoverPolicy, name).to_dict().get("status") or {}
-    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
-    return ready and status.get("jobs") == jobs
+def _status(client: Any, name: str) -> dict[str, Any]:
+    return client.get(CutoverPolicy, name).to_dict().get("status") or {}
 
 
-def _wait(check: Any, started: float, operator: OperatorProcess, what: str) -> None:
+def _ready(status: dict[str, Any]) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
+
+
+class Memory:
+    """The operator's RSS, sampled every 0.1 s in a thread; peaks by phase."""
+
+    def __init__(self, operator: OperatorProcess) -> None:
+        self.operator, self.phase = operator, "start"
+        self.peaks: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.1):
+            try:
+                rss = self.operator.rss_bytes()
+            except (OSError, AssertionError):
+                continue
+            self.peaks[self.phase] = max(self.peaks.get(self.phase, 0), rss)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _wait(check: Callable[[], bool], operator: OperatorProcess, what: str, timeout: float = 900) -> float:
+    started = time.perf_counter()
     while not check():
-        if time.perf_counter() - started > 300:
+        if time.perf_counter() - started > timeout:
             raise RuntimeError(f"timed out waiting for {what}:\n" + operator.output()[-3000:])
-        time.sleep(0.05)
+        if not operator.alive():
+            raise RuntimeError(f"the operator died waiting for {what}:\n" + operator.output()[-3000:])
+        time.sleep(0.1)
+    return time.perf_counter() - started
 
 
-def main() -> None:
+def _mirror_rate(client: Any, operator: OperatorProcess, per_minute: int, jobs: int) -> tuple[float, int]:
+    """Set the policy's Mirror rate; TrainJobs created per second from the first creation seen on, over at
+    most WINDOW[per_minute] seconds or until every job is mirrored. Returns (rate, mirrored so far)."""
+    spec = {"mode": "Mirror", "rateLimit": {"creationsPerMinute": per_minute, "burst": BURST}}
+    client.patch(CutoverPolicy, "bench", {"spec": spec}, patch_type=PatchType.MERGE)
+    begin = _status(client, "bench").get("trainJobs", {}).get("present", 0)
+    present = begin
+
+    def moved() -> bool:
+        nonlocal present
+        present = _status(client, "bench").get("trainJobs", {}).get("present", 0)
+        return present > begin or present >= jobs
+
+    _wait(moved, operator, f"the first creation at {per_minute}/min")
+    first, started = present, time.perf_counter()
+    _wait(lambda: moved() and (present >= jobs or time.perf_counter() - started > WINDOW[per_minute]),
+          operator, f"the Mirror at {per_minute}/min")
+    return (present - first) / (time.perf_counter() - started), present
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=JOBS, help="PyTorchJobs, and as many TrainJobs")
+    jobs = parser.parse_args(argv if argv is not None else []).jobs
+
     from lightkube.models.meta_v1 import ObjectMeta
     from lightkube.resources.core_v1 import Namespace
 
@@ -91,60 +180,67 @@ def main() -> None:
         plane.start()
         try:
             install_ferryman(plane)
-            client = plane.client()
-            client.create(Namespace(metadata=ObjectMeta(name=NAMESPACE)))
-            for job in _jobs():
-                client.create(codecs.from_dict(job))
+            client = Client(KubeConfig.from_file(plane.kubeconfig), field_manager="bench", timeout=TIMEOUT)
+            for index in range(NAMESPACES):
+                client.create(Namespace(metadata=ObjectMeta(name=f"bench-{index:02d}")))
+            started = time.perf_counter()
+            asyncio.run(_create_all(plane, _objects(jobs)))
+            fill_seconds = time.perf_counter() - started
+            print(f"created {2 * jobs:,} objects in {fill_seconds:.1f} s", file=sys.stderr, flush=True)
 
             started = time.perf_counter()
-            listed = list(client.list(PyTorchJob, namespace="*", chunk_size=500))
-            list_seconds = time.perf_counter() - started
-            assert len(listed) == JOBS
-            baseline_rss = int(
-                subprocess.run(
-                    [sys.executable, "-c", _HOLD_LIST, str(plane.kubeconfig), str(JOBS)],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                ).stdout.strip()
+            listed = sum(
+                1 for kind in (PyTorchJob, TrainJob) for _ in client.list(kind, namespace="*", chunk_size=500)
             )
+            list_seconds = time.perf_counter() - started
+            assert listed == 2 * jobs, listed
+            hold = [sys.executable, "-c", _HOLD_LIST, str(plane.kubeconfig), str(2 * jobs)]
+            baseline_rss = int(subprocess.run(hold, check=True, capture_output=True, text=True).stdout)
 
+            # Cold start: a policy selecting nothing is Ready at the operator's first reconcile.
+            client.create(codecs.from_dict(_policy("warm-up", {"matchLabels": {"no": "such"}})))
             kubeconfig = operator_kubeconfig(plane, Path(scratch) / "operator.kubeconfig")
             operator = OperatorProcess(kubeconfig, Path(scratch) / "operator.log", resync_seconds=1).start()
+            memory = Memory(operator)
             try:
-                deadline = time.monotonic() + 60
-                while not operator.healthy():
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("operator did not come up:\n" + operator.output()[-3000:])
-                    time.sleep(0.1)
-                # Cold start: the operator lists and indexes every PyTorchJob before handling anything; a
-                # policy selecting no namespace turns Ready once that is done.
-                started = time.perf_counter()
-                client.create(codecs.from_dict(_policy("warm-up", {"matchLabels": {"no": "such"}})))
-                _wait(lambda: _ready(client, "warm-up", 0), started, operator, "the warm-up policy")
-                start_seconds = time.perf_counter() - started
-                started = time.perf_counter()
+                start_seconds = _wait(
+                    lambda: _ready(_status(client, "warm-up")), operator, "the first reconcile"
+                )
+                memory.phase = "plan"
                 client.create(codecs.from_dict(_policy("bench", {})))
-                _wait(lambda: _ready(client, "bench", JOBS), started, operator, "the plan")
-                plan_seconds = time.perf_counter() - started
-                operator_rss = operator.rss_bytes()
+                plan_seconds = _wait(
+                    lambda: _ready(status := _status(client, "bench")) and status.get("jobs") == jobs,
+                    operator,
+                    "the plan",
+                )
+                rates = {}
+                for per_minute in RATES:
+                    memory.phase = f"mirror at {per_minute}/min"
+                    rates[per_minute] = _mirror_rate(client, operator, per_minute, jobs)
                 forbidden = operator.forbidden()
             finally:
+                memory.stop()
                 operator.stop()
         finally:
             plane.stop()
 
-    print(f"operator cold start, {JOBS} jobs: {start_seconds:7.2f} s (lists and indexes every PyTorchJob)")
-    print(f"plan over {JOBS} PyTorchJobs:   {plan_seconds:7.2f} s ({JOBS / plan_seconds:,.0f} jobs/s)")
-    print(f"baseline: list {JOBS} jobs:      {list_seconds:7.2f} s")
-    print(f"ratio plan / list:              {plan_seconds / list_seconds:7.1f}x")
-    print(f"operator memory (RSS):          {operator_rss / 2**20:7.1f} MiB")
-    print(f"baseline: process holding list: {baseline_rss / 2**20:7.1f} MiB")
-    print(f"ratio operator / baseline:      {operator_rss / baseline_rss:7.2f}x")
+    print(f"cluster: {jobs:,} PyTorchJobs in {NAMESPACES} namespaces and {jobs:,} TrainJobs "
+          f"(created in {fill_seconds:.1f} s, {CREATORS} at once)")
+    print(f"{'baseline: paginated list of all:':<38} {list_seconds:7.2f} s")
+    timed = (("cold start to first reconcile", start_seconds), (f"plan over {jobs:,} jobs", plan_seconds))
+    for what, seconds in timed:
+        print(f"{what + ':':<38} {seconds:7.2f} s  ({seconds / list_seconds:6.1f}x the list)")
+    for per_minute, (rate, mirrored) in rates.items():
+        what = f"mirror at {per_minute:,}/min (burst {BURST}):"
+        print(f"{what:<38} {rate:7.1f} /s ({rate / (per_minute / 60):6.2f}x the rate; {mirrored:,} mirrored)")
+    print(f"{'baseline: process holding the list:':<38} {baseline_rss / 2**20:7.1f} MiB")
+    for phase, peak in memory.peaks.items():
+        what = f"operator peak RSS, {phase}:"
+        print(f"{what:<38} {peak / 2**20:7.1f} MiB ({peak / baseline_rss:5.2f}x)")
     if forbidden:
         print(f"RBAC refusals: {len(forbidden)}", file=sys.stderr)
         sys.exit(1)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
