@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ferryman_dev.lifetime import die_with_parent, supervised
 from ferryman_dev.mlflow import free_port
 
 SERVICE_USER = "mysql"  # the Debian packages' system user
@@ -88,10 +89,10 @@ def start_mariadb(timeout: float = 120) -> MariadbServer:
     log = root / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            ["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={data}", *user, f"--port={port}",
+            supervised(["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={data}", *user, f"--port={port}",
              "--bind-address=127.0.0.1", f"--socket={root / 'mariadb.sock'}", f"--pid-file={root / 'pid'}",
-             "--skip-grant-tables", "--innodb-flush-log-at-trx-commit=2", "--skip-log-bin"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+             "--skip-grant-tables", "--innodb-flush-log-at-trx-commit=2", "--skip-log-bin"]),
+            stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent(signal.SIGTERM),
         )
     server = MariadbServer(root, port, process)
     deadline = time.monotonic() + timeout

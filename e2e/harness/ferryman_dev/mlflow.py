@@ -13,6 +13,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ferryman_dev.lifetime import die_with_parent, supervised
+
 ADMIN_USER = "admin"
 
 
@@ -28,7 +30,8 @@ class MlflowServer:
     credentials: dict[str, str] = field(default_factory=dict)  # basic-auth admin user and password, if any
 
     def stop(self, timeout: float = 15) -> None:
-        """Stop the server and its workers (it runs in its own process group)."""
+        """Stop the server and its workers (it runs in its own process group, under `lifetime`'s supervisor,
+        so it also stops when this process dies)."""
         if self.process.poll() is not None:
             return
         try:
@@ -110,7 +113,8 @@ def start_mlflow_server(
         credentials = {"username": ADMIN_USER, "password": basic_auth_password}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True
+            supervised(cmd), stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root,
+            preexec_fn=die_with_parent(signal.SIGTERM),
         )
     server = MlflowServer(f"http://127.0.0.1:{port}", root, backend_uri, process, log, credentials)
     deadline = time.monotonic() + timeout
