@@ -62,7 +62,12 @@ def test_a_clash_names_the_object_and_stalls_the_migration() -> None:
 def test_a_trainjob_claiming_a_pytorchjob_by_name_does_not_write_its_status() -> None:
     """A TrainJob labelled takeover with an ownerReference naming a PyTorchJob, but not its uid and source
     label, does not make the operator write that PyTorchJob's status (nothing reaches the client)."""
-    pytorchjob = {"metadata": {"name": "net", "namespace": "ml", "uid": "uid-net"}, "status": {}}
+    pytorchjob = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {"name": "net", "namespace": "ml", "uid": "uid-net"},
+        "status": {},
+    }
     reference = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "name": "net", "controller": True}
     claims = {
         "forged uid": ({"uid": "other"}, {SOURCE_UID_LABEL: "uid-net"}),
@@ -79,7 +84,10 @@ def test_a_trainjob_claiming_a_pytorchjob_by_name_does_not_write_its_status() ->
             },
             "status": {"conditions": [{"type": "Complete", "status": "True"}]},
         }
-        indexes = {"trainjobs": {("ml", "net"): [trainjob]}, "pytorchjobs": {("ml", "net"): [pytorchjob]}}
+        indexes = {
+            "trainjobs": {("ml", "net"): [trainjob]},
+            "v1jobs": {("PyTorchJob", "ml", "net"): [pytorchjob]},
+        }
         write = mirror_status(NO_CLIENT, "ml", "net", {**indexes, "jobsets": {}}, logging.getLogger())
         if claim == "the takeover":  # the real Takeover TrainJob's status is written
             with pytest.raises(AssertionError, match="wrote to the API server"):

@@ -19,7 +19,7 @@ from ferryman.controller.cutover import (
     summarise,
 )
 from ferryman.controller.discovery import served_trainer_api
-from ferryman.controller.takeover import pytorchjob_status
+from ferryman.controller.takeover import v1_status
 from ferryman.convert.registry import convert_job
 
 RUNTIMES = RuntimeCatalog(cluster=frozenset({"torch-distributed"}))
@@ -205,17 +205,17 @@ def trainjob_with(conditions: list[dict[str, Any]], active: int = 0, suspend: bo
 
 def test_v1_status_follows_the_trainjob_lifecycle() -> None:
     job = pytorchjob()
-    status = pytorchjob_status(job, trainjob_with([]), None, now="t0")
+    status = v1_status(job, trainjob_with([]), None, now="t0")
     assert [c["type"] for c in status["conditions"]] == ["Created"]
     job["status"] = status
-    status = pytorchjob_status(job, trainjob_with([], active=3), None, now="t1")
+    status = v1_status(job, trainjob_with([], active=3), None, now="t1")
     running = status["conditions"][-1]
     assert running["type"] == "Running" and running["reason"] == "PyTorchJobRunning"
     assert status["replicaStatuses"] == {"Master": {"active": 1}, "Worker": {"active": 2}}
     assert status["startTime"] == "t0"  # v1 starts the clock when it first sees the job unsuspended
     job["status"] = status
     done = [{"type": "Complete", "status": "True", "reason": "AllJobsCompleted", "message": "done"}]
-    status = pytorchjob_status(job, trainjob_with(done), None, now="t2")
+    status = v1_status(job, trainjob_with(done), None, now="t2")
     types = {c["type"]: c for c in status["conditions"]}
     assert status["conditions"][-1]["type"] == "Succeeded"
     assert types["Succeeded"]["reason"] == "PyTorchJobSucceeded" and types["Running"]["status"] == "False"
@@ -225,7 +225,7 @@ def test_v1_status_follows_the_trainjob_lifecycle() -> None:
 def test_v1_status_failure_comes_from_the_jobset_too() -> None:
     jobset = {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "FailedJobs",
                                          "message": "job node-0 failed"}]}}
-    status = pytorchjob_status(pytorchjob(), trainjob_with([]), jobset, now="t")
+    status = v1_status(pytorchjob(), trainjob_with([]), jobset, now="t")
     failed = status["conditions"][-1]
     assert failed["type"] == "Failed" and failed["reason"] == "PyTorchJobFailed"
     assert "job node-0 failed" in failed["message"]

@@ -5,7 +5,7 @@ replica counts, startTime and completionTime."""
 
 from typing import Any
 
-from ferryman.controller.takeover import pytorchjob_status
+from ferryman.controller.takeover import v1_status
 
 
 def pytorchjob(*, master: bool = True, status: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -14,6 +14,8 @@ def pytorchjob(*, master: bool = True, status: dict[str, Any] | None = None) -> 
     if master:
         replicas["Master"] = {"replicas": 1, "template": template}
     return {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
         "metadata": {"name": "bert", "namespace": "team-a"},
         "spec": {"pytorchReplicaSpecs": replicas},
         **({"status": status} if status is not None else {}),
@@ -36,7 +38,7 @@ def trainjob(
 
 
 def step(job: dict[str, Any], served: dict[str, Any], now: str) -> dict[str, Any]:
-    job["status"] = pytorchjob_status(job, served, None, now=now)
+    job["status"] = v1_status(job, served, None, now=now)
     return job["status"]
 
 
@@ -99,4 +101,4 @@ def test_suspend_and_resume_as_v1() -> None:
 def test_an_unchanged_outcome_writes_the_same_status() -> None:
     job = pytorchjob()
     first = step(job, trainjob(active=3), "t1")
-    assert pytorchjob_status(job, trainjob(active=3), None, now="t9") == first
+    assert v1_status(job, trainjob(active=3), None, now="t9") == first

@@ -1,4 +1,4 @@
-"""CutoverPolicy (cluster-scoped): which PyTorchJobs move to Trainer v2, and how far they go."""
+"""CutoverPolicy (cluster-scoped): which Training Operator v1 jobs move to Trainer v2, and how far they go."""
 
 from __future__ import annotations
 
@@ -16,7 +16,18 @@ from ferryman.api.trainer import LauncherStrategy, RuntimeRules, TrainerAPI
 class CutoverMode(StrEnum):
     PLAN = "Plan"  # convert every selected job and report findings; create nothing
     MIRROR = "Mirror"  # also create the converted TrainJob side by side, owned by the policy
-    TAKEOVER = "Takeover"  # serve PyTorchJobs with TrainJobs they own, mirroring status back (v1 uninstalled)
+    TAKEOVER = "Takeover"  # serve v1 jobs with TrainJobs they own, mirroring status back (v1 uninstalled)
+
+
+class V1Kind(StrEnum):
+    """The Training Operator v1 kinds a policy selects: every kind ferryman converts."""
+
+    PYTORCHJOB = kinds.PYTORCHJOB.kind
+    MPIJOB = kinds.MPIJOB.kind  # kubeflow.org/v2beta1 (mpi-operator) or v1, whichever the cluster serves
+    JAXJOB = kinds.JAXJOB.kind
+    XGBOOSTJOB = kinds.XGBOOSTJOB.kind
+    TFJOB = kinds.TFJOB.kind
+    PADDLEJOB = kinds.PADDLEJOB.kind
 
 
 class MirrorSettings(KubeModel):
@@ -39,7 +50,7 @@ class RateLimit(KubeModel):
 
 
 class CutoverPolicySpec(KubeModel):
-    """Selects PyTorchJobs and says how far their cutover to Trainer v2 goes."""
+    """Selects v1 jobs and says how far their cutover to Trainer v2 goes."""
 
     model_config = ConfigDict(
         json_schema_extra=cel(
@@ -56,11 +67,17 @@ class CutoverPolicySpec(KubeModel):
     )
 
     mode: CutoverMode = CutoverMode.PLAN
+    kinds: list[V1Kind] = Field(
+        default_factory=lambda: list(V1Kind),
+        min_length=1,
+        max_length=len(V1Kind),
+        description="The v1 kinds selected (default: all six).",
+    )
     namespace_selector: LabelSelector = Field(
-        default_factory=LabelSelector, description="Namespaces whose PyTorchJobs are selected (empty: all)."
+        default_factory=LabelSelector, description="Namespaces whose v1 jobs are selected (empty: all)."
     )
     selector: LabelSelector = Field(
-        default_factory=LabelSelector, description="Labels of the selected PyTorchJobs (empty: all)."
+        default_factory=LabelSelector, description="Labels of the selected v1 jobs (empty: all)."
     )
     runtime_rules: RuntimeRules = Field(default_factory=RuntimeRules)
     launcher: LauncherStrategy = Field(
@@ -94,6 +111,21 @@ class Blocker(StatusModel):
     message: str = ""
 
 
+class KindSummary(StatusModel):
+    """The plan of one selected kind."""
+
+    kind: str
+    api_version: str | None = Field(
+        default=None,
+        description="the version the cluster serves; unset: the kind's CRD is not installed, so none of its "
+        "jobs are watched",
+    )
+    jobs: int = Field(default=0, description="jobs of this kind selected")
+    convertible: int = Field(default=0, description="of them, without blockers")
+    blocked: int = Field(default=0, description="of them, with at least one blocker")
+    top_blockers: list[Blocker] = Field(default_factory=list, max_length=3)
+
+
 class TrainJobCounts(StatusModel):
     present: int = Field(default=0, description="TrainJobs serving this policy's jobs")
     pending: int = Field(default=0, description="TrainJobs waiting for the creation rate limit")
@@ -119,7 +151,7 @@ class CutoverPolicyStatus(StatusModel):
     observed_generation: int | None = None
     conditions: list[Condition] = conditions_field()
     trainer_api: str | None = Field(default=None, alias="trainerAPI")
-    jobs: int = Field(default=0, description="PyTorchJobs selected")
+    jobs: int = Field(default=0, description="v1 jobs selected, of every kind")
     convertible: int = Field(default=0, description="selected jobs without blockers")
     blocked: int = Field(default=0, description="selected jobs with at least one blocker")
     derived_runtimes: int = Field(
@@ -129,6 +161,9 @@ class CutoverPolicyStatus(StatusModel):
     )
     findings: SeverityCounts = Field(default_factory=SeverityCounts)
     top_blockers: list[Blocker] = Field(default_factory=list, max_length=10)
+    kinds: list[KindSummary] = Field(
+        default_factory=list, max_length=len(V1Kind), description="the plan per selected kind"
+    )
     train_jobs: TrainJobCounts = Field(default_factory=TrainJobCounts)
     report_config_map: str | None = Field(
         default=None, description="namespace/name of the ConfigMap holding the full per-job report"
@@ -142,7 +177,7 @@ CUTOVER_POLICY = CustomResource(
     status=CutoverPolicyStatus,
     short_names=("cop",),
     label_named_by=kinds.POLICY_LABEL,
-    description=f"Drives a cluster-wide cutover of PyTorchJobs ({kinds.PYTORCHJOB.api_version}) to "
+    description=f"Drives a cluster-wide cutover of Training Operator v1 jobs ({', '.join(V1Kind)}) to "
     "Trainer v2 TrainJobs.",
     printer_columns=(
         PrinterColumn("Mode", ".spec.mode"),

@@ -1,4 +1,4 @@
-"""CutoverPolicy logic, pure: jobs a policy selects, their plans, the TrainJob action each needs, status.
+"""CutoverPolicy logic, pure: v1 jobs a policy selects, their plans, the TrainJob action each needs, status.
 
 No I/O here: the handler in `controller.policy` feeds it the operator's in-memory indexes and applies
 what it decides.
@@ -19,6 +19,7 @@ from ferryman.api.cutoverpolicy import (
     CutoverMode,
     CutoverPolicySpec,
     CutoverPolicyStatus,
+    KindSummary,
     RateLimiterState,
     SeverityCounts,
     TrainJobCounts,
@@ -47,8 +48,9 @@ from ferryman.kube.builders import build_trainjob, converted_spec
 from ferryman.kube.children import is_child
 
 TOP_BLOCKERS = 10
+TOP_BLOCKERS_PER_KIND = 3
 # of the status, in reports
-_SUMMARY_FIELDS = {"jobs", "convertible", "blocked", "derived_runtimes", "findings", "top_blockers"}
+_SUMMARY_FIELDS = {"jobs", "convertible", "blocked", "derived_runtimes", "findings", "top_blockers", "kinds"}
 
 
 @dataclass(frozen=True)
@@ -77,10 +79,15 @@ class RuntimeCatalog:
         )
 
 
+JobKey = tuple[str, str, str]  # (kind, namespace, name) of a v1 job
+
+
 @dataclass(frozen=True)
 class JobPlan:
-    """One selected PyTorchJob, converted."""
+    """One selected v1 job, converted."""
 
+    kind: str
+    api_version: str
     namespace: str
     name: str
     uid: str
@@ -90,6 +97,10 @@ class JobPlan:
     runtime: dict[str, Any] | None  # the derived TrainingRuntime the TrainJob runs on, in its namespace
     finished: bool  # Succeeded or Failed under v1: history, never re-run
     started_elsewhere: bool  # v1 wrote status: a Takeover must not start it again
+
+    @property
+    def key(self) -> JobKey:
+        return self.kind, self.namespace, self.name
 
     @property
     def blocked(self) -> bool:
@@ -109,35 +120,37 @@ def convert_options(
     )
 
 
-def selects(spec: CutoverPolicySpec, pytorchjob: dict[str, Any], namespace_labels: dict[str, str]) -> bool:
-    return spec.namespace_selector.matches(namespace_labels) and spec.selector.matches(
-        pytorchjob["metadata"].get("labels")
+def selects(spec: CutoverPolicySpec, job: dict[str, Any], namespace_labels: dict[str, str]) -> bool:
+    return (
+        job["kind"] in spec.kinds
+        and spec.namespace_selector.matches(namespace_labels)
+        and spec.selector.matches(job["metadata"].get("labels"))
     )
 
 
-def as_submitted(pytorchjob: dict[str, Any]) -> dict[str, Any]:
-    """A live PyTorchJob as its author wrote it: without status and the metadata the server or kubectl set,
+def as_submitted(job: dict[str, Any]) -> dict[str, Any]:
+    """A live v1 job as its author wrote it: without status and the metadata the server or kubectl set,
     so the Plan reports the same findings as `ferryman convert` on the author's file."""
-    metadata = {k: v for k, v in pytorchjob["metadata"].items() if k not in DROPPED_METADATA_FIELDS}
+    metadata = {k: v for k, v in job["metadata"].items() if k not in DROPPED_METADATA_FIELDS}
     annotations = metadata.get("annotations") or {}
     if LAST_APPLIED_ANNOTATION in annotations:
         rest = {k: v for k, v in annotations.items() if k != LAST_APPLIED_ANNOTATION}
         metadata = {k: v for k, v in metadata.items() if k != "annotations"}
         metadata |= {"annotations": rest} if rest else {}
-    return {**{k: v for k, v in pytorchjob.items() if k != "status"}, "metadata": metadata}
+    return {**{k: v for k, v in job.items() if k != "status"}, "metadata": metadata}
 
 
-def plan_job(pytorchjob: dict[str, Any], options: ConvertOptions, runtimes: RuntimeCatalog) -> JobPlan:
-    metadata = pytorchjob["metadata"]
+def plan_job(job: dict[str, Any], options: ConvertOptions, runtimes: RuntimeCatalog) -> JobPlan:
+    metadata = job["metadata"]
     runtime = None
     try:
-        conversion = convert_job(as_submitted(pytorchjob), options)
+        conversion = convert_job(as_submitted(job), options)
     except Exception as error:  # one malformed job must not stop a cluster-wide plan
         failure = Finding(
             severity=Severity.BLOCKER,
             path="spec",
             code="conversion-error",
-            message=f"cannot convert: {error}; fix the PyTorchJob or convert it by hand",
+            message=f"cannot convert: {error}; fix the {job['kind']} or convert it by hand",
         )
         findings, trainjob = [failure], None
     else:
@@ -153,6 +166,8 @@ def plan_job(pytorchjob: dict[str, Any], options: ConvertOptions, runtimes: Runt
             findings.append(missing)
             trainjob = None
     return JobPlan(
+        kind=job["kind"],
+        api_version=job["apiVersion"],
         namespace=metadata["namespace"],
         name=metadata["name"],
         uid=metadata.get("uid", ""),
@@ -160,8 +175,8 @@ def plan_job(pytorchjob: dict[str, Any], options: ConvertOptions, runtimes: Runt
         findings=tuple(findings),
         trainjob=trainjob,
         runtime=runtime if trainjob is not None else None,
-        finished=is_finished(pytorchjob),
-        started_elsewhere=was_started_elsewhere(pytorchjob),
+        finished=is_finished(job),
+        started_elsewhere=was_started_elsewhere(job),
     )
 
 
@@ -194,7 +209,7 @@ def decide(
     if plan.trainjob is None:
         return Decision(Action.SKIP, reason="blocked")
     labels = (existing or {}).get("metadata", {}).get("labels") or {}
-    # Ours: owned (the policy's mirror or the PyTorchJob's takeover) AND labelled with the source's uid.
+    # Ours: owned (the policy's mirror or the v1 job's takeover) AND labelled with the source's uid.
     ours = existing is not None and any(
         is_child(existing, owner, SOURCE_UID_LABEL, plan.uid) for owner in (policy, pytorchjob)
     )
@@ -230,7 +245,7 @@ def decide(
         fixed = sorted(set(spec_patch) & set(TRAINJOB_IMMUTABLE_FIELDS))
         if fixed:
             fields = ", ".join(f"spec.{key}" for key in fixed)
-            reason = f"its PyTorchJob changed {fields}, which a TrainJob cannot change"
+            reason = f"its {plan.kind} changed {fields}, which a TrainJob cannot change"
             return Decision(Action.REPLACE, desired, reason=reason)
         if labels.get(SPEC_HASH_LABEL) != wanted_hash:
             built_from = {SPEC_HASH_LABEL: wanted_hash}
@@ -255,11 +270,11 @@ def decide(
 def foreign_reason(labels: dict[str, str], source_uid: str) -> str:
     """Why a TrainJob holding the wanted name is not ferryman's to change: ferryman never adopts one."""
     if labels.get(SOURCE_UID_LABEL) not in (None, source_uid):
-        return "the TrainJob serves another PyTorchJob"
+        return "the TrainJob serves another v1 job"
     if labels.get(SOURCE_UID_LABEL) == source_uid and labels.get(POLICY_LABEL):
         return f"the TrainJob belongs to CutoverPolicy {labels[POLICY_LABEL]}"
     return (
-        "a TrainJob ferryman did not create for this PyTorchJob holds the name (it lacks the ownerReference "
+        "a TrainJob ferryman did not create for this job holds the name (it lacks the ownerReference "
         f"or the {SOURCE_UID_LABEL} label); ferryman never adopts one: delete or rename it to be served"
     )
 
@@ -361,29 +376,54 @@ class PolicyState:
     """What the operator remembers about one policy between reconciliations (rebuilt after a restart)."""
 
     options_key: str = ""
-    plans: dict[tuple[str, str], JobPlan] = field(default_factory=dict)
+    plans: dict[JobKey, JobPlan] = field(default_factory=dict)
     bucket: TokenBucket | None = None
     report_digest: str = ""
     report_clash: str = ""  # why the report ConfigMap's name is not the policy's, once reported
-    conflicts: set[tuple[str, str, str]] = field(default_factory=set)  # (namespace, job, why) reported
+    conflicts: set[tuple[JobKey, str]] = field(default_factory=set)  # (job, why) reported
 
 
-def summarise(plans: dict[tuple[str, str], JobPlan]) -> CutoverPolicyStatus:
-    """A status holding the plans' counts, findings and top blockers (the rest is left at its defaults)."""
-    severities: Counter[str] = Counter()
+def _top_blockers(plans: list[JobPlan], top: int) -> list[Blocker]:
+    """The blocker codes blocking most of `plans`, each with one job it blocks and its message."""
     blocker_jobs: Counter[str] = Counter()
     examples: dict[str, tuple[str, str]] = {}
-    for key in sorted(plans):
-        plan = plans[key]
-        severities.update(f.severity.value for f in plan.findings)
+    for plan in plans:
         for code in sorted({f.code for f in plan.findings if f.severity is Severity.BLOCKER}):
             blocker_jobs[code] += 1
             if code not in examples:
                 message = next(f.message for f in plan.findings if f.code == code)
                 examples[code] = (f"{plan.namespace}/{plan.name}", message)
-    blocked = sum(1 for plan in plans.values() if plan.blocked)
-    ranked = sorted(blocker_jobs.items(), key=lambda item: (-item[1], item[0]))[:TOP_BLOCKERS]
-    runtimes = {derived_runtime_key(plan.runtime) for plan in plans.values() if plan.runtime is not None}
+    ranked = sorted(blocker_jobs.items(), key=lambda item: (-item[1], item[0]))[:top]
+    return [
+        Blocker(code=code, jobs=count, example=examples[code][0], message=examples[code][1][:512])
+        for code, count in ranked
+    ]
+
+
+def summarise(
+    plans: dict[JobKey, JobPlan], kinds: dict[str, str | None] | None = None
+) -> CutoverPolicyStatus:
+    """A status holding the plans' counts, findings and top blockers, and with `kinds` (each selected kind:
+    the apiVersion the cluster serves, None when its CRD is absent) the same per kind; the rest is left at
+    its defaults."""
+    ordered = [plans[key] for key in sorted(plans)]
+    severities = Counter(f.severity.value for plan in ordered for f in plan.findings)
+    blocked = sum(1 for plan in ordered if plan.blocked)
+    runtimes = {derived_runtime_key(plan.runtime) for plan in ordered if plan.runtime is not None}
+    per_kind = []
+    for kind, api_version in (kinds or {}).items():
+        of_kind = [plan for plan in ordered if plan.kind == kind]
+        kind_blocked = sum(1 for plan in of_kind if plan.blocked)
+        per_kind.append(
+            KindSummary(
+                kind=kind,
+                api_version=api_version,
+                jobs=len(of_kind),
+                convertible=len(of_kind) - kind_blocked,
+                blocked=kind_blocked,
+                top_blockers=_top_blockers(of_kind, TOP_BLOCKERS_PER_KIND),
+            )
+        )
     return CutoverPolicyStatus(
         jobs=len(plans),
         convertible=len(plans) - blocked,
@@ -394,18 +434,17 @@ def summarise(plans: dict[tuple[str, str], JobPlan]) -> CutoverPolicyStatus:
             warning=severities[Severity.WARNING],
             info=severities[Severity.INFO],
         ),
-        top_blockers=[
-            Blocker(code=code, jobs=count, example=examples[code][0], message=examples[code][1][:512])
-            for code, count in ranked
-        ],
+        top_blockers=_top_blockers(ordered, TOP_BLOCKERS),
+        kinds=per_kind,
     )
 
 
 def policy_status(
     current: CutoverPolicyStatus,
     spec: CutoverPolicySpec,
-    plans: dict[tuple[str, str], JobPlan],
+    plans: dict[JobKey, JobPlan],
     *,
+    served_kinds: dict[str, str] | None = None,
     generation: int | None,
     trainer_api: TrainerAPI,
     trainer_missing: bool,
@@ -416,14 +455,19 @@ def policy_status(
     at: datetime,
 ) -> CutoverPolicyStatus:
     """The status a policy's reconciliation writes: its plans' summary, TrainJobs, Ready, Progressing and
-    Degraded (`unserved`: up to UNSERVED_EXAMPLES jobs without a TrainJob, each with why)."""
-    status = summarise(plans)
+    Degraded (`unserved`: up to UNSERVED_EXAMPLES jobs without a TrainJob, each with why; `served_kinds`:
+    the apiVersion of each v1 kind whose CRD is installed)."""
+    served = served_kinds or {}
+    status = summarise(plans, {kind.value: served.get(kind.value) for kind in spec.kinds})
     status.observed_generation = generation
     status.trainer_api = trainer_api.value
     status.train_jobs = train_jobs
     status.report_config_map = report_config_map
     status.rate_limiter = rate_limiter
     summary = f"{status.jobs} jobs selected, {status.blocked} blocked"
+    absent = [kind.kind for kind in status.kinds if kind.api_version is None]
+    if absent:
+        summary += f"; not installed, so not watched: {', '.join(absent)}"
     pending = train_jobs.pending
     if trainer_missing:
         ready = (False, "TrainerNotInstalled", f"the TrainJob CRD ({TRAINJOB.crd_name}) is not installed")
@@ -432,11 +476,12 @@ def policy_status(
     elif spec.mode is CutoverMode.PLAN:
         ready = (True, "Planned", summary)
     else:
-        served = (
+        trainjobs = (
             f"{train_jobs.present} TrainJobs, {train_jobs.conflicts} conflicts, "
             f"{train_jobs.not_served} not served, {train_jobs.skipped} finished or started under v1"
         )
-        ready = (True, "Mirrored" if spec.mode is CutoverMode.MIRROR else "Serving", f"{summary}; {served}")
+        done = "Mirrored" if spec.mode is CutoverMode.MIRROR else "Serving"
+        ready = (True, done, f"{summary}; {trainjobs}")
     conditions = set_condition(current.conditions, "Ready", *ready, observed_generation=generation, at=at)
     conditions = set_condition(
         conditions,
@@ -515,10 +560,12 @@ def build_derived_runtime(runtime: dict[str, Any], policy: dict[str, Any]) -> di
     return {**runtime, "metadata": {**metadata, "labels": labels}}
 
 
-def render_report(policy_name: str, plans: dict[tuple[str, str], JobPlan]) -> str:
+def render_report(policy_name: str, plans: dict[JobKey, JobPlan]) -> str:
     """The full per-job report (JSON), as stored in the policy's report ConfigMap."""
     jobs = [
         {
+            "kind": plan.kind,
+            "apiVersion": plan.api_version,
             "namespace": plan.namespace,
             "name": plan.name,
             "trainJob": plan.trainjob["metadata"]["name"] if plan.trainjob else None,
@@ -531,5 +578,6 @@ def render_report(policy_name: str, plans: dict[tuple[str, str], JobPlan]) -> st
         }
         for _, plan in sorted(plans.items())
     ]
-    summary = summarise(plans).model_dump(mode="json", by_alias=True, include=_SUMMARY_FIELDS)
+    kinds: dict[str, str | None] = {plan.kind: plan.api_version for _, plan in sorted(plans.items())}
+    summary = summarise(plans, kinds).model_dump(mode="json", by_alias=True, include=_SUMMARY_FIELDS)
     return json.dumps({"policy": policy_name, "summary": summary, "jobs": jobs}, indent=1)

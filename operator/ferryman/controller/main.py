@@ -1,7 +1,9 @@
 """kopf handler registrations, and nothing else: the logic lives in the modules these call.
 
-PyTorchJobs are only indexed and watched (no change-detecting handlers): kopf never writes an annotation
-or finalizer on them. State lives in memory (rebuilt from the indexes on restart) and on ferryman's own kinds.
+v1 jobs (every kind in convert.registry.JOB_KINDS) are only indexed and watched (no change-detecting
+handlers): kopf never writes an annotation or finalizer on them. A kind whose CRD is not installed is not
+watched (kopf warns once, and starts watching when the CRD appears); policies report it. State lives in
+memory (rebuilt from the indexes on restart) and on ferryman's own kinds.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import kopf
 from ferryman.api import kinds
 from ferryman.controller import migration, policy, serving
 from ferryman.controller.context import OperatorContext, context
-from ferryman.controller.discovery import served_trainer_api
+from ferryman.controller.discovery import is_v1_job_crd, served_job_kind, served_trainer_api
 from ferryman.controller.leadership import lead, lease_config, resign
 from ferryman.controller.readiness import serve_readiness
 from ferryman.controller.settings import configure, resync_seconds
+from ferryman.convert.registry import JOB_KINDS
 
 
 def _trimmed(body: kopf.Body) -> dict[str, Any]:
@@ -92,9 +95,14 @@ async def policies_probe(memo: kopf.Memo, **_: Any) -> int:
 # thousands of objects are indexed on the event loop rather than through the thread pool.
 
 
-@kopf.index(*kinds.PYTORCHJOB.resource)
-async def pytorchjobs(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
-    return {(namespace, name): _trimmed(body)}
+async def v1jobs(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+    return {(body["kind"], namespace, name): _trimmed(body)}
+
+
+# One index of every kind in every version ferryman converts; the cluster serves one (MPIJob: v2beta1 from
+# mpi-operator or v1 from the Training Operator), and kopf leaves the others unresolved.
+for _kind in (kind for row in JOB_KINDS.values() for kind in (row.kind, *row.also)):
+    kopf.index(*_kind.resource, id="v1jobs")(v1jobs)
 
 
 @kopf.index(*kinds.TRAINJOB.resource)
@@ -140,8 +148,19 @@ async def trainer_flavour(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
     return None if flavour is None else {"served": flavour}
 
 
+def _is_v1_job_crd(name: str | None, **_: Any) -> bool:
+    return is_v1_job_crd(name)
+
+
+@kopf.index(*kinds.CUSTOM_RESOURCE_DEFINITION.resource, when=_is_v1_job_crd)
+async def served_kinds(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
+    kind = served_job_kind(kopf_plain(body))
+    return None if kind is None else {kind.kind: kind.api_version}
+
+
 def _indexes(kwargs: dict[str, Any]) -> dict[str, kopf.Index[Any, Any]]:
-    names = "pytorchjobs trainjobs jobsets namespace_labels cluster_runtimes namespaced_runtimes claims"
+    names = "v1jobs served_kinds trainjobs jobsets namespace_labels cluster_runtimes namespaced_runtimes"
+    names += " claims"
     return {name: kwargs[name] for name in names.split()}
 
 
@@ -177,7 +196,7 @@ async def experiment_migration(body: kopf.Body, memo: kopf.Memo, logger: kopf.Lo
     await migration.reconcile_migration(context(memo), body, logger)
 
 
-# Takeover: TrainJob and JobSet status flows back into the PyTorchJob served.
+# Takeover: TrainJob and JobSet status flows back into the v1 job served.
 
 
 @kopf.on.event(*kinds.TRAINJOB.resource, labels={kinds.MODE_LABEL: "takeover"})

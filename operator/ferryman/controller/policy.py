@@ -1,8 +1,8 @@
-"""The CutoverPolicy handler: plan every selected PyTorchJob, create or update its TrainJobs, write status.
+"""The CutoverPolicy handler: plan every selected v1 job, create or update its TrainJobs, write status.
 
-It runs as a timer on the policy (never on PyTorchJobs) and reads PyTorchJobs, TrainJobs, namespaces and
-runtimes from kopf's in-memory indexes, which kopf fills before any handler runs: a restarted operator
-re-plans from a complete picture, and nothing is stored on the PyTorchJobs themselves.
+It runs as a timer on the policy (never on v1 jobs) and reads v1 jobs of every kind, TrainJobs, namespaces
+and runtimes from kopf's in-memory indexes, which kopf fills before any handler runs: a restarted operator
+re-plans from a complete picture, and nothing is stored on the v1 jobs themselves.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from ferryman.controller.context import OperatorContext, values
 from ferryman.controller.cutover import (
     Action,
     Decision,
+    JobKey,
     JobPlan,
     PolicyState,
     RuntimeCatalog,
@@ -80,11 +81,11 @@ async def reconcile_policy(
         state.options_key, state.plans = options_key, {}
 
     started = time.monotonic()
-    pytorchjobs = values(indexes["pytorchjobs"])
+    v1jobs = values(indexes["v1jobs"])
     namespaces = values(indexes["namespace_labels"])
-    plans: dict[tuple[str, str], JobPlan] = {}
-    for key, job in pytorchjobs.items():
-        if not selects(spec, job, namespaces.get(key[0], {})):
+    plans: dict[JobKey, JobPlan] = {}
+    for key, job in v1jobs.items():
+        if not selects(spec, job, namespaces.get(key[1], {})):
             continue
         plan = state.plans.get(key)
         if plan is None or plan.resource_version != job["metadata"].get("resourceVersion"):
@@ -92,7 +93,7 @@ async def reconcile_policy(
         plans[key] = plan
     state.plans = plans
     elapsed = time.monotonic() - started
-    logger.debug(f"planned {len(plans)} of {len(pytorchjobs)} PyTorchJobs in {elapsed:.2f}s")
+    logger.debug(f"planned {len(plans)} of {len(v1jobs)} v1 jobs in {elapsed:.2f}s")
 
     policy = {**CUTOVER_POLICY.type_meta, "metadata": dict(body["metadata"])}
     trainjobs = values(indexes["trainjobs"])
@@ -106,13 +107,14 @@ async def reconcile_policy(
     trainer_missing = served is None and spec.mode is not CutoverMode.PLAN
     if spec.mode is not CutoverMode.PLAN and not trainer_missing:
         counts, unserved = await _serve(
-            ctx, spec, policy, state, plans, pytorchjobs, trainjobs, runtimes, logger
+            ctx, spec, policy, state, plans, v1jobs, trainjobs, runtimes, logger
         )
 
     status = policy_status(
         current,
         spec,
         plans,
+        served_kinds=values(indexes["served_kinds"]),
         generation=generation,
         trainer_api=options.trainer_api,
         trainer_missing=trainer_missing,
@@ -133,8 +135,8 @@ async def _serve(
     spec: CutoverPolicySpec,
     policy: dict[str, Any],
     state: PolicyState,
-    plans: dict[tuple[str, str], JobPlan],
-    pytorchjobs: dict[tuple[str, str], dict[str, Any]],
+    plans: dict[JobKey, JobPlan],
+    v1jobs: dict[JobKey, dict[str, Any]],
     trainjobs: dict[tuple[str, str], dict[str, Any]],
     runtimes: RuntimeCatalog,
     logger: logging.Logger | kopf.Logger,
@@ -147,7 +149,7 @@ async def _serve(
         existing = None
         if plan.trainjob is not None:
             existing = trainjobs.get((plan.namespace, plan.trainjob["metadata"]["name"]))
-        decisions.append((plan, decide(plan, pytorchjobs[key], policy, spec, existing)))
+        decisions.append((plan, decide(plan, v1jobs[key], policy, spec, existing)))
 
     counts, unserved = TrainJobCounts(), list[str]()
     creations = [(plan, d) for plan, d in decisions if d.action is Action.CREATE]
@@ -163,14 +165,14 @@ async def _serve(
         with tolerate_gone_or_conflict():
             await ctx.client.create(codecs.from_dict(decision.desired), field_manager=FIELD_MANAGER)
             kopf.info(
-                _as_body(pytorchjobs[(plan.namespace, plan.name)]),
+                _as_body(v1jobs[plan.key]),
                 reason="TrainJobCreated",
                 message=f"CutoverPolicy {policy['metadata']['name']} created TrainJob "
                 f"{decision.desired['metadata']['name']} ({spec.mode.value})",
             )
         counts.present += 1
     counts.pending = len(creations) - granted
-    conflicts: set[tuple[str, str, str]] = set()
+    conflicts: set[tuple[JobKey, str]] = set()
     for plan, decision in decisions:
         if decision.action is Action.UPDATE:
             assert decision.desired is not None and decision.patch is not None
@@ -186,7 +188,7 @@ async def _serve(
             if "spec" in decision.patch:
                 logger.info(f"the TrainJob of {plan.namespace}/{plan.name} follows its changed source")
         if decision.action is Action.REPLACE:
-            await _replace(ctx, plan, decision, pytorchjobs[(plan.namespace, plan.name)])
+            await _replace(ctx, plan, decision, v1jobs[plan.key])
         if decision.action in (Action.UPDATE, Action.REPLACE, Action.KEEP):
             counts.present += 1
         counts.conflicts += decision.action is Action.CONFLICT
@@ -194,12 +196,12 @@ async def _serve(
         if reason is not None:
             unserved.append(reason)
         counts.skipped += decision.action is Action.SKIP and not plan.blocked
-        conflict = (plan.namespace, plan.name, decision.reason)
+        conflict = (plan.key, decision.reason)
         if decision.action is Action.CONFLICT:
             conflicts.add(conflict)
         if decision.action is Action.CONFLICT and conflict not in state.conflicts:  # one event per conflict
             kopf.warn(
-                _as_body(pytorchjobs[(plan.namespace, plan.name)]),
+                _as_body(v1jobs[plan.key]),
                 reason="TrainJobConflict",
                 message=f"not served by CutoverPolicy {policy['metadata']['name']}: {decision.reason}",
             )
@@ -211,7 +213,7 @@ async def _serve(
 
 
 async def _replace(
-    ctx: OperatorContext, plan: JobPlan, decision: Decision, pytorchjob: dict[str, Any]
+    ctx: OperatorContext, plan: JobPlan, decision: Decision, job: dict[str, Any]
 ) -> None:
     """Delete a suspended TrainJob and create it anew: its source changed a field that cannot change."""
     assert decision.desired is not None
@@ -221,7 +223,7 @@ async def _replace(
     with tolerate_gone_or_conflict():  # still terminating: created by a later pass
         await ctx.client.create(codecs.from_dict(decision.desired), field_manager=FIELD_MANAGER)
         kopf.info(
-            _as_body(pytorchjob),
+            _as_body(job),
             reason="TrainJobReplaced",
             message=f"TrainJob {name} was created anew: {decision.reason}",
         )
@@ -247,7 +249,7 @@ async def _write_report(
     name: str,
     policy: dict[str, Any],
     state: PolicyState,
-    plans: dict[tuple[str, str], JobPlan],
+    plans: dict[JobKey, JobPlan],
 ) -> str | None:
     """Write the report ConfigMap when the report changed; its namespace/name, or None while a ConfigMap that
     is not the policy's holds the name (left untouched; one Warning event)."""

@@ -1,7 +1,7 @@
-"""Takeover serving: mirror the status of a TrainJob (and its JobSet) back into the PyTorchJob it serves.
+"""Takeover serving: mirror the status of a TrainJob (and its JobSet) back into the v1 job it serves.
 
 Called from event handlers on TrainJobs and JobSets: stateless, nothing stored on any object but the
-PyTorchJob's status, which is what legacy clients read.
+v1 job's status, which is what legacy clients read.
 """
 
 from __future__ import annotations
@@ -13,21 +13,22 @@ import kopf
 from lightkube import ApiError
 
 from ferryman.api.base import now, rfc3339
-from ferryman.api.kinds import MODE_LABEL, PYTORCHJOB, SOURCE_UID_LABEL, TRAINJOB
+from ferryman.api.kinds import MODE_LABEL, SOURCE_UID_LABEL, TRAINJOB
 from ferryman.controller.context import OperatorContext
-from ferryman.controller.takeover import pytorchjob_status
+from ferryman.controller.takeover import v1_status
+from ferryman.convert.registry import job_kind
 from ferryman.kube.children import is_child
 from ferryman.kube.client import patch_status
-from ferryman.kube.resources import PyTorchJob
+from ferryman.kube.resources import v1_job_resource
 
 
-def served_pytorchjob(trainjob: dict[str, Any]) -> str | None:
-    """The name of the PyTorchJob a takeover TrainJob serves (its owner), if it is one."""
+def served_job(trainjob: dict[str, Any]) -> tuple[str, str] | None:
+    """(kind, name) of the v1 job a takeover TrainJob serves (its owner), if it is one."""
     if (trainjob["metadata"].get("labels") or {}).get(MODE_LABEL) != "takeover":
         return None
     for owner in trainjob["metadata"].get("ownerReferences") or []:
-        if PYTORCHJOB.matches(owner.get("apiVersion"), owner.get("kind")):
-            return str(owner["name"])
+        if job_kind(owner) is not None:
+            return str(owner["kind"]), str(owner["name"])
     return None
 
 
@@ -45,26 +46,28 @@ async def mirror_status(
     indexes: dict[str, kopf.Index[Any, Any]],
     logger: logging.Logger | kopf.Logger,
 ) -> None:
-    trainjobs, pytorchjobs, jobsets = indexes["trainjobs"], indexes["pytorchjobs"], indexes["jobsets"]
+    trainjobs, v1jobs, jobsets = indexes["trainjobs"], indexes["v1jobs"], indexes["jobsets"]
     key = (namespace, trainjob_name)
     if key not in trainjobs:
         return
     trainjob = next(iter(trainjobs[key]))
-    source_name = served_pytorchjob(trainjob)
-    if source_name is None or (namespace, source_name) not in pytorchjobs:
+    served = served_job(trainjob)
+    if served is None or (served[0], namespace, served[1]) not in v1jobs:
         return
-    pytorchjob = next(iter(pytorchjobs[(namespace, source_name)]))
-    if not is_child(trainjob, pytorchjob, SOURCE_UID_LABEL, pytorchjob["metadata"]["uid"]):
-        return  # a TrainJob naming the PyTorchJob without being its Takeover: its status is not written
+    kind, source_name = served
+    job = next(iter(v1jobs[(kind, namespace, source_name)]))
+    if not is_child(trainjob, job, SOURCE_UID_LABEL, job["metadata"]["uid"]):
+        return  # a TrainJob naming the v1 job without being its Takeover: its status is not written
     jobset = next(iter(jobsets[key])) if key in jobsets else None
-    status = pytorchjob_status(pytorchjob, trainjob, jobset, now=rfc3339(now()))
-    current = pytorchjob.get("status") or {}
+    status = v1_status(job, trainjob, jobset, now=rfc3339(now()))
+    current = job.get("status") or {}
     if all(current.get(field) == value for field, value in status.items()):
         return
+    resource = v1_job_resource(job["apiVersion"], kind)
     try:
-        await patch_status(ctx.client, PyTorchJob, source_name, status, namespace=namespace)
+        await patch_status(ctx.client, resource, source_name, status, namespace=namespace)
     except ApiError as error:
         if error.status.code != 404:
             raise
         return
-    logger.info(f"PyTorchJob {namespace}/{source_name} status: {status['conditions'][-1]['type']}")
+    logger.info(f"{kind} {namespace}/{source_name} status: {status['conditions'][-1]['type']}")

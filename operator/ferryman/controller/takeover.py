@@ -1,14 +1,57 @@
-"""Takeover: the v1 PyTorchJob status legacy clients expect, derived from the TrainJob and JobSet serving it.
+"""Takeover: the v1 status legacy clients expect, derived from the TrainJob and JobSet serving a v1 job.
 
-v1 condition types are Created, Running, Restarting, Succeeded, Suspended, Failed with reasons
-`PyTorchJob<Type>`; the printer column shows the last condition, so the current state is kept last.
-TrainJob has no Running condition: running is read from active or ready Jobs in the TrainJob's
-`jobsStatus` or the JobSet's `replicatedJobsStatus`.
+Every kind is written in its own controller's shape: the Training Operator v1.9 kinds share its JobStatus
+(condition types Created, Running, Restarting, Succeeded, Suspended, Failed with reasons `<Kind><Type>`,
+replicaStatuses keyed by the kind's replica types); mpi-operator v0.8.0's MPIJob (kubeflow.org/v2beta1) has
+the same fields with its own messages and Launcher and Worker replicas. The printer column shows the last
+condition, so the current state is kept last. TrainJob has no Running condition: running is read from
+active or ready Jobs in the TrainJob's `jobsStatus` or the JobSet's `replicatedJobsStatus`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+from ferryman.api import kinds
+
+
+@dataclass(frozen=True)
+class V1StatusShape:
+    """How one kind's v1 controller words and counts its status (read from the pinned upstream code)."""
+
+    replica_specs: str  # the spec field holding the replica specs
+    leaders: tuple[str, ...] = ()  # replica types of node 0 (a job has one at most): its end ends the job
+    short_with_master: bool = False  # with a Master replica, messages name the job alone, not namespace/name
+    mpi_operator: bool = False  # mpi-operator's own messages (created, suspended and resumed)
+
+
+# Training Operator v1.9.4 pkg/controller.v1/<kind>/*_controller.go UpdateJobStatus and common/job.go;
+# mpi-operator v0.8.0 pkg/controller/mpi_job_controller.go updateMPIJobStatus.
+V1_STATUS_SHAPES: dict[tuple[str, str], V1StatusShape] = {
+    (kinds.PYTORCHJOB.api_version, kinds.PYTORCHJOB.kind): V1StatusShape(
+        "pytorchReplicaSpecs", ("Master",), short_with_master=True
+    ),
+    (kinds.PADDLEJOB.api_version, kinds.PADDLEJOB.kind): V1StatusShape(
+        "paddleReplicaSpecs", ("Master",), short_with_master=True
+    ),
+    (kinds.XGBOOSTJOB.api_version, kinds.XGBOOSTJOB.kind): V1StatusShape(
+        "xgbReplicaSpecs", ("Master",), short_with_master=True
+    ),
+    (kinds.JAXJOB.api_version, kinds.JAXJOB.kind): V1StatusShape("jaxReplicaSpecs"),
+    (kinds.TFJOB.api_version, kinds.TFJOB.kind): V1StatusShape("tfReplicaSpecs", ("Chief", "Master")),
+    (kinds.MPIJOB_V1.api_version, kinds.MPIJOB_V1.kind): V1StatusShape("mpiReplicaSpecs", ("Launcher",)),
+    (kinds.MPIJOB.api_version, kinds.MPIJOB.kind): V1StatusShape(
+        "mpiReplicaSpecs", ("Launcher",), mpi_operator=True
+    ),
+}
+LAUNCHER_JOB = "launcher"  # the replicated job of an MPI runtime that runs the Launcher
+
+
+def status_shape(job: dict[str, Any]) -> V1StatusShape:
+    """The status shape of a v1 job's apiVersion and kind (KeyError for a kind ferryman does not serve)."""
+    return V1_STATUS_SHAPES[(job.get("apiVersion", ""), job.get("kind", ""))]
+
 
 _TERMINAL = ("Succeeded", "Failed")
 _EXCLUSIVE = {"Running", "Restarting"}  # each replaces the other
@@ -19,14 +62,19 @@ def is_true(conditions: list[dict[str, Any]], type_: str) -> bool:
     return any(c.get("type") == type_ and c.get("status") == "True" for c in conditions)
 
 
-def _jobs_counts(trainjob: dict[str, Any], jobset: dict[str, Any] | None) -> dict[str, int]:
+_COUNTS = ("active", "ready", "succeeded", "failed", "suspended")
+
+
+def _jobs_counts(trainjob: dict[str, Any], jobset: dict[str, Any] | None) -> dict[str, dict[str, int]]:
+    """Per replicated job (node, launcher, ...): its Jobs' counts."""
     entries = (trainjob.get("status") or {}).get("jobsStatus") or []
     if not entries and jobset is not None:
         entries = (jobset.get("status") or {}).get("replicatedJobsStatus") or []
-    totals = {"active": 0, "ready": 0, "succeeded": 0, "failed": 0, "suspended": 0}
+    totals: dict[str, dict[str, int]] = {}
     for entry in entries:
-        for key in totals:
-            totals[key] += int(entry.get(key) or 0)
+        job = totals.setdefault(str(entry.get("name", "")), dict.fromkeys(_COUNTS, 0))
+        for key in _COUNTS:
+            job[key] += int(entry.get(key) or 0)
     return totals
 
 
@@ -63,31 +111,34 @@ def _set_v1_condition(
     return [*kept, condition]
 
 
-def pytorchjob_status(
-    pytorchjob: dict[str, Any],
+def v1_status(
+    job: dict[str, Any],
     trainjob: dict[str, Any],
     jobset: dict[str, Any] | None,
     *,
     now: str,
 ) -> dict[str, Any]:
-    """The status to write on `pytorchjob`, given the TrainJob (and its JobSet, if any) that serves it:
-    conditions, messages, replica counts, startTime and completionTime as the Training Operator v1.9
-    controller writes them for the same outcome."""
-    metadata = pytorchjob["metadata"]
+    """The status to write on the v1 `job`, given the TrainJob (and its JobSet, if any) that serves it:
+    conditions, messages, replica counts, startTime and completionTime as the kind's v1 controller writes
+    them for the same outcome."""
+    shape = status_shape(job)
+    kind = job["kind"]
+    metadata = job["metadata"]
     name = metadata["name"]
-    current = pytorchjob.get("status") or {}
+    qualified = f"{metadata.get('namespace', '')}/{name}"
+    current = job.get("status") or {}
     conditions: list[dict[str, Any]] = [dict(c) for c in current.get("conditions") or []]
     trainjob_conditions = (trainjob.get("status") or {}).get("conditions") or []
     jobset_conditions = ((jobset or {}).get("status") or {}).get("conditions") or []
-    counts = _jobs_counts(trainjob, jobset)
-    has_master = "Master" in ((pytorchjob.get("spec") or {}).get("pytorchReplicaSpecs") or {})
-    # v1 names a job with a Master by its name, a Worker-only one by namespace/name
-    label = name if has_master else f"{metadata.get('namespace', '')}/{name}"
+    replica_specs = (job.get("spec") or {}).get(shape.replica_specs) or {}
+    per_job = _jobs_counts(trainjob, jobset)
+    counts = {key: sum(c[key] for c in per_job.values()) for key in _COUNTS}
+    short = shape.short_with_master and "Master" in replica_specs
+    label = name if short else qualified
 
     if not any(c["type"] == "Created" for c in conditions):
-        conditions = _set_v1_condition(
-            conditions, "Created", True, "PyTorchJobCreated", f"PyTorchJob {name} is created.", now
-        )
+        created = f"{kind} {qualified if shape.mpi_operator else name} is created."
+        conditions = _set_v1_condition(conditions, "Created", True, f"{kind}Created", created, now)
     failed = is_true(trainjob_conditions, "Failed") or is_true(jobset_conditions, "Failed")
     succeeded = is_true(trainjob_conditions, "Complete") or is_true(jobset_conditions, "Completed")
     suspended = bool((trainjob.get("spec") or {}).get("suspend"))
@@ -98,38 +149,43 @@ def pytorchjob_status(
             (c for c in [*trainjob_conditions, *jobset_conditions] if c.get("type") == "Failed"), {}
         )
         detail = failure.get("message") or failure.get("reason") or "failed"
-        message = f"PyTorchJob {name} is failed: {detail}"
-        conditions = _set_v1_condition(conditions, "Failed", True, "PyTorchJobFailed", message, now)
+        message = f"{kind} {name} is failed: {detail}"
+        conditions = _set_v1_condition(conditions, "Failed", True, f"{kind}Failed", message, now)
         completion = completion or now
     elif succeeded:
         message = (
-            f"PyTorchJob {label} is successfully completed."
-            if has_master
-            else f"PyTorchJob {label} successfully completed."
+            f"{kind} {label} is successfully completed."
+            if short
+            else f"{kind} {label} successfully completed."
         )
-        conditions = _set_v1_condition(conditions, "Succeeded", True, "PyTorchJobSucceeded", message, now)
+        conditions = _set_v1_condition(conditions, "Succeeded", True, f"{kind}Succeeded", message, now)
         completion = completion or now
-        counts = {**counts, "succeeded": counts["succeeded"] + counts["active"], "active": 0}
+        per_job = {
+            job_name: {**c, "succeeded": c["succeeded"] + c["active"], "active": 0}
+            for job_name, c in per_job.items()
+        }
     elif suspended:
-        message = f"PyTorchJob {name} is suspended."
+        message = f"{kind} {qualified if shape.mpi_operator else name} is suspended."
         if is_true(conditions, "Running"):
-            conditions = _set_v1_condition(conditions, "Running", False, "PyTorchJobSuspended", message, now)
+            conditions = _set_v1_condition(conditions, "Running", False, f"{kind}Suspended", message, now)
         if not is_true(conditions, "Suspended"):
-            conditions = _set_v1_condition(conditions, "Suspended", True, "PyTorchJobSuspended", message, now)
-        counts = {**counts, "active": 0}
+            if shape.mpi_operator:
+                message = f"{kind} suspended"
+            conditions = _set_v1_condition(conditions, "Suspended", True, f"{kind}Suspended", message, now)
+        per_job = {job_name: {**c, "active": 0} for job_name, c in per_job.items()}
     else:
         if is_true(conditions, "Suspended"):
-            message = f"PyTorchJob {name} is resumed."
-            conditions = _set_v1_condition(conditions, "Suspended", False, "PyTorchJobResumed", message, now)
+            message = f"{kind} resumed" if shape.mpi_operator else f"{kind} {name} is resumed."
+            conditions = _set_v1_condition(conditions, "Suspended", False, f"{kind}Resumed", message, now)
             start = now
         start = start or now
         if counts["active"] > 0 or counts["ready"] > 0:
-            message = f"PyTorchJob {label} is running."
-            conditions = _set_v1_condition(conditions, "Running", True, "PyTorchJobRunning", message, now)
+            message = f"{kind} {label} is running."
+            conditions = _set_v1_condition(conditions, "Running", True, f"{kind}Running", message, now)
 
     status: dict[str, Any] = {
         "conditions": conditions,
-        "replicaStatuses": _replica_statuses(pytorchjob, counts),
+        "replicaStatuses": _replica_statuses(shape, replica_specs, per_job),
     }
     if start is not None:
         status["startTime"] = start
@@ -138,29 +194,40 @@ def pytorchjob_status(
     return status
 
 
-def _replica_statuses(pytorchjob: dict[str, Any], counts: dict[str, int]) -> dict[str, dict[str, int]]:
-    """Split the TrainJob's node counts back into v1's Master (index 0, if the job had one) and Worker."""
-    replica_specs = (pytorchjob.get("spec") or {}).get("pytorchReplicaSpecs") or {}
-    has_master = "Master" in replica_specs
+_REPLICA_COUNTS = ("active", "succeeded", "failed")
+
+
+def _replica_statuses(
+    shape: V1StatusShape, replica_specs: dict[str, Any], per_job: dict[str, dict[str, int]]
+) -> dict[str, dict[str, int]]:
+    """Split the TrainJob's Jobs back into the kind's replica types: its leader (Master, Chief or Launcher)
+    from an MPI runtime's launcher job or else node index 0, and Worker from the rest."""
+    leader = next((t for t in shape.leaders if t in replica_specs), None)
+    remaining = dict.fromkeys(_REPLICA_COUNTS, 0)
+    launcher = per_job.get(LAUNCHER_JOB)
+    for job_name, counts in per_job.items():
+        if job_name != LAUNCHER_JOB or leader is None:
+            for key in _REPLICA_COUNTS:
+                remaining[key] += counts[key]
     statuses: dict[str, dict[str, int]] = {}
-    remaining = dict(counts)
-    if has_master:
-        master = {key: min(1, remaining[key]) for key in ("active", "succeeded", "failed")}
-        statuses["Master"] = {key: value for key, value in master.items() if value}
-        for key, value in master.items():
-            remaining[key] -= value
-    if "Worker" in replica_specs or not has_master:
-        statuses["Worker"] = {
-            key: remaining[key] for key in ("active", "succeeded", "failed") if remaining[key]
-        }
+    if leader is not None:
+        if launcher is not None:
+            taken = {key: launcher[key] for key in _REPLICA_COUNTS}
+        else:
+            taken = {key: min(1, remaining[key]) for key in _REPLICA_COUNTS}
+            for key, value in taken.items():
+                remaining[key] -= value
+        statuses[leader] = {key: value for key, value in taken.items() if value}
+    if "Worker" in replica_specs or leader is None:
+        statuses["Worker"] = {key: remaining[key] for key in _REPLICA_COUNTS if remaining[key]}
     return statuses
 
 
-def is_finished(pytorchjob: dict[str, Any]) -> bool:
-    conditions = (pytorchjob.get("status") or {}).get("conditions") or []
+def is_finished(job: dict[str, Any]) -> bool:
+    conditions = (job.get("status") or {}).get("conditions") or []
     return any(is_true(conditions, type_) for type_ in _TERMINAL)
 
 
-def was_started_elsewhere(pytorchjob: dict[str, Any]) -> bool:
+def was_started_elsewhere(job: dict[str, Any]) -> bool:
     """True when a controller (Training Operator v1) already wrote status: the job is not ours to start."""
-    return bool((pytorchjob.get("status") or {}).get("conditions"))
+    return bool((job.get("status") or {}).get("conditions"))
