@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from ferryman.migrate.copy import migrate
+from ferryman.migrate.plan import MigrationRequest
 from ferryman.trackers.model import MetricBatch, Outcome, OutcomeKind, Run, RunStatus
 from ferryman.trackers.registry import open_reader
 from ferryman.trackers.wandb.datastore import BLOCK_LEN, Damage, LogWriter, NotAWandbLog, iter_payloads
@@ -162,21 +164,44 @@ def test_truncated_log_keeps_what_precedes_the_cut(
     assert any("truncated record" in r for r in reasons) and run.status == RunStatus.FAILED
 
 
-def test_summary_values_newer_than_a_torn_history_are_said(
+def torn_copy(main: LoggedRun, root: Path) -> None:
+    """A copy of `main` whose .wandb log lost its last four history rows (steps 51 to 60) but kept the
+    summary, which is at step 60."""
+    _, log = copy_run(main.run_dir, root)
+    history = [p for p in iter_payloads(log.read_bytes(), []) if first_field(p) == 2]
+    rewrite_log(log, lambda payload: payload not in history[-4:])
+
+
+def test_summary_values_newer_than_a_torn_history_are_points_at_the_summary_step(
     sdk_root: tuple[Path, LoggedRun, LoggedRun, LoggedRun], tmp_path: Path
 ) -> None:
     _, main, _, _ = sdk_root
-    _, log = copy_run(main.run_dir, tmp_path)
-    history = [p for p in iter_payloads(log.read_bytes(), []) if first_field(p) == 2]
-    rewrite_log(log, lambda payload: payload not in history[-4:])  # the last rows lost, the summary kept
+    torn_copy(main, tmp_path)
     reader = WandbDirReader(tmp_path)
     run = runs_by_key(reader)["mainrun1"]
-    assert same_points(main.points["loss"][:-3], point_lists(reader.metrics(run))["loss"])
-    newer = [o for o in reader.outcomes() if "newer than the history" in o.reason]
-    assert [(o.kind, o.item) for o in newer] == [
-        (OutcomeKind.STORED_AS_ARTIFACT, "run mainrun1/metric acc, loss")
-    ]
-    assert "summary at step 60" in newer[0].reason and "ends at step 48" in newer[0].reason
+    points = point_lists(reader.metrics(run))
+    summary_time = main.points["loss"][-1][1] + 1000  # the final row's _timestamp, one second later
+    for key in ("loss", "acc"):  # last logged at steps 57 and 54: one point at the summary's step 60
+        kept = [p for p in main.points[key] if p[0] <= 48]
+        assert same_points([*kept, (60, summary_time, main.points[key][-1][2])], points[key]), key
+    approximate = [o for o in reader.outcomes() if o.kind == OutcomeKind.APPROXIMATE]
+    assert sorted(o.item for o in approximate) == ["run mainrun1/metric acc", "run mainrun1/metric loss"]
+    assert all("summary at step 60" in o.reason and "ends at step 48" in o.reason for o in approximate)
+
+
+def test_points_recovered_from_the_summary_migrate_verify_and_resume(
+    sdk_root: tuple[Path, LoggedRun, LoggedRun, LoggedRun], tmp_path: Path
+) -> None:
+    _, main, _, _ = sdk_root
+    torn_copy(main, tmp_path / "source")
+    source, destination = f"wandb:{tmp_path / 'source'}", f"tensorboard:{tmp_path / 'destination'}"
+    request = MigrationRequest(source=source, destination=destination)
+    report = migrate(request)
+    assert report.ok, report.to_dict()
+    assert report.to_dict()["summary"]["outcomes"]["approximate"] == 2
+    assert report.source_totals == report.destination_totals
+    again = migrate(request)
+    assert again.ok and again.points_written == 0
 
 
 def test_unknown_record_type_is_counted(tmp_path: Path) -> None:

@@ -154,6 +154,7 @@ class OutcomeKind(StrEnum):
     UNREADABLE = "unreadable"  # the source is corrupt, empty, dangling or missing
     STORED_AS_ARTIFACT = "stored-as-artifact"  # e.g. a parameter value too long for the destination
     RENAMED = "renamed"  # stored under another name the destination accepts (e.g. a metric key)
+    APPROXIMATE = "approximate"  # copied with an estimated step or time; the message says which and why
 
 
 @dataclass(slots=True, frozen=True)

@@ -771,7 +771,7 @@ class WandbDirReader:
             yield batch
         self._complete_summary(data, summary)
         yield from self._summary_points(data, series.keys)
-        self._newer_summary(data, series.next_step - 1, last)
+        yield from self._newer_summary(data, series.next_step - 1, last)
         for key, count in sorted(objects.items()):
             self._report(
                 OutcomeKind.STORED_AS_ARTIFACT,
@@ -835,11 +835,11 @@ class WandbDirReader:
             _set_path(data.summary, [path] if isinstance(path, str) else list(path), _loads(text))
         data.summary_folded = True
 
-    def _newer_summary(self, data: _RunData, last_step: int, last: dict[str, float]) -> None:
+    def _newer_summary(self, data: _RunData, last_step: int, last: dict[str, float]) -> Iterator[MetricBatch]:
         """A torn log whose summary (in the log, or in files/wandb-summary.json when that is newer) is at a
-        later step than the last history row: the keys whose summary value the history lacks are reported;
-        their values are in the run's wandb-summary.json artifact (not points: the summary does not say at
-        which step each was logged)."""
+        later step than the last history row: each key whose summary value differs from its last history
+        value is one point at the summary's `_step` and `_timestamp`, reported as approximate (the summary
+        does not say at which step each value was logged; it is exact for a key logged at that last step)."""
         newest = data.summary
         if data.dirs:
             path = data.dirs[-1] / "files" / "wandb-summary.json"
@@ -850,20 +850,23 @@ class WandbDirReader:
         step = _step_of(newest)
         if step <= last_step:
             return
-        keys = []
+        stamp = newest.get("_timestamp")
+        when = _ms(stamp) if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) else None
+        when = when if when is not None else (data.start_time or 0)
         for key, value in flatten({k: v for k, v in newest.items() if k not in INTERNAL_KEYS}):
             number = _number(value)
             if key in last and number is not None and number != last[key] and not (
                 math.isnan(number) and math.isnan(last[key])
             ):
-                keys.append(key)
-        if keys:
-            self._report(
-                OutcomeKind.STORED_AS_ARTIFACT,
-                f"run {data.run_id}/metric {', '.join(sorted(keys))}",
-                f"the summary at step {step} is newer than the history, which ends at step {last_step} (a "
-                "torn log): these values are kept in wandb-summary.json, not as points",
-            )
+                self._report(
+                    OutcomeKind.APPROXIMATE,
+                    f"run {data.run_id}/metric {key}",
+                    f"the summary at step {step} is newer than the history, which ends at step "
+                    f"{last_step} (a torn log): its value is one point at step {step}, the summary's last "
+                    "step (exact when the value was logged at that step, otherwise logged at an earlier step "
+                    "the log lost)",
+                )
+                yield MetricBatch(key, [step], [when], [number])
 
     def _summary_points(self, data: _RunData, history_keys: set[str]) -> Iterator[MetricBatch]:
         step = data.summary.get("_step")
