@@ -151,6 +151,25 @@ def test_switch_to_takeover_reowns_and_resumes() -> None:
     assert decision.patch["metadata"]["ownerReferences"][0]["kind"] == "PyTorchJob"
 
 
+def test_a_takeover_suspends_and_resumes_its_trainjob_with_the_pytorchjob_even_while_running() -> None:
+    plan, job = _plan_and_job()
+    takeover = spec(mode="Takeover", takeover={"v1ControllerRemoved": True})
+    running = decide(plan, job, POLICY, takeover, None).desired
+    assert running is not None and running["spec"]["suspend"] is False
+    job["spec"]["runPolicy"] = {"suspend": True}
+    suspend = decide(plan, job, POLICY, takeover, running)
+    assert suspend.action is Action.UPDATE and suspend.patch == {
+        "metadata": {"labels": {"ferryman.dev/mode": "takeover"}},
+        "spec": {"suspend": True},
+    }
+    job["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "team"}
+    queued_plan = plan_job(job, convert_options(spec(), TrainerAPI.V2_2), RUNTIMES)
+    queued = decide(queued_plan, {**job, "spec": {**job["spec"], "runPolicy": {}}}, POLICY, takeover, None)
+    assert queued.desired is not None
+    decision = decide(queued_plan, job, POLICY, takeover, queued.desired)
+    assert decision.action is Action.KEEP, "a queue that admits the TrainJob owns its suspension"
+
+
 def test_a_trainjob_without_ownerreference_and_label_is_never_adopted() -> None:
     """Issue #14, item 8: a TrainJob holding the wanted name is ferryman's only when it is owned (by the
     policy or the PyTorchJob) and labelled with the source's uid; anything else is a conflict, left alone."""

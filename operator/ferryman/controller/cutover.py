@@ -251,6 +251,11 @@ def decide(
             built_from = {SPEC_HASH_LABEL: wanted_hash}
     wanted_mode = desired["metadata"]["labels"][MODE_LABEL]
     held_labels, held_annotations = _admission_patch(existing, desired)
+    # A Takeover's TrainJob is suspended and resumed with its PyTorchJob, running or not, as v1 would
+    # suspend and resume the job; a queue that admits it owns its suspension instead.
+    queued = not ADMISSION_LABELS.keys().isdisjoint(desired["metadata"]["labels"])
+    if takeover and not queued and bool((existing.get("spec") or {}).get("suspend")) != suspend:
+        spec_patch = {**spec_patch, "suspend": suspend}
     moved = held_labels or held_annotations or spec_patch or built_from
     if labels.get(MODE_LABEL) == wanted_mode and not moved:
         return Decision(Action.KEEP, desired)
