@@ -5,7 +5,9 @@ replica counts, startTime and completionTime."""
 
 from typing import Any
 
-from ferryman.controller.takeover import v1_status
+from ferryman.api.cutoverpolicy import V1Kind
+from ferryman.controller.takeover import V1_STATUS_SHAPES, v1_status
+from ferryman.convert.registry import JOB_KINDS
 
 
 def pytorchjob(*, master: bool = True, status: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -102,3 +104,115 @@ def test_an_unchanged_outcome_writes_the_same_status() -> None:
     job = pytorchjob()
     first = step(job, trainjob(active=3), "t1")
     assert v1_status(job, trainjob(active=3), None, now="t9") == first
+
+
+# Every other kind, in its own controller's words (Training Operator v1.9.4 <kind>_controller.go
+# UpdateJobStatus and common/job.go; mpi-operator v0.8.0 mpi_job_controller.go updateMPIJobStatus).
+
+
+def v1_job(api_version: str, kind: str, specs: str, replicas: dict[str, int]) -> dict[str, Any]:
+    template = {"spec": {"containers": [{"name": "main", "image": "train:1"}]}}
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {"name": "net", "namespace": "ml"},
+        "spec": {specs: {rtype: {"replicas": n, "template": template} for rtype, n in replicas.items()}},
+    }
+
+
+def served_by(
+    jobs: dict[str, int], conditions: tuple[str, ...] = (), suspend: bool = False
+) -> dict[str, Any]:
+    entries = [
+        {"name": name, "active": n, "ready": n, "succeeded": 0, "failed": 0} for name, n in jobs.items()
+    ]
+    return {
+        "metadata": {"name": "net"},
+        "spec": {"suspend": suspend},
+        "status": {
+            "conditions": [{"type": c, "status": "True", "reason": c, "message": c} for c in conditions],
+            "jobsStatus": entries,
+        },
+    }
+
+
+def test_each_kind_is_named_and_counted_as_its_v1_controller_does() -> None:
+    cases = [  # job, Running message, Succeeded message, replicaStatuses when done
+        (
+            v1_job("kubeflow.org/v1", "TFJob", "tfReplicaSpecs", {"Worker": 3}),
+            "TFJob ml/net is running.",
+            "TFJob ml/net successfully completed.",
+            {"Worker": {"succeeded": 3}},
+        ),
+        (
+            v1_job("kubeflow.org/v1", "TFJob", "tfReplicaSpecs", {"Chief": 1, "Worker": 2}),
+            "TFJob ml/net is running.",
+            "TFJob ml/net successfully completed.",
+            {"Chief": {"succeeded": 1}, "Worker": {"succeeded": 2}},
+        ),
+        (
+            v1_job("kubeflow.org/v1", "JAXJob", "jaxReplicaSpecs", {"Worker": 3}),
+            "JAXJob ml/net is running.",
+            "JAXJob ml/net successfully completed.",
+            {"Worker": {"succeeded": 3}},
+        ),
+        (
+            v1_job("kubeflow.org/v1", "XGBoostJob", "xgbReplicaSpecs", {"Master": 1, "Worker": 2}),
+            "XGBoostJob net is running.",
+            "XGBoostJob net is successfully completed.",
+            {"Master": {"succeeded": 1}, "Worker": {"succeeded": 2}},
+        ),
+        (
+            v1_job("kubeflow.org/v1", "PaddleJob", "paddleReplicaSpecs", {"Worker": 3}),
+            "PaddleJob ml/net is running.",
+            "PaddleJob ml/net successfully completed.",
+            {"Worker": {"succeeded": 3}},
+        ),
+    ]
+    for job, running, done, replicas in cases:
+        kind = job["kind"]
+        job["status"] = v1_status(job, served_by({"node": 3}), None, now="t1")
+        assert job["status"]["conditions"][0]["message"] == f"{kind} net is created."
+        assert summary(job["status"])[-1] == ("Running", "True", f"{kind}Running")
+        assert job["status"]["conditions"][-1]["message"] == running
+        job["status"] = v1_status(job, served_by({"node": 3}, ("Complete",)), None, now="t2")
+        assert summary(job["status"])[-1] == ("Succeeded", "True", f"{kind}Succeeded")
+        assert job["status"]["conditions"][-1]["message"] == done
+        assert job["status"]["replicaStatuses"] == replicas, kind
+
+
+def test_mpijobs_count_the_launcher_from_its_job_and_speak_as_their_operator() -> None:
+    job = v1_job("kubeflow.org/v2beta1", "MPIJob", "mpiReplicaSpecs", {"Launcher": 1, "Worker": 2})
+    job["status"] = v1_status(job, served_by({"launcher": 1, "node": 2}), None, now="t1")
+    assert job["status"]["conditions"][0]["message"] == "MPIJob ml/net is created."
+    assert job["status"]["conditions"][-1]["message"] == "MPIJob ml/net is running."
+    assert job["status"]["replicaStatuses"] == {"Launcher": {"active": 1}, "Worker": {"active": 2}}
+    job["status"] = v1_status(job, served_by({"launcher": 1, "node": 2}, suspend=True), None, now="t2")
+    assert job["status"]["conditions"][-2:] == [
+        {
+            **job["status"]["conditions"][-2],
+            "type": "Running",
+            "status": "False",
+            "reason": "MPIJobSuspended",
+            "message": "MPIJob ml/net is suspended.",
+        },
+        {
+            **job["status"]["conditions"][-1],
+            "type": "Suspended",
+            "status": "True",
+            "reason": "MPIJobSuspended",
+            "message": "MPIJob suspended",
+        },
+    ]
+    job["status"] = v1_status(job, served_by({"launcher": 1, "node": 2}), None, now="t3")
+    assert ("Suspended", "False", "MPIJobResumed") in summary(job["status"])
+    # The Training Operator's own MPIJob (kubeflow.org/v1) is named as its other kinds are.
+    legacy = v1_job("kubeflow.org/v1", "MPIJob", "mpiReplicaSpecs", {"Launcher": 1, "Worker": 2})
+    status = v1_status(legacy, served_by({"launcher": 1, "node": 2}), None, now="t1")
+    assert status["conditions"][0]["message"] == "MPIJob net is created."
+
+
+def test_every_kind_ferryman_converts_is_selectable_and_has_a_status_shape() -> None:
+    versions = {(k.api_version, k.kind) for row in JOB_KINDS.values() for k in (row.kind, *row.also)}
+    assert versions == set(V1_STATUS_SHAPES)
+    assert set(V1Kind) == {row.kind.kind for row in JOB_KINDS.values()}
