@@ -160,6 +160,8 @@ def test_default_chart_renders_the_kustomize_base(helm_home: dict[str, str]) -> 
     crds = [d for d in chart if d["kind"] == "CustomResourceDefinition"]
     assert crds == [d for d in base if d["kind"] == "CustomResourceDefinition"]
     assert only(chart, "ClusterRole")["rules"] == only(base, "ClusterRole")["rules"]
+    for kind in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"):
+        assert only(chart, kind) == only(base, kind)
     chart_pod = only(chart, "Deployment")["spec"]["template"]["spec"]
     # a chart value; the base leaves it to the apiserver, whose default for a tagged image is the same
     assert chart_pod["containers"][0].pop("imagePullPolicy") == "IfNotPresent"
@@ -176,6 +178,10 @@ def test_chart_rbac_binds_the_operators_account(helm_home: dict[str, str]) -> No
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": account["name"], "namespace": "platform"}
     ]
+    policy = only(chart, "ValidatingAdmissionPolicy")
+    (condition,) = policy["spec"]["matchConditions"]
+    assert f"'system:serviceaccount:platform:{account['name']}'" in condition["expression"]
+    assert only(chart, "ValidatingAdmissionPolicyBinding")["spec"]["policyName"] == policy["metadata"]["name"]
     deployment = only(chart, "Deployment")
     assert deployment["metadata"]["namespace"] == account["namespace"] == "platform"
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == account["name"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from ferryman.api.admission import admission_policy, operator_username
 from ferryman.api.crd import CustomResource, crd_manifest
 from ferryman.api.cutoverpolicy import CUTOVER_POLICY
 from ferryman.api.kinds import JAXJOB, MPIJOB, PADDLEJOB, PYTORCHJOB, TFJOB, XGBOOSTJOB
@@ -30,6 +31,10 @@ V1_JOBS_HEALTH = "v1-jobs"
 V1_JOB_KINDS = (PYTORCHJOB, MPIJOB, JAXJOB, XGBOOSTJOB, TFJOB, PADDLEJOB)
 BASE_RBAC = "deploy/kustomize/base/rbac.yaml"
 HELM_RBAC = "deploy/helm/ferryman/templates/rbac.yaml"
+BASE_KUSTOMIZATION = "deploy/kustomize/base/kustomization.yaml"
+BASE_ADMISSION = "deploy/kustomize/base/admission-policy.yaml"
+HELM_ADMISSION = "deploy/helm/ferryman/templates/admission-policy.yaml"
+ADMISSION_POLICY_SUFFIX = "-operator-children"
 
 
 def render_crds() -> dict[str, str]:
@@ -106,6 +111,32 @@ def render_helm_rbac(root: Path) -> str:
     )
 
 
+def render_base_admission(root: Path) -> str:
+    """The admission policy of the kustomize base, for the ServiceAccount and namespace the base deploys."""
+    account = next(
+        doc["metadata"]["name"]
+        for doc in yaml.safe_load_all((root / BASE_RBAC).read_text())
+        if doc["kind"] == "ServiceAccount"
+    )
+    namespace = yaml.safe_load((root / BASE_KUSTOMIZATION).read_text())["namespace"]
+    documents = admission_policy(f"{account}{ADMISSION_POLICY_SUFFIX}", operator_username(namespace, account))
+    return HEADER + "---\n".join(yaml.safe_dump(doc, sort_keys=False, width=120) for doc in documents)
+
+
+def render_helm_admission() -> str:
+    """The chart's admission policy, for the release's ServiceAccount (named after the release)."""
+    name, account, namespace = "@@name@@", "@@account@@", "@@namespace@@"
+    text = "---\n".join(
+        yaml.safe_dump(doc, sort_keys=False, width=120)
+        for doc in admission_policy(name, operator_username(namespace, account))
+    )
+    return HEADER + (
+        text.replace(name, "{{ .Release.Name }}" + ADMISSION_POLICY_SUFFIX)
+        .replace(account, "{{ .Release.Name }}")
+        .replace(namespace, "{{ .Release.Namespace }}")
+    )
+
+
 def render_generated(root: Path) -> dict[Path, str]:
     """Every generated file (relative to the repository root) and its text."""
     crds = render_crds()
@@ -115,6 +146,8 @@ def render_generated(root: Path) -> dict[Path, str]:
     files.update({Path("deploy/helm/ferryman/crds") / name: text for name, text in crds.items()})
     files[Path(ARGOCD_PATCH)] = render_argocd_patch(root)
     files[Path(HELM_RBAC)] = render_helm_rbac(root)
+    files[Path(BASE_ADMISSION)] = render_base_admission(root)
+    files[Path(HELM_ADMISSION)] = render_helm_admission()
     return files
 
 
