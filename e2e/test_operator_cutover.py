@@ -573,6 +573,39 @@ def test_a_restart_after_lowering_the_rate_grants_no_fresh_burst(
         kube.delete(CutoverPolicy, name)
 
 
+def test_a_rate_lowered_mid_mirror_holds_from_the_next_batch(
+    namespace: str, operator: OperatorProcess, kube: Client
+) -> None:
+    """Each batch of creations reads the live policy: lowering the rate while a pass creates 100 TrainJobs
+    (burst 100) stops it within one batch, with no burst above the new limit."""
+    base = next(j for j in example_jobs(namespace) if j["metadata"]["name"] == "resnet50-finetune")
+    for index in range(100):
+        job = copy.deepcopy(base)
+        job["metadata"]["name"] = f"resnet-{index}"
+        kube.create(codecs.from_dict(job))
+    name = "live-rate"
+    policy = make_policy(name, namespace, mode="Mirror", rateLimit={"creationsPerMinute": 6000, "burst": 100})
+    kube.create(codecs.from_dict(policy))
+    try:
+        for event, _ in kube.watch(TrainJob, namespace=namespace):
+            if event == "ADDED":
+                break
+        generation = patch_policy(kube, name, {"rateLimit": {"creationsPerMinute": 1, "burst": 1}})
+        before = len(trainjobs(kube, namespace))
+
+        def reconciled() -> dict[str, Any] | None:
+            status = policy_status(kube, name)
+            return status if status.get("observedGeneration") == generation else None
+
+        status = wait_for(reconciled, "a pass under the lowered rate", timeout=60)
+        after = len(trainjobs(kube, namespace))
+        # the batch under way (at most BATCH_SIZE, 10) ends, then the new bucket grants at most its burst
+        assert after - before <= 10 + 1, (before, after)
+        assert status["trainJobs"]["pending"] == 100 - after
+    finally:
+        kube.delete(CutoverPolicy, name)
+
+
 def test_plan_over_a_thousand_jobs(operator: OperatorProcess, kube: Client, namespace: str) -> None:
     base = next(j for j in example_jobs(namespace) if j["metadata"]["name"] == "llama-8b-pretrain")
     items = []

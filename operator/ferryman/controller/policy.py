@@ -8,6 +8,7 @@ re-plans from a complete picture, and nothing is stored on the v1 jobs themselve
 from __future__ import annotations
 
 import base64
+import copy
 import gzip
 import hashlib
 import logging
@@ -22,6 +23,7 @@ from ferryman.api.base import now
 from ferryman.api.cutoverpolicy import CutoverMode, CutoverPolicySpec, CutoverPolicyStatus, TrainJobCounts
 from ferryman.api.kinds import CUTOVER_POLICY, POLICY_LABEL
 from ferryman.api.trainer import TrainerAPI
+from ferryman.controller.batches import CreationBatches
 from ferryman.controller.context import OperatorContext, values
 from ferryman.controller.cutover import (
     Action,
@@ -65,6 +67,7 @@ async def reconcile_policy(
     indexes: dict[str, kopf.Index[Any, Any]],
     logger: logging.Logger | kopf.Logger,
 ) -> None:
+    body = _as_body(copy.deepcopy(dict(body)))  # kopf's is a live view: the status is for the body planned
     name = body["metadata"]["name"]
     generation = body["metadata"].get("generation")
     spec = CutoverPolicySpec.model_validate(dict(body.get("spec") or {}))
@@ -153,12 +156,12 @@ async def _serve(
 
     counts, unserved = TrainJobCounts(), list[str]()
     creations = [(plan, d) for plan, d in decisions if d.action is Action.CREATE]
-    granted = state.bucket.take(len(creations), time.time())
+    batches = CreationBatches(ctx, state, policy, creations)
     present = set(runtimes.namespaced)
     for plan, decision in decisions:
         if plan.runtime is not None and decision.action is not Action.CREATE and decision.desired is not None:
             await _ensure_runtime(ctx, plan.runtime, policy, present)  # a kept or updated TrainJob's
-    for plan, decision in creations[:granted]:
+    async for plan, decision in batches:  # the live policy's rate limit, batch by batch
         assert decision.desired is not None
         if plan.runtime is not None:
             await _ensure_runtime(ctx, plan.runtime, policy, present)
@@ -171,7 +174,7 @@ async def _serve(
                 f"{decision.desired['metadata']['name']} ({spec.mode.value})",
             )
         counts.present += 1
-    counts.pending = len(creations) - granted
+    counts.pending = len(creations) - batches.granted
     conflicts: set[tuple[JobKey, str]] = set()
     for plan, decision in decisions:
         if decision.action is Action.UPDATE:
@@ -207,8 +210,8 @@ async def _serve(
             )
     state.conflicts = conflicts
     counts.not_served = len(unserved)
-    if granted:
-        logger.info(f"created {granted} TrainJobs, {counts.pending} wait for the rate limit")
+    if batches.granted:
+        logger.info(f"created {batches.granted} TrainJobs, {counts.pending} wait for the rate limit")
     return counts, unserved
 
 
