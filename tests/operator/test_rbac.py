@@ -49,7 +49,7 @@ def test_each_resource_and_verb_is_granted_once() -> None:
 WORKER_RBAC = "build_worker_rbac"  # the migration workers' ServiceAccount, Role and RoleBinding
 # The API calls the operator makes itself (kopf's watches come from its registry): (group, resource, verbs,
 # the module making them, a name that module uses for them).
-CALLS = (
+CALLS: tuple[tuple[str, str, tuple[str, ...], str, str], ...] = (
     ("", "events", ("create",), "controller/policy.py", "kopf.warn"),
     ("coordination.k8s.io", "leases", ("get", "create", "update"), "kube/lease.py", "client.replace(lease"),
     ("trainer.kubeflow.org", "trainjobs", ("create", "patch", "delete"), "controller/policy.py", "TrainJob"),
@@ -68,7 +68,7 @@ def used() -> set[tuple[str, str, str]]:
     """(group, resource, verb) the operator needs: kopf lists and watches every resource it has a handler
     for and patches those whose handlers keep state (finalizers, progress); Takeover patches v1 status."""
     registry = kopf.get_default_registry()
-    needed = set()
+    needed: set[tuple[str, str, str]] = set()
     for handlers, verbs in (
         (registry._indexing, ("list", "watch")),
         (registry._watching, ("list", "watch")),
@@ -81,10 +81,10 @@ def used() -> set[tuple[str, str, str]]:
             needed |= {(selector.group, str(selector.plural or selector.any_name), verb) for verb in verbs}
     for row in JOB_KINDS.values():
         needed.add((row.kind.group, f"{row.kind.plural}/status", "patch"))
-    for group, resource, verbs, module, evidence in CALLS:
+    for group, resource, called, module, evidence in CALLS:
         source = (ROOT / "operator" / "ferryman" / module).read_text()
         assert evidence in source, f"{module} no longer makes the calls on {resource} it is listed for"
-        needed |= {(group, resource, verb) for verb in verbs}
+        needed |= {(group, resource, verb) for verb in called}
     return needed
 
 
