@@ -243,6 +243,14 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str, Severity, str]] = [
         f"{W}.template.spec.containers[1]",
     ),
     (
+        "sidecar env",
+        {"pod": {}},
+        {},
+        "sidecar-v1-env",
+        WARN,
+        f"{W}.template.spec.containers[1].env",
+    ),
+    (
         "v1 port",
         {"container": {"ports": [{"name": "pytorchjob-port", "containerPort": 23456}]}},
         {},
@@ -446,6 +454,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str, Severity, str]] = [
         WARN,
         "spec.runPolicy.backoffLimit",
     ),
+    ("backoff unlimited", {}, {}, "backoff-limit", INFO, "spec.runPolicy.backoffLimit"),
     (
         "volcano queue",
         {"spec": {"runPolicy": {"schedulingPolicy": {"queue": "q"}}}},

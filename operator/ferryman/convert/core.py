@@ -945,6 +945,15 @@ class JobConverter:
         jobset_annotations: dict[str, str] = {}
         if run_policy is not None:
             self.run_policy(run_policy, body, jobset_annotations)
+        if run_policy is None or run_policy.backoff_limit is None:
+            self.report(
+                Severity.INFO,
+                "spec.runPolicy.backoffLimit",
+                "backoff-limit",
+                "the Training Operator retried failed pods without limit (no backoffLimit); under v2 a "
+                "node's Job fails after the runtime's Job backoffLimit (Kubernetes' default 6) and fails the "
+                "TrainJob",
+            )
 
         runtime_name, runtime_kind, rule_resource = (
             select_runtime(self.options.runtime_rules, node.accelerators)

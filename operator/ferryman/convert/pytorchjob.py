@@ -75,7 +75,33 @@ class PyTorchJobConverter(ReplicaJobConverter):
             trainer["numProcPerNode"] = nproc
         if not any(e.get("name") == "PYTHONUNBUFFERED" for e in node.env):
             node.env.append({"name": "PYTHONUNBUFFERED", "value": "1"})  # v1 set it in every container
+        self.sidecar_env(template, f"{base}.template.spec.containers", has_master, spec)
         return self.finish(trainer, node, spec.run_policy)
+
+    def sidecar_env(
+        self, template: dict[str, Any], path: str, has_master: bool, spec: v1.PyTorchJobSpec
+    ) -> None:
+        """v1 set its variables in every container of a pod; v2 sets them in the trainer container only, so a
+        sidecar no longer sees them (found by `ferryman verify`)."""
+        containers = (template.get("spec") or {}).get("containers") if isinstance(template, dict) else None
+        if not isinstance(containers, list):
+            return
+        names = ["PYTHONUNBUFFERED"]
+        if has_master:
+            names += [*V1_ENV, "PET_MASTER_ADDR", "PET_MASTER_PORT", "PET_NODE_RANK"]
+        if spec.nproc_per_node is not None:
+            names.append("PET_NPROC_PER_NODE")
+        names += ["PET_RDZV_*"] if spec.elastic_policy is not None else ["PET_NNODES"]
+        for index, container in enumerate(containers):
+            if isinstance(container, dict) and container.get("name") != v1.PYTORCH_CONTAINER:
+                self.report(
+                    Severity.WARNING,
+                    f"{path}[{index}].env",
+                    "sidecar-v1-env",
+                    f"v1 set {', '.join(names)} in every container; Trainer v2 sets the distributed "
+                    f"variables in the trainer container only, so sidecar {container.get('name')!r} no "
+                    "longer sees them",
+                )
 
     # -- distributed semantics ----------------------------------------------------------------------
 
