@@ -73,7 +73,13 @@ def test_the_operators_token_writes_only_ferrymans_children(
                 "apiVersion": "ferryman.dev/v1alpha1",
                 "kind": "ExperimentMigration",
                 "metadata": {"name": MIGRATION, "namespace": namespace},
-                "spec": {"source": {"uri": "tensorboard:/logs"}, "destination": {"uri": "sqlite:///x.db"}},
+                "spec": {
+                    "source": {
+                        "uri": "tensorboard:/logs",
+                        "volumes": [{"mountPath": "/logs", "volume": {"emptyDir": {}}}],
+                    },
+                    "destination": {"uri": "http://mlflow:5000"},
+                },
             }
         )
     )

@@ -181,7 +181,14 @@ def test_migration_pods_on_gpu_nodes_report_through_the_apiserver(
     wait_for(job_gone, "the Job to be garbage-collected")
 
 
-TB, DB = {"uri": "tensorboard:/logs"}, {"uri": "sqlite:///x.db"}
+def claim(mount_path: str, name: str = "logs") -> dict[str, Any]:
+    """A volume entry mounting PersistentVolumeClaim `name` at `mount_path`."""
+    return {"mountPath": mount_path, "volume": {"persistentVolumeClaim": {"claimName": name}}}
+
+
+TB = {"uri": "tensorboard:/logs/tb", "volumes": [claim("/logs")]}
+DB = {"uri": "sqlite:////out/x.db", "volumes": [claim("/out", "out")]}
+LOCAL_PATH = "that is under no volume's mountPath"
 
 
 @pytest.mark.parametrize(
@@ -215,6 +222,81 @@ def test_bad_experiment_migrations_are_rejected(
     assert rejected.value.status.code == 422 and message in str(rejected.value.status.message)
 
 
+VOLUME_REJECTIONS = [
+    ({"source": {"uri": "tensorboard:/logs/tb"}, "destination": DB}, "spec.source: Invalid value: "),
+    ({"source": {"uri": "wandb:/runs", "volumes": [claim("/logs")]}, "destination": DB}, LOCAL_PATH),
+    (
+        {"source": {"uri": "neptune-export:/logs2", "volumes": [claim("/logs")]}, "destination": DB},
+        LOCAL_PATH,
+    ),
+    (
+        {"source": {"uri": "tensorboard:/logs/../etc", "volumes": [claim("/logs")]}, "destination": DB},
+        LOCAL_PATH,
+    ),
+    (
+        {"source": TB, "destination": {"uri": "sqlite:///relative.db", "volumes": [claim("/out")]}},
+        LOCAL_PATH,
+    ),
+    ({"source": TB, "destination": {"uri": "sqlite:////tmp/x.db"}}, "spec.destination: Invalid value: "),
+    ({"source": TB, "destination": {**DB, "volumes": [claim("/logs")]}}, "need different mountPaths"),
+    (
+        {"source": {**TB, "volumes": [claim("/etc/ferryman/x")]}, "destination": DB},
+        "outside /etc/ferryman",
+    ),
+    (
+        {
+            "source": {**TB, "volumes": [{"mountPath": "/logs", "volume": {"hostPath": {"path": "/"}}}]},
+            "destination": DB,
+        },
+        "forbids hostPath",
+    ),
+    (
+        {"source": {**TB, "volumes": [{"mountPath": "/logs", "volume": {}}]}, "destination": DB},
+        "exactly one volume source",
+    ),
+]
+VOLUME_ACCEPTED = [
+    {"source": TB, "destination": DB},
+    {
+        "source": {"uri": "wandb:/logs", "volumes": [claim("/logs")]},
+        "destination": {"uri": "http://mlflow:5000"},
+    },
+    {
+        "source": {"uri": "/logs/mlruns", "volumes": [claim("/logs/")]},
+        "destination": {"uri": "wandb://team/p"},
+    },
+    {
+        "source": {"uri": "postgresql://db/mlflow"},
+        "destination": {"uri": "neptune-export:///tmp/run/x", "volumes": [claim("/tmp/run")]},
+    },
+]
+
+
+def test_local_paths_must_lie_under_a_volume(cluster: ControlPlane, kube: Client, namespace: str) -> None:
+    """A local path at either end needs a volume of that end mounted at or above it (server-side dry runs)."""
+    install_ferryman(cluster)
+
+    def migration(spec: dict[str, Any]) -> Any:
+        return codecs.from_dict(
+            {
+                "apiVersion": "ferryman.dev/v1alpha1",
+                "kind": "ExperimentMigration",
+                "metadata": {"name": "volumes", "namespace": namespace},
+                "spec": spec,
+            }
+        )
+
+    for spec, message in VOLUME_REJECTIONS:
+        with pytest.raises(ApiError) as rejected:
+            kube.create(migration(spec), dry_run=True)
+        text = str(rejected.value.status.message)
+        assert rejected.value.status.code == 422 and message in text, (spec, text)
+        if message.endswith("Invalid value: "):
+            assert LOCAL_PATH in text
+    for spec in VOLUME_ACCEPTED:
+        kube.create(migration(spec), dry_run=True)
+
+
 def test_suspend_and_scheduled_resync(
     operator: OperatorProcess, cluster: ControlPlane, kube: Client, namespace: str, tmp_path: Path
 ) -> None:
@@ -222,13 +304,19 @@ def test_suspend_and_scheduled_resync(
 
     logs = tmp_path / "tensorboard"
     write_tensorboard_logs(logs)
+
+    # kwok's pods run here, on these directories; an emptyDir stands for their volumes (a claim that does
+    # not exist would keep the pods unscheduled)
+    def here(path: Path) -> list[dict[str, Any]]:
+        return [{"mountPath": str(path), "volume": {"emptyDir": {}}}]
+
     migration = {
         "apiVersion": "ferryman.dev/v1alpha1",
         "kind": "ExperimentMigration",
         "metadata": {"name": "resync", "namespace": namespace},
         "spec": {
-            "source": {"uri": f"tensorboard:{logs}"},
-            "destination": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+            "source": {"uri": f"tensorboard:{logs}", "volumes": here(logs)},
+            "destination": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "volumes": here(tmp_path)},
             "schedule": {"interval": "5s"},
             "suspend": True,
         },
@@ -296,7 +384,7 @@ def test_foreign_objects_under_child_names_are_never_adopted(
         "apiVersion": "ferryman.dev/v1alpha1",
         "kind": "ExperimentMigration",
         "metadata": {"name": "clash", "namespace": namespace},
-        "spec": {"source": {"uri": "tensorboard:/logs"}, "destination": {"uri": "sqlite:///x.db"}},
+        "spec": {"source": TB, "destination": DB},
     }
     kube.create(codecs.from_dict(migration))
 

@@ -4,6 +4,8 @@ from typing import Any
 
 import pytest
 
+from ferryman.api.experimentmigration import ExperimentMigrationSpec
+from ferryman.controller.migration import worker_volumes
 from ferryman.kube.builders import (
     GPU_TOLERATION,
     MigrationWorkload,
@@ -97,6 +99,41 @@ def test_migration_job_is_indexed_restricted_and_on_gpu_nodes() -> None:
     assert job["metadata"]["ownerReferences"][0]["uid"] == "uid-migration"
     volume_kinds = {key for volume in pod["volumes"] for key in volume if key != "name"}
     assert volume_kinds <= {"configMap", "emptyDir", "secret", "projected", "downwardAPI"}
+
+
+LOGS = "logs"
+
+
+def test_worker_pods_mount_both_ends_volumes_with_the_source_read_only() -> None:
+    spec = ExperimentMigrationSpec.model_validate(
+        {
+            "source": {
+                "uri": "tensorboard:/data/tensorboard",
+                "volumes": [{"mountPath": "/data", "volume": {"persistentVolumeClaim": {"claimName": LOGS}}}],
+            },
+            "destination": {
+                "uri": "sqlite:////out/mlflow.db",
+                "volumes": [{"mountPath": "/out", "volume": {"nfs": {"server": "nfs", "path": "/mlflow"}}}],
+            },
+        }
+    )
+    job = build_migration_job(
+        MigrationWorkload(
+            migration=MIGRATION,
+            job_name="j",
+            image="i",
+            shards=1,
+            spec_config_map="c",
+            service_account="s",
+            volumes=worker_volumes(spec),
+        )
+    )
+    pod = job["spec"]["template"]["spec"]
+    assert {"name": "source-0", "persistentVolumeClaim": {"claimName": LOGS}} in pod["volumes"]
+    assert {"name": "destination-0", "nfs": {"server": "nfs", "path": "/mlflow"}} in pod["volumes"]
+    mounts = pod["containers"][0]["volumeMounts"]
+    assert {"name": "source-0", "mountPath": "/data", "readOnly": True} in mounts
+    assert {"name": "destination-0", "mountPath": "/out", "readOnly": False} in mounts
 
 
 def test_placement_is_configurable() -> None:

@@ -1,17 +1,21 @@
 """`make demo`: the conversion of the bundled examples, then the operator end to end on the local
 control plane.
 
-Brings up etcd, kube-apiserver, controllers and kwok fake GPU nodes; installs ferryman from deploy/ and runs
-the operator with its own least-privilege ServiceAccount; applies the example PyTorchJobs and the example
-CutoverPolicy (Plan, then Mirror); then an ExperimentMigration of freshly written TensorBoard logs into an
-embedded MLflow store, whose worker pods land on fake GPU nodes and are executed here (kwok runs no
-containers). Everything is torn down at the end; the MLflow store stays in .cache/demo/.
+Brings up etcd, kube-apiserver and controllers, with a real node on this host when the real-node tier can
+run here (root, the host packages of `make host-packages`, the image of `make image`), else kwok's fake GPU
+nodes, and says which; installs ferryman from deploy/ and runs the operator with its own least-privilege
+ServiceAccount; applies the example PyTorchJobs and the example CutoverPolicy (Plan, then Mirror); then an
+ExperimentMigration of freshly written TensorBoard logs into an embedded MLflow store. On the real node its
+worker pod runs the image in a container (PodSecurity ``restricted``), reading and writing the demo's
+directories through PersistentVolumeClaims; on kwok (which runs no containers) the pods are executed here.
+Everything is torn down at the end; the MLflow store stays in .cache/demo/.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -19,8 +23,11 @@ from typing import Any
 
 import yaml
 
+from ferryman.kube.builders import WORKER_UID
 from ferryman_dev.cluster import ClusterSpec, ControlPlane, repo_root
+from ferryman_dev.image import IMAGE_ARCHIVE, image_name
 from ferryman_dev.operator import OperatorProcess, install_ferryman, operator_kubeconfig, run_pod_worker
+from ferryman_dev.realnode import RealNode, missing_prerequisites
 from ferryman_dev.waiting import wait_for
 
 
@@ -72,8 +79,7 @@ def ready(status: dict[str, Any]) -> bool:
 def main() -> int:
     from lightkube import codecs
     from lightkube.models.meta_v1 import ObjectMeta
-    from lightkube.resources.batch_v1 import Job
-    from lightkube.resources.core_v1 import Namespace, Pod
+    from lightkube.resources.core_v1 import Namespace
     from lightkube.types import PatchType
 
     from ferryman.kube.resources import CutoverPolicy, ExperimentMigration, TrainingRuntime, TrainJob
@@ -83,16 +89,31 @@ def main() -> int:
     shutil.rmtree(state / "cluster", ignore_errors=True)
     state.mkdir(parents=True, exist_ok=True)
     show_conversion(root / "examples" / "pytorchjobs", state / "converted")
-    plane = ControlPlane(state / "cluster", ClusterSpec())
-    say("== starting the local control plane (etcd, kube-apiserver, controllers, kwok with fake GPU nodes)")
-    plane.start(progress=lambda line: say(f"   {line}"))
+    archive = root / IMAGE_ARCHIVE
+    missing = missing_prerequisites() + ([] if archive.exists() else [f"{IMAGE_ARCHIVE} (make image)"])
+    plane = ControlPlane(state / "cluster", ClusterSpec(kwok=not missing))
+    node = None if missing else RealNode(plane)
+    if node is None:
+        say(f"== no real node on this host (missing: {'; '.join(missing)}): pods go to kwok's fake GPU nodes")
+        say("== starting the local control plane (etcd, kube-apiserver, controllers, kwok fake GPU nodes)")
+    else:
+        say("== a real node on this host: pods run in containers (containerd, kubelet), make image's image")
+        say("== starting the local control plane (etcd, kube-apiserver, controllers) and the real node")
     operator = None
     try:
+        plane.start(progress=lambda line: say(f"   {line}"))
+        if node is not None:
+            node.start()
+            say("   importing the ferryman image into the node's containerd")
+            node.import_archive(archive)
         say("== installing ferryman from deploy/kustomize/base (CRDs, RBAC) and starting the operator")
         install_ferryman(plane)
         kubeconfig = operator_kubeconfig(plane, state / "operator.kubeconfig")
         (state / "operator.log").unlink(missing_ok=True)
-        operator = OperatorProcess(kubeconfig, state / "operator.log", resync_seconds=2).start()
+        image = {"FERRYMAN_IMAGE": image_name(archive)} if node is not None else {}
+        operator = OperatorProcess(
+            kubeconfig, state / "operator.log", resync_seconds=2, extra_env=image
+        ).start()
         client = plane.client()
 
         jobs = []
@@ -144,38 +165,16 @@ def main() -> int:
         logs = state / "tensorboard"
         shutil.rmtree(logs, ignore_errors=True)
         write_tensorboard_logs(logs)
-        store = state / "mlflow.db"
-        store.unlink(missing_ok=True)
         migration = yaml.safe_load((root / "examples" / "operator" / "experimentmigration.yaml").read_text())
-        migration["spec"]["source"] = {"uri": f"tensorboard:{logs}"}
-        migration["spec"]["destination"] = {"uri": f"sqlite:///{store}"}
-        client.create(codecs.from_dict(migration))
+        if node is not None:
+            store = _migrate_on_the_real_node(node, migration, logs, state / "mlflow")
+        else:
+            store = _migrate_on_kwok(plane, migration, logs, state)
         em_name, em_namespace = migration["metadata"]["name"], migration["metadata"]["namespace"]
-        job = wait_for(lambda: _first(client.list(Job, namespace=em_namespace)), "the migration Job")
-        pods = wait_for(
-            lambda: (
-                [
-                    p
-                    for p in client.list(Pod, namespace=em_namespace, labels={"job-name": job.metadata.name})
-                    if p.spec.nodeName
-                ]
-                if len(list(client.list(Pod, namespace=em_namespace, labels={"job-name": job.metadata.name})))
-                >= migration["spec"]["parallelism"]
-                else None
-            ),
-            "worker pods scheduled",
-        )
-        for pod in pods:
-            say(f"   pod {pod.metadata.name} on node {pod.spec.nodeName} (a fake GPU node)")
-            body = copy.deepcopy(pod.to_dict())
-            scratch = state / "workers" / pod.metadata.name
-            scratch.mkdir(parents=True, exist_ok=True)
-            code = run_pod_worker(plane, body, scratch)
-            say(f"   worker of {pod.metadata.name} exited {code}")
         em = wait_for(
             lambda: _ready_status(client.get(ExperimentMigration, em_name, namespace=em_namespace).to_dict()),
             "the migration to be Ready",
-            timeout=60,
+            timeout=300,
         )
         say(f"   {json.dumps(em['totals'])}")
         for condition in em["conditions"]:
@@ -190,7 +189,87 @@ def main() -> int:
     finally:
         if operator is not None:
             operator.stop()
+        if node is not None:
+            node.stop()
         plane.stop()
+
+
+def _migrate_on_kwok(plane: ControlPlane, migration: dict[str, Any], logs: Path, state: Path) -> Path:
+    """Create `migration` (TensorBoard `logs` into an SQLite store in `state`) and run its worker pods,
+    scheduled on kwok's fake GPU nodes, here with their own command lines; the store."""
+    from lightkube import codecs
+    from lightkube.resources.batch_v1 import Job
+    from lightkube.resources.core_v1 import Pod
+
+    client = plane.client()
+    store = state / "mlflow.db"
+    store.unlink(missing_ok=True)
+    # the pods run here, on the demo's directories: an emptyDir stands for their volumes on kwok's nodes
+    migration["spec"]["source"] = {"uri": f"tensorboard:{logs}", "volumes": [_here(logs)]}
+    migration["spec"]["destination"] = {"uri": f"sqlite:///{store}", "volumes": [_here(state)]}
+    client.create(codecs.from_dict(migration))
+    namespace, parallelism = migration["metadata"]["namespace"], migration["spec"]["parallelism"]
+    job = wait_for(lambda: _first(client.list(Job, namespace=namespace)), "the migration Job")
+
+    def scheduled() -> list[Any] | None:
+        pods = list(client.list(Pod, namespace=namespace, labels={"job-name": job.metadata.name}))
+        bound = [p for p in pods if p.spec.nodeName]
+        return bound if len(pods) >= parallelism else None
+
+    for pod in wait_for(scheduled, "worker pods scheduled"):
+        say(f"   pod {pod.metadata.name} on node {pod.spec.nodeName} (a fake GPU node)")
+        scratch = state / "workers" / pod.metadata.name
+        scratch.mkdir(parents=True, exist_ok=True)
+        code = run_pod_worker(plane, copy.deepcopy(pod.to_dict()), scratch)
+        say(f"   worker of {pod.metadata.name} exited {code}")
+    return store
+
+
+def _migrate_on_the_real_node(node: RealNode, migration: dict[str, Any], logs: Path, store_dir: Path) -> Path:
+    """Create `migration` (TensorBoard `logs` into an SQLite store in `store_dir`) with both directories as
+    PersistentVolumeClaims in a PodSecurity `restricted` namespace; its worker pod runs on the real node."""
+    from lightkube import codecs
+    from lightkube.resources.core_v1 import Namespace, Pod
+    from lightkube.types import PatchType
+
+    client = node.plane.client()
+    namespace = migration["metadata"]["namespace"]
+    shutil.rmtree(store_dir, ignore_errors=True)
+    store_dir.mkdir(parents=True)
+    for directory in (logs, store_dir):
+        for path in [directory, *directory.rglob("*")]:
+            os.chown(path, WORKER_UID, WORKER_UID)  # the workers' user reads the logs and writes the store
+    node.plane.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    restricted = {"pod-security.kubernetes.io/enforce": "restricted"}
+    client.patch(Namespace, namespace, {"metadata": {"labels": restricted}}, patch_type=PatchType.MERGE)
+    node.host_path_claim(namespace, "demo-tensorboard", logs)
+    node.host_path_claim(namespace, "demo-mlflow", store_dir)
+    spec = migration["spec"]
+    spec["source"] = {
+        "uri": "tensorboard:/data/tensorboard",
+        "volumes": [_claim_volume("/data/tensorboard", "demo-tensorboard")],
+    }
+    spec["destination"] = {
+        "uri": "sqlite:////data/mlflow/mlflow.db",
+        "volumes": [_claim_volume("/data/mlflow", "demo-mlflow")],
+    }
+    spec["parallelism"] = 1
+    spec["placement"] = {"nodeSelector": {}, "tolerations": [], "resources": {"requests": {"cpu": "100m"}}}
+    client.create(codecs.from_dict(migration))
+    pod = wait_for(lambda: _first(client.list(Pod, namespace=namespace)), "the worker pod", timeout=120)
+    say(
+        f"   pod {pod.metadata.name} on node {pod.spec.nodeName} (real, PodSecurity restricted), claims "
+        "demo-tensorboard (read-only) and demo-mlflow"
+    )
+    return store_dir / "mlflow.db"
+
+
+def _here(path: Path) -> dict[str, Any]:
+    return {"mountPath": str(path), "volume": {"emptyDir": {}}}
+
+
+def _claim_volume(mount_path: str, claim: str) -> dict[str, Any]:
+    return {"mountPath": mount_path, "volume": {"persistentVolumeClaim": {"claimName": claim}}}
 
 
 def _ready_status(obj: dict[str, Any], generation: int | None = None) -> dict[str, Any] | None:

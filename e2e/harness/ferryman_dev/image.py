@@ -8,9 +8,11 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from ferryman import __version__
 from ferryman_dev.cluster import ClusterError, repo_root
 
 IMAGE_ARCHIVE = Path(".cache") / "image" / "ferryman.oci.tar"
+LOCAL_IMAGE = f"localhost/ferryman:{__version__}"  # the name build.sh gives the image
 
 
 def image_archive(root: Path | None = None) -> Path:

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from ferryman_dev.cluster import ControlPlane, free_port, repo_root
+from ferryman_dev.image import LOCAL_IMAGE
 
 OPERATOR_NAMESPACE = "ferryman-system"
 OPERATOR_ACCOUNT = "ferryman"
@@ -95,6 +96,7 @@ class OperatorProcess:
             "KUBECONFIG": str(self.kubeconfig),
             "FERRYMAN_NAMESPACE": OPERATOR_NAMESPACE,
             "FERRYMAN_RESYNC_SECONDS": str(self.resync_seconds),
+            "FERRYMAN_IMAGE": LOCAL_IMAGE,  # not in a pod: no image of its own for the workers
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
         }

@@ -38,7 +38,78 @@ class SecretCredentials(KubeModel):
         return {prefix + name: key for name, key in keys.items() if key}
 
 
+WORKER_TMP, WORKER_SPEC_DIR = "/tmp", "/etc/ferryman"  # the worker pods' own mounts (kube/builders.py)
+
+# CEL: the local path a URI names ('' for servers, databases and APIs), as trackers/registry.py reads it.
+_LOCAL_PATH = (
+    "self.uri.startsWith('sqlite:///') ? self.uri.substring(10)"
+    " : self.uri.startsWith('file://') ? self.uri.substring(7)"
+    " : self.uri.startsWith('neptune-export://') ? self.uri.substring(17)"
+    " : self.uri.startsWith('neptune-export:') ? self.uri.substring(15)"
+    " : self.uri.startsWith('tensorboard:') ? self.uri.substring(12)"
+    " : self.uri.startsWith('wandb:') && !self.uri.startsWith('wandb://') ? self.uri.substring(6)"
+    " : self.uri.startsWith('file:') ? self.uri.substring(5)"
+    " : self.uri.contains('://') || self.uri.matches('^(sqlite|postgresql|mysql)[:+]') ? ''"
+    " : self.uri"
+)
+_UNDER_A_VOLUME = (
+    f"[{_LOCAL_PATH}].all(path, path == '' || (!path.matches('(^|/)[.][.](/|$)') && has(self.volumes)"
+    " && self.volumes.exists(v, path == v.mountPath"
+    " || path.startsWith(v.mountPath.endsWith('/') ? v.mountPath : v.mountPath + '/'))))"
+)
+
+
+class TrackerVolume(KubeModel):
+    """A volume the worker pods mount for one end: where its logs, runs, exports or databases are."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "self.mountPath.startsWith('/') && !self.mountPath.contains('..')"
+                f" && !(self.mountPath in ['/', '{WORKER_TMP}', '{WORKER_TMP}/'])"
+                f" && !(self.mountPath + '/').startsWith('{WORKER_SPEC_DIR}/')",
+                f"mountPath must be an absolute path without '..', other than / and {WORKER_TMP} and outside "
+                f"{WORKER_SPEC_DIR} (the workers' own mounts)",
+            ),
+            (
+                "size(self.volume) == 1",
+                "volume must hold exactly one volume source, such as persistentVolumeClaim",
+            ),
+            (
+                "!('hostPath' in self.volume)",
+                "volume: worker pods run under PodSecurity restricted, which forbids hostPath; bind a "
+                "PersistentVolume to a claim and use persistentVolumeClaim",
+            ),
+        )
+    )
+
+    mount_path: str = Field(
+        min_length=2,
+        max_length=512,
+        description="Where the worker pods mount it; the URI's path lies under it.",
+    )
+    read_only: bool | None = Field(
+        default=None,
+        description="Mount read-only (default: read-only for the source, writable for the destination).",
+    )
+    volume: dict[str, dict[str, Any]] = Field(
+        description="One core/v1 volume source, as in a Pod's volumes without the name: "
+        "{persistentVolumeClaim: {claimName: training-logs}}, {nfs: {...}}, {csi: {...}}, ...",
+    )
+
+
 class TrackerEndpoint(KubeModel):
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                _UNDER_A_VOLUME,
+                "uri names a local path (tensorboard:, wandb:, neptune-export:, sqlite:///, file store) "
+                "that is under no volume's mountPath (or climbs out with '..'): declare a volume mounted at "
+                "or above it, such as a persistentVolumeClaim",
+            )
+        )
+    )
+
     uri: str = Field(
         min_length=1,
         max_length=2048,
@@ -50,6 +121,13 @@ class TrackerEndpoint(KubeModel):
     )
     credentials: SecretCredentials | None = Field(
         default=None, description="Secret holding this end's credentials (none for local paths)."
+    )
+    volumes: list[TrackerVolume] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Volumes the worker pods mount for this end: a local path in uri must lie under one "
+        "(ferryman migrate run by hand ignores them).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["mountPath"]},
     )
 
 
@@ -152,6 +230,11 @@ class ExperimentMigrationSpec(KubeModel):
                 "!has(self.options) || !(self.options.dryRun && self.options.verifyOnly)",
                 "options.dryRun and options.verifyOnly exclude each other",
             ),
+            (
+                "!has(self.source.volumes) || !has(self.destination.volumes) || !self.source.volumes"
+                ".exists(s, self.destination.volumes.exists(d, s.mountPath == d.mountPath))",
+                "source and destination volumes need different mountPaths",
+            ),
         )
     )
 
@@ -166,6 +249,12 @@ class ExperimentMigrationSpec(KubeModel):
         le=64,
         description="Worker pods (shards of an Indexed Job); runs are assigned by a stable hash of their "
         "source identity.",
+    )
+    worker_image: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=512,
+        description="Image of the worker pods (default: the operator's own image, or its FERRYMAN_IMAGE).",
     )
     schedule: Schedule | None = Field(default=None, description="Re-sync periodically instead of once.")
     suspend: bool = Field(default=False, description="Pause: no worker pods run while true.")

@@ -11,13 +11,14 @@ from lightkube import AsyncClient
 
 from ferryman.api.trainer import TrainerAPI
 from ferryman.controller.cutover import PolicyState
+from ferryman.kube.client import pod_image
 
 
 @dataclass
 class OperatorContext:
     client: AsyncClient
     namespace: str  # where the operator keeps its own objects (policy report ConfigMaps)
-    image: str  # the image migration workers run
+    image: str | None  # the image migration workers run unless a migration names one (see `worker_image`)
     trainer_api: TrainerAPI | None = None  # served TrainJob flavour; None until the TrainJob CRD is seen
     policies: dict[str, PolicyState] = field(default_factory=dict)
     indexes_complete: bool = False  # readiness: kopf has filled every index
@@ -31,8 +32,15 @@ class OperatorContext:
         return cls(
             client=AsyncClient(field_manager="ferryman"),
             namespace=os.environ.get("FERRYMAN_NAMESPACE", "ferryman-system"),
-            image=os.environ.get("FERRYMAN_IMAGE", "ghcr.io/ferryman-dev/ferryman:latest"),
+            image=os.environ.get("FERRYMAN_IMAGE") or None,
         )
+
+    async def find_worker_image(self) -> None:
+        """Without FERRYMAN_IMAGE, workers run the operator's own image, read from its pod (POD_NAME from the
+        downward API, in the operator's namespace); outside a pod there is none: migrations must name one."""
+        pod = os.environ.get("POD_NAME")
+        if self.image is None and pod:
+            self.image = await pod_image(self.client, pod, self.namespace)
 
 
 def context(memo: kopf.Memo | Any) -> OperatorContext:

@@ -59,6 +59,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     configure(settings)
     ctx = OperatorContext.from_environment()
     memo.ferryman = ctx
+    await ctx.find_worker_image()
     lease = lease_config(ctx.namespace)
     ctx.standby = lease is not None
     if memo.get("readiness_url"):

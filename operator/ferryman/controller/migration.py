@@ -28,6 +28,7 @@ from ferryman.kube.builders import (
     MigrationWorkload,
     Placement,
     SecretEnv,
+    WorkerVolume,
     build_config_map,
     build_migration_job,
     build_worker_rbac,
@@ -82,11 +83,17 @@ def workload(
 ) -> dict[str, Any]:
     names = migration_children(body["metadata"]["name"])
     placement = spec.placement
+    image = spec.worker_image or ctx.image
+    if image is None:
+        raise kopf.PermanentError(
+            "no worker image: set spec.workerImage, or FERRYMAN_IMAGE on the operator (in a pod, the "
+            "operator runs its workers on its own image)"
+        )
     job = build_migration_job(
         MigrationWorkload(
             migration=body,
             job_name=job_name(body["metadata"]["name"], round_),
-            image=ctx.image,
+            image=image,
             shards=spec.parallelism,
             spec_config_map=names["spec"],
             service_account=names["account"],
@@ -100,11 +107,26 @@ def workload(
                 resources={kind: dict(values) for kind, values in placement.resources.items()},
                 priority_class_name=placement.priority_class_name,
             ),
+            volumes=worker_volumes(spec),
         )
     )
     job["metadata"]["labels"][SPEC_HASH_LABEL] = spec_hash(spec)
     job["spec"]["suspend"] = spec.suspend
     return job
+
+
+def worker_volumes(spec: ExperimentMigrationSpec) -> tuple[WorkerVolume, ...]:
+    """Both ends' volumes, named by end and position; the source's are read-only unless it says otherwise."""
+    return tuple(
+        WorkerVolume(
+            name=f"{role}-{index}",
+            mount_path=volume.mount_path,
+            read_only=volume.read_only if volume.read_only is not None else role == "source",
+            source=dict(volume.volume),
+        )
+        for role, end in (("source", spec.source), ("destination", spec.destination))
+        for index, volume in enumerate(end.volumes)
+    )
 
 
 async def reconcile_migration(ctx: OperatorContext, body: kopf.Body, logger: kopf.Logger) -> None:

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ferryman.api.experimentmigration import WORKER_SPEC_DIR, WORKER_TMP
 from ferryman.api.kinds import (
     ADMISSION_LABELS,
     CONFIG_MAP,
@@ -142,6 +143,16 @@ class Placement:
 
 
 @dataclass(frozen=True)
+class WorkerVolume:
+    """A volume of a migration's source or destination, mounted in every worker pod."""
+
+    name: str
+    mount_path: str
+    read_only: bool
+    source: dict[str, Any]  # one core/v1 volume source: {"persistentVolumeClaim": {...}}, {"nfs": ...}
+
+
+@dataclass(frozen=True)
 class MigrationWorkload:
     """What `build_migration_job` needs to know about one ExperimentMigration run."""
 
@@ -153,6 +164,7 @@ class MigrationWorkload:
     service_account: str
     secret_env: tuple[SecretEnv, ...] = ()
     placement: Placement = field(default_factory=Placement)
+    volumes: tuple[WorkerVolume, ...] = ()
     backoff_limit_per_index: int = 4
     image_pull_policy: str = "IfNotPresent"
 
@@ -174,14 +186,16 @@ def _restricted_container_security() -> dict[str, Any]:
 def build_migration_job(workload: MigrationWorkload) -> dict[str, Any]:
     """An Indexed Job whose pods run `ferryman migrate`, one shard each, under PodSecurity `restricted`.
 
-    A failed or killed pod is replaced by the Job controller (per-index backoff) and resumes from the
-    migration ledger in the destination; progress goes to the ExperimentMigration's status.
+    This is the one source of the worker pod's shape (image, command, ServiceAccount, mounts): admission
+    policies in deploy/ that restrict the Jobs the operator may create follow it. A failed or killed pod is
+    replaced by the Job controller (per-index backoff) and resumes from the migration ledger in the
+    destination; progress goes to the ExperimentMigration's status.
     """
     migration = workload.migration
     name, namespace = migration["metadata"]["name"], migration["metadata"]["namespace"]
     placement = workload.placement
     env: list[dict[str, Any]] = [
-        {"name": "HOME", "value": "/tmp"},
+        {"name": "HOME", "value": WORKER_TMP},
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
         {"name": "FERRYMAN_SHARDS", "value": str(workload.shards)},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -198,7 +212,7 @@ def build_migration_job(workload: MigrationWorkload) -> dict[str, Any]:
         "args": [
             "migrate",
             "-f",
-            "/etc/ferryman/migration.yaml",
+            f"{WORKER_SPEC_DIR}/migration.yaml",
             "--shard-from-env",
             "--report-to",
             f"{EXPERIMENT_MIGRATION.kind.lower()}/{namespace}/{name}",
@@ -207,8 +221,9 @@ def build_migration_job(workload: MigrationWorkload) -> dict[str, Any]:
         "resources": copy.deepcopy(placement.resources),
         "securityContext": _restricted_container_security(),
         "volumeMounts": [
-            {"name": "tmp", "mountPath": "/tmp"},
-            {"name": "spec", "mountPath": "/etc/ferryman", "readOnly": True},
+            {"name": "tmp", "mountPath": WORKER_TMP},
+            {"name": "spec", "mountPath": WORKER_SPEC_DIR, "readOnly": True},
+            *({"name": v.name, "mountPath": v.mount_path, "readOnly": v.read_only} for v in workload.volumes),
         ],
     }
     pod_spec: dict[str, Any] = {
@@ -225,6 +240,7 @@ def build_migration_job(workload: MigrationWorkload) -> dict[str, Any]:
         "volumes": [
             {"name": "tmp", "emptyDir": {"sizeLimit": "8Gi"}},
             {"name": "spec", "configMap": {"name": workload.spec_config_map}},
+            *({"name": v.name, **copy.deepcopy(v.source)} for v in workload.volumes),
         ],
         "nodeSelector": dict(placement.node_selector),
         "tolerations": [dict(t) for t in placement.tolerations],

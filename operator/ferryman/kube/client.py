@@ -8,9 +8,11 @@ from typing import Any
 
 from lightkube import ApiError, AsyncClient
 from lightkube.core.resource import Resource
+from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
 
 FIELD_MANAGER = "ferryman"
+OPERATOR_CONTAINER = "operator"  # the operator's container in deploy/ (kustomize base and chart)
 
 
 @contextlib.contextmanager
@@ -55,3 +57,13 @@ async def patch_status(
         patch_type=PatchType.MERGE,
         field_manager=FIELD_MANAGER,
     )
+
+
+async def pod_image(client: AsyncClient, name: str, namespace: str) -> str:
+    """The image of the operator's container in pod `namespace/name` (the operator's own pod)."""
+    pod = await client.get(Pod, name, namespace=namespace)
+    containers = {container.name: container.image for container in (pod.spec.containers if pod.spec else [])}
+    image = containers.get(OPERATOR_CONTAINER)
+    if not image:
+        raise ValueError(f"pod {namespace}/{name} has no {OPERATOR_CONTAINER!r} container with an image")
+    return str(image)
