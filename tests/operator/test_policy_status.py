@@ -62,13 +62,13 @@ def test_blocked_and_conflicting_jobs_are_named_with_why_finished_ones_are_not()
     blocked = plan_job(pytorchjob("norun"), options, RuntimeCatalog())  # its runtime is not installed
     assert blocked.blocked
     reason = unserved_reason(blocked, Decision(Action.SKIP, reason="blocked"))
-    assert reason == "team-a/norun: blocked (runtime-missing)"
+    assert reason == "PyTorchJob team-a/norun: blocked (runtime-missing)"
     done = {"conditions": [{"type": "Succeeded", "status": "True", "reason": "PyTorchJobSucceeded"}]}
     finished = plan_job(pytorchjob("old", status=done), options, RuntimeCatalog())
     assert unserved_reason(finished, Decision(Action.SKIP, reason="blocked")) is None
     ok = plan_job(pytorchjob("ok"), options, RUNTIMES)
     conflict = Decision(Action.CONFLICT, reason="the TrainJob serves another PyTorchJob")
-    assert unserved_reason(ok, conflict) == "team-a/ok: the TrainJob serves another PyTorchJob"
+    assert unserved_reason(ok, conflict) == "PyTorchJob team-a/ok: the TrainJob serves another PyTorchJob"
     assert unserved_reason(ok, Decision(Action.CREATE)) is None
 
 

@@ -523,14 +523,14 @@ def _degraded(mode: CutoverMode, train_jobs: TrainJobCounts, unserved: list[str]
 
 
 def unserved_reason(plan: JobPlan, decision: Decision) -> str | None:
-    """Why an unfinished job has no TrainJob (`namespace/name: why`), or None when it is served or done."""
+    """Why an unfinished job has no TrainJob (`Kind namespace/name: why`), or None when served or done."""
     if plan.finished:
         return None
     if plan.blocked:
         codes = sorted({f.code for f in plan.findings if f.severity is Severity.BLOCKER})
-        return f"{plan.namespace}/{plan.name}: blocked ({', '.join(codes)})"
+        return f"{plan.kind} {plan.namespace}/{plan.name}: blocked ({', '.join(codes)})"
     if decision.action is Action.CONFLICT:
-        return f"{plan.namespace}/{plan.name}: {decision.reason}"
+        return f"{plan.kind} {plan.namespace}/{plan.name}: {decision.reason}"
     return None
 
 
