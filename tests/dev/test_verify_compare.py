@@ -73,3 +73,16 @@ def test_only_a_finding_announcing_a_change_of_that_field_explains_a_difference(
     assert explain(env, [carried, changed], "", indexes, roles) is changed
     master = Difference(1, "contract.master", "<rank 0>", None)
     assert explain(master, [carried, changed], "", indexes, roles) is None
+
+
+def test_a_missing_rank_or_a_refused_conversion_is_not_explained_by_a_field_finding() -> None:
+    merged = Finding(severity=Severity.WARNING, path="spec.pytorchReplicaSpecs.Master.template.spec",
+                     code="replica-templates-merged", message="m" * 30)
+    elastic = Finding(severity=Severity.WARNING, path="spec.elasticPolicy", code="elastic-policy",
+                      message="m" * 30)
+    indexes, roles = {"containers:main": 0}, ["Master", "Worker"]
+    missing = Difference(2, "pod", "j-worker-1", None)
+    assert explain(missing, [merged], "", indexes, roles) is None
+    assert explain(missing, [merged, elastic], "", indexes, roles) is elastic
+    refused = Difference(None, "admission", "admitted", "rejected: ...")
+    assert explain(refused, [merged, elastic], "", indexes, roles) is None

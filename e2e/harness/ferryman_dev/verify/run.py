@@ -143,7 +143,7 @@ def verify_paths(
                 runs.append(_Run(record, job, _at(documents[job.document], job.location)))
     if runs:
         with sandbox.sandbox(plane) as running:
-            _run_all(running, runs, tamper, progress, keep=plane is None)
+            _run_all(running, runs, tamper, progress, disposable=plane is None)
     return report
 
 
@@ -163,8 +163,10 @@ def _run_all(
     runs: list[_Run],
     tamper: Callable[[dict[str, Any]], None] | None,
     progress: Callable[[str], None],
-    keep: bool,
+    disposable: bool,
 ) -> None:
+    """Create every job and its conversion at once, wait for their pods, compare; in a control plane that
+    outlives the run, remove what the run created."""
     from lightkube import codecs
 
     run_id = secrets.token_hex(3)
@@ -193,7 +195,7 @@ def _run_all(
         for job in runs:
             _compare(cluster, job)
     finally:
-        if not keep:
+        if not disposable:
             namespaces = [ns for job in runs if job.placement for ns in
                           (job.placement.v1_namespace, job.placement.v2_namespace)]
             sandbox.cleanup(kube, namespaces, [n["metadata"]["name"] for n in nodes], priority_classes)
@@ -364,11 +366,10 @@ def _main_index(source: dict[str, Any]) -> dict[str, int]:
 
 def source_paths(difference: Difference, indexes: dict[str, int], roles: list[str]) -> list[str]:
     """The source fields (job-relative paths) a finding must be about to explain ``difference``; none for
-    the distributed contract (only :data:`CONTRACT_CODES` explain it)."""
+    the distributed contract and missing ranks (only :data:`CONTRACT_CODES` explain them), pods that never
+    came and a conversion the webhooks refused (nothing explains those)."""
     path = difference.path
     templates = [f"spec.pytorchReplicaSpecs.{role}.template." for role in roles]
-    if path == "pod":
-        return ["spec.pytorchReplicaSpecs"]
     if path.startswith("metadata."):
         return [f"{t}metadata.{path.split('.')[1]}" for t in templates]
     if path.startswith("failure."):
@@ -406,7 +407,7 @@ def explain(
         f for f in findings
         if (f.severity is not Severity.INFO or f.code in CHANGE_INFO_CODES) and f.path.startswith(prefix)
     ]
-    if difference.path.startswith("contract."):
+    if difference.path == "pod" or difference.path.startswith("contract."):  # a rank missing, or the contract
         return next((f for f in candidates if f.code in CONTRACT_CODES), None)
     for path in source_paths(difference, indexes, roles):
         for finding in candidates:
