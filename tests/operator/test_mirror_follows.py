@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from ferryman.api.cutoverpolicy import CutoverPolicySpec
+from ferryman.api.numbers import quantity
 from ferryman.api.trainer import TrainerAPI
 from ferryman.controller.cutover import (
     Action,
@@ -103,3 +104,22 @@ def test_merge_patch_and_difference() -> None:
     assert merge_patch(live_spec, wanted) == {"a": {"c": None}, "l": [1, 3], "gone": None}
     assert first_difference(live_spec, wanted, "spec") == "spec.l[1]"
     assert first_difference(live_spec, {"a": {"b": 1}}, "spec") is None
+
+
+def test_quantities_written_back_in_another_form_are_no_difference() -> None:
+    """Trainer's defaulting webhook re-encodes a TrainJob: `nvidia.com/gpu: 1` comes back as `"1"`; a
+    suspended Takeover was then taken for a hand edit and never resumed (seen on the real controllers)."""
+    limits = {"nvidia.com/gpu": 1, "cpu": 0.5, "memory": "64Gi"}
+    written = {"nvidia.com/gpu": "1", "cpu": "500m", "memory": "64Gi"}
+    wanted = {"trainer": {"resourcesPerNode": {"limits": limits}}}
+    live_spec = {"trainer": {"resourcesPerNode": {"limits": written}}}
+    assert first_difference(live_spec, wanted, "spec") is None
+    written["nvidia.com/gpu"] = "2"
+    found = first_difference(live_spec, wanted, "spec")
+    assert found == "spec.trainer.resourcesPerNode.limits.nvidia.com/gpu"
+    assert first_difference({"numNodes": "1"}, {"numNodes": 1}, "spec") == "spec.numNodes", "only quantities"
+
+
+def test_quantity_amounts() -> None:
+    assert [quantity(v) for v in (1, "1", "1000m", "1k", "1e3", "2Ki")] == [1, 1, 1, 1000, 1000, 2048]
+    assert [quantity(v) for v in ("x", True, None, "1 Gi", "")] == [None] * 5

@@ -38,6 +38,7 @@ from ferryman.api.kinds import (
     TRAINING_RUNTIME,
     TRAINJOB,
 )
+from ferryman.api.numbers import quantity
 from ferryman.api.trainer import TRAINJOB_IMMUTABLE_FIELDS, TrainerAPI
 from ferryman.controller.takeover import is_finished, was_started_elsewhere
 from ferryman.convert.findings import Finding, Severity
@@ -284,9 +285,13 @@ def foreign_reason(labels: dict[str, str], source_uid: str) -> str:
     )
 
 
+_QUANTITY_SECTIONS = frozenset({"limits", "requests"})  # resources' sections, whose values are quantities
+
+
 def first_difference(live: Any, wanted: Any, path: str) -> str | None:
     """The first path at which `live` does not hold `wanted`, or None. Keys only `live` has are taken for
-    the API server's defaults, so a field someone else adds is not seen: a changed one is."""
+    the API server's defaults, so a field someone else adds is not seen: a changed one is. Resource
+    quantities are compared by amount: Trainer's webhook writes `nvidia.com/gpu: 1` back as `"1"`."""
     if isinstance(wanted, dict) and isinstance(live, dict):
         for key, value in wanted.items():
             found = first_difference(live[key], value, f"{path}.{key}") if key in live else f"{path}.{key}"
@@ -299,7 +304,11 @@ def first_difference(live: Any, wanted: Any, path: str) -> str | None:
             if found is not None:
                 return found
         return None
-    return None if live == wanted else path
+    if live == wanted:
+        return None
+    amount = quantity(wanted)
+    in_resources = any(part in _QUANTITY_SECTIONS for part in path.split("."))
+    return None if in_resources and amount is not None and quantity(live) == amount else path
 
 
 def merge_patch(live: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
