@@ -144,12 +144,21 @@ def _serving(served: dict[str, dict[str, Any]], kind: str) -> str:
     return next(n for n, t in served.items() if t["metadata"]["ownerReferences"][0]["kind"] == kind)
 
 
-def test_an_unknown_kind_is_rejected(kinds_installed: ControlPlane, kube: Client) -> None:
-    policy = make_policy("bad-kinds", "default", kinds=["PyTorchJob", "SparkApplication"])
+@pytest.mark.parametrize(
+    ("kinds", "message"),
+    [
+        (["PyTorchJob", "SparkApplication"], 'Unsupported value: "SparkApplication"'),
+        (["TFJob", "TFJob"], 'Duplicate value: "TFJob"'),
+        ([], "should have at least 1 items"),
+    ],
+)
+def test_unknown_repeated_or_no_kinds_are_rejected(
+    kinds_installed: ControlPlane, kube: Client, kinds: list[str], message: str
+) -> None:
     with pytest.raises(ApiError) as rejected:
-        kube.create(codecs.from_dict(policy))
+        kube.create(codecs.from_dict(make_policy("bad-kinds", "default", kinds=kinds)))
     assert rejected.value.status.code == 422
-    assert 'Unsupported value: "SparkApplication"' in str(rejected.value.status.message)
+    assert message in str(rejected.value.status.message)
 
 
 def test_every_kind_is_planned_mirrored_and_taken_over(

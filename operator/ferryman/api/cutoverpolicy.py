@@ -71,6 +71,7 @@ class CutoverPolicySpec(KubeModel):
         default_factory=lambda: list(V1Kind),
         min_length=1,
         max_length=len(V1Kind),
+        json_schema_extra={"x-kubernetes-list-type": "set"},  # each kind once
         description="The v1 kinds selected (default: all six).",
     )
     namespace_selector: LabelSelector = Field(
