@@ -7,7 +7,7 @@
 # stay at their defaults outside the repository, so later builds on the same machine
 # reuse the compiled packages.
 #
-# usage: build.sh [component ...]   (default: etcd kubernetes kwok helm coredns trainer jobset training-operator mpi-operator kueue)
+# usage: build.sh [component ...]   (default: etcd kubernetes kwok helm coredns trainer jobset training-operator mpi-operator kueue argocd-lua)
 set -eu
 bins=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$bins/../.." && pwd)
@@ -40,7 +40,7 @@ ldflags_for() {
     kwok) printf '%s' "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${2#v}" ;;
     jobset | kueue) printf '%s' "-s -w -X sigs.k8s.io/$1/pkg/version.GitVersion=$2" ;;
     mpi-operator) printf '%s' "-s -w -X github.com/kubeflow/mpi-operator/pkg/version.Version=$2" ;;
-    trainer | training-operator) printf '%s' "-s -w" ;;
+    trainer | training-operator | argocd-lua) printf '%s' "-s -w" ;;
     helm)
         # `helm version`, and the Kubernetes version helm template and lint assume: that of its client-go
         client=$(sed -n 's|^[[:space:]]*k8s.io/client-go v0\.\([0-9]*\)\..*|\1|p' "$bins/helm/go.mod")
@@ -67,7 +67,9 @@ build() {
     training-operator) module=github.com/kubeflow/training-operator ;;
     mpi-operator) module=github.com/kubeflow/mpi-operator ;;
     kueue) module=sigs.k8s.io/kueue ;;
-    *) fail "unknown component '$component' (known: etcd kubernetes kwok helm coredns trainer jobset training-operator mpi-operator kueue)" ;;
+    # ArgoCD's health-check Lua engine; its wrapper holds the main package
+    argocd-lua) module=github.com/argoproj/argo-cd/v3 ;;
+    *) fail "unknown component '$component' (known: etcd kubernetes kwok helm coredns trainer jobset training-operator mpi-operator kueue argocd-lua)" ;;
     esac
     version=$(pinned "$component" "$module")
     [ -n "$version" ] || fail "$bins/$component/go.mod does not require $module"
@@ -98,7 +100,7 @@ build() {
     echo "cluster-bins:   $component $version built in $(( $(date +%s) - start ))s"
 }
 
-[ $# -gt 0 ] || set -- etcd kubernetes kwok helm coredns trainer jobset training-operator mpi-operator kueue
+[ $# -gt 0 ] || set -- etcd kubernetes kwok helm coredns trainer jobset training-operator mpi-operator kueue argocd-lua
 mkdir -p "$cache"
 # One build at a time per checkout: a second `make cluster-bins` waits, then finds the binaries built.
 exec 9>"$cache/.lock"

@@ -62,6 +62,8 @@ _COMPONENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "training-operator": ("github.com/kubeflow/training-operator", ("training-operator.v1",)),
     "mpi-operator": ("github.com/kubeflow/mpi-operator", ("mpi-operator",)),
     "kueue": ("sigs.k8s.io/kueue", ("kueue",)),
+    # not a control plane part: ArgoCD's Lua engine, which runs deploy/argocd's health checks in the tests
+    "argocd-lua": ("github.com/argoproj/argo-cd/v3", ("argocd-lua",)),
 }
 
 
