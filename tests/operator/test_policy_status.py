@@ -111,3 +111,46 @@ def test_a_new_generation_is_not_ready_until_applied() -> None:
     # already reconciled (or being reconciled) for that generation: nothing to write
     assert applying_status(reconciled, 3, CutoverMode.TAKEOVER, NOW) is None
     assert applying_status(applying, 4, CutoverMode.MIRROR, NOW) is None
+
+
+def tfjob(name: str, replicas: dict[str, int]) -> dict[str, Any]:
+    container = {"name": "tensorflow", "image": "tf:2", "command": ["python", "train.py"]}
+    template = {"spec": {"containers": [container]}}
+    return {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "TFJob",
+        "metadata": {"name": name, "namespace": "team-a", "uid": f"{name}-uid", "resourceVersion": "1"},
+        "spec": {"tfReplicaSpecs": {t: {"replicas": n, "template": template} for t, n in replicas.items()}},
+    }
+
+
+def test_the_plan_is_counted_per_kind_and_kinds_not_installed_are_named() -> None:
+    spec = CutoverPolicySpec.model_validate({"kinds": ["PyTorchJob", "TFJob", "XGBoostJob"]})
+    options = convert_options(spec, TrainerAPI.V2_2)
+    jobs = [pytorchjob("bert"), tfjob("mnist", {"Worker": 2}), tfjob("ps", {"PS": 1, "Worker": 2})]
+    plans = {(j["kind"], "team-a", j["metadata"]["name"]): plan_job(j, options, RUNTIMES) for j in jobs}
+    served = {"PyTorchJob": "kubeflow.org/v1", "TFJob": "kubeflow.org/v1", "MPIJob": "kubeflow.org/v2beta1"}
+    status = policy_status(
+        CutoverPolicyStatus(),
+        spec,
+        plans,
+        served_kinds=served,
+        generation=1,
+        trainer_api=TrainerAPI.V2_2,
+        trainer_missing=False,
+        train_jobs=TrainJobCounts(),
+        unserved=[],
+        rate_limiter=None,
+        report_config_map=None,
+        at=NOW,
+    )
+    assert (status.jobs, status.convertible, status.blocked) == (3, 2, 1)
+    by_kind = {k.kind: k for k in status.kinds}
+    assert list(by_kind) == ["PyTorchJob", "TFJob", "XGBoostJob"], "the selected kinds, in the spec's order"
+    assert (by_kind["PyTorchJob"].jobs, by_kind["PyTorchJob"].blocked) == (1, 0)
+    tf = by_kind["TFJob"]
+    assert (tf.api_version, tf.jobs, tf.convertible, tf.blocked) == ("kubeflow.org/v1", 2, 1, 1)
+    assert tf.top_blockers and all(b.example == "team-a/ps" for b in tf.top_blockers)
+    assert (by_kind["XGBoostJob"].api_version, by_kind["XGBoostJob"].jobs) == (None, 0)
+    ready = find_condition(status.conditions, "Ready")
+    assert ready is not None and "not installed, so not watched: XGBoostJob" in ready.message
