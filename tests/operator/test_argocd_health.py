@@ -1,5 +1,6 @@
-"""ArgoCD health checks, run by a real Lua interpreter (lupa) the way ArgoCD runs them: a global `obj`,
-standard libraries off, a `{status, message}` table returned."""
+"""ArgoCD health checks, run by a real Lua interpreter (lupa) the way ArgoCD runs them: a global `obj`, only
+the base and table libraries open (ArgoCD's VM has no string or math library either), a `{status, message}`
+table returned. e2e/test_takeover_controllers.py runs them in ArgoCD's own engine on real statuses."""
 
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ def health(kind: str, obj: dict[str, Any]) -> tuple[str, str]:
     patch = yaml.safe_load((ROOT / "deploy" / "argocd" / "argocd-cm-patch.yaml").read_text())
     runtime = lupa.LuaRuntime(unpack_returned_tuples=True, register_eval=False)
     lua_globals = runtime.globals()
-    for library in ("os", "io", "require", "dofile", "loadfile", "load", "debug", "package"):
+    closed = ("os", "io", "require", "dofile", "loadfile", "load", "debug", "package", "string", "math")
+    for library in closed:
         lua_globals[library] = None
     lua_globals.obj = to_lua(runtime, obj)
     result = runtime.execute(patch["data"][f"resource.customizations.health.{kind}"])
