@@ -27,6 +27,7 @@ from ferryman.api.cutoverpolicy import (
 from ferryman.api.kinds import (
     ADMISSION_LABELS,
     CLUSTER_TRAINING_RUNTIME,
+    DERIVED_FROM_ANNOTATION,
     DROPPED_METADATA_FIELDS,
     HELD_LABELS_ANNOTATION,
     LAST_APPLIED_ANNOTATION,
@@ -395,6 +396,8 @@ class PolicyState:
     report_digest: str = ""
     report_clash: str = ""  # why the report ConfigMap's name is not the policy's, once reported
     conflicts: set[tuple[JobKey, str]] = field(default_factory=set)  # (job, why) reported
+    # derived runtime (namespace, name) -> (resourceVersion checked, why it is not ferryman's or None)
+    runtime_checks: dict[tuple[str, str], tuple[str, str | None]] = field(default_factory=dict)
 
 
 def _top_blockers(plans: list[JobPlan], top: int) -> list[Blocker]:
@@ -564,6 +567,27 @@ def applying_status(
 def derived_runtime_key(runtime: dict[str, Any]) -> tuple[str, str]:
     """(namespace, name) of a derived TrainingRuntime: jobs needing the same settings share it."""
     return runtime["metadata"]["namespace"], runtime["metadata"]["name"]
+
+
+def runtime_clash(live: dict[str, Any], stored: dict[str, Any]) -> str | None:
+    """Why the TrainingRuntime `live`, under a derived runtime's name, is not that runtime (`stored`: the
+    derived one as the API server would store it, defaults applied), or None when it is: derived by
+    ferryman from the same base (its derived-from annotation) and holding the same spec."""
+    metadata = live.get("metadata") or {}
+    name = f"TrainingRuntime {metadata.get('namespace')}/{metadata.get('name')}"
+    base = stored["metadata"]["annotations"][DERIVED_FROM_ANNOTATION]
+    if (metadata.get("annotations") or {}).get(DERIVED_FROM_ANNOTATION) != base:
+        return (
+            f"{name} exists but ferryman did not derive it (it lacks the {DERIVED_FROM_ANNOTATION}: {base} "
+            "annotation); ferryman neither uses nor overwrites it: delete or rename it to be served"
+        )
+    if live.get("spec") != stored["spec"]:
+        where = first_difference(live.get("spec"), stored["spec"], "spec") or "fields the derived one lacks"
+        return (
+            f"{name} exists with other content than the derived runtime its name stands for (differs at "
+            f"{where}); ferryman neither uses nor overwrites it: delete or rename it to be served"
+        )
+    return None
 
 
 def build_derived_runtime(runtime: dict[str, Any], policy: dict[str, Any]) -> dict[str, Any]:

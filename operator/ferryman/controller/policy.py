@@ -41,11 +41,12 @@ from ferryman.controller.cutover import (
     plan_job,
     policy_status,
     render_report,
+    runtime_clash,
     selects,
     unserved_reason,
 )
 from ferryman.kube.builders import build_config_map
-from ferryman.kube.children import ChildClash, ensure_child
+from ferryman.kube.children import ChildClash, as_dict, ensure_child
 from ferryman.kube.client import FIELD_MANAGER, patch_status, tolerate_gone_or_conflict
 from ferryman.kube.resources import CutoverPolicy, TrainingRuntime, TrainJob
 
@@ -148,11 +149,16 @@ async def _serve(
     runtime it runs on. Returns the counts and, for each unfinished job left without a TrainJob, why."""
     assert state.bucket is not None
     decisions: list[tuple[JobPlan, Decision]] = []
+    clashes = await _runtime_clashes(ctx, state, plans, runtimes, policy)
     for key, plan in sorted(plans.items()):
         existing = None
         if plan.trainjob is not None:
             existing = trainjobs.get((plan.namespace, plan.trainjob["metadata"]["name"]))
-        decisions.append((plan, decide(plan, v1jobs[key], policy, spec, existing)))
+        decision = decide(plan, v1jobs[key], policy, spec, existing)
+        clash = clashes.get(derived_runtime_key(plan.runtime)) if plan.runtime is not None else None
+        if clash is not None and decision.action is not Action.SKIP:  # never run on someone else's runtime
+            decision = Decision(Action.CONFLICT, reason=clash)
+        decisions.append((plan, decision))
 
     counts, unserved = TrainJobCounts(), list[str]()
     creations = [(plan, d) for plan, d in decisions if d.action is Action.CREATE]
@@ -232,11 +238,48 @@ async def _replace(
         )
 
 
+async def _runtime_clashes(
+    ctx: OperatorContext,
+    state: PolicyState,
+    plans: dict[JobKey, JobPlan],
+    runtimes: RuntimeCatalog,
+    policy: dict[str, Any],
+) -> dict[tuple[str, str], str]:
+    """The derived runtimes the plans need that exist under their name but are not ferryman's (see
+    `runtime_clash`: made by someone else, or holding other content), each with why. The derived runtime as
+    the API server would store it comes from a server-side dry run; each live runtime is checked once per
+    resourceVersion."""
+    wanted = {derived_runtime_key(p.runtime): p.runtime for p in plans.values() if p.runtime is not None}
+    existing = sorted(key for key in wanted if key in runtimes.namespaced)
+    clashes: dict[tuple[str, str], str] = {}
+    for namespace in sorted({namespace for namespace, _ in existing}):
+        listed = [as_dict(o) async for o in ctx.client.list(TrainingRuntime, namespace=namespace)]
+        live = {obj["metadata"]["name"]: obj for obj in listed}
+        for key in (key for key in existing if key[0] == namespace):
+            if key[1] not in live:  # gone since the index saw it: created anew by this pass
+                continue
+            obj = live[key[1]]
+            version = str(obj["metadata"].get("resourceVersion"))
+            checked = state.runtime_checks.get(key)
+            if checked is None or checked[0] != version:
+                body = build_derived_runtime(wanted[key], policy)
+                probe = {**body, "metadata": {**body["metadata"], "name": None, "generateName": "probe-"}}
+                stored = await ctx.client.create(
+                    TrainingRuntime.from_dict(probe), dry_run=True, field_manager=FIELD_MANAGER
+                )
+                checked = (version, runtime_clash(obj, as_dict(stored)))
+                state.runtime_checks[key] = checked
+            if checked[1] is not None:
+                clashes[key] = checked[1]
+    return clashes
+
+
 async def _ensure_runtime(
     ctx: OperatorContext, runtime: dict[str, Any], policy: dict[str, Any], present: set[tuple[str, str]]
 ) -> None:
-    """Create a derived TrainingRuntime unless it exists: its name is its content's hash, so one that
-    exists (made for another job, another policy or by `ferryman convert`) is the same and is used as is."""
+    """Create a derived TrainingRuntime unless it exists: its name is its content's hash, so jobs, policies
+    and `ferryman convert` output needing the same settings share it. One that exists is used only when
+    `_runtime_clashes` found it ferryman's, with the same content."""
     key = derived_runtime_key(runtime)
     if key in present:
         return
