@@ -76,7 +76,7 @@ class Side:
     pods: dict[int, dict[str, Any]]
     services: list[dict[str, Any]]
     main_container: str  # the training container's name on this side ("pytorch" in v1, "node" in v2)
-    hosts: dict[str, int] = field(default_factory=dict)  # host name -> the rank whose pod it reaches
+    hosts: dict[str, int] = field(init=False)  # host name -> the rank whose pod it reaches
 
     def __post_init__(self) -> None:
         self.hosts = reachable_hosts(self.pods, self.services)
