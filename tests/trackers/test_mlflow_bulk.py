@@ -1,8 +1,10 @@
 """The bulk path into MLflow databases against MLflow's own store, on SQLite, PostgreSQL and MariaDB servers.
 
 The same points written by the bulk writer and by MLflow's `SqlAlchemyStore.log_batch` leave the same
-`metrics` and `latest_metrics` rows; the tracker contract (round trip, resume after a crash) holds on both; a
-database at another schema revision is refused; a new SQLite file gets exactly the schema MLflow makes.
+`metrics` and `latest_metrics` rows, and a run written with the bulk connection reads back through MLflow's
+store as one MLflow wrote; the series digests the database computes equal those computed point by point; the
+tracker contract (round trip, resume after a crash) holds on both; a database at another schema revision is
+refused; a new SQLite file gets exactly the schema MLflow makes.
 """
 
 from __future__ import annotations
@@ -18,14 +20,17 @@ import pytest
 import sqlalchemy
 
 from ferryman.migrate.ledger import after_high_water
+from ferryman.migrate.validate import RunDigest, differing_points
 from ferryman.trackers.mlflow.bulk import BulkWriter
 from ferryman.trackers.mlflow.fields import MlflowError
 from ferryman.trackers.mlflow.schema import MLFLOW_CREATES
+from ferryman.trackers.mlflow.writer import MlflowWriter
 from ferryman.trackers.model import MetricBatch, Run
 from ferryman.trackers.registry import Credentials, open_writer
 from tests.trackers.contract import (
     EXPERIMENT,
     FILES,
+    PARENT,
     RUN,
     T0,
     artifact,
@@ -92,6 +97,64 @@ def test_the_bulk_path_stores_what_mlflow_log_batch_stores(database: str) -> Non
         mlflows = [(m.step, m.timestamp, m.value) for m in store.get_metric_history(theirs, key)]
         assert repr(ours) == repr(mlflows), key  # repr: NaN equal to NaN
     assert writer.high_water_marks(bulk) == writer.high_water_marks(theirs)
+    writer.close()
+
+
+def test_a_run_written_in_bulk_reads_back_as_one_mlflow_wrote(database: str) -> None:
+    writer = open_writer(database, Credentials())
+    assert isinstance(writer, BulkWriter)
+    through_store = MlflowWriter(writer.backend)
+    experiment_key = writer.ensure_experiment(EXPERIMENT)
+    store = writer.backend.tracking
+    found = {}
+    for name, used in (("bulk", writer), ("mlflow", through_store)):
+        parent = used.create_run(experiment_key, PARENT, f"{name}-parent")
+        key = used.create_run(experiment_key, RUN, name)
+        used.write_params(key, {"lr": "0.1", "layers": "50"})
+        used.write_tags(key, {"team": "vision", "mlflow.runName": "renamed"}, "some notes")
+        used.write_tags(key, {"team": "audio"})  # a tag set again is replaced
+        used.set_parent(key, parent)
+        used.finish_run(key, RUN)
+        nameless = used.create_run(
+            experiment_key, Run("nameless", EXPERIMENT.key, start_time=T0), f"{name}-nameless"
+        )
+        runs = {"parent": parent, "run": key, "nameless": nameless}
+        found[name] = {
+            label: (
+                run.info.status, run.info.start_time, run.info.end_time, run.info.lifecycle_stage,
+                run.info.user_id, run.info.run_name if label != "nameless" else bool(run.info.run_name),
+                run.info.artifact_uri.replace(run.info.run_id, "<id>"),
+                run.data.params,
+                {k: v.replace(parent, "<parent>").replace(name, "<source>") for k, v in run.data.tags.items()
+                 if k != "mlflow.runName" or label != "nameless"},
+            )
+            for label, run in ((label, store.get_run(run_id)) for label, run_id in runs.items())
+        }
+    assert found["bulk"] == found["mlflow"]
+    writer.close()
+
+
+def test_the_database_digests_series_as_they_are_digested_point_by_point(database: str) -> None:
+    writer = open_writer(database, Credentials())
+    assert isinstance(writer, BulkWriter)
+    key = writer.create_run(writer.ensure_experiment(EXPERIMENT), RUN, identity(RUN))
+    written = [*tricky(), MetricBatch("wide", [-(10**12), 0, 10**12], [T0, T0 + 1, -5], [-0.0, 1e-310, -2.5])]
+    writer.write_metrics(key, written)
+    writer.write_metrics(key, batches(1_000))
+    reader, stored = writer.reader(), Run(key, EXPERIMENT.key)
+    point_by_point = RunDigest(stored)
+    for batch in reader.metrics(stored):
+        point_by_point.add(batch)
+    digests = reader.series_digests(stored)
+    if writer.sql.dialect == "mysql":
+        assert digests is None  # MySQL cannot read a double's bits: its points are read back
+    else:
+        assert digests == point_by_point.series
+    changed = [MetricBatch("repeat", [1, 2, 3], [T0, T0, T0], [0.25, 0.75, 1.0])]
+    assert differing_points(changed, reader.metrics(stored), {"repeat"}) == {
+        "repeat": f"at the source only: step 2 at {T0} = 0.75, step 3 at {T0} = 1.0; "
+        f"in the destination only: step 2 at {T0} = 0.5"
+    }
     writer.close()
 
 

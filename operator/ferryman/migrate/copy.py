@@ -33,6 +33,7 @@ from ferryman.migrate.validate import (
     RunDigest,
     StoreLimits,
     compare_runs,
+    differing_points,
     digest_run,
     sha256_of,
     storable,
@@ -649,6 +650,17 @@ class Migration:
             notes: list[Outcome] = []
             result.mismatches.extend(compare_runs(source, target, destination_reader, expected_parent, notes))
             self._outcome(notes)
+            differing = {
+                key for key, series in source.series.items()
+                if key in target.series and series.differences(target.series[key])
+            }
+            if differing:  # name the points, read point by point from both sides
+                named = differing_points(
+                    storable(reader.metrics(entry.run), StoreLimits.of(writer)),
+                    destination_reader.metrics(target_run),
+                    differing,
+                )
+                result.mismatches.extend(f"metric {key!r}: {text}" for key, text in sorted(named.items()))
             self.progress.add(runs=1)
             return source, target
 

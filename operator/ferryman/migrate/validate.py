@@ -2,8 +2,10 @@
 
 Per metric key a `SeriesDigest` holds the point count, step and timestamp ranges and an order-independent hash
 of the (step, value) pairs, so two series compare equal exactly when they hold the same multiset of points,
-whatever order either side stores them in. Known, reported outcomes (a long param kept as an artifact) are
-accepted; anything else that differs is a mismatch.
+whatever order either side stores them in. The hash is a sum of `point_hash` over the points, integer
+arithmetic a database can do too (the MLflow bulk reader computes a destination's digests in SQL); when
+series differ, `differing_points` names the points. Known, reported outcomes (a long param kept as an
+artifact) are accepted; anything else that differs is a mismatch.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import struct
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ferryman.trackers.model import (
     COMPLETE_TAG,
@@ -28,8 +32,39 @@ from ferryman.trackers.model import (
 )
 from ferryman.trackers.paths import UnsafePath, safe_relative
 
-_MASK = (1 << 64) - 1
-_NAN = 0x7FF8_0000_0000_0001
+if TYPE_CHECKING:
+    from numpy import int64
+    from numpy.typing import NDArray
+
+NAN_BITS = 0x7FF8_0000_0000_0001  # every NaN hashes as this one
+HASH_MODULUS = (1 << 31) - 1  # a prime: every product of two residues fits a signed 64-bit integer
+HASH_FACTOR, HASH_OFFSET = 1_103_515_245, 12_345
+
+
+def value_bits(values: list[float]) -> list[int]:
+    """The IEEE 754 bits of each value as a signed 64-bit integer; every NaN `NAN_BITS`, -0.0 as 0.0."""
+    bits = struct.unpack(f"<{len(values)}q", struct.pack(f"<{len(values)}d", *values))
+    return [0 if v == 0 else NAN_BITS if v != v else b for v, b in zip(values, bits, strict=True)]
+
+
+def point_hash(step: int, bits: int) -> int:
+    """A point's share of a series hash: the cube, modulo a prime, of a mix of its step and value bits."""
+    mixed = ((step % HASH_MODULUS) * HASH_FACTOR + bits % HASH_MODULUS + HASH_OFFSET) % HASH_MODULUS
+    return mixed * mixed % HASH_MODULUS * mixed % HASH_MODULUS
+
+
+def points_hash(steps: Sequence[int], bits: Sequence[int] | NDArray[int64]) -> int:
+    """The sum of `point_hash` over the points, vectorised (every intermediate fits a signed 64-bit
+    integer); steps beyond 64 bits take the point-by-point way."""
+    import numpy as np
+
+    try:
+        step_array = np.asarray(steps, dtype=np.int64)
+        bits_array = np.asarray(bits, dtype=np.int64)
+    except OverflowError:
+        return sum(map(point_hash, steps, bits))
+    mixed = (step_array % HASH_MODULUS * HASH_FACTOR + bits_array % HASH_MODULUS + HASH_OFFSET) % HASH_MODULUS
+    return int((mixed * mixed % HASH_MODULUS * mixed % HASH_MODULUS).sum())  # < 2**32 points a call
 
 
 @dataclass(slots=True)
@@ -43,14 +78,12 @@ class SeriesDigest:
     duplicates: int = (
         0  # exact repeats (step, timestamp, value) of the previous point; trackers store them once
     )
-    last: tuple[int, int, float] | None = None
+    last: tuple[int, int, int] | None = field(default=None, compare=False)  # the previous point, as bits
 
     def add(self, batch: MetricBatch) -> None:
         if not batch.values:
             return
-        steps, values = batch.steps, batch.values
-        if any(map(math.isnan, values)):
-            values = [_NAN if v != v else v for v in values]  # hash(nan) is per object; give NaN one value
+        steps, values = batch.steps, value_bits(batch.values)
         points = list(zip(steps, batch.timestamps, values, strict=True))
         repeats = [i for i, point in enumerate(points) if point == (points[i - 1] if i else self.last)]
         self.last = points[-1]
@@ -62,7 +95,7 @@ class SeriesDigest:
             values = [p[2] for p in points]
             if not points:
                 return
-        self.hash = (self.hash + sum(map(hash, zip(steps, values, strict=True)))) & _MASK
+        self.hash += points_hash(steps, values)
         self.count += len(points)
         low, high = min(steps), max(steps)
         self.step_min = low if self.step_min is None else min(self.step_min, low)
@@ -178,10 +211,16 @@ def digest_run(
     limits: StoreLimits | None = None,
 ) -> RunDigest:
     """Read a whole run once and digest it (metrics streamed, artifacts hashed); with `limits`, the points
-    as a destination with those limits stores them (see `storable`)."""
+    as a destination with those limits stores them (see `storable`). A reader that digests series itself
+    (`series_digests`, in SQL) is asked to when there are no limits to apply."""
     digest = RunDigest(run)
-    for batch in storable(reader.metrics(run), limits):
-        digest.add(batch)
+    computed = getattr(reader, "series_digests", None)
+    series = computed(run) if computed is not None and limits is None else None
+    if series is not None:
+        digest.series = series
+    else:
+        for batch in storable(reader.metrics(run), limits):
+            digest.add(batch)
     if with_artifacts:
         for artifact in reader.artifacts(run):  # under the names the engine writes (see trackers.paths)
             try:
@@ -284,6 +323,37 @@ def compare_runs(
     for path in copied.keys() - source.artifacts.keys():
         problems.append(f"artifact {path} only in the destination")
     return problems
+
+
+def differing_points(
+    source: Iterable[MetricBatch], destination: Iterable[MetricBatch], keys: set[str], limit: int = 3
+) -> dict[str, str]:
+    """Per key of `keys`, read point by point: the points only one side holds (at most `limit` named of each
+    side), as a sentence; what names the points behind a mismatch of series digests."""
+    counts: dict[str, Counter[tuple[int, int, int]]] = {key: Counter() for key in keys}
+    for sign, batches in ((1, source), (-1, destination)):
+        for batch in batches:
+            found = counts.get(batch.key)
+            if found is not None:
+                for point in zip(batch.steps, batch.timestamps, value_bits(batch.values), strict=True):
+                    found[point] += sign
+    named = {}
+    for key, found in counts.items():
+        sides = []
+        for label, sign in (("at the source only", 1), ("in the destination only", -1)):
+            points = sorted((point, count * sign) for point, count in found.items() if count * sign > 0)
+            if points:
+                shown = ", ".join(_point_text(*point, times) for point, times in points[:limit])
+                more = f" and {len(points) - limit} more" if len(points) > limit else ""
+                sides.append(f"{label}: {shown}{more}")
+        if sides:
+            named[key] = "; ".join(sides)
+    return named
+
+
+def _point_text(step: int, timestamp: int, bits: int, times: int) -> str:
+    value = struct.unpack("<d", struct.pack("<q", bits))[0]
+    return f"step {step} at {timestamp} = {value!r}" + (f" ({times} times)" if times > 1 else "")
 
 
 def _kept_whole(source: str | None, destination: str | None) -> bool:

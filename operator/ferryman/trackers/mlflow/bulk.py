@@ -1,29 +1,50 @@
 """The bulk path into MLflow's own database (SQLite, PostgreSQL, MySQL/MariaDB destinations).
 
-Experiments, runs, params, tags, inputs and logged models go through MLflow's `SqlAlchemyStore` (the
-`MlflowWriter` this extends), so IDs, defaults and constraints stay MLflow's. Metric points, the bulk of the
-data, go straight into the `metrics` table in one transaction per write (PostgreSQL `COPY`, `executemany`
-elsewhere) together with the `latest_metrics` rows MLflow would have left: per key the point with the greatest
-(step, timestamp, value), the first one logged among equals, NaN stored as 0 with `is_nan` set and infinities
-as the largest finite doubles. Exact repeats of a stored point are dropped, as MLflow's primary key does.
+Experiments, inputs, deletions and logged models go through MLflow's `SqlAlchemyStore` (the `MlflowWriter`
+this extends). Runs, their params and tags are written with the bulk connection as the rows MLflow's
+`create_run`, `update_run_info` and `log_batch` leave (a run row RUNNING with MLflow's defaults, its artifact
+location below the experiment's, a random MLflow name when it has none; tags replaced, `mlflow.runName` also
+naming the run). Metric points, the bulk of the data, go straight into the `metrics` table in one
+transaction per write (PostgreSQL `COPY`, `executemany` elsewhere) together with the `latest_metrics` rows
+MLflow would have left: per key the point with the greatest (step, timestamp, value), the first one logged
+among equals, NaN stored as 0 with `is_nan` set and infinities as the largest finite doubles. Exact repeats
+of a stored point are dropped, as MLflow's primary key does.
+
+An SQLite destination has one writer at a time: this process's threads take turns on a lock instead of
+SQLite's sleeping busy handler. A new SQLite file (made by this writer) is written without a sync per
+commit (`PRAGMA synchronous = OFF`: a killed process loses nothing committed, only a power loss could hurt
+the half-made file) and synced once when the writer closes; an existing store keeps SQLite's full sync.
 Database sources, and the verification read-back, read every point of a run in one streamed query.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
+import os
+import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from ferryman.migrate.validate import (
+    HASH_FACTOR,
+    HASH_MODULUS,
+    HASH_OFFSET,
+    NAN_BITS,
+    SeriesDigest,
+    points_hash,
+)
 from ferryman.trackers.mlflow.backend import Backend
+from ferryman.trackers.mlflow.fields import MAX_TAG_LENGTH, RUN_NAME_TAG, USER_TAG
 from ferryman.trackers.mlflow.reader import MlflowReader
 from ferryman.trackers.mlflow.schema import check_server, prepare_sqlite
 from ferryman.trackers.mlflow.writer import MlflowWriter
-from ferryman.trackers.model import MetricBatch, Run
+from ferryman.trackers.model import COMPLETE_TAG, SOURCE_TAG, MetricBatch, Run, source_state
 from ferryman.trackers.registry import Credentials, Endpoint, Store
 
 _MAX_DOUBLE = 1.7976931348623157e308
@@ -69,6 +90,82 @@ class _Sql:
             f"SELECT {key}, step, timestamp, value, is_nan FROM metrics WHERE run_uuid = {self.mark} "
             f"ORDER BY {key}, step, timestamp, value, is_nan"
         )
+        self.digests = _digests_statement(dialect, key, self.mark)
+        self.hashed_points = (
+            f"SELECT step, value, is_nan FROM metrics WHERE run_uuid = {self.mark} ORDER BY {key}"
+        )
+        m = self.mark
+        self.experiment_location = f"SELECT artifact_location FROM experiments WHERE experiment_id = {m}"
+        self.insert_run = (
+            "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, "
+            "status, start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id, "
+            "deleted_time) "
+            f"VALUES ({m}, {m}, 'UNKNOWN', '', '', {m}, 'RUNNING', {m}, NULL, '', 'active', {m}, {m}, NULL)"
+        )
+        self.end_run = (
+            f"UPDATE runs SET status = {m}, end_time = COALESCE({m}, end_time) WHERE run_uuid = {m}"
+        )
+        self.rename_run = f"UPDATE runs SET name = {m} WHERE run_uuid = {m}"
+        self.insert_param = f"INSERT INTO params ({key}, value, run_uuid) VALUES ({m}, {m}, {m})"
+        replace = {
+            "mysql": " ON DUPLICATE KEY UPDATE value = VALUES(value)",
+        }.get(dialect, f" ON CONFLICT ({key}, run_uuid) DO UPDATE SET value = excluded.value")
+        self.set_tag = f"INSERT INTO tags ({key}, value, run_uuid) VALUES ({m}, {m}, {m}){replace}"
+
+
+def _digests_statement(dialect: str, key: str, mark: str) -> str | None:
+    """Per key of a run, in key order: count, step and timestamp ranges and, on PostgreSQL, the sum of
+    `validate.point_hash` over its points, computed by the database (SQLite has no way to a double's bits:
+    its hashes are computed from the points as read, `_sqlite_hashes`; MySQL neither: None, its points are
+    read back)."""
+    columns = f"{key}, COUNT(*), MIN(step), MAX(step), MIN(timestamp), MAX(timestamp)"
+    if dialect == "sqlite":
+        return f"SELECT {columns}, 0 FROM metrics WHERE run_uuid = {mark} GROUP BY {key} ORDER BY {key}"
+    if dialect != "postgresql":
+        return None
+    modulus, factor, offset = HASH_MODULUS, HASH_FACTOR, HASH_OFFSET
+    bits = (
+        f"CASE WHEN is_nan THEN {NAN_BITS} WHEN value = 0 THEN 0 "
+        "ELSE ('x' || encode(float8send(value), 'hex'))::bit(64)::bigint END"
+    )
+    mixed = (
+        f"MOD(MOD(MOD(step, {modulus}) + {modulus}, {modulus}) * {factor} "
+        f"+ MOD(MOD({bits}, {modulus}) + {modulus}, {modulus}) + {offset}, {modulus})"
+    )
+    return (
+        f"SELECT {columns}, SUM(MOD(MOD(h * h, {modulus}) * h, {modulus})) FROM (SELECT {key}, step, "
+        f"timestamp, {mixed} AS h FROM metrics WHERE run_uuid = {mark}) AS points "
+        f"GROUP BY {key} ORDER BY {key}"
+    )
+
+
+def _rows_hash(rows: list[tuple[int, float, int]]) -> int:
+    """`validate.points_hash` of (step, value, is_nan) rows as MLflow stores them (NaN as 0 and is_nan)."""
+    import numpy as np
+
+    steps, values, nans = zip(*rows, strict=True)
+    stored = np.asarray(values, dtype=np.float64)
+    bits = stored.view(np.int64).copy()
+    bits[stored == 0] = 0
+    bits[np.asarray(nans, dtype=bool)] = NAN_BITS
+    return points_hash(steps, bits)
+
+
+def _sqlite_hashes(cursor: Any, counts: list[tuple[str, int]]) -> dict[str, int]:
+    """Per key, the hash of the points a cursor yields in key order (`counts` of them each), streamed."""
+    hashes = {key: 0 for key, _ in counts}
+    pending = iter(counts)
+    key, left = next(pending, ("", 0))
+    while rows := cursor.fetchmany(_READ_BATCH):
+        position = 0
+        while position < len(rows):
+            taken = rows[position : position + left]
+            hashes[key] = hashes.get(key, 0) + _rows_hash(taken)
+            position += len(taken)
+            left -= len(taken)
+            if not left:
+                key, left = next(pending, ("", len(rows)))
+    return hashes
 
 
 def _copy_text(rows: list[Row]) -> str:
@@ -98,33 +195,87 @@ class BulkWriter(MlflowWriter):
 
     points_per_write = 100_000  # the engine hands over this many points at a time: one transaction each
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, new_file: Path | None = None) -> None:
         super().__init__(backend)
+        self.new_file = new_file  # an SQLite file this writer made: synced once, on close
         self.engine = backend.tracking.engine
         self.sql = _Sql(self.engine.dialect.name)
+        self._turn: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if self.sql.dialect == "sqlite" else contextlib.nullcontext()
+        )
+        self._locations: dict[str, str] = {}  # experiment -> its artifact location
 
     @contextmanager
     def _connection(self) -> Iterator[Any]:
         """A pooled DB-API connection of MLflow's own engine; one transaction, rolled back on error."""
-        connection = self.engine.raw_connection()
-        try:
-            if self.sql.dialect == "sqlite":
-                connection.execute("PRAGMA busy_timeout = 120000")  # parallel runs take turns writing
-            yield connection
-            connection.commit()
-        except BaseException:
-            connection.rollback()
-            raise
-        finally:
-            connection.close()
+        with self._turn:
+            connection = self.engine.raw_connection()
+            try:
+                if self.sql.dialect == "sqlite":
+                    connection.execute("PRAGMA busy_timeout = 120000")  # other processes' shards
+                    if self.new_file is not None:
+                        connection.execute("PRAGMA synchronous = OFF")
+                yield connection
+                connection.commit()
+            except BaseException:
+                connection.rollback()
+                raise
+            finally:
+                connection.close()
 
-    def high_water_marks(self, run_key: str) -> dict[str, int]:
+    def create_run(self, experiment_key: str, run: Run, source: str) -> str:
+        from mlflow.utils.name_utils import _generate_random_name
+        from mlflow.utils.uri import append_to_uri_path
+
+        run_id = uuid.uuid4().hex
+        name = (run.name or "")[:MAX_TAG_LENGTH] or _generate_random_name()
+        tags = {SOURCE_TAG: source, RUN_NAME_TAG: name}
+        if run.user:
+            tags[USER_TAG] = run.user[:MAX_TAG_LENGTH]
         with self._connection() as connection:
             cursor = connection.cursor()
-            cursor.execute(self.sql.counts, (run_key,))
-            counts = {str(key): int(count) for key, count in cursor.fetchall()}
-        source_keys = {stored: source for source, stored in self._renamed(run_key).items()}
-        return {source_keys.get(key, key): count for key, count in counts.items()}
+            location = self._locations.get(experiment_key)
+            if location is None:
+                cursor.execute(self.sql.experiment_location, (int(experiment_key),))
+                (location,) = cursor.fetchone()
+                self._locations[experiment_key] = location
+            artifact_uri = append_to_uri_path(location, run_id, "artifacts")
+            row = (run_id, name, run.user or "", run.start_time, artifact_uri, int(experiment_key))
+            cursor.execute(self.sql.insert_run, row)
+            cursor.executemany(self.sql.set_tag, [(key, value, run_id) for key, value in tags.items()])
+        with self._lock:
+            self._artifact_uris[run_id] = artifact_uri
+            self._fresh.add(run_id)
+        return run_id
+
+    def _log_entries(
+        self, run_key: str, params: dict[str, str] | None = None, tags: dict[str, str] | None = None
+    ) -> None:
+        if not params and not tags:
+            return
+        with self._connection() as connection:
+            cursor = connection.cursor()
+            if params:
+                cursor.executemany(self.sql.insert_param, [(k, v, run_key) for k, v in params.items()])
+            if tags:
+                cursor.executemany(self.sql.set_tag, [(k, v, run_key) for k, v in tags.items()])
+                if RUN_NAME_TAG in tags:
+                    cursor.execute(self.sql.rename_run, (tags[RUN_NAME_TAG], run_key))
+
+    def finish_run(self, run_key: str, run: Run) -> None:
+        """Inputs first (through MLflow's store), then status, end time and the completion tag in one
+        transaction; a deleted source run is deleted through the store."""
+        from mlflow.entities import RunStatus as MlflowRunStatus
+
+        if run.inputs:
+            self._write_inputs(run_key, run)
+        status = MlflowRunStatus.to_string(MlflowRunStatus.from_string(run.status.value))
+        with self._connection() as connection:
+            cursor = connection.cursor()
+            cursor.execute(self.sql.end_run, (status, run.end_time, run_key))
+            cursor.execute(self.sql.set_tag, (COMPLETE_TAG, source_state(run), run_key))
+        if run.deleted:
+            self.backend.tracking.delete_run(run_key)
 
     def write_metrics(self, run_key: str, batches: list[MetricBatch]) -> None:
         renamed = self._stored_keys(run_key, batches)
@@ -183,6 +334,15 @@ class BulkWriter(MlflowWriter):
     def reader(self) -> BulkReader:
         return BulkReader(self.backend)
 
+    def close(self) -> None:
+        super().close()
+        if self.new_file is not None and self.new_file.exists():
+            descriptor = os.open(self.new_file, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+
 
 class BulkReader(MlflowReader):
     """Reads an MLflow database like `MlflowReader`, but every point of a run in one streamed query, in a
@@ -219,6 +379,32 @@ class BulkReader(MlflowReader):
             connection.rollback()
             connection.close()
 
+    def series_digests(self, run: Run) -> dict[str, SeriesDigest] | None:
+        """The run's series digested by the database in one query (None where it cannot: MySQL)."""
+        if self.sql.digests is None:
+            return None
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            if self.sql.dialect == "sqlite":
+                cursor.execute("BEGIN")  # both queries read the same state
+            cursor.execute(self.sql.digests, (run.key,))
+            found = {
+                str(key): SeriesDigest(int(count), step_min, step_max, ts_min, ts_max, int(total))
+                for key, count, step_min, step_max, ts_min, ts_max, total in cursor.fetchall()
+            }
+            if self.sql.dialect == "sqlite":
+                cursor.execute(self.sql.hashed_points, (run.key,))
+                counts = [(key, digest.count) for key, digest in found.items()]
+                hashes = _sqlite_hashes(cursor, counts)
+                for key, digest in found.items():
+                    digest.hash = hashes[key]
+            cursor.close()
+            return found
+        finally:
+            connection.rollback()
+            connection.close()
+
 
 def open_reader(endpoint: Endpoint, credentials: Credentials) -> BulkReader:
     """The reader for MLflow database sources (the URI registry's factory)."""
@@ -228,11 +414,11 @@ def open_reader(endpoint: Endpoint, credentials: Credentials) -> BulkReader:
 def open_writer(endpoint: Endpoint, credentials: Credentials) -> BulkWriter:
     """The writer for MLflow database destinations (the URI registry's factory): the schema is checked (or
     made, for a new SQLite file) before MLflow's store opens the database."""
-    uri = endpoint.uri
+    uri, new_file = endpoint.uri, None
     if endpoint.tracker.store is Store.SQLITE:
         location = uri.split(":///", 1)[-1] if ":///" in uri else ""
-        if location not in ("", ":memory:"):
-            prepare_sqlite(uri, Path(location))
+        if location not in ("", ":memory:") and prepare_sqlite(uri, Path(location)):
+            new_file = Path(location)
     else:
         check_server(uri)
-    return BulkWriter(Backend.connect(endpoint, credentials, "destination"))
+    return BulkWriter(Backend.connect(endpoint, credentials, "destination"), new_file)

@@ -68,15 +68,16 @@ def _sqlite_revision(path: Path) -> tuple[bool, str | None]:
         connection.close()
 
 
-def prepare_sqlite(uri: str, path: Path) -> None:
-    """A new (absent or empty) file gets the template's schema; an existing store must be at MLflow's head."""
+def prepare_sqlite(uri: str, path: Path) -> bool:
+    """A new (absent or empty) file gets the template's schema (True); an existing store must be at MLflow's
+    head (False)."""
     head = head_revision()
     if path.exists() and path.stat().st_size:
         populated, found = _sqlite_revision(path)
         if populated and found != head:
             raise upgrade_error(uri, found, head)
         if populated:
-            return
+            return False
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".ferryman-partial")
     try:
@@ -85,6 +86,7 @@ def prepare_sqlite(uri: str, path: Path) -> None:
         partial.unlink(missing_ok=True)
         raise
     partial.replace(path)
+    return True
 
 
 def _sqlite_template(head: str) -> Path:

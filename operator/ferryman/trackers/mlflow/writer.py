@@ -150,7 +150,17 @@ class MlflowWriter:
         return uri
 
     def set_parent(self, run_key: str, parent_key: str) -> None:
-        self.backend.log_batch_json(run_key, [], [], [{"key": PARENT_TAG, "value": parent_key}])
+        self._log_entries(run_key, tags={PARENT_TAG: parent_key})
+
+    def _log_entries(
+        self, run_key: str, params: dict[str, str] | None = None, tags: dict[str, str] | None = None
+    ) -> None:
+        """Log params (new ones) and tags (set or replaced) on a run, as MLflow's `log_batch` does."""
+        params_list = [{"key": k, "value": v} for k, v in (params or {}).items()]
+        tags_list = [{"key": k, "value": v} for k, v in (tags or {}).items()]
+        for start in range(0, max(len(params_list), len(tags_list)), MAX_PARAMS_TAGS_PER_BATCH):
+            end = start + MAX_PARAMS_TAGS_PER_BATCH
+            self.backend.log_batch_json(run_key, [], params_list[start:end], tags_list[start:end])
 
     def _store_whole(self, run_key: str, section: str, values: dict[str, str]) -> None:
         """Merge values into the run's long-values artifact (read, update, rewrite: idempotent)."""
@@ -173,7 +183,7 @@ class MlflowWriter:
         present = {} if fresh or not params else self.backend.tracking.get_run(run_key).data.params
         outcomes: list[Outcome] = []
         whole: dict[str, str] = {}
-        entries = []
+        entries: dict[str, str] = {}
         for key, value in params.items():
             if key in present:
                 continue
@@ -200,11 +210,10 @@ class MlflowWriter:
                     )
                 )
                 value = value[:MAX_PARAM_LENGTH]
-            entries.append({"key": key, "value": value})
+            entries[key] = value
         if whole:
             self._store_whole(run_key, "params", whole)
-        for start in range(0, len(entries), MAX_PARAMS_TAGS_PER_BATCH):
-            self.backend.log_batch_json(run_key, [], entries[start : start + MAX_PARAMS_TAGS_PER_BATCH], [])
+        self._log_entries(run_key, params=entries)
         return outcomes
 
     def write_tags(self, run_key: str, tags: dict[str, str], notes: str | None = None) -> list[Outcome]:
@@ -213,7 +222,7 @@ class MlflowWriter:
             all_tags[NOTE_TAG] = notes
         outcomes: list[Outcome] = []
         whole: dict[str, str] = {}
-        entries = []
+        entries: dict[str, str] = {}
         for key, value in all_tags.items():
             if key in (SOURCE_TAG, COMPLETE_TAG):
                 continue
@@ -230,11 +239,10 @@ class MlflowWriter:
                 if not valid_key(key):
                     continue
                 value = value[:MAX_TAG_LENGTH]
-            entries.append({"key": key, "value": value})
+            entries[key] = value
         if whole:
             self._store_whole(run_key, "tags", whole)
-        for start in range(0, len(entries), MAX_PARAMS_TAGS_PER_BATCH):
-            self.backend.log_batch_json(run_key, [], [], entries[start : start + MAX_PARAMS_TAGS_PER_BATCH])
+        self._log_entries(run_key, tags=entries)
         return outcomes
 
     def _renamed(self, run_key: str) -> dict[str, str]:
@@ -304,13 +312,12 @@ class MlflowWriter:
     def finish_run(self, run_key: str, run: Run) -> None:
         from mlflow.entities import RunStatus as MlflowRunStatus
 
-        state = source_state(run)
         self.backend.tracking.update_run_info(
             run_key, MlflowRunStatus.from_string(run.status.value), run.end_time, None
         )
         if run.inputs:
             self._write_inputs(run_key, run)
-        self.backend.log_batch_json(run_key, [], [], [{"key": COMPLETE_TAG, "value": state}])
+        self._log_entries(run_key, tags={COMPLETE_TAG: source_state(run)})
         if run.deleted:
             self.backend.tracking.delete_run(run_key)
 
