@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ferryman.api.experimentmigration import WORKER_SPEC_DIR
 from ferryman.api.kinds import (
     CONFIG_MAP,
     CUTOVER_POLICY,
@@ -31,7 +32,7 @@ from ferryman.api.kinds import (
 ADMISSION_API = "admissionregistration.k8s.io/v1"
 WORKER_ACCOUNT_SUFFIX = "-worker"  # a migration's workers run as `<migration>-worker`, bound to that Role
 WORKER_COMMAND = ("ferryman",)
-WORKER_SPEC_FILE = "/etc/ferryman/migration.yaml"
+WORKER_SPEC_FILE = f"{WORKER_SPEC_DIR}/migration.yaml"
 # The worker's arguments before the object it reports to (`experimentmigration/<namespace>/<name>`).
 WORKER_ARGS = ("migrate", "-f", WORKER_SPEC_FILE, "--shard-from-env", "--report-to")
 WORKER_ROLE_VERBS = ("get", "patch")
@@ -40,6 +41,7 @@ CHILD_KINDS = (JOB, CONFIG_MAP, SERVICE_ACCOUNT, ROLE, ROLE_BINDING)
 
 
 def worker_account(migration: str) -> str:
+    """The ServiceAccount (and Role, RoleBinding) a migration's workers run as."""
     return f"{migration}{WORKER_ACCOUNT_SUFFIX}"
 
 

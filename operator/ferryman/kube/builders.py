@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ferryman.api.admission import WORKER_ARGS, WORKER_COMMAND, worker_account, worker_report_target
 from ferryman.api.experimentmigration import WORKER_SPEC_DIR, WORKER_TMP
 from ferryman.api.kinds import (
     ADMISSION_LABELS,
@@ -34,7 +35,7 @@ WORKER_UID = 65532
 
 def migration_children(name: str) -> dict[str, str]:
     """Names of a migration's children: the workers' ServiceAccount (and Role), spec and report maps."""
-    return {"account": f"{name}-worker"[:253], "spec": f"{name}-spec"[:253], "report": f"{name}-report"[:253]}
+    return {"account": worker_account(name), "spec": f"{name}-spec"[:253], "report": f"{name}-report"[:253]}
 
 
 def owner_reference(owner: dict[str, Any], *, controller: bool = True) -> dict[str, Any]:
@@ -208,15 +209,8 @@ def build_migration_job(workload: MigrationWorkload) -> dict[str, Any]:
         "name": "migrate",
         "image": workload.image,
         "imagePullPolicy": workload.image_pull_policy,
-        "command": ["ferryman"],
-        "args": [
-            "migrate",
-            "-f",
-            f"{WORKER_SPEC_DIR}/migration.yaml",
-            "--shard-from-env",
-            "--report-to",
-            f"{EXPERIMENT_MIGRATION.kind.lower()}/{namespace}/{name}",
-        ],
+        "command": list(WORKER_COMMAND),
+        "args": [*WORKER_ARGS, worker_report_target(namespace, name)],
         "env": env,
         "resources": copy.deepcopy(placement.resources),
         "securityContext": _restricted_container_security(),
