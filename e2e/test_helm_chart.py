@@ -169,6 +169,23 @@ def test_default_chart_renders_the_kustomize_base(helm_home: dict[str, str]) -> 
     assert {d["kind"] for d in chart} == {d["kind"] for d in base} - {"Namespace"}
 
 
+def test_metrics_service_and_service_monitor(helm_home: dict[str, str]) -> None:
+    """The /metrics port (a value) reaches the operator's args, its container port and the Service; the
+    ServiceMonitor is rendered only when enabled, and selects that Service's port."""
+    assert not [d for d in render_chart(helm_home) if d["kind"] == "ServiceMonitor"]
+    values = {"metrics": {"port": 9100, "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}}
+    chart = render_chart(helm_home, values)
+    [container] = only(chart, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert "--metrics=http://0.0.0.0:9100/metrics" in container["args"]
+    assert {"name": "metrics", "containerPort": 9100} in container["ports"]
+    service = only(chart, "Service")
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9100, "targetPort": "metrics"}]
+    monitor = only(chart, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
+
+
 def test_chart_rbac_binds_the_operators_account(helm_home: dict[str, str]) -> None:
     """Any release name and namespace: the operator runs as the account its ClusterRole is bound to."""
     chart = render_chart(helm_home, release="ml-ferryman", namespace="platform")

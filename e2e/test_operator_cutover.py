@@ -536,8 +536,20 @@ def test_creation_is_rate_limited(operator: OperatorProcess, kube: Client, names
         assert len(trainjobs(kube, namespace)) < 6
         wait_for(lambda: ready(kube, name), "all TrainJobs created", timeout=60)
         assert len(trainjobs(kube, namespace)) == 6
+        # /metrics tells the same: six creations, six mirrored jobs, passes that waited, their latency
+        assert operator.metric("ferryman_trainjob_creations_total", policy=name) == 6
+        assert operator.metric("ferryman_cutover_jobs", policy=name, state="mirrored") == 6
+        assert operator.metric("ferryman_cutover_jobs", policy=name, state="pending") == 0
+        assert (operator.metric("ferryman_rate_limit_waits_total", policy=name) or 0) >= 1
+        assert operator.metric("ferryman_trainjob_conflicts_total", policy=name) == 0
+        passes = operator.metric("ferryman_reconcile_duration_seconds_count", kind="CutoverPolicy")
+        assert passes is not None and passes >= 2
     finally:
         kube.delete(CutoverPolicy, name)
+    wait_for(
+        lambda: operator.metric("ferryman_cutover_jobs", policy=name, state="selected") is None,
+        "the deleted policy's series to go",
+    )
 
 
 def test_a_restart_after_lowering_the_rate_grants_no_fresh_burst(

@@ -168,6 +168,21 @@ def test_migration_pods_on_gpu_nodes_report_through_the_apiserver(
     assert PASSWORD not in json.dumps(final["status"])
     assert PASSWORD not in json.dumps([e.to_dict() for e in kube.list(Event, namespace=namespace)])
 
+    # /metrics: each shard's runs, points and bytes, as the workers reported them
+    def shard_metric(name: str, shard: int, **labels: str) -> float:
+        migration = {"namespace": namespace, "migration": "vision-to-mlflow", "shard": str(shard)}
+        return operator.metric(name, **migration, **labels) or 0.0
+
+    def exported() -> bool:
+        shards = [s["index"] for s in status["shards"]]
+        points = sum(shard_metric("ferryman_migration_points", s) for s in shards)
+        runs = sum(shard_metric("ferryman_migration_runs", s, state="done") for s in shards)
+        return points == RUNS * STEPS and runs == RUNS
+
+    wait_for(exported, "each shard's progress in /metrics")
+    for shard in status["shards"]:
+        assert shard_metric("ferryman_migration_bytes", shard["index"]) == shard["bytes"]
+
     # Deleting the migration removes its Job (ownerReferences, garbage collection).
     kube.delete(ExperimentMigration, "vision-to-mlflow", namespace=namespace)
 

@@ -87,10 +87,12 @@ class OperatorProcess:
     process: subprocess.Popen[bytes] | None = None
     liveness_port: int = 0
     readiness_port: int = 0
+    metrics_port: int = 0
 
     def start(self) -> OperatorProcess:
         self.liveness_port = free_port()
         self.readiness_port = free_port()
+        self.metrics_port = free_port()
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
@@ -107,6 +109,7 @@ class OperatorProcess:
             "operator",
             f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
             f"--readiness=http://127.0.0.1:{self.readiness_port}/readyz",
+            f"--metrics=http://127.0.0.1:{self.metrics_port}/metrics",
             *(["--verbose"] if os.environ.get("FERRYMAN_OPERATOR_VERBOSE") else []),
         ]
         with self.log.open("ab") as log:
@@ -155,6 +158,20 @@ class OperatorProcess:
             return int(error.code)
         except OSError:
             return None
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """The value of one sample of the operator's /metrics (None when it has no such series)."""
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as reply:
+            text = reply.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return float(sample.value)
+        return None
 
     def rss_bytes(self) -> int:
         """Resident memory of the operator process now."""

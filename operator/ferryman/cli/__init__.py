@@ -180,12 +180,16 @@ def migrate_command(source: str | None, destination: str | None, spec_file: Path
               help="Liveness endpoint URL ('' to disable).")
 @click.option("--readiness", default="", help="Readiness endpoint URL, ready once the indexes are complete "
               "(for example http://0.0.0.0:8081/readyz; off by default).")
+@click.option("--metrics", default="", help="Prometheus metrics endpoint URL "
+              "(for example http://0.0.0.0:9090/metrics; off by default).")
 @click.option("--verbose", is_flag=True, help="Log kopf's debug output.")
-def operator_command(liveness: str, readiness: str, verbose: bool) -> None:
+def operator_command(liveness: str, readiness: str, metrics: str, verbose: bool) -> None:
     """Run the ferryman operator (CutoverPolicy and ExperimentMigration) against the current kubeconfig."""
     from ferryman.controller.run import run_operator
 
-    run_operator(liveness=liveness or None, readiness=readiness or None, verbose=verbose)
+    run_operator(
+        liveness=liveness or None, readiness=readiness or None, metrics=metrics or None, verbose=verbose
+    )
 
 
 def main() -> None:

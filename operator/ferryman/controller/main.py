@@ -14,7 +14,7 @@ from typing import Any
 import kopf
 
 from ferryman.api import kinds
-from ferryman.controller import migration, policy, serving
+from ferryman.controller import metrics, migration, policy, serving
 from ferryman.controller.context import OperatorContext, context
 from ferryman.controller.discovery import is_v1_job_crd, served_job_kind, served_trainer_api
 from ferryman.controller.leadership import lead, lease_config, resign
@@ -65,6 +65,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     if memo.get("readiness_url"):
         # Ready: a standby at once (a rollout must not wait for it to lead), the leader once indexed.
         ctx.readiness = await serve_readiness(memo.readiness_url, lambda: ctx.standby or ctx.indexes_complete)
+    if memo.get("metrics_url"):  # a standby's too: it has no ferryman series, only the process's
+        memo.metrics_runner = await metrics.serve_metrics(memo.metrics_url)
     if lease is not None:  # a standby waits here: kopf watches nothing before startup ends
         ctx.leadership, ctx.lease = await lead(ctx.client, lease), lease
         ctx.standby = False
@@ -78,6 +80,8 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await resign(ctx.client, ctx.lease)
     if ctx.readiness is not None:
         await ctx.readiness.cleanup()
+    if memo.get("metrics_runner") is not None:
+        await memo.metrics_runner.cleanup()
     await ctx.client.close()
 
 
@@ -175,7 +179,8 @@ async def cutover_policy(
     ctx = context(memo)
     flavours: kopf.Index[str, Any] = kwargs["trainer_flavour"]
     ctx.trainer_api = next(iter(flavours["served"])) if "served" in flavours else None
-    await policy.reconcile_policy(ctx, body, _indexes(kwargs), logger)
+    with metrics.RECONCILE_SECONDS.labels(kinds.CUTOVER_POLICY.kind).time():
+        await policy.reconcile_policy(ctx, body, _indexes(kwargs), logger)
 
 
 @kopf.on.update(*kinds.CUTOVER_POLICY.resource, field="spec")
@@ -187,6 +192,7 @@ async def cutover_policy_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> 
 async def forget_policy(type: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     if type == "DELETED":
         context(memo).policies.pop(name, None)
+        metrics.forget_policy(name)
 
 
 # ExperimentMigration: a timer per migration drives its Job rounds and status.
@@ -194,7 +200,16 @@ async def forget_policy(type: str, name: str, memo: kopf.Memo, **_: Any) -> None
 
 @kopf.timer(*kinds.EXPERIMENT_MIGRATION.resource, interval=migration.RECONCILE_SECONDS, id="reconcile")
 async def experiment_migration(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    await migration.reconcile_migration(context(memo), body, logger)
+    with metrics.RECONCILE_SECONDS.labels(kinds.EXPERIMENT_MIGRATION.kind).time():
+        await migration.reconcile_migration(context(memo), body, logger)
+    metadata = body["metadata"]
+    metrics.record_migration(metadata["namespace"], metadata["name"], kopf_plain(body.get("status") or {}))
+
+
+@kopf.on.event(*kinds.EXPERIMENT_MIGRATION.resource)
+async def forget_migration(type: str, namespace: str | None, name: str, **_: Any) -> None:
+    if type == "DELETED":
+        metrics.forget_migration(namespace or "", name)
 
 
 # Takeover: TrainJob and JobSet status flows back into the v1 job served.

@@ -23,6 +23,7 @@ from ferryman.api.base import now
 from ferryman.api.cutoverpolicy import CutoverMode, CutoverPolicySpec, CutoverPolicyStatus, TrainJobCounts
 from ferryman.api.kinds import CUTOVER_POLICY, POLICY_LABEL
 from ferryman.api.trainer import TrainerAPI
+from ferryman.controller import metrics
 from ferryman.controller.batches import CreationBatches
 from ferryman.controller.context import OperatorContext, values
 from ferryman.controller.cutover import (
@@ -129,6 +130,7 @@ async def reconcile_policy(
         at=now(),
     )
     await _write_status(ctx, body, current, status)
+    metrics.record_policy(name, spec.mode, status)
     if counts.pending:
         message = f"{counts.pending} TrainJobs wait for the creation rate limit"
         raise kopf.TemporaryError(message, delay=max(state.bucket.wait(), 0.5))
@@ -173,6 +175,7 @@ async def _serve(
             await _ensure_runtime(ctx, plan.runtime, policy, present)
         with tolerate_gone_or_conflict():
             await ctx.client.create(codecs.from_dict(decision.desired), field_manager=FIELD_MANAGER)
+            metrics.CREATIONS.labels(policy["metadata"]["name"]).inc()
             kopf.info(
                 _as_body(v1jobs[plan.key]),
                 reason="TrainJobCreated",
@@ -214,6 +217,7 @@ async def _serve(
                 reason="TrainJobConflict",
                 message=f"not served by CutoverPolicy {policy['metadata']['name']}: {decision.reason}",
             )
+    metrics.CONFLICTS.labels(policy["metadata"]["name"]).inc(len(conflicts - state.conflicts))
     state.conflicts = conflicts
     counts.not_served = len(unserved)
     if batches.granted:

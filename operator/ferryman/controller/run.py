@@ -1,5 +1,5 @@
-"""Start the operator: kopf, cluster-wide, standalone (one replica, no peering), with liveness and readiness
-endpoints."""
+"""Start the operator: kopf, cluster-wide, standalone (one replica, no peering), with liveness, readiness and
+metrics endpoints."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import logging
 import kopf
 
 
-def run_operator(*, liveness: str | None, readiness: str | None, verbose: bool) -> None:
+def run_operator(*, liveness: str | None, readiness: str | None, metrics: str | None, verbose: bool) -> None:
     import ferryman.controller.main  # noqa: F401  (registers the handlers)
 
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.FULL)
     if not verbose:
         # One line per indexed object would be thousands at startup; failures still log as warnings.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    memo = kopf.Memo(readiness_url=readiness)
+    memo = kopf.Memo(readiness_url=readiness, metrics_url=metrics)
     kopf.run(standalone=True, clusterwide=True, liveness_endpoint=liveness, memo=memo)
