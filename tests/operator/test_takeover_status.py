@@ -6,6 +6,7 @@ replica counts, startTime and completionTime."""
 from typing import Any
 
 from ferryman.api.cutoverpolicy import V1Kind
+from ferryman.controller.serving import status_patch
 from ferryman.controller.takeover import V1_STATUS_SHAPES, v1_status
 from ferryman.convert.registry import JOB_KINDS
 
@@ -216,3 +217,21 @@ def test_every_kind_ferryman_converts_is_selectable_and_has_a_status_shape() -> 
     versions = {(k.api_version, k.kind) for row in JOB_KINDS.values() for k in (row.kind, *row.also)}
     assert versions == set(V1_STATUS_SHAPES)
     assert set(V1Kind) == {row.kind.kind for row in JOB_KINDS.values()}
+
+
+def test_replica_counts_are_pods_though_trainer_and_jobset_count_jobs() -> None:
+    """As the real controllers report a running 3-node TrainJob: one active `node` Job of parallelism 3;
+    v1 counts pods, 1 Master and 2 Workers (seen in e2e/test_takeover_controllers.py)."""
+    served = trainjob(active=1)
+    jobset = {"spec": {"replicatedJobs": [{"name": "node", "template": {"spec": {"parallelism": 3}}}]}}
+    status = v1_status(pytorchjob(), served, jobset, now="t1")
+    assert status["replicaStatuses"] == {"Master": {"active": 1}, "Worker": {"active": 2}}
+
+
+def test_a_count_gone_to_zero_is_removed_from_the_status_not_left_behind() -> None:
+    current = {"replicaStatuses": {"Master": {"active": 1}, "Worker": {"active": 2}}}
+    status = {"conditions": [], "replicaStatuses": {"Master": {"succeeded": 1}, "Worker": {}}}
+    assert status_patch(current, status)["replicaStatuses"] == {
+        "Master": {"active": None, "succeeded": 1},
+        "Worker": {"active": None},
+    }

@@ -119,7 +119,19 @@ async def trainjobs(body: kopf.Body, namespace: str | None, name: str, **_: Any)
 async def jobsets(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any] | None:
     if serving.owning_trainjob(kopf_plain(body)) is None:
         return None
-    return {(namespace, name): {"metadata": {"name": name}, "status": kopf_plain(body.get("status") or {})}}
+    # each replicated job's pods per Job (its parallelism): JobSet and TrainJob statuses count Jobs, v1 pods
+    replicated = [
+        {"name": job.get("name"), "template": {"spec": {"parallelism": spec.get("parallelism")}}}
+        for job in (body.get("spec") or {}).get("replicatedJobs") or []
+        for spec in [(job.get("template") or {}).get("spec") or {}]
+    ]
+    return {
+        (namespace, name): {
+            "metadata": {"name": name},
+            "spec": {"replicatedJobs": replicated},
+            "status": kopf_plain(body.get("status") or {}),
+        }
+    }
 
 
 @kopf.index(*kinds.NAMESPACE.resource)

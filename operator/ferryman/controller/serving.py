@@ -39,6 +39,19 @@ def owning_trainjob(jobset: dict[str, Any]) -> str | None:
     return None
 
 
+def status_patch(current: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    """The merge patch writing `status`: a replica count that went to zero (v1 omits zeros) is removed, not
+    left at its old value, as a merge patch leaves every key it does not name."""
+    replicas: dict[str, Any] = {}
+    for replica, counts in (current.get("replicaStatuses") or {}).items():
+        wanted = status["replicaStatuses"].get(replica)
+        if wanted is None:
+            replicas[replica] = None
+        else:
+            replicas[replica] = {**dict.fromkeys(counts), **wanted}
+    return {**status, "replicaStatuses": {**status["replicaStatuses"], **replicas}}
+
+
 async def mirror_status(
     ctx: OperatorContext,
     namespace: str,
@@ -65,7 +78,8 @@ async def mirror_status(
         return
     resource = v1_job_resource(job["apiVersion"], kind)
     try:
-        await patch_status(ctx.client, resource, source_name, status, namespace=namespace)
+        patch = status_patch(current, status)
+        await patch_status(ctx.client, resource, source_name, patch, namespace=namespace)
     except ApiError as error:
         if error.status.code != 404:
             raise

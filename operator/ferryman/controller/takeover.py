@@ -66,15 +66,22 @@ _COUNTS = ("active", "ready", "succeeded", "failed", "suspended")
 
 
 def _jobs_counts(trainjob: dict[str, Any], jobset: dict[str, Any] | None) -> dict[str, dict[str, int]]:
-    """Per replicated job (node, launcher, ...): its Jobs' counts."""
+    """Per replicated job (node, launcher, ...): its pods' counts. TrainJob and JobSet statuses count Jobs;
+    each Job of a replicated job runs its parallelism in pods (Trainer's node Job: numNodes pods), which v1
+    counts one by one."""
     entries = (trainjob.get("status") or {}).get("jobsStatus") or []
     if not entries and jobset is not None:
         entries = (jobset.get("status") or {}).get("replicatedJobsStatus") or []
+    pods_per_job = {
+        job.get("name"): int(((job.get("template") or {}).get("spec") or {}).get("parallelism") or 1)
+        for job in ((jobset or {}).get("spec") or {}).get("replicatedJobs") or []
+    }
     totals: dict[str, dict[str, int]] = {}
     for entry in entries:
-        job = totals.setdefault(str(entry.get("name", "")), dict.fromkeys(_COUNTS, 0))
+        name = str(entry.get("name", ""))
+        job = totals.setdefault(name, dict.fromkeys(_COUNTS, 0))
         for key in _COUNTS:
-            job[key] += int(entry.get(key) or 0)
+            job[key] += int(entry.get(key) or 0) * pods_per_job.get(name, 1)
     return totals
 
 
