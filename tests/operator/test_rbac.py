@@ -53,6 +53,7 @@ CALLS: tuple[tuple[str, str, tuple[str, ...], str, str], ...] = (
     ("", "events", ("create",), "controller/policy.py", "kopf.warn"),
     ("coordination.k8s.io", "leases", ("get", "create", "update"), "kube/lease.py", "client.replace(lease"),
     ("trainer.kubeflow.org", "trainjobs", ("create", "patch", "delete"), "controller/policy.py", "TrainJob"),
+    ("trainer.kubeflow.org", "trainjobs", ("list", "watch"), "controller/main.py", "TrainJob, _trimmed"),
     ("trainer.kubeflow.org", "trainingruntimes", ("create",), "controller/policy.py", "TrainingRuntime"),
     ("ferryman.dev", "cutoverpolicies", ("get",), "controller/batches.py", "client.get(CutoverPolicy"),
     ("ferryman.dev", "cutoverpolicies/status", ("patch",), "controller/policy.py", "patch_status"),
@@ -80,7 +81,8 @@ def used() -> set[tuple[str, str, str]]:
             selector = handler.selector
             assert selector is not None and selector.group is not None, handler
             needed |= {(selector.group, str(selector.plural or selector.any_name), verb) for verb in verbs}
-    for row in JOB_KINDS.values():
+    for row in JOB_KINDS.values():  # listed and watched by informers (controller/main.py); Takeover status
+        needed |= {(row.kind.group, row.kind.plural, verb) for verb in ("list", "watch")}
         needed.add((row.kind.group, f"{row.kind.plural}/status", "patch"))
     for group, resource, called, module, evidence in CALLS:
         source = (ROOT / "operator" / "ferryman" / module).read_text()

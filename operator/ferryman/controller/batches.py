@@ -7,9 +7,10 @@ while a long pass runs takes effect at the next batch, not after the pass.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -20,31 +21,38 @@ from ferryman.controller.cutover import Decision, JobPlan, PolicyState
 from ferryman.kube.resources import CutoverPolicy
 
 BATCH_SIZE = 10  # creations between two reads of the live policy
+PASS_SECONDS = 2.0  # a pass waits for tokens this long at most, then ends (and writes the status)
 REPLAN_DELAY = 0.5  # seconds before a pass ended by a spec change is run again
 
 
 @dataclass
 class CreationBatches:
-    """The creations a pass may make, yielded batch by batch as the live policy's rate limit grants them;
-    `granted` counts those yielded. Raises kopf.TemporaryError when the policy's spec changed meanwhile."""
+    """The creations a pass may make, yielded in batches as the live policy's rate limit grants them (the
+    next batch is granted once the caller is done with this one), waiting for tokens until PASS_SECONDS are
+    over; `granted` counts those yielded. Raises kopf.TemporaryError when the policy's spec changed."""
 
     ctx: OperatorContext
     state: PolicyState
     policy: dict[str, Any]
     creations: list[tuple[JobPlan, Decision]]
     granted: int = 0
+    until: float = field(default_factory=lambda: time.monotonic() + PASS_SECONDS)
 
-    async def __aiter__(self) -> AsyncIterator[tuple[JobPlan, Decision]]:
+    async def __aiter__(self) -> AsyncIterator[list[tuple[JobPlan, Decision]]]:
         while self.granted < len(self.creations):
             await self._follow_live_spec()
             assert self.state.bucket is not None
             wanted = min(BATCH_SIZE, len(self.creations) - self.granted)
             allowed = self.state.bucket.take(wanted, time.time())
-            for creation in self.creations[self.granted : self.granted + allowed]:
-                self.granted += 1
-                yield creation
-            if allowed < wanted:
-                return
+            if allowed:
+                self.granted += allowed
+                yield self.creations[self.granted - allowed : self.granted]
+            if allowed < wanted:  # wait for a batch's worth of tokens (or what is left), within the pass
+                bucket, left = self.state.bucket, len(self.creations) - self.granted
+                wait = (min(BATCH_SIZE, bucket.burst, left) - bucket.tokens) / bucket.rate
+                if time.monotonic() + wait > self.until:
+                    return
+                await asyncio.sleep(wait)
 
     async def _follow_live_spec(self) -> None:
         name = self.policy["metadata"]["name"]

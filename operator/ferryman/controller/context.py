@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,7 @@ from lightkube import AsyncClient
 from ferryman.api.trainer import TrainerAPI
 from ferryman.controller.cutover import PolicyState
 from ferryman.kube.client import pod_image
+from ferryman.kube.informer import Informer
 
 
 @dataclass
@@ -21,7 +23,11 @@ class OperatorContext:
     image: str | None  # the image migration workers run unless a migration names one (see `worker_image`)
     trainer_api: TrainerAPI | None = None  # served TrainJob flavour; None until the TrainJob CRD is seen
     policies: dict[str, PolicyState] = field(default_factory=dict)
-    indexes_complete: bool = False  # readiness: kopf has filled every index
+    indexed: asyncio.Event = field(default_factory=asyncio.Event)  # kopf has filled every index
+    kopf_indexes: dict[str, Any] = field(default_factory=dict)  # kopf's indexes, once filled
+    informers: dict[str, list[Informer]] = field(default_factory=dict)  # kinds too many for kopf, by index
+    informing: list[asyncio.Task[None]] = field(default_factory=list)  # their list-and-watch tasks
+    serving: set[asyncio.Task[None]] = field(default_factory=set)  # Takeover status writes under way
     readiness: Any = None  # the readiness endpoint's aiohttp runner, when one is served
     leadership: Any = None  # the task keeping the leader's Lease, under leader election
     standby: bool = False  # waiting for the Lease
@@ -41,6 +47,16 @@ class OperatorContext:
         pod = os.environ.get("POD_NAME")
         if self.image is None and pod:
             self.image = await pod_image(self.client, pod, self.namespace)
+
+    def every_informer(self) -> list[Informer]:
+        return [informer for informers in self.informers.values() for informer in informers]
+
+    def listed(self) -> bool:
+        """Every informer has listed its kind once."""
+        return bool(self.informers) and all(informer.listed.is_set() for informer in self.every_informer())
+
+    async def wait_listed(self) -> None:
+        await asyncio.gather(*(informer.listed.wait() for informer in self.every_informer()))
 
 
 def context(memo: kopf.Memo | Any) -> OperatorContext:

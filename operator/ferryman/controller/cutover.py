@@ -398,6 +398,10 @@ class PolicyState:
     conflicts: set[tuple[JobKey, str]] = field(default_factory=set)  # (job, why) reported
     # derived runtime (namespace, name) -> (resourceVersion checked, why it is not ferryman's or None)
     runtime_checks: dict[tuple[str, str], tuple[str, str | None]] = field(default_factory=dict)
+    reported: dict[JobKey, JobPlan] | None = None  # the plans the report was last written from
+    # each job's decision, with what it was made from (plan, resourceVersions), under decisions_key
+    decisions: dict[JobKey, tuple[tuple[Any, ...], Decision]] = field(default_factory=dict)
+    decisions_key: tuple[Any, ...] = ()  # the policy's name, uid and spec
 
 
 def _top_blockers(plans: list[JobPlan], top: int) -> list[Blocker]:

@@ -1,13 +1,16 @@
 """kopf handler registrations, and nothing else: the logic lives in the modules these call.
 
-v1 jobs (every kind in convert.registry.JOB_KINDS) are only indexed and watched (no change-detecting
-handlers): kopf never writes an annotation or finalizer on them. A kind whose CRD is not installed is not
-watched (kopf warns once, and starts watching when the CRD appears); policies report it. State lives in
-memory (rebuilt from the indexes on restart) and on ferryman's own kinds.
+v1 jobs (every kind in convert.registry.JOB_KINDS) and TrainJobs, thousands in a large cluster, are not
+kopf's: informers (kube.informer) keep a trimmed copy of each, read by handlers as if they were kopf indexes
+(kopf's per-object workers made a start over 10,000 objects take minutes). Nothing is ever written on v1
+jobs. A kind whose CRD is not installed is looked for again every few seconds; policies report it. State
+lives in memory (rebuilt from the lists on restart) and on ferryman's own kinds.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,10 +24,14 @@ from ferryman.controller.leadership import lead, lease_config, resign
 from ferryman.controller.readiness import serve_readiness
 from ferryman.controller.settings import configure, resync_seconds
 from ferryman.convert.registry import JOB_KINDS
+from ferryman.kube.informer import IndexView, Informer
+from ferryman.kube.resources import TrainJob, v1_job_resource
+
+logger = logging.getLogger(__name__)
 
 
-def _trimmed(body: kopf.Body) -> dict[str, Any]:
-    """A compact, plain copy of an object for the indexes: no managedFields, no last-applied annotation."""
+def _trimmed(body: dict[str, Any]) -> dict[str, Any]:
+    """What the operator keeps of an object: no managedFields, no last-applied annotation."""
     metadata = body["metadata"]
     kept = {
         key: metadata[key]
@@ -42,7 +49,7 @@ def _trimmed(body: kopf.Body) -> dict[str, Any]:
     for section in ("spec", "status"):
         if section in body:
             trimmed[section] = body[section]
-    return kopf_plain(trimmed)
+    return trimmed
 
 
 def kopf_plain(value: Any) -> Any:
@@ -64,17 +71,22 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     ctx.standby = lease is not None
     if memo.get("readiness_url"):
         # Ready: a standby at once (a rollout must not wait for it to lead), the leader once indexed.
-        ctx.readiness = await serve_readiness(memo.readiness_url, lambda: ctx.standby or ctx.indexes_complete)
+        ctx.readiness = await serve_readiness(
+            memo.readiness_url, lambda: ctx.standby or (ctx.indexed.is_set() and ctx.listed())
+        )
     if memo.get("metrics_url"):  # a standby's too: it has no ferryman series, only the process's
         memo.metrics_runner = await metrics.serve_metrics(memo.metrics_url)
     if lease is not None:  # a standby waits here: kopf watches nothing before startup ends
         ctx.leadership, ctx.lease = await lead(ctx.client, lease), lease
         ctx.standby = False
+    _start_informers(ctx)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     ctx = context(memo)
+    for task in ctx.informing:
+        task.cancel()
     if ctx.leadership is not None:  # stopping: hand the Lease over to the standby at once
         ctx.leadership.cancel()
         await resign(ctx.client, ctx.lease)
@@ -86,9 +98,12 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event(*kinds.NAMESPACE.resource)
-async def indexes_complete(memo: kopf.Memo, **_: Any) -> None:
+async def indexes_complete(memo: kopf.Memo, **kwargs: Any) -> None:
     """kopf calls no resource handler before all indexes are filled: the first call means ready."""
-    context(memo).indexes_complete = True
+    ctx = context(memo)
+    if not ctx.indexed.is_set():
+        ctx.kopf_indexes = {name: kwargs[name] for name in _KOPF_INDEXES}
+        ctx.indexed.set()
 
 
 @kopf.on.probe(id="policies")
@@ -98,21 +113,6 @@ async def policies_probe(memo: kopf.Memo, **_: Any) -> int:
 
 # Indexes: kopf lists and watches these, and runs no other handler until all are filled. Async, so that
 # thousands of objects are indexed on the event loop rather than through the thread pool.
-
-
-async def v1jobs(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
-    return {(body["kind"], namespace, name): _trimmed(body)}
-
-
-# One index of every kind in every version ferryman converts; the cluster serves one (MPIJob: v2beta1 from
-# mpi-operator or v1 from the Training Operator), and kopf leaves the others unresolved.
-for _kind in (kind for row in JOB_KINDS.values() for kind in (row.kind, *row.also)):
-    kopf.index(*_kind.resource, id="v1jobs")(v1jobs)
-
-
-@kopf.index(*kinds.TRAINJOB.resource)
-async def trainjobs(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
-    return {(namespace, name): _trimmed(body)}
 
 
 @kopf.index(*kinds.JOBSET.resource)
@@ -175,10 +175,36 @@ async def served_kinds(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
     return None if kind is None else {kind.kind: kind.api_version}
 
 
-def _indexes(kwargs: dict[str, Any]) -> dict[str, kopf.Index[Any, Any]]:
-    names = "v1jobs served_kinds trainjobs jobsets namespace_labels cluster_runtimes namespaced_runtimes"
-    names += " claims"
-    return {name: kwargs[name] for name in names.split()}
+_KOPF_INDEXES = (
+    "served_kinds", "jobsets", "namespace_labels", "cluster_runtimes", "namespaced_runtimes", "claims"
+)
+
+
+def _kind_key(obj: dict[str, Any]) -> tuple[str, str, str]:
+    return obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]
+
+
+def _start_informers(ctx: OperatorContext) -> None:
+    """Informers for v1 jobs, by (kind, namespace, name), of every kind in every version ferryman converts
+    (the cluster serves one: MPIJob v2beta1 from mpi-operator or v1 from the Training Operator), and TrainJobs
+    by (namespace, name)."""
+    versions = (kind for row in JOB_KINDS.values() for kind in (row.kind, *row.also))
+    ctx.informers = {
+        "v1jobs": [
+            Informer(ctx.client, v1_job_resource(kind.api_version, kind.kind), _trimmed, key=_kind_key)
+            for kind in versions
+        ],
+        "trainjobs": [
+            Informer(ctx.client, TrainJob, _trimmed, changed=lambda _, job: _trainjob_changed(ctx, job))
+        ],
+    }
+    ctx.informing = [asyncio.create_task(informer.run()) for informer in ctx.every_informer()]
+
+
+def _indexes(ctx: OperatorContext, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """kopf's indexes and the informers' copies, by name; handlers read both alike."""
+    views = {name: IndexView(*informers) for name, informers in ctx.informers.items()}
+    return {**{name: kwargs[name] for name in _KOPF_INDEXES}, **views}
 
 
 # CutoverPolicy: a timer per policy (policies are few), re-planning from the indexes.
@@ -191,8 +217,9 @@ async def cutover_policy(
     ctx = context(memo)
     flavours: kopf.Index[str, Any] = kwargs["trainer_flavour"]
     ctx.trainer_api = next(iter(flavours["served"])) if "served" in flavours else None
+    await ctx.wait_listed()
     with metrics.RECONCILE_SECONDS.labels(kinds.CUTOVER_POLICY.kind).time():
-        await policy.reconcile_policy(ctx, body, _indexes(kwargs), logger)
+        await policy.reconcile_policy(ctx, body, _indexes(ctx, kwargs), logger)
 
 
 @kopf.on.update(*kinds.CUTOVER_POLICY.resource, field="spec")
@@ -227,11 +254,22 @@ async def forget_migration(type: str, namespace: str | None, name: str, **_: Any
 # Takeover: TrainJob and JobSet status flows back into the v1 job served.
 
 
-@kopf.on.event(*kinds.TRAINJOB.resource, labels={kinds.MODE_LABEL: "takeover"})
-async def takeover_trainjob(
-    namespace: str | None, name: str, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any
-) -> None:
-    await serving.mirror_status(context(memo), namespace or "", name, _indexes(kwargs), logger)
+def _trainjob_changed(ctx: OperatorContext, trainjob: dict[str, Any]) -> None:
+    """A TrainJob listed, added, changed or deleted: a Takeover's status flows into its v1 job."""
+    if (trainjob["metadata"].get("labels") or {}).get(kinds.MODE_LABEL) == "takeover":
+        metadata = trainjob["metadata"]
+        task = asyncio.create_task(_takeover_trainjob(ctx, metadata["namespace"], metadata["name"]))
+        ctx.serving.add(task)
+        task.add_done_callback(ctx.serving.discard)
+
+
+async def _takeover_trainjob(ctx: OperatorContext, namespace: str, name: str) -> None:
+    await ctx.indexed.wait()  # JobSets are in kopf's indexes
+    await ctx.wait_listed()
+    try:
+        await serving.mirror_status(ctx, namespace, name, _indexes(ctx, ctx.kopf_indexes), logger)
+    except Exception:  # as a kopf handler's would be: logged, and tried again at the TrainJob's next change
+        logger.exception(f"mirroring the status of TrainJob {namespace}/{name}")
 
 
 @kopf.on.event(*kinds.JOBSET.resource)
@@ -240,4 +278,5 @@ async def takeover_jobset(
 ) -> None:
     owner = serving.owning_trainjob(kopf_plain(body))
     if owner is not None:
-        await serving.mirror_status(context(memo), namespace or "", owner, _indexes(kwargs), logger)
+        ctx = context(memo)
+        await serving.mirror_status(ctx, namespace or "", owner, _indexes(ctx, kwargs), logger)

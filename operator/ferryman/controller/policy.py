@@ -7,6 +7,7 @@ re-plans from a complete picture, and nothing is stored on the v1 jobs themselve
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import gzip
@@ -89,14 +90,17 @@ async def reconcile_policy(
     v1jobs = values(indexes["v1jobs"])
     namespaces = values(indexes["namespace_labels"])
     plans: dict[JobKey, JobPlan] = {}
+    replanned = False
     for key, job in v1jobs.items():
         if not selects(spec, job, namespaces.get(key[1], {})):
             continue
         plan = state.plans.get(key)
         if plan is None or plan.resource_version != job["metadata"].get("resourceVersion"):
-            plan = plan_job(job, options, runtimes)
+            plan, replanned = plan_job(job, options, runtimes), True
         plans[key] = plan
-    state.plans = plans
+    if replanned or plans.keys() != state.plans.keys():  # else the same plans: the report is not redone
+        state.plans = plans
+    plans = state.plans
     elapsed = time.monotonic() - started
     logger.debug(f"planned {len(plans)} of {len(v1jobs)} v1 jobs in {elapsed:.2f}s")
 
@@ -150,18 +154,8 @@ async def _serve(
     """Create or update the TrainJobs the mode asks for, within the rate limit, each after the derived
     runtime it runs on. Returns the counts and, for each unfinished job left without a TrainJob, why."""
     assert state.bucket is not None
-    decisions: list[tuple[JobPlan, Decision]] = []
     clashes = await _runtime_clashes(ctx, state, plans, runtimes, policy)
-    for key, plan in sorted(plans.items()):
-        existing = None
-        if plan.trainjob is not None:
-            existing = trainjobs.get((plan.namespace, plan.trainjob["metadata"]["name"]))
-        decision = decide(plan, v1jobs[key], policy, spec, existing)
-        clash = clashes.get(derived_runtime_key(plan.runtime)) if plan.runtime is not None else None
-        if clash is not None and decision.action is not Action.SKIP:  # never run on someone else's runtime
-            decision = Decision(Action.CONFLICT, reason=clash)
-        decisions.append((plan, decision))
-
+    decisions = _decisions(spec, policy, state, plans, v1jobs, trainjobs, clashes)
     counts, unserved = TrainJobCounts(), list[str]()
     creations = [(plan, d) for plan, d in decisions if d.action is Action.CREATE]
     batches = CreationBatches(ctx, state, policy, creations)
@@ -169,20 +163,10 @@ async def _serve(
     for plan, decision in decisions:
         if plan.runtime is not None and decision.action is not Action.CREATE and decision.desired is not None:
             await _ensure_runtime(ctx, plan.runtime, policy, present)  # a kept or updated TrainJob's
-    async for plan, decision in batches:  # the live policy's rate limit, batch by batch
-        assert decision.desired is not None
-        if plan.runtime is not None:
-            await _ensure_runtime(ctx, plan.runtime, policy, present)
-        with tolerate_gone_or_conflict():
-            await ctx.client.create(codecs.from_dict(decision.desired), field_manager=FIELD_MANAGER)
-            metrics.CREATIONS.labels(policy["metadata"]["name"]).inc()
-            kopf.info(
-                _as_body(v1jobs[plan.key]),
-                reason="TrainJobCreated",
-                message=f"CutoverPolicy {policy['metadata']['name']} created TrainJob "
-                f"{decision.desired['metadata']['name']} ({spec.mode.value})",
-            )
-        counts.present += 1
+    async for batch in batches:  # the live policy's rate limit, batch by batch, each created all at once
+        creating = (_create(ctx, spec, policy, plan, decision, v1jobs, present) for plan, decision in batch)
+        await asyncio.gather(*creating)
+    counts.present += batches.granted
     counts.pending = len(creations) - batches.granted
     conflicts: set[tuple[JobKey, str]] = set()
     for plan, decision in decisions:
@@ -223,6 +207,67 @@ async def _serve(
     if batches.granted:
         logger.info(f"created {batches.granted} TrainJobs, {counts.pending} wait for the rate limit")
     return counts, unserved
+
+
+def _decisions(
+    spec: CutoverPolicySpec,
+    policy: dict[str, Any],
+    state: PolicyState,
+    plans: dict[JobKey, JobPlan],
+    v1jobs: dict[JobKey, dict[str, Any]],
+    trainjobs: dict[tuple[str, str], dict[str, Any]],
+    clashes: dict[tuple[str, str], str],
+) -> list[tuple[JobPlan, Decision]]:
+    """What each planned job's TrainJob needs, decided again only for a job whose plan, v1 job or TrainJob
+    changed since the last pass (or under a changed policy), so a pass over thousands of jobs costs little.
+    A job whose derived runtime `clashes` (someone else's under its name) is a conflict: never run on it."""
+    policy_key = (policy["metadata"]["name"], policy["metadata"].get("uid"), spec.model_dump_json())
+    known = state.decisions if state.decisions_key == policy_key else {}
+    decisions: list[tuple[JobPlan, Decision]] = []
+    kept: dict[JobKey, tuple[tuple[Any, ...], Decision]] = {}
+    for key, plan in sorted(plans.items()):
+        existing = None
+        if plan.trainjob is not None:
+            existing = trainjobs.get((plan.namespace, plan.trainjob["metadata"]["name"]))
+        job = v1jobs[key]
+        trainjob_version = (existing or {}).get("metadata", {}).get("resourceVersion")
+        inputs = (plan, job["metadata"].get("resourceVersion"), trainjob_version)
+        cached = known.get(key)
+        if cached is not None and cached[0][0] is plan and cached[0][1:] == inputs[1:]:
+            decision = cached[1]
+        else:
+            decision = decide(plan, job, policy, spec, existing)
+        kept[key] = (inputs, decision)
+        clash = clashes.get(derived_runtime_key(plan.runtime)) if plan.runtime is not None else None
+        if clash is not None and decision.action is not Action.SKIP:
+            decision = Decision(Action.CONFLICT, reason=clash)
+        decisions.append((plan, decision))
+    state.decisions, state.decisions_key = kept, policy_key
+    return decisions
+
+
+async def _create(
+    ctx: OperatorContext,
+    spec: CutoverPolicySpec,
+    policy: dict[str, Any],
+    plan: JobPlan,
+    decision: Decision,
+    v1jobs: dict[JobKey, dict[str, Any]],
+    present: set[tuple[str, str]],
+) -> None:
+    """Create a TrainJob, after its derived runtime."""
+    assert decision.desired is not None
+    if plan.runtime is not None:
+        await _ensure_runtime(ctx, plan.runtime, policy, present)
+    with tolerate_gone_or_conflict():
+        await ctx.client.create(codecs.from_dict(decision.desired), field_manager=FIELD_MANAGER)
+        metrics.CREATIONS.labels(policy["metadata"]["name"]).inc()
+        kopf.info(
+            _as_body(v1jobs[plan.key]),
+            reason="TrainJobCreated",
+            message=f"CutoverPolicy {policy['metadata']['name']} created TrainJob "
+            f"{decision.desired['metadata']['name']} ({spec.mode.value})",
+        )
 
 
 async def _replace(
@@ -304,6 +349,8 @@ async def _write_report(
     """Write the report ConfigMap when the report changed; its namespace/name, or None while a ConfigMap that
     is not the policy's holds the name (left untouched; one Warning event)."""
     cm_name = report_config_map_name(name)
+    if plans is state.reported and not state.report_clash:
+        return f"{ctx.namespace}/{cm_name}"  # the same plans: the same report
     text = render_report(name, plans)
     digest = hashlib.sha256(text.encode()).hexdigest()
     if digest != state.report_digest:
@@ -323,6 +370,7 @@ async def _write_report(
         if not created:
             await ctx.client.replace(codecs.from_dict(config_map), field_manager=FIELD_MANAGER)
         state.report_digest, state.report_clash = digest, ""
+    state.reported = plans
     return f"{ctx.namespace}/{cm_name}"
 
 
