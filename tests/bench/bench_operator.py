@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx2
 import yaml
-from lightkube import Client, KubeConfig, codecs
+from lightkube import ApiError, Client, KubeConfig, codecs
 from lightkube.types import PatchType
 
 from ferryman.api.trainer import TrainerAPI
@@ -49,12 +49,18 @@ TIMEOUT = httpx2.Timeout(120)  # the machine running this may be loaded: pages o
 
 _HOLD_LIST = """
 import sys
+import time
 import httpx2
 from lightkube import Client, KubeConfig
 import ferryman.kube.resources as r
 client = Client(KubeConfig.from_file(sys.argv[1]), timeout=httpx2.Timeout(120))
 kinds = (r.PyTorchJob, r.TrainJob)
-held = [o.to_dict() for kind in kinds for o in client.list(kind, namespace="*", chunk_size=500)]
+for attempt in range(10):  # a starved apiserver's watch cache can lag: 504 Too large resource version
+    try:
+        held = [o.to_dict() for kind in kinds for o in client.list(kind, namespace="*", chunk_size=500)]
+        break
+    except Exception:
+        time.sleep(3)
 assert len(held) >= int(sys.argv[2])
 for line in open("/proc/self/status"):
     if line.startswith("VmRSS:"):
@@ -92,6 +98,24 @@ async def _create_all(plane: ControlPlane, objects: list[dict[str, Any]]) -> Non
         await asyncio.gather(*(create(obj) for obj in objects))
     finally:
         await client.close()
+
+
+def _list_all(client: Client) -> tuple[int, float]:
+    """Objects in a paginated list of every PyTorchJob and TrainJob, and its seconds. A loaded apiserver's
+    watch cache may lag behind etcd (504, too large resource version): such a try is repeated."""
+    for _ in range(10):
+        started = time.perf_counter()
+        try:
+            listed = sum(
+                1 for kind in (PyTorchJob, TrainJob) for _ in client.list(kind, namespace="*", chunk_size=500)
+            )
+        except ApiError as error:
+            if error.status.code != 504:
+                raise
+            time.sleep(3)
+            continue
+        return listed, time.perf_counter() - started
+    raise RuntimeError("the apiserver answered no list in 10 tries")
 
 
 def _policy(name: str, namespace_selector: dict[str, Any]) -> dict[str, Any]:
@@ -188,11 +212,7 @@ def main(argv: list[str] | None = None) -> None:
             fill_seconds = time.perf_counter() - started
             print(f"created {2 * jobs:,} objects in {fill_seconds:.1f} s", file=sys.stderr, flush=True)
 
-            started = time.perf_counter()
-            listed = sum(
-                1 for kind in (PyTorchJob, TrainJob) for _ in client.list(kind, namespace="*", chunk_size=500)
-            )
-            list_seconds = time.perf_counter() - started
+            listed, list_seconds = _list_all(client)
             assert listed == 2 * jobs, listed
             hold = [sys.executable, "-c", _HOLD_LIST, str(plane.kubeconfig), str(2 * jobs)]
             baseline_rss = int(subprocess.run(hold, check=True, capture_output=True, text=True).stdout)
