@@ -11,6 +11,7 @@ import contextlib
 import copy
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -614,6 +615,59 @@ def test_a_rate_lowered_mid_mirror_holds_from_the_next_batch(
         # the batch under way (at most BATCH_SIZE, 10) ends, then the new bucket grants at most its burst
         assert after - before <= 10 + 1, (before, after)
         assert status["trainJobs"]["pending"] == 100 - after
+    finally:
+        kube.delete(CutoverPolicy, name)
+
+
+def ferryman_plan(plane: ControlPlane, name: str, output: str) -> str:
+    command = [sys.executable, "-m", "ferryman", "plan", name, "--kubeconfig", str(plane.kubeconfig)]
+    return subprocess.run([*command, "-o", output], check=True, capture_output=True, text=True).stdout
+
+
+def test_plan_preview_is_what_mirror_and_takeover_do(
+    ferryman_installed: ControlPlane, operator: OperatorProcess, kube: Client, namespace: str
+) -> None:
+    """`ferryman plan` on a policy in Plan lists exactly the TrainJobs and runtime Mirror then creates; on the
+    mirrored policy, Mirror has nothing left to do and Takeover patches each mirror (owner, queue label back)
+    and writes each PyTorchJob's status."""
+    jobs = example_jobs(namespace)
+    for job in jobs:
+        kube.create(codecs.from_dict(job))
+    name = "preview"
+    kube.create(codecs.from_dict(make_policy(name, namespace, mode="Plan")))
+    try:
+        wait_for(lambda: ready(kube, name), "the Plan to be Ready")
+        text = ferryman_plan(ferryman_installed, name, "text")
+        assert f"# --- Mirror: {len(jobs)} create TrainJob, 1 create TrainingRuntime\n" in text
+        preview = json.loads(ferryman_plan(ferryman_installed, name, "json"))["modes"]
+        created = [c["object"] for c in preview["Mirror"] if c["action"] == "create"]
+        assert trainjobs(kube, namespace) == {}, "the preview writes nothing"
+
+        generation = patch_policy(kube, name, {"mode": "Mirror", "mirror": {"suspend": True}})
+        wait_for(lambda: ready(kube, name, generation), "the Mirror to be Ready")
+        mirrored = trainjobs(kube, namespace)
+        previewed = {o["metadata"]["name"]: o for o in created if o["kind"] == "TrainJob"}
+        assert previewed.keys() == mirrored.keys()
+        for trainjob_name, trainjob in mirrored.items():  # same conversion, labels, owner and suspension
+            wanted = previewed[trainjob_name]["metadata"]
+            assert wanted["labels"].items() <= trainjob["metadata"]["labels"].items()
+            assert wanted["ownerReferences"] == trainjob["metadata"]["ownerReferences"]
+            assert previewed[trainjob_name]["spec"]["suspend"] is trainjob["spec"]["suspend"] is True
+        [runtime] = kube.list(TrainingRuntime, namespace=namespace)
+        assert [o["metadata"]["name"] for o in created if o["kind"] == "TrainingRuntime"] == [
+            runtime.metadata.name
+        ]
+
+        after = json.loads(ferryman_plan(ferryman_installed, name, "json"))["modes"]
+        assert after["Mirror"] == []
+        patches = {c["target"]["name"]: c["patch"] for c in after["Takeover"] if c["action"] == "patch"}
+        assert patches.keys() == mirrored.keys()
+        queued = patches[_trainjob_for(mirrored, "bert-large-squad")]["metadata"]
+        assert queued["labels"]["kueue.x-k8s.io/queue-name"] == "nlp-gpu"
+        assert queued["ownerReferences"][0]["kind"] == "PyTorchJob"
+        statuses = [c for c in after["Takeover"] if c["action"] == "status"]
+        assert sorted(c["target"]["name"] for c in statuses) == sorted(j["metadata"]["name"] for j in jobs)
+        assert all(c["status"]["conditions"] for c in statuses)
     finally:
         kube.delete(CutoverPolicy, name)
 

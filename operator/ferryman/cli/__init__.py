@@ -175,6 +175,19 @@ def migrate_command(source: str | None, destination: str | None, spec_file: Path
     sys.exit(run(request, report_file=report_file, json_output=json_output, quiet=quiet, reporter=reporter))
 
 
+@cli.command("plan")
+@click.argument("policy")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False, exists=True),
+              help="Kubeconfig to read the cluster with (default: $KUBECONFIG, ~/.kube/config, in-cluster).")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Reviewable YAML documents, or JSON.")
+def plan_command(policy: str, kubeconfig: str | None, output: str) -> None:
+    """Preview what CutoverPolicy POLICY's Mirror and Takeover would create and change (writes nothing)."""
+    from ferryman.cli.plan import preview, read_cluster, render
+
+    click.echo(render(preview(read_cluster(policy, kubeconfig)), output), nl=False)
+
+
 @cli.command("operator")
 @click.option("--liveness", default="http://0.0.0.0:8080/healthz", show_default=True,
               help="Liveness endpoint URL ('' to disable).")

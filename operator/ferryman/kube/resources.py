@@ -22,6 +22,7 @@ _V1_JOBS = {
 PyTorchJob = _V1_JOBS[(kinds.PYTORCHJOB.api_version, kinds.PYTORCHJOB.kind)]
 TrainJob = create_namespaced_resource(*_names(kinds.TRAINJOB))
 TrainingRuntime = create_namespaced_resource(*_names(kinds.TRAINING_RUNTIME))
+ClusterTrainingRuntime = create_global_resource(*_names(kinds.CLUSTER_TRAINING_RUNTIME))
 JobSet = create_namespaced_resource(*_names(kinds.JOBSET))
 CutoverPolicy = create_global_resource(*_names(kinds.CUTOVER_POLICY))
 ExperimentMigration = create_namespaced_resource(*_names(kinds.EXPERIMENT_MIGRATION))
