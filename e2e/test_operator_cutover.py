@@ -1,8 +1,8 @@
 """The operator on the real control plane: CutoverPolicy Plan → Mirror → Takeover, CEL rejections, scale.
 
 The operator runs as a subprocess with the ServiceAccount and ClusterRole from `deploy/` (token minted via
-TokenRequest) and must never be refused (403). The tests play the Trainer controller: they patch TrainJob
-status and create and patch the JobSet a TrainJob would own.
+TokenRequest) and must never be refused (403). No Trainer runs here: what the Trainer, JobSet and the Training
+Operator do with a taken-over job is tested with the real controllers in test_takeover_controllers.py.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from lightkube import ApiError, Client, codecs
 from lightkube.resources.core_v1 import ConfigMap
 from lightkube.types import PatchType
 
-from ferryman.kube.resources import CutoverPolicy, JobSet, PyTorchJob, TrainingRuntime, TrainJob
+from ferryman.kube.resources import CutoverPolicy, PyTorchJob, TrainingRuntime, TrainJob
 from ferryman_dev.cluster import ControlPlane
 from ferryman_dev.operator import OperatorProcess, install_ferryman, operator_kubeconfig
 from ferryman_dev.waiting import wait_for
@@ -214,110 +214,11 @@ def _plan_mirror_takeover(
         assert not [key for key in annotations if "kopf" in key or key.startswith("ferryman.dev/")]
         assert not job.metadata.finalizers
 
-    # Play Trainer: the TrainJob starts running, then its JobSet completes → v1 status follows.
-    running = _trainjob_for(served, "resnet50-late")
-    _patch_trainjob_status(kube, namespace, running, {"jobsStatus": [_jobs_status(active=1)]})
-    wait_for(
-        lambda: _last_v1_condition(kube, namespace, "resnet50-late") == ("Running", "PyTorchJobRunning"),
-        "PyTorchJob resnet50-late Running",
-    )
-    _create_jobset(kube, namespace, served[running])
-    _patch_jobset_status(
-        kube, namespace, running, {"conditions": [_condition("Completed", "AllJobsCompleted")]}
-    )
-    wait_for(
-        lambda: _last_v1_condition(kube, namespace, "resnet50-late") == ("Succeeded", "PyTorchJobSucceeded"),
-        "PyTorchJob resnet50-late Succeeded",
-    )
-
-    failing = _trainjob_for(served, "llama-8b-pretrain")
-    _patch_trainjob_status(
-        kube,
-        namespace,
-        failing,
-        {
-            "conditions": [_condition("Failed", "DeadlineExceeded", "TrainJob exceeded its active deadline")],
-        },
-    )
-    wait_for(
-        lambda: _last_v1_condition(kube, namespace, "llama-8b-pretrain") == ("Failed", "PyTorchJobFailed"),
-        "PyTorchJob llama-8b-pretrain Failed",
-    )
-    failed = kube.get(PyTorchJob, "llama-8b-pretrain", namespace=namespace).to_dict()["status"]
-    assert "exceeded its active deadline" in failed["conditions"][-1]["message"]
-
 
 def _trainjob_for(served: dict[str, dict[str, Any]], source: str) -> str:
     return next(
         n for n, t in served.items() if t["metadata"]["annotations"]["ferryman.dev/source"].endswith(source)
     )
-
-
-def _condition(type_: str, reason: str, message: str = "") -> dict[str, Any]:
-    return {
-        "type": type_,
-        "status": "True",
-        "reason": reason,
-        "message": message or reason,
-        "lastTransitionTime": "2026-01-01T00:00:00Z",
-    }
-
-
-def _jobs_status(active: int) -> dict[str, Any]:
-    return {"name": "node", "active": active, "ready": active, "succeeded": 0, "failed": 0, "suspended": 0}
-
-
-def _patch_trainjob_status(kube: Client, namespace: str, name: str, status: dict[str, Any]) -> None:
-    kube.patch(TrainJob.Status, name, {"status": status}, namespace=namespace, patch_type=PatchType.MERGE)
-
-
-def _create_jobset(kube: Client, namespace: str, trainjob: dict[str, Any]) -> None:
-    jobset = {
-        "apiVersion": "jobset.x-k8s.io/v1alpha2",
-        "kind": "JobSet",
-        "metadata": {
-            "name": trainjob["metadata"]["name"],
-            "namespace": namespace,
-            "ownerReferences": [
-                {
-                    "apiVersion": "trainer.kubeflow.org/v1alpha1",
-                    "kind": "TrainJob",
-                    "name": trainjob["metadata"]["name"],
-                    "uid": trainjob["metadata"]["uid"],
-                    "controller": True,
-                }
-            ],
-        },
-        "spec": {
-            "replicatedJobs": [
-                {
-                    "name": "node",
-                    "replicas": 1,
-                    "template": {
-                        "spec": {
-                            "template": {
-                                "spec": {
-                                    "restartPolicy": "Never",
-                                    "containers": [{"name": "node", "image": "busybox"}],
-                                }
-                            }
-                        }
-                    },
-                }
-            ]
-        },
-    }
-    kube.create(codecs.from_dict(jobset))
-
-
-def _patch_jobset_status(kube: Client, namespace: str, name: str, status: dict[str, Any]) -> None:
-    kube.patch(JobSet.Status, name, {"status": status}, namespace=namespace, patch_type=PatchType.MERGE)
-
-
-def _last_v1_condition(kube: Client, namespace: str, name: str) -> tuple[str, str] | None:
-    status = kube.get(PyTorchJob, name, namespace=namespace).to_dict().get("status") or {}
-    conditions = status.get("conditions") or []
-    return (conditions[-1]["type"], conditions[-1]["reason"]) if conditions else None
 
 
 def kubectl_wait_ready(cluster: ControlPlane, name: str, timeout: int = 90) -> None:
