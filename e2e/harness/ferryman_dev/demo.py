@@ -1,5 +1,5 @@
-"""`make demo`: the conversion of the bundled examples, then the operator end to end on the local
-control plane.
+"""`make demo`: the conversion of the bundled examples, one `ferryman verify` report, then the operator end
+to end on the local control plane.
 
 Brings up etcd, kube-apiserver and controllers, with a real node on this host when the real-node tier can
 run here (root, the host packages of `make host-packages`, the image of `make image`), else kwok's fake GPU
@@ -72,6 +72,19 @@ def show_conversion(examples: Path, out: Path) -> None:
             say(f"   {line}")
 
 
+def show_verify(example: Path) -> None:
+    """`ferryman verify EXAMPLE`: in a disposable sandbox control plane, the job runs under the Training
+    Operator and its conversion under Trainer and JobSet; their pods are compared rank by rank."""
+    from ferryman.convert.options import ConvertOptions
+    from ferryman_dev.verify.report import render_text
+    from ferryman_dev.verify.run import verify_paths
+
+    say(f"== ferryman verify {example.relative_to(repo_root())}: both sides run in a sandbox control plane")
+    report = verify_paths([str(example)], ConvertOptions(), progress=lambda line: say(f"   verify: {line}"))
+    for line in render_text(report).splitlines():
+        say(f"   {line}")
+
+
 def ready(status: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
 
@@ -89,6 +102,7 @@ def main() -> int:
     shutil.rmtree(state / "cluster", ignore_errors=True)
     state.mkdir(parents=True, exist_ok=True)
     show_conversion(root / "examples" / "pytorchjobs", state / "converted")
+    show_verify(root / "examples" / "pytorchjobs" / "multi-node-nccl.yaml")
     archive = root / IMAGE_ARCHIVE
     missing = missing_prerequisites() + ([] if archive.exists() else [f"{IMAGE_ARCHIVE} (make image)"])
     plane = ControlPlane(state / "cluster", ClusterSpec(kwok=not missing))
