@@ -1,4 +1,6 @@
-"""CutoverPolicy logic without a cluster: selection, plans, TrainJob decisions, rate limit, v1 status."""
+"""CutoverPolicy logic without a cluster: selection, plans, TrainJob decisions, rate limit. (The v1 status a
+Takeover writes: tests/operator/test_takeover_status.py, and e2e/test_takeover_controllers.py on the real
+controllers.)"""
 
 from typing import Any
 
@@ -19,7 +21,6 @@ from ferryman.controller.cutover import (
     summarise,
 )
 from ferryman.controller.discovery import served_trainer_api
-from ferryman.controller.takeover import v1_status
 from ferryman.convert.registry import convert_job
 
 RUNTIMES = RuntimeCatalog(cluster=frozenset({"torch-distributed"}))
@@ -207,47 +208,6 @@ def test_token_bucket_limits_bursts_and_refills() -> None:
     assert bucket.take(10, now=0.5) == 0
     assert bucket.wait() == pytest.approx(0.5)
     assert bucket.take(10, now=2.0) == 2
-
-
-def trainjob_with(conditions: list[dict[str, Any]], active: int = 0, suspend: bool = False) -> dict[str, Any]:
-    return {
-        "metadata": {"name": "bert"},
-        "spec": {"suspend": suspend},
-        "status": {
-            "conditions": conditions,
-            "jobsStatus": [
-                {"name": "node", "active": active, "ready": active, "succeeded": 0, "failed": 0}
-            ],
-        },
-    }
-
-
-def test_v1_status_follows_the_trainjob_lifecycle() -> None:
-    job = pytorchjob()
-    status = v1_status(job, trainjob_with([]), None, now="t0")
-    assert [c["type"] for c in status["conditions"]] == ["Created"]
-    job["status"] = status
-    status = v1_status(job, trainjob_with([], active=3), None, now="t1")
-    running = status["conditions"][-1]
-    assert running["type"] == "Running" and running["reason"] == "PyTorchJobRunning"
-    assert status["replicaStatuses"] == {"Master": {"active": 1}, "Worker": {"active": 2}}
-    assert status["startTime"] == "t0"  # v1 starts the clock when it first sees the job unsuspended
-    job["status"] = status
-    done = [{"type": "Complete", "status": "True", "reason": "AllJobsCompleted", "message": "done"}]
-    status = v1_status(job, trainjob_with(done), None, now="t2")
-    types = {c["type"]: c for c in status["conditions"]}
-    assert status["conditions"][-1]["type"] == "Succeeded"
-    assert types["Succeeded"]["reason"] == "PyTorchJobSucceeded" and types["Running"]["status"] == "False"
-    assert types["Created"]["lastTransitionTime"] == "t0" and status["completionTime"] == "t2"
-
-
-def test_v1_status_failure_comes_from_the_jobset_too() -> None:
-    jobset = {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "FailedJobs",
-                                         "message": "job node-0 failed"}]}}
-    status = v1_status(pytorchjob(), trainjob_with([]), jobset, now="t")
-    failed = status["conditions"][-1]
-    assert failed["type"] == "Failed" and failed["reason"] == "PyTorchJobFailed"
-    assert "job node-0 failed" in failed["message"]
 
 
 def test_served_flavour_from_crd_schema() -> None:

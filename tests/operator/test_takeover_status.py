@@ -49,20 +49,6 @@ def summary(status: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [(c["type"], c["status"], c["reason"]) for c in status["conditions"]]
 
 
-def test_success_moves_active_replicas_to_succeeded_and_running_turns_false_in_place() -> None:
-    job = pytorchjob()
-    step(job, trainjob(active=3), "t1")
-    status = step(job, trainjob(("Complete",), active=3), "t2")
-    assert summary(status) == [
-        ("Created", "True", "PyTorchJobCreated"),
-        ("Running", "False", "PyTorchJobRunning"),  # v1 flips the status and keeps the reason
-        ("Succeeded", "True", "PyTorchJobSucceeded"),
-    ]
-    assert status["conditions"][-1]["message"] == "PyTorchJob bert is successfully completed."
-    assert status["replicaStatuses"] == {"Master": {"succeeded": 1}, "Worker": {"succeeded": 2}}
-    assert (status["startTime"], status["completionTime"]) == ("t1", "t2")
-
-
 def test_worker_only_jobs_are_named_with_their_namespace_as_v1_does() -> None:
     job = pytorchjob(master=False)
     running = step(job, trainjob(active=2), "t1")["conditions"][-1]
@@ -80,25 +66,6 @@ def test_failure_sets_completion_time_and_freezes_the_conditions() -> None:
     assert status["completionTime"] == "t2"
     later = step(job, trainjob(("Failed", "Complete")), "t3")
     assert later["conditions"] == status["conditions"], "nothing changes a Failed job's conditions"
-
-
-def test_suspend_and_resume_as_v1() -> None:
-    job = pytorchjob()
-    step(job, trainjob(active=3), "t1")
-    status = step(job, trainjob(active=3, suspend=True), "t2")
-    assert summary(status)[-2:] == [
-        ("Running", "False", "PyTorchJobSuspended"),
-        ("Suspended", "True", "PyTorchJobSuspended"),
-    ]
-    assert status["replicaStatuses"] == {"Master": {}, "Worker": {}}, "a suspended job has no active replicas"
-    status = step(job, trainjob(active=3), "t3")
-    assert summary(status)[-2:] == [
-        ("Suspended", "False", "PyTorchJobResumed"),
-        ("Running", "True", "PyTorchJobRunning"),
-    ]
-    assert status["startTime"] == "t3", "v1 restarts the clock on resume"
-    running = status["conditions"][-1]
-    assert running["lastTransitionTime"] == "t3"
 
 
 def test_an_unchanged_outcome_writes_the_same_status() -> None:
