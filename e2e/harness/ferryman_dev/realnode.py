@@ -296,10 +296,7 @@ class RealNode:
         the Service's EndpointSlice (the test apiserver reconciles none) names that address.
         """
         port = self.plane.apiserver_port
-        self.plane.spawn(
-            "apiserver-relay",
-            ["socat", f"TCP-LISTEN:{port},bind={GATEWAY},fork,reuseaddr", f"TCP:127.0.0.1:{port}"],
-        )
+        self.host_port_for_pods(port)
         self.plane.apply(
             {
                 "apiVersion": "discovery.k8s.io/v1",
@@ -316,6 +313,57 @@ class RealNode:
                 "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
             }
         )
+
+    def host_port_for_pods(self, port: int) -> str:
+        """``host:port`` where pods reach a server listening on this host's loopback ``port`` (a socat relay
+        on the bridge address, stopped with the control plane)."""
+        relay = ["socat", f"TCP-LISTEN:{port},bind={GATEWAY},fork,reuseaddr", f"TCP:127.0.0.1:{port}"]
+        self.plane.spawn(f"relay-{port}", relay)
+        return f"{GATEWAY}:{port}"
+
+    def host_path_claim(self, namespace: str, name: str, path: Path, timeout: float = 60) -> str:
+        """PersistentVolumeClaim `namespace/name`, bound to a hostPath PersistentVolume at `path` on this host
+        (pods under PodSecurity ``restricted`` may mount the claim, not the hostPath); the volume's name.
+        Delete the volume when done: it is cluster-scoped and kept (Retain)."""
+        volume = f"{namespace}-{name}"[:63]
+        self.plane.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": volume},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": "",
+                    "hostPath": {"path": str(path), "type": "Directory"},
+                    "claimRef": {"namespace": namespace, "name": name},
+                },
+            }
+        )
+        self.plane.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "",
+                    "volumeName": volume,
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+            namespace,
+        )
+        from lightkube.resources.core_v1 import PersistentVolumeClaim
+
+        client = self.plane.client()
+        deadline = time.monotonic() + timeout
+        while client.get(PersistentVolumeClaim, name, namespace=namespace).status.phase != "Bound":
+            if time.monotonic() > deadline:
+                raise ClusterError(f"claim {namespace}/{name} not bound to {volume} within {timeout:g}s")
+            time.sleep(0.3)
+        return volume
 
     def _node_ready(self) -> bool:
         from lightkube import ApiError
