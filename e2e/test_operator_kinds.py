@@ -18,7 +18,6 @@ from lightkube import ApiError, Client, codecs
 from lightkube.types import PatchType
 
 from e2e.test_operator_cutover import (
-    _condition,
     make_policy,
     patch_policy,
     policy_status,
@@ -253,6 +252,16 @@ def test_every_kind_is_planned_mirrored_and_taken_over(
         assert policy_status(kube, name)["trainJobs"]["present"] == 3
     finally:
         kube.delete(CutoverPolicy, name)
+
+
+def _condition(type_: str, reason: str, message: str = "") -> dict[str, Any]:
+    return {
+        "type": type_,
+        "status": "True",
+        "reason": reason,
+        "message": message or reason,
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
 
 
 def _jobs(name: str, active: int) -> dict[str, Any]:
