@@ -39,6 +39,7 @@ from ferryman.trackers.registry import Credentials, open_writer
 from ferryman_dev.postgres import start_postgres
 
 RUNS, KEYS, STEPS = 20, 5, 1000
+TRIALS = 3  # the raw limit and ferryman alternately, best of each: the machine is shared
 POINTS = RUNS * KEYS * STEPS
 T0 = 1_748_779_200_000
 _MEMORY = """
@@ -199,17 +200,23 @@ def main() -> None:
         os.chdir(root)  # a server database's artifacts go below the working directory
         source = populate(str(root / "source.db"))
         print(f"   points: {POINTS:,} ({RUNS} runs x {KEYS} keys x {STEPS} steps), SQLite store -> new "
-              "SQLite file / new PostgreSQL database (its schema made beforehand)", flush=True)
+              f"SQLite file / new PostgreSQL database (its schema made beforehand); best of {TRIALS}, the "
+              "raw limit and ferryman alternately", flush=True)
         for name, fresh in (
             ("SQLite", lambda label: f"sqlite:///{root / label}.db"),
             ("PostgreSQL", lambda label: postgres.create_database(label)),
         ):
-            limit = raw_limit(fresh("raw"))
             theirs = mlflow_log_batch(fresh("mlflow"))
-            destination = fresh("ferryman")
+            destinations = [fresh(f"ferryman{trial}") for trial in range(TRIALS)]
             if name == "PostgreSQL":  # MLflow's migrations, 20 s and more, are not the copy's time
-                open_writer(destination, Credentials()).close()
-            rate, seconds = ferryman(source, destination)
+                for destination in destinations:
+                    open_writer(destination, Credentials()).close()
+            limits, rates = [], []
+            for trial, destination in enumerate(destinations):  # alternating: both see the same load
+                limits.append(raw_limit(fresh(f"raw{trial}")))
+                rates.append(ferryman(source, destination))
+            limit = max(limits)
+            rate, seconds = max(rates)
             print(
                 f"   {name:<10} ferryman copy + verify {rate:9,.0f} points/s ({seconds:.1f} s) | MLflow "
                 f"log_batch {theirs:8,.0f} | raw limit {limit:9,.0f} | {rate / limit:4.2f}x the raw limit "

@@ -25,8 +25,9 @@ import math
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from itertools import groupby, repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -90,10 +91,11 @@ class _Sql:
             f"SELECT {key}, step, timestamp, value, is_nan FROM metrics WHERE run_uuid = {self.mark} "
             f"ORDER BY {key}, step, timestamp, value, is_nan"
         )
-        self.digests = _digests_statement(dialect, key, self.mark)
-        self.hashed_points = (
-            f"SELECT step, value, is_nan FROM metrics WHERE run_uuid = {self.mark} ORDER BY {key}"
+        self.points_by_key = (
+            f"SELECT {key}, step, timestamp, value, is_nan FROM metrics WHERE run_uuid = {self.mark} "
+            f"ORDER BY {key}"
         )
+        self.digests = _digests_statement(dialect, key, self.mark)
         m = self.mark
         self.experiment_location = f"SELECT artifact_location FROM experiments WHERE experiment_id = {m}"
         self.insert_run = (
@@ -114,13 +116,9 @@ class _Sql:
 
 
 def _digests_statement(dialect: str, key: str, mark: str) -> str | None:
-    """Per key of a run, in key order: count, step and timestamp ranges and, on PostgreSQL, the sum of
-    `validate.point_hash` over its points, computed by the database (SQLite has no way to a double's bits:
-    its hashes are computed from the points as read, `_sqlite_hashes`; MySQL neither: None, its points are
-    read back)."""
-    columns = f"{key}, COUNT(*), MIN(step), MAX(step), MIN(timestamp), MAX(timestamp)"
-    if dialect == "sqlite":
-        return f"SELECT {columns}, 0 FROM metrics WHERE run_uuid = {mark} GROUP BY {key} ORDER BY {key}"
+    """Per key of a run: count, step and timestamp ranges and the sum of `validate.point_hash` over its
+    points, computed by PostgreSQL (a double's bits through `float8send`). SQLite and MySQL have no way to a
+    double's bits: None (SQLite's points are digested as streamed, `_digest_rows`; MySQL's read back)."""
     if dialect != "postgresql":
         return None
     modulus, factor, offset = HASH_MODULUS, HASH_FACTOR, HASH_OFFSET
@@ -133,39 +131,31 @@ def _digests_statement(dialect: str, key: str, mark: str) -> str | None:
         f"+ MOD(MOD({bits}, {modulus}) + {modulus}, {modulus}) + {offset}, {modulus})"
     )
     return (
-        f"SELECT {columns}, SUM(MOD(MOD(h * h, {modulus}) * h, {modulus})) FROM (SELECT {key}, step, "
-        f"timestamp, {mixed} AS h FROM metrics WHERE run_uuid = {mark}) AS points "
-        f"GROUP BY {key} ORDER BY {key}"
+        f"SELECT {key}, COUNT(*), MIN(step), MAX(step), MIN(timestamp), MAX(timestamp), "
+        f"SUM(MOD(MOD(h * h, {modulus}) * h, {modulus})) FROM (SELECT {key}, step, timestamp, {mixed} AS h "
+        f"FROM metrics WHERE run_uuid = {mark}) AS points GROUP BY {key}"
     )
 
 
-def _rows_hash(rows: list[tuple[int, float, int]]) -> int:
-    """`validate.points_hash` of (step, value, is_nan) rows as MLflow stores them (NaN as 0 and is_nan)."""
+def _digest_rows(cursor: Any) -> dict[str, SeriesDigest]:
+    """Series digests of the (key, step, timestamp, value, is_nan) rows a cursor yields grouped by key, as
+    MLflow stores them (NaN as 0 and is_nan), streamed and hashed a column at a time."""
     import numpy as np
 
-    steps, values, nans = zip(*rows, strict=True)
-    stored = np.asarray(values, dtype=np.float64)
-    bits = stored.view(np.int64).copy()
-    bits[stored == 0] = 0
-    bits[np.asarray(nans, dtype=bool)] = NAN_BITS
-    return points_hash(steps, bits)
-
-
-def _sqlite_hashes(cursor: Any, counts: list[tuple[str, int]]) -> dict[str, int]:
-    """Per key, the hash of the points a cursor yields in key order (`counts` of them each), streamed."""
-    hashes = {key: 0 for key, _ in counts}
-    pending = iter(counts)
-    key, left = next(pending, ("", 0))
+    found: dict[str, tuple[int, int, int, int, int, int]] = {}  # count, step and timestamp ranges, hash
     while rows := cursor.fetchmany(_READ_BATCH):
-        position = 0
-        while position < len(rows):
-            taken = rows[position : position + left]
-            hashes[key] = hashes.get(key, 0) + _rows_hash(taken)
-            position += len(taken)
-            left -= len(taken)
-            if not left:
-                key, left = next(pending, ("", len(rows)))
-    return hashes
+        for key, group in groupby(rows, itemgetter(0)):
+            _, steps, timestamps, values, nans = zip(*group, strict=True)
+            stored = np.asarray(values, dtype=np.float64)
+            bits = stored.view(np.int64).copy()
+            bits[stored == 0] = 0
+            bits[np.asarray(nans, dtype=bool)] = NAN_BITS
+            count, low, high, first, last, total = found.get(key, (0, *steps[:1] * 2, *timestamps[:1] * 2, 0))
+            found[key] = (
+                count + len(steps), min(low, *steps), max(high, *steps), min(first, *timestamps),
+                max(last, *timestamps), total + points_hash(steps, bits),
+            )
+    return {key: SeriesDigest(*values) for key, values in found.items()}
 
 
 def _copy_text(rows: list[Row]) -> str:
@@ -281,10 +271,12 @@ class BulkWriter(MlflowWriter):
         renamed = self._stored_keys(run_key, batches)
         rows: list[Row] = []
         for batch in batches:
+            values: Iterable[float] = batch.values
+            nans: Iterable[bool] = repeat(False)
+            if not all(map(math.isfinite, batch.values)):
+                values, nans = zip(*map(stored_value, batch.values), strict=True)
             key = renamed.get(batch.key, batch.key)
-            for step, timestamp, value in zip(batch.steps, batch.timestamps, batch.values, strict=True):
-                stored, nan = stored_value(value)
-                rows.append((key, stored, timestamp, step, nan, run_key))
+            rows.extend(zip(repeat(key), values, batch.timestamps, batch.steps, nans, repeat(run_key)))
         if not rows:
             return
         with self._connection() as connection:
@@ -361,14 +353,17 @@ class BulkReader(MlflowReader):
             cursor.execute(self.sql.points, (run.key,))
             batch: MetricBatch | None = None
             while rows := cursor.fetchmany(_READ_BATCH):
-                for key, step, timestamp, value, nan in rows:
+                for key, group in groupby(rows, itemgetter(0)):
+                    _, steps, timestamps, values, nans = zip(*group, strict=True)
+                    if any(nans):
+                        values = tuple(math.nan if nan else v for v, nan in zip(values, nans, strict=True))
                     if batch is None or batch.key != key:
                         if batch is not None:
                             yield batch
                         batch = MetricBatch(key, [], [], [], system=key.startswith("system/"))
-                    batch.steps.append(step)
-                    batch.timestamps.append(timestamp)
-                    batch.values.append(math.nan if nan else value)
+                    batch.steps.extend(steps)
+                    batch.timestamps.extend(timestamps)
+                    batch.values.extend(values)
                 if batch is not None and len(batch) >= _READ_BATCH:
                     yield batch
                     batch = MetricBatch(batch.key, [], [], [], system=batch.system)
@@ -380,27 +375,21 @@ class BulkReader(MlflowReader):
             connection.close()
 
     def series_digests(self, run: Run) -> dict[str, SeriesDigest] | None:
-        """The run's series digested by the database in one query (None where it cannot: MySQL)."""
-        if self.sql.digests is None:
+        """The run's series digested in one query: by PostgreSQL, or as SQLite streams them (None for MySQL,
+        whose points are read back)."""
+        if self.sql.dialect not in ("postgresql", "sqlite"):
             return None
         connection = self.engine.raw_connection()
         try:
             cursor = connection.cursor()
-            if self.sql.dialect == "sqlite":
-                cursor.execute("BEGIN")  # both queries read the same state
+            if self.sql.digests is None:
+                cursor.execute(self.sql.points_by_key, (run.key,))
+                return _digest_rows(cursor)
             cursor.execute(self.sql.digests, (run.key,))
-            found = {
+            return {
                 str(key): SeriesDigest(int(count), step_min, step_max, ts_min, ts_max, int(total))
                 for key, count, step_min, step_max, ts_min, ts_max, total in cursor.fetchall()
             }
-            if self.sql.dialect == "sqlite":
-                cursor.execute(self.sql.hashed_points, (run.key,))
-                counts = [(key, digest.count) for key, digest in found.items()]
-                hashes = _sqlite_hashes(cursor, counts)
-                for key, digest in found.items():
-                    digest.hash = hashes[key]
-            cursor.close()
-            return found
         finally:
             connection.rollback()
             connection.close()
