@@ -13,7 +13,7 @@ from lightkube import AsyncClient
 from ferryman.api.trainer import TrainerAPI
 from ferryman.controller.cutover import PolicyState
 from ferryman.kube.client import pod_image
-from ferryman.kube.informer import Informer
+from ferryman.kube.informer import IndexView, Informer
 
 
 @dataclass
@@ -65,6 +65,8 @@ def context(memo: kopf.Memo | Any) -> OperatorContext:
     return ctx
 
 
-def values(index: kopf.Index[Any, Any]) -> dict[Any, Any]:
-    """A kopf index whose keys hold one value each, as a plain dict."""
+def values(index: kopf.Index[Any, Any] | IndexView) -> dict[Any, Any]:
+    """A kopf index whose keys hold one value each (or informers' records), as a plain dict."""
+    if isinstance(index, IndexView):
+        return index.records()
     return {key: next(iter(store)) for key, store in index.items()}

@@ -161,7 +161,7 @@ async def _serve(
     batches = CreationBatches(ctx, state, policy, creations)
     present = set(runtimes.namespaced)
     for plan, decision in decisions:
-        if plan.runtime is not None and decision.action is not Action.CREATE and decision.desired is not None:
+        if plan.runtime is not None and decision.action in (Action.KEEP, Action.UPDATE, Action.REPLACE):
             await _ensure_runtime(ctx, plan.runtime, policy, present)  # a kept or updated TrainJob's
     async for batch in batches:  # the live policy's rate limit, batch by batch, each created all at once
         creating = (_create(ctx, spec, policy, plan, decision, v1jobs, present) for plan, decision in batch)
@@ -237,6 +237,8 @@ def _decisions(
             decision = cached[1]
         else:
             decision = decide(plan, job, policy, spec, existing)
+        if decision.action is Action.KEEP:  # nothing to do: not worth a TrainJob's memory per job
+            decision = Decision(Action.KEEP, reason=decision.reason)
         kept[key] = (inputs, decision)
         clash = clashes.get(derived_runtime_key(plan.runtime)) if plan.runtime is not None else None
         if clash is not None and decision.action is not Action.SKIP:

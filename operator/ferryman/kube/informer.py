@@ -107,3 +107,10 @@ class IndexView(Mapping[Hashable, tuple[Any]]):
 
     def __len__(self) -> int:
         return sum(len(informer.records) for informer in self._informers)
+
+    def records(self) -> dict[Hashable, Any]:
+        """Every record by key, as one plain dict (a copy: the informers go on changing theirs)."""
+        merged: dict[Hashable, Any] = {}
+        for informer in self._informers:
+            merged.update(informer.records)
+        return merged
