@@ -165,8 +165,13 @@ def test_default_chart_renders_the_kustomize_base(helm_home: dict[str, str]) -> 
     chart_pod = only(chart, "Deployment")["spec"]["template"]["spec"]
     # a chart value; the base leaves it to the apiserver, whose default for a tagged image is the same
     assert chart_pod["containers"][0].pop("imagePullPolicy") == "IfNotPresent"
+    # a chart value (workerImage, else its image); the base's operator reads its own pod's image instead
+    env = chart_pod["containers"][0]["env"]
+    assert {"name": "FERRYMAN_IMAGE", "value": "localhost/ferryman:0.1.0"} in env
+    chart_pod["containers"][0]["env"] = [e for e in env if e["name"] != "FERRYMAN_IMAGE"]
     assert chart_pod == only(base, "Deployment")["spec"]["template"]["spec"]
-    assert {d["kind"] for d in chart} == {d["kind"] for d in base} - {"Namespace"}
+    # the base's Role and RoleBinding let its operator read its own pod's image; the chart names the image
+    assert {d["kind"] for d in chart} == {d["kind"] for d in base} - {"Namespace", "Role", "RoleBinding"}
 
 
 def test_metrics_service_and_service_monitor(helm_home: dict[str, str]) -> None:
