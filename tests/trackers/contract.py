@@ -113,6 +113,20 @@ DESTINATIONS = [
 ]
 SOURCES = [*DESTINATIONS, Destination("mlflow-file-store", "", "mlruns")]  # readers of a location on disk
 
+
+@dataclass(frozen=True, slots=True)
+class DatabaseDestination:
+    """An MLflow database on a real server: a new database from the harness fixture named `fixture`."""
+
+    name: str
+    fixture: str
+
+
+DATABASES = [
+    DatabaseDestination("mlflow-postgresql", "postgres_database"),
+    DatabaseDestination("mlflow-mariadb", "mariadb_database"),
+]
+
 T0 = 1_748_779_200_000  # ms
 EXPERIMENT = Experiment("exp-1", "contract", {"team": "vision"}, "the contract's experiment")
 PARENT = Run("parent", "exp-1", name="sweep", status=RunStatus.FINISHED, start_time=T0, end_time=T0 + 1)

@@ -1,6 +1,7 @@
 """Every tracker destination against the same contract: round trip, resume after a crash, the ledger's
 verdicts, and bad input. Real components only: MLflow's SQL store on SQLite, W&B runs written by the wandb SDK
-offline, TensorBoard event files, neptune-exporter parquet files."""
+offline, TensorBoard event files, neptune-exporter parquet files; the crash and resume also into MLflow
+databases on real PostgreSQL and MariaDB servers (the bulk path)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from ferryman.trackers.model import Run, TrackerWriter
 from ferryman.trackers.registry import Credentials, open_reader, open_writer
 from ferryman_dev.wandb_runs import quiet_offline_env
 from tests.trackers.contract import (
+    DATABASES,
     DESTINATIONS,
     EXPERIMENT,
     FILES,
     PARENT,
     RUN,
     SOURCES,
+    DatabaseDestination,
     Destination,
     artifact,
     batches,
@@ -41,6 +44,15 @@ def quiet_wandb() -> Iterator[None]:
 @pytest.fixture(params=DESTINATIONS, ids=lambda destination: destination.name)
 def destination(request: pytest.FixtureRequest) -> Destination:
     return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=[*DESTINATIONS, *DATABASES], ids=lambda destination: destination.name)
+def destination_uri(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The URI of a new store of every destination, database servers included."""
+    if isinstance(request.param, DatabaseDestination):
+        monkeypatch.chdir(tmp_path)  # a server database's artifacts go below the working directory
+        return str(request.getfixturevalue(request.param.fixture))
+    return str(request.param.uri(tmp_path))
 
 
 def start(writer: TrackerWriter) -> tuple[str, str, str]:
@@ -68,8 +80,8 @@ def test_round_trip_verifies(destination: Destination, tmp_path: Path) -> None:
     writer.close()
 
 
-def test_resume_after_a_crash_loses_and_duplicates_nothing(destination: Destination, tmp_path: Path) -> None:
-    uri = destination.uri(tmp_path)
+def test_resume_after_a_crash_loses_and_duplicates_nothing(destination_uri: str) -> None:
+    uri = destination_uri
     writer = open_writer(uri, Credentials())
     experiment_key, parent_key, key = start(writer)
     handed = batches(POINTS // 2)
