@@ -53,7 +53,7 @@ CALLS: tuple[tuple[str, str, tuple[str, ...], str, str], ...] = (
     ("", "events", ("create",), "controller/policy.py", "kopf.warn"),
     ("coordination.k8s.io", "leases", ("get", "create", "update"), "kube/lease.py", "client.replace(lease"),
     ("trainer.kubeflow.org", "trainjobs", ("create", "patch", "delete"), "controller/policy.py", "TrainJob"),
-    ("trainer.kubeflow.org", "trainjobs", ("list", "watch"), "controller/main.py", "TrainJob, _trimmed"),
+    ("trainer.kubeflow.org", "trainjobs", ("list", "watch"), "controller/main.py", "TrainJob, _trimmed_"),
     ("trainer.kubeflow.org", "trainingruntimes", ("create",), "controller/policy.py", "TrainingRuntime"),
     ("ferryman.dev", "cutoverpolicies", ("get",), "controller/batches.py", "client.get(CutoverPolicy"),
     ("ferryman.dev", "cutoverpolicies/status", ("patch",), "controller/policy.py", "patch_status"),

@@ -52,6 +52,15 @@ def _trimmed(body: dict[str, Any]) -> dict[str, Any]:
     return trimmed
 
 
+def _trimmed_trainjob(body: dict[str, Any]) -> dict[str, Any]:
+    """A TrainJob as kept: ferryman's whole; anyone else's (no source-uid label) only its metadata, all a
+    decision reads of a TrainJob that is not ferryman's (it is a conflict, its spec never compared)."""
+    trimmed = _trimmed(body)
+    if kinds.SOURCE_UID_LABEL in (trimmed["metadata"].get("labels") or {}):
+        return trimmed
+    return {key: trimmed[key] for key in ("apiVersion", "kind", "metadata")}
+
+
 def kopf_plain(value: Any) -> Any:
     """A plain-dict deep copy of a kopf body (or any nested mapping)."""
     if isinstance(value, Mapping):
@@ -195,7 +204,7 @@ def _start_informers(ctx: OperatorContext) -> None:
             for kind in versions
         ],
         "trainjobs": [
-            Informer(ctx.client, TrainJob, _trimmed, changed=lambda _, job: _trainjob_changed(ctx, job))
+            Informer(ctx.client, TrainJob, _trimmed_trainjob, changed=lambda _, j: _trainjob_changed(ctx, j))
         ],
     }
     ctx.informing = [asyncio.create_task(informer.run()) for informer in ctx.every_informer()]
