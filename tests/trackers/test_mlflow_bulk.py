@@ -2,10 +2,10 @@
 
 The same points written by the bulk writer and by MLflow's `SqlAlchemyStore.log_batch` leave the same
 `metrics` and `latest_metrics` rows, and a run written with the bulk connection reads back through MLflow's
-store as one MLflow wrote; the series digests the database computes equal those computed point by point; a
-killed write leaves exact marks (the tracker contract's crash and resume runs on these databases in
-test_contract.py); a database at another schema revision is refused; a new SQLite file gets exactly the schema
-MLflow makes.
+store as one MLflow wrote; the series digests the database computes equal those computed point by point,
+and a point changed in the database fails verification, named; a killed write leaves exact marks (the
+tracker contract's crash and resume runs on these databases in test_contract.py); a database at another
+schema revision is refused; a new SQLite file gets exactly the schema MLflow makes.
 """
 
 from __future__ import annotations
@@ -219,3 +219,28 @@ def test_a_new_sqlite_file_gets_exactly_the_schema_mlflow_makes(tmp_path: Path) 
         (location,) = connection.execute("SELECT artifact_location FROM experiments WHERE experiment_id = 0")
     connection.close()
     assert location == (str(tmp_path / "fast-artifacts" / "0"),)
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"], indirect=True)
+def test_a_point_changed_in_the_database_is_found_and_named(database: str, tmp_path: Path) -> None:
+    from ferryman.migrate.copy import migrate
+    from ferryman.migrate.plan import MigrationRequest
+
+    source = f"sqlite:///{tmp_path / 'source.db'}"
+    writer = open_writer(source, Credentials())
+    _, _, key = start(writer)
+    writer.write_metrics(key, batches(100))
+    writer.finish_run(key, RUN)
+    writer.close()
+    assert migrate(MigrationRequest(source, database, workers=1, artifacts=False)).ok
+    engine = sqlalchemy.create_engine(database)
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text("UPDATE metrics SET value = 9.5 WHERE step = 3 AND value < 1"))
+    engine.dispose()
+    report = migrate(MigrationRequest(source, database, workers=1, artifacts=False, verify_only=True))
+    (changed,) = [run for run in report.runs if run.mismatches]
+    assert changed.mismatches == [
+        "metric 'loss': same number of points but different (step, value) pairs",
+        f"metric 'loss': at the source only: step 3 at {T0 + 21} = 0.16666666666666666; "
+        f"in the destination only: step 3 at {T0 + 21} = 9.5",
+    ]
