@@ -278,6 +278,7 @@ def takeover(
         assert "Traceback" not in operator.output(), operator.output()[-6000:]
     finally:
         operator.stop()
+        plane.delete("trainer.kubeflow.org/v1alpha1", "ClusterTrainingRuntime", NO_RETRIES)
         plane.start_component("training-operator")
         for webhook in webhooks:
             kept = {
