@@ -40,6 +40,10 @@ def example_jobs(namespace: str) -> list[dict[str, Any]]:
         for document in yaml.safe_load_all(path.read_text()):
             if document and document.get("kind") == "PyTorchJob":
                 document["metadata"]["namespace"] = namespace
+                # the Training Operator runs beside it here, and its webhook wants a Master's replicas
+                master = document["spec"]["pytorchReplicaSpecs"].get("Master")
+                if master is not None:
+                    master.setdefault("replicas", 1)
                 jobs.append(document)
     return jobs
 

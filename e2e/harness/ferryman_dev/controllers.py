@@ -159,11 +159,43 @@ def _kueue_argv(plane: ControlPlane, controller: Controller, home: Path, ports: 
 TRAINING_OPERATOR_SCHEMES = ("pytorchjob", "tfjob", "xgboostjob", "paddlejob", "jaxjob")
 
 
+# The Training Operator's PyTorchJob workers wait in an init container until the master's name resolves; its
+# default image (alpine:3.10) cannot be pulled here, so the harness's template (the operator's own
+# --pytorch-init-container-template-file, filled in with the same fields) does the same wait in the
+# ferryman image, which a real node has imported.
+PYTORCH_INIT_CONTAINER = """
+- name: init-pytorch
+  image: {image}
+  imagePullPolicy: IfNotPresent
+  resources:
+    limits: {{cpu: 100m, memory: 64Mi}}
+    requests: {{cpu: 50m, memory: 32Mi}}
+  command:
+    - python3
+    - -c
+    - |
+      import socket, sys, time
+      for _ in range({{{{.MaxTries}}}}):
+          try:
+              socket.getaddrinfo("{{{{.MasterAddr}}}}", None)
+              sys.exit(0)
+          except OSError:
+              print("waiting for master", flush=True)
+              time.sleep(2)
+      sys.exit(1)
+"""
+
+
 def _training_operator_argv(
     plane: ControlPlane, controller: Controller, home: Path, ports: Ports, mpijob_v1: bool
 ) -> list[str]:
+    from ferryman_dev.image import LOCAL_IMAGE
+
     schemes = (*TRAINING_OPERATOR_SCHEMES, "mpijob") if mpijob_v1 else TRAINING_OPERATOR_SCHEMES
+    init_container = home / "init-container.yaml"
+    init_container.write_text(PYTORCH_INIT_CONTAINER.format(image=LOCAL_IMAGE))
     return [
+        f"--pytorch-init-container-template-file={init_container}",
         f"--kubeconfig={home / 'kubeconfig'}",
         "--metrics-bind-address=0",
         f"--health-probe-bind-address=127.0.0.1:{ports.health}",

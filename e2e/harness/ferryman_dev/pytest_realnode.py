@@ -1,7 +1,8 @@
 """pytest fixtures for the real-node tier (``-m realnode``): pods that really run, on this host.
 
-* ``real_node``: session-scoped control plane (etcd, apiserver, controller-manager, scheduler; no kwok) with
-  one real node joined (:class:`ferryman_dev.realnode.RealNode`: containerd, kubelet, kube-proxy, CoreDNS).
+* ``real_node``: session-scoped control plane (etcd, apiserver, controller-manager, scheduler; no kwok; the
+  Trainer, JobSet and Training Operator controllers) with one real node joined
+  (:class:`ferryman_dev.realnode.RealNode`: containerd, kubelet, kube-proxy, CoreDNS).
   ``real_node.plane`` is its :class:`~ferryman_dev.cluster.ControlPlane`.
 * ``realnode_kube``: an admin lightkube client of it; ``realnode_namespace``: a fresh namespace per test
   that enforces PodSecurity ``restricted``.
@@ -51,7 +52,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def real_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealNode]:
-    spec = ClusterSpec(kwok=False, trainer_api=TrainerAPI.V2_2)
+    # the real controllers of both sides, so converted jobs and their v1 originals run on the node too
+    spec = ClusterSpec(
+        kwok=False,
+        trainer_api=TrainerAPI.V2_2,
+        upstream_controllers=("trainer", "jobset", "training-operator"),
+    )
     plane = ControlPlane(tmp_path_factory.mktemp("realnode"), spec)
     node = RealNode(plane)
     try:

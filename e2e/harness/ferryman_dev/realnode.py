@@ -66,7 +66,12 @@ _CNI_NETWORK = "ferryman"
 _SOCKET = Path("node") / "containerd" / "containerd.sock"  # under a control plane's state directory
 # in the paths of the mounts a real node makes: its kubelet's root directory and containerd's
 _MOUNT_MARKS = ("/node/kubelet/", "/node/containerd/")
-_NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy", "coredns", "apiserver-relay")
+_NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy", "coredns")
+_RELAY = "relay-"  # relays from the bridge address to loopback ports (host_port_for_pods): node components
+
+
+def _node_component(name: str) -> bool:
+    return name in _NODE_COMPONENTS or name.startswith(_RELAY)
 
 
 def missing_prerequisites() -> list[str]:
@@ -137,7 +142,7 @@ class RealNode:
         try:
             self._delete_pods()
             for process in self.plane.processes:
-                if process.name in _NODE_COMPONENTS and not process.stopped:
+                if _node_component(process.name) and not process.stopped:
                     self.plane.stop_component(process.name)
             sweep_host()
             write_sysctls(self.sysctls)
@@ -318,7 +323,7 @@ class RealNode:
         """``host:port`` where pods reach a server listening on this host's loopback ``port`` (a socat relay
         on the bridge address, stopped with the control plane)."""
         relay = ["socat", f"TCP-LISTEN:{port},bind={GATEWAY},fork,reuseaddr", f"TCP:127.0.0.1:{port}"]
-        self.plane.spawn(f"relay-{port}", relay)
+        self.plane.spawn(f"{_RELAY}{port}", relay)
         return f"{GATEWAY}:{port}"
 
     def host_path_claim(self, namespace: str, name: str, path: Path, timeout: float = 60) -> str:
@@ -379,7 +384,7 @@ class RealNode:
         return "\n".join(
             f"--- {p.name} log ends with:\n{p.log_tail(1500)}"
             for p in self.plane.processes
-            if p.name in _NODE_COMPONENTS
+            if _node_component(p.name)
         )
 
     def _delete_pods(self, timeout: float = 60) -> None:
