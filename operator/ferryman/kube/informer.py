@@ -53,7 +53,7 @@ class Informer:
                 async for event, obj in self.client.watch(
                     self.resource, namespace="*", resource_version=version, server_timeout=WATCH_SECONDS
                 ):
-                    self._apply(event, dict(obj))
+                    self._apply(event, obj.to_dict())
             except Exception as error:  # API or network: the copy must never stop following
                 response = getattr(error, "response", None)
                 if getattr(response, "status_code", None) == 404:
@@ -68,7 +68,7 @@ class Informer:
         listing = self.client.list(self.resource, namespace="*", chunk_size=CHUNK_SIZE)
         records = {}
         async for obj in listing:
-            body = dict(obj)
+            body = obj.to_dict()
             records[self.key(body)] = self.keep(body)
         self.records = records
         if self.changed is not None:
