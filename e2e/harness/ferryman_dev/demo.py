@@ -105,7 +105,7 @@ def main() -> int:
     show_verify(root / "examples" / "pytorchjobs" / "multi-node-nccl.yaml")
     archive = root / IMAGE_ARCHIVE
     missing = missing_prerequisites() + ([] if archive.exists() else [f"{IMAGE_ARCHIVE} (make image)"])
-    plane = ControlPlane(state / "cluster", ClusterSpec(kwok=not missing))
+    plane = ControlPlane(state / "cluster", ClusterSpec(kwok=bool(missing)))  # kwok: no real node
     node = None if missing else RealNode(plane)
     if node is None:
         say(f"== no real node on this host (missing: {'; '.join(missing)}): pods go to kwok's fake GPU nodes")
