@@ -5,7 +5,9 @@ shape, then, with the Training Operator stopped and its webhooks removed (as a T
 CutoverPolicy in Takeover mode: ferryman turns each into a TrainJob, Trainer into a JobSet, JobSet into Jobs
 and kwok runs their pods on its GPU nodes; the status ferryman writes on the PyTorchJob must match the
 reference as kwok moves the pods. The statuses met here are kept (``RECORDED``) for the ArgoCD health test
-at the end of the module, which runs every check in ``deploy/argocd`` with ArgoCD's own Lua engine.
+at the end of the module, which runs every check in ``deploy/argocd`` with ArgoCD's own Lua engine; so are
+those of the other v1 kinds (TFJob, JAXJob, XGBoostJob, PaddleJob by the Training Operator, MPIJob v2beta1
+by mpi-operator) running, succeeded, failed and suspended, and of an ExperimentMigration run to Ready.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import yaml
 
 from ferryman_dev.cluster import KWOK_EXIT_CODE, ControlPlane, Rejected, binary
 from ferryman_dev.controllers import CONTROLLERS, WEBHOOK_KINDS
-from ferryman_dev.operator import OperatorProcess, install_ferryman, operator_kubeconfig
+from ferryman_dev.demo import write_tensorboard_logs
+from ferryman_dev.operator import OperatorProcess, install_ferryman, operator_kubeconfig, run_pod_worker
 from ferryman_dev.pytest_cluster import fresh_namespace
 from ferryman_dev.upstream import default_runtimes, kustomize
 from ferryman_dev.waiting import wait_for
@@ -40,6 +43,15 @@ ADMISSION = "admissionregistration.k8s.io/v1"
 # A runtime as torch-distributed, but failing a node's Job at its first failed pod: v1's backoffLimit 0,
 # which a TrainJob cannot carry (ferryman reports it: "set them in a custom runtime").
 NO_RETRIES = "torch-no-retries"
+
+# The other v1 kinds ferryman ships a check for: (apiVersion, kind, replica specs, {replica: container}).
+V1_KINDS = [
+    ("kubeflow.org/v1", "TFJob", "tfReplicaSpecs", {"Worker": "tensorflow"}),
+    ("kubeflow.org/v1", "JAXJob", "jaxReplicaSpecs", {"Worker": "jax"}),
+    ("kubeflow.org/v1", "XGBoostJob", "xgbReplicaSpecs", {"Master": "xgboost", "Worker": "xgboost"}),
+    ("kubeflow.org/v1", "PaddleJob", "paddleReplicaSpecs", {"Master": "paddle", "Worker": "paddle"}),
+    ("kubeflow.org/v2beta1", "MPIJob", "mpiReplicaSpecs", {"Launcher": "mpi", "Worker": "mpi"}),
+]
 
 # Objects as the real controllers (and ferryman) left them, by (kind, what a user sees): for the ArgoCD test.
 RECORDED: dict[tuple[str, str], dict[str, Any]] = {}
@@ -205,6 +217,57 @@ def lifecycle(plane: ControlPlane, namespace: str, record: bool) -> dict[str, di
     return seen
 
 
+def v1_job(kind: tuple[str, str, str, dict[str, str]], name: str, exit_code: str, **run_policy: Any) -> Any:
+    """A job of ``kind`` with one pod per replica, ended by kwok as ``exit_code`` says (MPIJob: its Launcher;
+    its Workers run until the launcher ends), failing at its first failed pod."""
+    api_version, kind_name, field, containers = kind
+    replicas = {}
+    for replica, container in containers.items():
+        code = exit_code if kind_name != "MPIJob" or replica == "Launcher" else "never"
+        template = {
+            "metadata": {"annotations": {KWOK_EXIT_CODE: code}},
+            "spec": {"containers": [{"name": container, "image": "registry.example.com/train:1"}]},
+        }
+        replicas[replica] = {"replicas": 1, "restartPolicy": "Never", "template": template}
+    return {
+        "apiVersion": api_version,
+        "kind": kind_name,
+        "metadata": {"name": name},
+        "spec": {"runPolicy": {"backoffLimit": 0, **run_policy}, field: replicas},
+    }
+
+
+@pytest.fixture(scope="module")
+def v1_kinds(upstream_cluster: ControlPlane) -> None:
+    """One job of each other v1 kind running (then succeeded), one failing and one suspended, all at once,
+    under their real controllers: each kept in ``RECORDED`` as its controller wrote it in each state."""
+    plane = upstream_cluster
+    with fresh_namespace(plane.client(), "v1-kinds") as namespace:
+        for kind in V1_KINDS:
+            stem = kind[1].lower()
+            plane.create(v1_job(kind, f"{stem}-run", "never"), namespace)
+            plane.create(v1_job(kind, f"{stem}-fail", "1"), namespace)
+            plane.create(v1_job(kind, f"{stem}-held", "never", suspend=True), namespace)
+        states = (
+            ("run", "Running", "Progressing"),
+            ("fail", "Failed", "Degraded"),
+            ("held", "Suspended", "Suspended"),
+        )
+        for (api_version, kind_name, _, _), (suffix, condition, health) in (
+            (kind, state) for kind in V1_KINDS for state in states
+        ):
+            name = f"{kind_name.lower()}-{suffix}"
+            RECORDED[kind_name, health] = plane.wait_condition(
+                api_version, kind_name, name, condition, namespace, timeout=120
+            )
+        for kind in V1_KINDS:
+            end_pods(plane, namespace, f"{kind[1].lower()}-run", "0")
+        for api_version, kind_name, _, _ in V1_KINDS:
+            RECORDED[kind_name, "Healthy"] = plane.wait_condition(
+                api_version, kind_name, f"{kind_name.lower()}-run", "Succeeded", namespace, timeout=120
+            )
+
+
 @pytest.fixture(scope="module")
 def reference(upstream_cluster: ControlPlane) -> Iterator[dict[str, dict[str, Any]]]:
     """The module's PyTorchJobs run by the real Training Operator: the statuses a Takeover must write."""
@@ -238,10 +301,12 @@ def training_operator_webhooks() -> list[tuple[str, str]]:
 def takeover(
     upstream_cluster: ControlPlane,
     reference: dict[str, dict[str, Any]],
+    v1_kinds: None,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[ControlPlane, str]]:
     """The Training Operator uninstalled (process and webhooks gone, CRDs kept), ferryman running as
-    deployed, and a namespace under a Takeover CutoverPolicy; everything put back afterwards."""
+    deployed, and a namespace under a Takeover CutoverPolicy; everything put back afterwards. The other v1
+    kinds' statuses are recorded before, while their controller runs."""
     plane = upstream_cluster
     webhooks = [plane.get(ADMISSION, kind, name) for kind, name in training_operator_webhooks()]
     plane.stop_component("training-operator")
@@ -250,7 +315,11 @@ def takeover(
     install_ferryman(plane)
     plane.apply(no_retries_runtime())
     home = tmp_path_factory.mktemp("takeover-operator")
-    operator = OperatorProcess(operator_kubeconfig(plane, home / "kubeconfig"), home / "operator.log")
+    operator = OperatorProcess(
+        operator_kubeconfig(plane, home / "kubeconfig"),
+        home / "operator.log",
+        extra_env={"FERRYMAN_MIGRATION_SECONDS": "1"},  # the migration run to Ready is seen at once
+    )
     try:
         with fresh_namespace(plane.client(), "takeover") as namespace:
             policy = {
@@ -392,8 +461,31 @@ def once(plane: ControlPlane, kind: tuple[str, str], name: str, namespace: str, 
     return found
 
 
+def migrated(plane: ControlPlane, namespace: str, scratch: Path) -> Any:
+    """An ExperimentMigration of TensorBoard logs into another log directory run to Ready: its worker pod,
+    on a kwok node, run here as the kubelet would (``run_pod_worker``)."""
+    logs = scratch / "tensorboard"
+    write_tensorboard_logs(logs)
+
+    def here(path: Path) -> list[dict[str, Any]]:  # kwok's pod runs here: an emptyDir stands for its volume
+        return [{"mountPath": str(path), "volume": {"emptyDir": {}}}]
+
+    done = migration("done")
+    done["spec"]["source"] = {"uri": f"tensorboard:{logs}", "volumes": here(logs)}
+    done["spec"]["destination"] = {"uri": f"tensorboard:{scratch / 'copied'}", "volumes": here(scratch)}
+    plane.create(done, namespace)
+
+    def scheduled() -> dict[str, Any] | None:
+        pods = [p for p in plane.list(*POD, namespace) if p["metadata"]["name"].startswith("done-")]
+        return pods[0] if pods and pods[0]["spec"].get("nodeName") else None
+
+    pod = wait_for(scheduled, "the migration's worker pod on a node", 60)
+    assert run_pod_worker(plane, pod, scratch / "worker") == 0
+    return once(plane, MIGRATION, "done", namespace, "Ready")
+
+
 def test_argocd_health_checks_judge_what_the_real_controllers_wrote(
-    takeover: tuple[ControlPlane, str], taken_over: dict[str, dict[str, Any]]
+    takeover: tuple[ControlPlane, str], taken_over: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
     """Every kind ferryman ships a check for, in each state a user meets, as the controllers wrote it."""
     plane, namespace = takeover
@@ -416,15 +508,13 @@ def test_argocd_health_checks_judge_what_the_real_controllers_wrote(
     RECORDED["ExperimentMigration", "Degraded"] = once(plane, MIGRATION, "clash", namespace, "Stalled")
     plane.create(migration("paused", suspend=True), namespace)
     RECORDED["ExperimentMigration", "Suspended"] = once(plane, MIGRATION, "paused", namespace, "")
+    RECORDED["ExperimentMigration", "Healthy"] = migrated(plane, namespace, tmp_path)
 
     judged = dict(zip(RECORDED, argocd_health(list(RECORDED.values())), strict=True))
     assert {key: verdict.get("status") or verdict for key, verdict in judged.items()} == {
         key: key[1] for key in RECORDED
     }
-    assert {kind for kind, _ in RECORDED} == {
-        "PyTorchJob",
-        "TrainJob",
-        "CutoverPolicy",
-        "ExperimentMigration",
-    }
+    shipped = yaml.safe_load((ROOT / "deploy" / "argocd" / "argocd-cm-patch.yaml").read_text())["data"]
+    assert {kind for kind, _ in RECORDED} == {key.rsplit("_", 1)[1] for key in shipped}
+    assert len(RECORDED) == 4 * len(shipped) - 1  # every state of each kind; a policy is never Suspended
     assert judged["PyTorchJob", "Degraded"]["message"].startswith("PyTorchJob llama is failed")
