@@ -413,6 +413,14 @@ def test_an_existing_trainjob_is_never_adopted(
     assert list(trainjobs(kube, namespace)) == [handmade["metadata"]["name"]]
 
 
+def created_by_events(kube: Client, policy: str) -> int:
+    """TrainJobs a policy's TrainJobsCreated events say it created."""
+    from lightkube.resources.core_v1 import Event
+
+    events = kube.list(Event, namespace="*", fields={"involvedObject.name": policy})
+    return sum(int(e.message.split()[1]) for e in events if e.reason == "TrainJobsCreated")
+
+
 def test_creation_is_rate_limited(operator: OperatorProcess, kube: Client, namespace: str) -> None:
     base = next(j for j in example_jobs(namespace) if j["metadata"]["name"] == "resnet50-finetune")
     for index in range(6):
@@ -446,6 +454,8 @@ def test_creation_is_rate_limited(operator: OperatorProcess, kube: Client, names
         assert operator.metric("ferryman_trainjob_conflicts_total", policy=name) == 0
         passes = operator.metric("ferryman_reconcile_duration_seconds_count", kind="CutoverPolicy")
         assert passes is not None and passes >= 2
+        # one TrainJobsCreated event per pass on the policy, none per TrainJob: together they count all six
+        wait_for(lambda: created_by_events(kube, name) == 6, "the TrainJobsCreated events to count six")
     finally:
         kube.delete(CutoverPolicy, name)
     wait_for(

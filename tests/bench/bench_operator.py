@@ -10,6 +10,8 @@ Baselines, measured in the same run against the same apiserver: a plain paginate
 (lightkube), the floor of any full re-list, and a fresh Python process holding that list in memory.
 
     python tests/bench/bench_operator.py [--jobs N]     # N PyTorchJobs and N TrainJobs (default 5,000)
+        [--rates 3600]                                  # only these Mirror rates (per minute)
+        [--profile FILE]                                # py-spy's samples of the operator while mirroring
 
 Every run starts a new control plane and creates the objects anew (concurrently); nothing is cached.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import signal
 import subprocess
 import sys
 import tempfile
@@ -189,10 +192,22 @@ def _mirror_rate(client: Any, operator: OperatorProcess, per_minute: int, jobs: 
     return (present - first) / (time.perf_counter() - started), present
 
 
+def _profiler(operator: OperatorProcess, path: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling the operator process from now until SIGINT, writing collapsed stacks to `path`."""
+    assert operator.process is not None
+    py_spy = Path(sys.executable).parent / "py-spy"
+    pid = str(operator.process.pid)
+    command = [str(py_spy), "record", "--pid", pid, "--output", str(path), "--format", "raw", "--nonblocking"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=JOBS, help="PyTorchJobs, and as many TrainJobs")
-    jobs = parser.parse_args(argv if argv is not None else []).jobs
+    parser.add_argument("--rates", type=int, nargs="+", default=RATES, help="Mirror rates, per minute")
+    parser.add_argument("--profile", type=Path, help="py-spy's samples of the Mirror (raw)")
+    args = parser.parse_args(argv if argv is not None else [])
+    jobs = args.jobs
 
     from lightkube.models.meta_v1 import ObjectMeta
     from lightkube.resources.core_v1 import Namespace
@@ -234,9 +249,13 @@ def main(argv: list[str] | None = None) -> None:
                     "the plan",
                 )
                 rates = {}
-                for per_minute in RATES:
+                profiler = _profiler(operator, args.profile) if args.profile else None
+                for per_minute in args.rates:
                     memory.phase = f"mirror at {per_minute}/min"
                     rates[per_minute] = _mirror_rate(client, operator, per_minute, jobs)
+                if profiler is not None:
+                    profiler.send_signal(signal.SIGINT)  # py-spy writes its samples on SIGINT
+                    profiler.wait()
                 forbidden = operator.forbidden()
             finally:
                 memory.stop()

@@ -21,15 +21,18 @@ from ferryman.controller.cutover import Decision, JobPlan, PolicyState
 from ferryman.kube.resources import CutoverPolicy
 
 BATCH_SIZE = 10  # creations between two reads of the live policy
-PASS_SECONDS = 2.0  # a pass waits for tokens this long at most, then ends (and writes the status)
+WAIT_SECONDS = 1.0  # a pass waits this long at most for a batch's tokens; a longer wait ends it
+PASS_SECONDS = 20.0  # and it ends after this long (the next re-plans every job and writes the whole status)
 REPLAN_DELAY = 0.5  # seconds before a pass ended by a spec change is run again
 
 
 @dataclass
 class CreationBatches:
     """The creations a pass may make, yielded in batches as the live policy's rate limit grants them (the
-    next batch is granted once the caller is done with this one), waiting for tokens until PASS_SECONDS are
-    over; `granted` counts those yielded. Raises kopf.TemporaryError when the policy's spec changed."""
+    next batch is granted once the caller is done with this one), waiting for tokens while each wait is
+    under WAIT_SECONDS, until PASS_SECONDS are over: at a high rate one pass creates for long, since between
+    passes the bucket holds no more than its burst. `granted` counts those yielded. Raises
+    kopf.TemporaryError when the policy's spec changed."""
 
     ctx: OperatorContext
     state: PolicyState
@@ -50,7 +53,7 @@ class CreationBatches:
             if allowed < wanted:  # wait for a batch's worth of tokens (or what is left), within the pass
                 bucket, left = self.state.bucket, len(self.creations) - self.granted
                 wait = (min(BATCH_SIZE, bucket.burst, left) - bucket.tokens) / bucket.rate
-                if time.monotonic() + wait > self.until:
+                if wait > WAIT_SECONDS or time.monotonic() + wait > self.until:
                     return
                 await asyncio.sleep(wait)
 

@@ -154,8 +154,16 @@ async def cluster_runtimes(name: str, **_: Any) -> dict[Any, Any]:
 
 
 @kopf.index(*kinds.TRAINING_RUNTIME.resource)
-async def namespaced_runtimes(namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
-    return {(namespace, name): True}
+async def namespaced_runtimes(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+    """Each runtime as far as a runtime clash is decided on it (policy.runtime_clash): no list per pass."""
+    metadata = body["metadata"]
+    kept = {
+        "namespace": namespace,
+        "name": name,
+        "resourceVersion": metadata.get("resourceVersion"),
+        "annotations": kopf_plain(metadata.get("annotations") or {}),
+    }
+    return {(namespace, name): {"metadata": kept, "spec": kopf_plain(body.get("spec"))}}
 
 
 @kopf.index(*kinds.PERSISTENT_VOLUME_CLAIM.resource)

@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import kopf
@@ -53,6 +54,8 @@ from ferryman.kube.client import FIELD_MANAGER, patch_status, tolerate_gone_or_c
 from ferryman.kube.resources import CutoverPolicy, TrainingRuntime, TrainJob
 
 CONFIG_MAP_LIMIT = 900_000  # ConfigMaps hold at most 1 MiB; larger reports are stored gzipped
+PROGRESS_SECONDS = 2.0  # a pass writes the TrainJobs it created so far in the status this often
+CREATED_NAMED = 10  # TrainJobs named in a pass's TrainJobsCreated event
 
 
 def _as_body(obj: dict[str, Any]) -> kopf.Body:
@@ -78,9 +81,9 @@ async def reconcile_policy(
     served = ctx.trainer_api
     claims = values(indexes["claims"])  # a Master-only volume converts when its claim is ReadWriteMany
     options = convert_options(spec, served or TrainerAPI.V2_2, claims)
+    live_runtimes = values(indexes["namespaced_runtimes"])
     runtimes = RuntimeCatalog(
-        cluster=frozenset(indexes["cluster_runtimes"]),
-        namespaced=frozenset(indexes["namespaced_runtimes"]),
+        cluster=frozenset(indexes["cluster_runtimes"]), namespaced=frozenset(live_runtimes)
     )
     options_key = repr((options, sorted(runtimes.cluster), sorted(runtimes.namespaced)))
     if options_key != state.options_key:
@@ -106,21 +109,21 @@ async def reconcile_policy(
 
     policy = {**CUTOVER_POLICY.type_meta, "metadata": dict(body["metadata"])}
     trainjobs = values(indexes["trainjobs"])
-    current = CutoverPolicyStatus.model_validate(dict(body.get("status") or {}))
+    writes = StatusWrites.of(ctx, body)
     rate = spec.rate_limit.creations_per_minute / 60.0
     if state.bucket is None:  # a new policy or a restarted operator: carry on from the saved bucket
-        state.bucket = TokenBucket.resumed(rate, spec.rate_limit.burst, current.rate_limiter)
+        state.bucket = TokenBucket.resumed(rate, spec.rate_limit.burst, writes.status.rate_limiter)
     elif (state.bucket.rate, state.bucket.burst) != (rate, spec.rate_limit.burst):
         state.bucket = state.bucket.retuned(rate, spec.rate_limit.burst)
     counts, unserved = TrainJobCounts(), list[str]()
     trainer_missing = served is None and spec.mode is not CutoverMode.PLAN
     if spec.mode is not CutoverMode.PLAN and not trainer_missing:
         counts, unserved = await _serve(
-            ctx, spec, policy, state, plans, v1jobs, trainjobs, runtimes, logger
+            ctx, spec, policy, state, plans, v1jobs, trainjobs, runtimes, live_runtimes, writes, logger
         )
 
     status = policy_status(
-        current,
+        writes.status,
         spec,
         plans,
         served_kinds=values(indexes["served_kinds"]),
@@ -133,7 +136,7 @@ async def reconcile_policy(
         report_config_map=await _write_report(ctx, name, policy, state, plans),
         at=now(),
     )
-    await _write_status(ctx, body, current, status)
+    await writes.write(status)
     metrics.record_policy(name, spec.mode, status)
     if counts.pending:
         message = f"{counts.pending} TrainJobs wait for the creation rate limit"
@@ -149,12 +152,15 @@ async def _serve(
     v1jobs: dict[JobKey, dict[str, Any]],
     trainjobs: dict[tuple[str, str], dict[str, Any]],
     runtimes: RuntimeCatalog,
+    live_runtimes: dict[tuple[str, str], dict[str, Any]],
+    writes: StatusWrites,
     logger: logging.Logger | kopf.Logger,
 ) -> tuple[TrainJobCounts, list[str]]:
     """Create or update the TrainJobs the mode asks for, within the rate limit, each after the derived
-    runtime it runs on. Returns the counts and, for each unfinished job left without a TrainJob, why."""
+    runtime it runs on, the progress written in the status as the pass goes. Returns the counts and, for
+    each unfinished job left without a TrainJob, why."""
     assert state.bucket is not None
-    clashes = await _runtime_clashes(ctx, state, plans, runtimes, policy)
+    clashes = await _runtime_clashes(ctx, state, plans, live_runtimes, policy)
     decisions = _decisions(spec, policy, state, plans, v1jobs, trainjobs, clashes)
     counts, unserved = TrainJobCounts(), list[str]()
     creations = [(plan, d) for plan, d in decisions if d.action is Action.CREATE]
@@ -163,9 +169,14 @@ async def _serve(
     for plan, decision in decisions:
         if plan.runtime is not None and decision.action in (Action.KEEP, Action.UPDATE, Action.REPLACE):
             await _ensure_runtime(ctx, plan.runtime, policy, present)  # a kept or updated TrainJob's
+    created: list[str] = []
+    kept = sum(d.action in (Action.UPDATE, Action.REPLACE, Action.KEEP) for _, d in decisions)
     async for batch in batches:  # the live policy's rate limit, batch by batch, each created all at once
-        creating = (_create(ctx, spec, policy, plan, decision, v1jobs, present) for plan, decision in batch)
-        await asyncio.gather(*creating)
+        creating = (_create(ctx, policy, plan, decision, present) for plan, decision in batch)
+        created += [name for name in await asyncio.gather(*creating) if name is not None]
+        await writes.progress(kept + batches.granted, len(creations) - batches.granted, state.bucket)
+    if created:  # one event per pass, not per TrainJob: each job's TrainJob is in the report and status
+        kopf.info(_as_body(policy), reason="TrainJobsCreated", message=_created_message(spec, created))
     counts.present += batches.granted
     counts.pending = len(creations) - batches.granted
     conflicts: set[tuple[JobKey, str]] = set()
@@ -250,26 +261,27 @@ def _decisions(
 
 async def _create(
     ctx: OperatorContext,
-    spec: CutoverPolicySpec,
     policy: dict[str, Any],
     plan: JobPlan,
     decision: Decision,
-    v1jobs: dict[JobKey, dict[str, Any]],
     present: set[tuple[str, str]],
-) -> None:
-    """Create a TrainJob, after its derived runtime."""
+) -> str | None:
+    """Create a TrainJob, after its derived runtime; its namespace/name, or None if it was there already."""
     assert decision.desired is not None
     if plan.runtime is not None:
         await _ensure_runtime(ctx, plan.runtime, policy, present)
     with tolerate_gone_or_conflict():
         await ctx.client.create(codecs.from_dict(decision.desired), field_manager=FIELD_MANAGER)
         metrics.CREATIONS.labels(policy["metadata"]["name"]).inc()
-        kopf.info(
-            _as_body(v1jobs[plan.key]),
-            reason="TrainJobCreated",
-            message=f"CutoverPolicy {policy['metadata']['name']} created TrainJob "
-            f"{decision.desired['metadata']['name']} ({spec.mode.value})",
-        )
+        return f"{plan.namespace}/{decision.desired['metadata']['name']}"
+    return None
+
+
+def _created_message(spec: CutoverPolicySpec, created: list[str]) -> str:
+    """The event of a pass's creations: how many, and the first few by name."""
+    named = ", ".join(created[:CREATED_NAMED])
+    more = f" and {len(created) - CREATED_NAMED} more" if len(created) > CREATED_NAMED else ""
+    return f"created {len(created)} TrainJobs ({spec.mode.value}): {named}{more}"
 
 
 async def _replace(
@@ -293,35 +305,28 @@ async def _runtime_clashes(
     ctx: OperatorContext,
     state: PolicyState,
     plans: dict[JobKey, JobPlan],
-    runtimes: RuntimeCatalog,
+    live: dict[tuple[str, str], dict[str, Any]],
     policy: dict[str, Any],
 ) -> dict[tuple[str, str], str]:
-    """The derived runtimes the plans need that exist under their name but are not ferryman's (see
-    `runtime_clash`: made by someone else, or holding other content), each with why. The derived runtime as
-    the API server would store it comes from a server-side dry run; each live runtime is checked once per
-    resourceVersion."""
+    """The derived runtimes the plans need that exist under their name (`live`: the runtimes index) but are
+    not ferryman's (see `runtime_clash`: made by someone else, or holding other content), each with why. The
+    derived runtime as the API server would store it comes from a server-side dry run; each live runtime is
+    checked once per resourceVersion."""
     wanted = {derived_runtime_key(p.runtime): p.runtime for p in plans.values() if p.runtime is not None}
-    existing = sorted(key for key in wanted if key in runtimes.namespaced)
     clashes: dict[tuple[str, str], str] = {}
-    for namespace in sorted({namespace for namespace, _ in existing}):
-        listed = [as_dict(o) async for o in ctx.client.list(TrainingRuntime, namespace=namespace)]
-        live = {obj["metadata"]["name"]: obj for obj in listed}
-        for key in (key for key in existing if key[0] == namespace):
-            if key[1] not in live:  # gone since the index saw it: created anew by this pass
-                continue
-            obj = live[key[1]]
-            version = str(obj["metadata"].get("resourceVersion"))
-            checked = state.runtime_checks.get(key)
-            if checked is None or checked[0] != version:
-                body = build_derived_runtime(wanted[key], policy)
-                probe = {**body, "metadata": {**body["metadata"], "name": None, "generateName": "probe-"}}
-                stored = await ctx.client.create(
-                    TrainingRuntime.from_dict(probe), dry_run=True, field_manager=FIELD_MANAGER
-                )
-                checked = (version, runtime_clash(obj, as_dict(stored)))
-                state.runtime_checks[key] = checked
-            if checked[1] is not None:
-                clashes[key] = checked[1]
+    for key in sorted(key for key in wanted if key in live):
+        version = str(live[key]["metadata"].get("resourceVersion"))
+        checked = state.runtime_checks.get(key)
+        if checked is None or checked[0] != version:
+            body = build_derived_runtime(wanted[key], policy)
+            probe = {**body, "metadata": {**body["metadata"], "name": None, "generateName": "probe-"}}
+            stored = await ctx.client.create(
+                TrainingRuntime.from_dict(probe), dry_run=True, field_manager=FIELD_MANAGER
+            )
+            checked = (version, runtime_clash(live[key], as_dict(stored)))
+            state.runtime_checks[key] = checked
+        if checked[1] is not None:
+            clashes[key] = checked[1]
     return clashes
 
 
@@ -380,27 +385,51 @@ async def mark_applying(ctx: OperatorContext, body: kopf.Body) -> None:
     """On a spec change: Ready False for the new generation at once, until the next reconciliation has
     applied it (so `kubectl wait --for=condition=Ready` never returns on the previous spec)."""
     spec = CutoverPolicySpec.model_validate(dict(body.get("spec") or {}))
-    current = CutoverPolicyStatus.model_validate(dict(body.get("status") or {}))
-    status = applying_status(current, int(body["metadata"]["generation"]), spec.mode, now())
+    writes = StatusWrites.of(ctx, body)
+    status = applying_status(writes.status, int(body["metadata"]["generation"]), spec.mode, now())
     if status is not None:
-        await _write_status(ctx, body, current, status)
+        await writes.write(status)
 
 
-async def _write_status(
-    ctx: OperatorContext, body: kopf.Body, current: CutoverPolicyStatus, status: CutoverPolicyStatus
-) -> None:
-    """Write the status if it changed, guarded by the resourceVersion the handler saw."""
-    if status == current:
-        return
-    try:
-        await patch_status(
-            ctx.client,
-            CutoverPolicy,
-            body["metadata"]["name"],
-            status.model_dump(mode="json", by_alias=True),
-            resource_version=body["metadata"]["resourceVersion"],
-        )
-    except ApiError as error:
-        if error.status.code == 409:
-            raise kopf.TemporaryError("the CutoverPolicy changed meanwhile; retrying", delay=1) from error
-        raise
+@dataclass
+class StatusWrites:
+    """A policy's status as last written and the resourceVersion that write left, so that each write (the
+    progress of a long pass, then its end) is guarded by the one before: a 409 means someone else wrote."""
+
+    ctx: OperatorContext
+    name: str
+    status: CutoverPolicyStatus
+    resource_version: str
+    written: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def of(cls, ctx: OperatorContext, body: kopf.Body) -> StatusWrites:
+        status = CutoverPolicyStatus.model_validate(dict(body.get("status") or {}))
+        return cls(ctx, body["metadata"]["name"], status, body["metadata"]["resourceVersion"])
+
+    async def write(self, status: CutoverPolicyStatus) -> None:
+        """Write the status if it changed."""
+        if status == self.status:
+            return
+        try:
+            written = await patch_status(
+                self.ctx.client,
+                CutoverPolicy,
+                self.name,
+                status.model_dump(mode="json", by_alias=True),
+                resource_version=self.resource_version,
+            )
+        except ApiError as error:
+            if error.status.code == 409:
+                raise kopf.TemporaryError("the CutoverPolicy changed meanwhile; retrying", delay=1) from error
+            raise
+        self.status, self.resource_version = status, written.metadata.resourceVersion
+        self.written = time.monotonic()
+
+    async def progress(self, present: int, pending: int, bucket: TokenBucket) -> None:
+        """During a pass, every PROGRESS_SECONDS: the TrainJobs present and pending, and the bucket."""
+        if time.monotonic() - self.written < PROGRESS_SECONDS:
+            return
+        counts = self.status.train_jobs.model_copy(update={"present": present, "pending": pending})
+        saved = bucket.saved()
+        await self.write(self.status.model_copy(update={"train_jobs": counts, "rate_limiter": saved}))

@@ -13,7 +13,9 @@ def run_operator(*, liveness: str | None, readiness: str | None, metrics: str | 
 
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.FULL)
     if not verbose:
-        # One line per indexed object would be thousands at startup; failures still log as warnings.
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        # One line per indexed object would be thousands at startup, one per API request (the HTTP client's)
+        # as many while mirroring; failures still log as warnings.
+        for name in ("kopf.objects", "httpx2"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     memo = kopf.Memo(readiness_url=readiness, metrics_url=metrics)
     kopf.run(standalone=True, clusterwide=True, liveness_endpoint=liveness, memo=memo)

@@ -31,6 +31,6 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.watching.chunk_size = 500
     settings.networking.request_timeout = 60
     settings.networking.connect_timeout = 10
-    # Events: one per created or conflicting TrainJob at most; raise the level on very large cutovers.
+    # Events: one per pass that created TrainJobs, one per conflict; raise the level to silence them.
     settings.posting.level = logging.getLevelName(os.environ.get("FERRYMAN_EVENT_LEVEL", "INFO"))
     settings.execution.max_workers = 4
