@@ -133,3 +133,16 @@ def _v1_validator() -> jsonschema.Draft7Validator:
     (crd,) = upstream.load_documents(upstream.pytorchjob_crd())
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
     return jsonschema.Draft7Validator(version["schema"]["openAPIV3Schema"])
+
+
+def test_a_pod_template_spec_that_is_not_a_mapping_is_a_blocker() -> None:
+    """Found by the property above: `template: {spec: true}` with a sidecar check that assumed a mapping."""
+    job = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {"name": "bad", "namespace": "team"},
+        "spec": {"pytorchReplicaSpecs": {"Worker": {"replicas": 2, "template": {"spec": True}}}},
+    }
+    conversion = convert_job(job, ConvertOptions())
+    assert conversion.blocked
+    assert any(f.path == "spec.pytorchReplicaSpecs.Worker.template.spec" for f in conversion.findings)

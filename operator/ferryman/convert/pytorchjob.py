@@ -83,7 +83,8 @@ class PyTorchJobConverter(ReplicaJobConverter):
     ) -> None:
         """v1 set its variables in every container of a pod; v2 sets them in the trainer container only, so a
         sidecar no longer sees them (found by `ferryman verify`)."""
-        containers = (template.get("spec") or {}).get("containers") if isinstance(template, dict) else None
+        pod = template.get("spec") if isinstance(template, dict) else None
+        containers = pod.get("containers") if isinstance(pod, dict) else None
         if not isinstance(containers, list):
             return
         names = ["PYTHONUNBUFFERED"]
