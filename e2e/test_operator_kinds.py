@@ -1,21 +1,21 @@
 """The operator serves every Training Operator v1 kind (issue #18): a CutoverPolicy over a namespace with a
 JAXJob, a Worker-only TFJob and an mpi-operator MPIJob (kubeflow.org/v2beta1) plans them per kind, mirrors
 them onto TrainJobs and derived runtimes, and under Takeover writes each job's status in its own kind's
-v1 shape. Kinds whose CRD is not installed (XGBoostJob, PaddleJob here) are reported, not watched.
+v1 shape as the real Trainer, JobSet and Job controllers run them on kwok nodes (``upstream_cluster``).
 
-The upstream CRDs (Training Operator v1.9.4's JAXJob and TFJob, mpi-operator v0.8.0's MPIJob) are installed
-into the session cluster; no v1 controller runs, so the tests play Trainer by patching TrainJob status.
+For the module the Training Operator (v1.9.4, serving JAXJob and TFJob) and mpi-operator (v0.8.0, serving
+MPIJob v2beta1) are stopped, and the Training Operator's webhooks removed, as a Takeover requires; both run
+again afterwards, for the other modules sharing the session's cluster.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from lightkube import ApiError, Client, codecs
-from lightkube.types import PatchType
+from lightkube.resources.core_v1 import Pod
 
 from e2e.test_operator_cutover import (
     make_policy,
@@ -24,9 +24,9 @@ from e2e.test_operator_cutover import (
     ready,
     trainjobs,
 )
-from ferryman.kube.resources import CutoverPolicy, TrainingRuntime, TrainJob, v1_job_resource
-from ferryman_dev import controllers, upstream
-from ferryman_dev.cluster import ControlPlane
+from e2e.test_takeover_controllers import training_operator_removed
+from ferryman.kube.resources import CutoverPolicy, TrainingRuntime, v1_job_resource
+from ferryman_dev.cluster import KWOK_EXIT_CODE, ControlPlane
 from ferryman_dev.operator import OperatorProcess, install_ferryman, operator_kubeconfig
 from ferryman_dev.waiting import wait_for
 
@@ -36,7 +36,11 @@ ALL_KINDS = ["PyTorchJob", "MPIJob", "JAXJob", "XGBoostJob", "TFJob", "PaddleJob
 
 
 def _container(name: str, image: str, command: list[str]) -> dict[str, Any]:
-    return {"spec": {"containers": [{"name": name, "image": image, "command": command}]}}
+    """A pod template kwok keeps running until the test ends its pods."""
+    return {
+        "metadata": {"annotations": {KWOK_EXIT_CODE: "never"}},
+        "spec": {"containers": [{"name": name, "image": image, "command": command}]},
+    }
 
 
 def v1_jobs(namespace: str) -> list[dict[str, Any]]:
@@ -102,23 +106,23 @@ def v1_jobs(namespace: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def kinds_installed(cluster: ControlPlane) -> ControlPlane:
-    install_ferryman(cluster)
-    cluster.install_crds([upstream.v1_crd("jaxjobs"), upstream.v1_crd("tfjobs")])
-    cluster.install_crd_documents(controllers.crds("mpi-operator"))
-    return cluster
-
-
-@pytest.fixture
-def operator(kinds_installed: ControlPlane, tmp_path: Path) -> Iterator[OperatorProcess]:
-    kubeconfig = operator_kubeconfig(kinds_installed, tmp_path / "operator.kubeconfig")
-    process = OperatorProcess(kubeconfig, tmp_path / "operator.log").start()
-    try:
-        yield process
-    finally:
-        process.stop()
-        assert not process.forbidden(), "refused by its RBAC:\n" + "\n".join(process.forbidden())
-        assert "Traceback" not in process.output(), process.output()[-6000:]
+def operator(
+    upstream_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """ferryman running as deployed, with the v1 kinds' own controllers stopped (and put back afterwards)."""
+    plane = upstream_cluster
+    install_ferryman(plane)
+    home = tmp_path_factory.mktemp("kinds-operator")
+    process = OperatorProcess(operator_kubeconfig(plane, home / "kubeconfig"), home / "operator.log")
+    with training_operator_removed(plane):
+        plane.stop_component("mpi-operator")
+        try:
+            yield process.start()
+        finally:
+            process.stop()
+            plane.start_component("mpi-operator")
+    assert not process.forbidden(), "refused by its RBAC:\n" + "\n".join(process.forbidden())
+    assert "Traceback" not in process.output(), process.output()[-6000:]
 
 
 def _by_kind(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -139,8 +143,27 @@ def _last(status: dict[str, Any]) -> tuple[str, str, str] | None:
     )
 
 
-def _serving(served: dict[str, dict[str, Any]], kind: str) -> str:
-    return next(n for n, t in served.items() if t["metadata"]["ownerReferences"][0]["kind"] == kind)
+def _wait_v1(kube: Client, job: dict[str, Any], last: tuple[str, str, str], replicas: dict[str, Any]) -> None:
+    """Until the v1 job's last condition is ``last`` (type, reason, message) and it counts ``replicas``
+    (for each replica named there)."""
+
+    def reached() -> bool:
+        status = _v1_status(kube, job)
+        counts = status.get("replicaStatuses") or {}
+        return _last(status) == last and {replica: counts.get(replica) for replica in replicas} == replicas
+
+    try:
+        wait_for(reached, f"{job['kind']} {last[0]} with {replicas}", 120)
+    except TimeoutError as timeout:
+        raise AssertionError(f"{timeout}; it has {_v1_status(kube, job)}") from None
+
+
+def _end_pods(kube: Client, namespace: str) -> None:
+    """Every pod's containers exit 0 (kwok)."""
+    for pod in kube.list(Pod, namespace=namespace):
+        if pod.metadata.deletionTimestamp is None:
+            patch = {"metadata": {"annotations": {KWOK_EXIT_CODE: "0"}}}
+            kube.patch(Pod, pod.metadata.name, patch, namespace=namespace)
 
 
 @pytest.mark.parametrize(
@@ -152,17 +175,19 @@ def _serving(served: dict[str, dict[str, Any]], kind: str) -> str:
     ],
 )
 def test_unknown_repeated_or_no_kinds_are_rejected(
-    kinds_installed: ControlPlane, kube: Client, kinds: list[str], message: str
+    upstream_cluster: ControlPlane, upstream_kube: Client, kinds: list[str], message: str
 ) -> None:
+    install_ferryman(upstream_cluster)
     with pytest.raises(ApiError) as rejected:
-        kube.create(codecs.from_dict(make_policy("bad-kinds", "default", kinds=kinds)))
+        upstream_kube.create(codecs.from_dict(make_policy("bad-kinds", "default", kinds=kinds)))
     assert rejected.value.status.code == 422
     assert message in str(rejected.value.status.message)
 
 
 def test_every_kind_is_planned_mirrored_and_taken_over(
-    operator: OperatorProcess, kube: Client, namespace: str
+    operator: OperatorProcess, upstream_kube: Client, upstream_namespace: str
 ) -> None:
+    kube, namespace = upstream_kube, upstream_namespace
     jobs = v1_jobs(namespace)
     for job in jobs:
         kube.create(codecs.from_dict(job))
@@ -173,7 +198,7 @@ def test_every_kind_is_planned_mirrored_and_taken_over(
         status = wait_for(lambda: ready(kube, name), "the PyTorchJob-only Plan")
         assert status["jobs"] == 0 and [k["kind"] for k in status["kinds"]] == ["PyTorchJob"]
 
-        # Every kind: counted per kind; the kinds without a CRD are reported, not watched.
+        # Every kind: counted per kind (the Training Operator's CRDs serve XGBoostJob and PaddleJob too).
         generation = patch_policy(kube, name, {"kinds": ALL_KINDS})
         status = wait_for(lambda: ready(kube, name, generation), "the Plan of every kind")
         assert (status["jobs"], status["convertible"], status["blocked"]) == (3, 3, 0)
@@ -185,14 +210,14 @@ def test_every_kind_is_planned_mirrored_and_taken_over(
             "PyTorchJob": "kubeflow.org/v1",
             "MPIJob": "kubeflow.org/v2beta1",
             "JAXJob": "kubeflow.org/v1",
-            "XGBoostJob": None,
+            "XGBoostJob": "kubeflow.org/v1",
             "TFJob": "kubeflow.org/v1",
-            "PaddleJob": None,
+            "PaddleJob": "kubeflow.org/v1",
         }
         for kind in ("MPIJob", "JAXJob", "TFJob"):
             assert (kinds[kind]["jobs"], kinds[kind]["convertible"], kinds[kind]["blocked"]) == (1, 1, 0)
-        ready_condition = next(c for c in status["conditions"] if c["type"] == "Ready")
-        assert "not installed, so not watched: XGBoostJob, PaddleJob" in ready_condition["message"]
+        for kind in ("PyTorchJob", "XGBoostJob", "PaddleJob"):
+            assert kinds[kind]["jobs"] == 0
 
         # Mirror: a TrainJob per job, on jax-distributed or its derived runtime, owned by the policy.
         generation = patch_policy(kube, name, {"mode": "Mirror"})
@@ -221,52 +246,35 @@ def test_every_kind_is_planned_mirrored_and_taken_over(
         ]
         jax, tf, mpi = jobs
 
-        # Play Trainer: JAX runs, TF completes, MPI's launcher and workers run.
-        _patch_status(kube, namespace, _serving(served_now, "JAXJob"), {"jobsStatus": [_jobs("node", 2)]})
-        _patch_status(
-            kube,
-            namespace,
-            _serving(served_now, "TFJob"),
-            {"conditions": [_condition("Complete", "JobSetCompleted")], "jobsStatus": [_jobs("node", 2)]},
-        )
-        _patch_status(
-            kube,
-            namespace,
-            _serving(served_now, "MPIJob"),
-            {"jobsStatus": [_jobs("launcher", 1), _jobs("node", 2)]},
-        )
-        jax_running = ("Running", "JAXJobRunning", f"JAXJob {namespace}/jax-mnist is running.")
-        wait_for(lambda: _last(_v1_status(kube, jax)) == jax_running or None, "the JAXJob Running")
-        tf_done = ("Succeeded", "TFJobSucceeded", f"TFJob {namespace}/tf-mnist successfully completed.")
-        wait_for(lambda: _last(_v1_status(kube, tf)) == tf_done or None, "the TFJob Succeeded")
-        mpi_running = ("Running", "MPIJobRunning", f"MPIJob {namespace}/pi is running.")
-        wait_for(lambda: _last(_v1_status(kube, mpi)) == mpi_running or None, "the MPIJob Running")
+        # Trainer, JobSet and Job run them on kwok nodes: each v1 status goes Running, then Succeeded.
+        qualified = {job["kind"]: f"{job['kind']} {namespace}/{job['metadata']['name']}" for job in jobs}
+        running = {
+            "JAXJob": {"Worker": {"active": 2}},
+            "TFJob": {"Worker": {"active": 2}},
+            "MPIJob": {"Launcher": {"active": 1}, "Worker": {"active": 2}},
+        }
+        for job in jobs:
+            kind = job["kind"]
+            last = ("Running", f"{kind}Running", f"{qualified[kind]} is running.")
+            _wait_v1(kube, job, last, running[kind])
+        _end_pods(kube, namespace)
+        for job in jobs:
+            kind = job["kind"]
+            last = ("Succeeded", f"{kind}Succeeded", f"{qualified[kind]} successfully completed.")
+            done = {replica: {"succeeded": c["active"]} for replica, c in running[kind].items()}
+            if kind == "MPIJob":  # its Workers are stopped once the Launcher succeeds, ended by then or not
+                del done["Worker"]
+            _wait_v1(kube, job, last, done)
+            went = [(c["type"], c["status"], c["reason"]) for c in _v1_status(kube, job)["conditions"]]
+            assert went == [
+                ("Created", "True", f"{kind}Created"),
+                ("Running", "False", f"{kind}Running"),
+                ("Succeeded", "True", f"{kind}Succeeded"),
+            ]
 
-        assert _v1_status(kube, jax)["replicaStatuses"] == {"Worker": {"active": 2}}
-        tf_status = _v1_status(kube, tf)
-        assert tf_status["replicaStatuses"] == {"Worker": {"succeeded": 2}}
-        assert tf_status["conditions"][0]["message"] == "TFJob tf-mnist is created."
-        mpi_status = _v1_status(kube, mpi)
-        assert mpi_status["replicaStatuses"] == {"Launcher": {"active": 1}, "Worker": {"active": 2}}
-        assert mpi_status["conditions"][0]["message"] == f"MPIJob {namespace}/pi is created."
+        assert _v1_status(kube, tf)["conditions"][0]["message"] == "TFJob tf-mnist is created."
+        assert _v1_status(kube, mpi)["conditions"][0]["message"] == f"MPIJob {namespace}/pi is created."
+        assert _v1_status(kube, jax)["completionTime"]
         assert policy_status(kube, name)["trainJobs"]["present"] == 3
     finally:
         kube.delete(CutoverPolicy, name)
-
-
-def _condition(type_: str, reason: str, message: str = "") -> dict[str, Any]:
-    return {
-        "type": type_,
-        "status": "True",
-        "reason": reason,
-        "message": message or reason,
-        "lastTransitionTime": "2026-01-01T00:00:00Z",
-    }
-
-
-def _jobs(name: str, active: int) -> dict[str, Any]:
-    return {"name": name, "active": active, "ready": active, "succeeded": 0, "failed": 0, "suspended": 0}
-
-
-def _patch_status(kube: Client, namespace: str, name: str, status: dict[str, Any]) -> None:
-    kube.patch(TrainJob.Status, name, {"status": status}, namespace=namespace, patch_type=PatchType.MERGE)

@@ -12,6 +12,7 @@ by mpi-operator) running, succeeded, failed and suspended, and of an ExperimentM
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import subprocess
@@ -297,6 +298,27 @@ def training_operator_webhooks() -> list[tuple[str, str]]:
     ]
 
 
+@contextlib.contextmanager
+def training_operator_removed(plane: ControlPlane) -> Iterator[None]:
+    """The Training Operator uninstalled as a Takeover requires (process and webhooks gone, CRDs kept), and
+    put back afterwards, for the next module on the session's ``upstream_cluster``."""
+    webhooks = [plane.get(ADMISSION, kind, name) for kind, name in training_operator_webhooks()]
+    plane.stop_component("training-operator")
+    try:
+        for webhook in webhooks:
+            plane.delete(ADMISSION, webhook["kind"], webhook["metadata"]["name"])
+        yield
+    finally:
+        plane.start_component("training-operator")
+        for webhook in webhooks:
+            kept = {
+                key: webhook["metadata"][key]
+                for key in ("name", "labels", "annotations")
+                if key in webhook["metadata"]
+            }
+            plane.apply({**webhook, "metadata": kept})
+
+
 @pytest.fixture(scope="module")
 def takeover(
     upstream_cluster: ControlPlane,
@@ -308,54 +330,43 @@ def takeover(
     deployed, and a namespace under a Takeover CutoverPolicy; everything put back afterwards. The other v1
     kinds' statuses are recorded before, while their controller runs."""
     plane = upstream_cluster
-    webhooks = [plane.get(ADMISSION, kind, name) for kind, name in training_operator_webhooks()]
-    plane.stop_component("training-operator")
-    for webhook in webhooks:
-        plane.delete(ADMISSION, webhook["kind"], webhook["metadata"]["name"])
-    install_ferryman(plane)
-    plane.apply(no_retries_runtime())
-    home = tmp_path_factory.mktemp("takeover-operator")
-    operator = OperatorProcess(
-        operator_kubeconfig(plane, home / "kubeconfig"),
-        home / "operator.log",
-        extra_env={"FERRYMAN_MIGRATION_SECONDS": "1"},  # the migration run to Ready is seen at once
-    )
-    try:
-        with fresh_namespace(plane.client(), "takeover") as namespace:
-            policy = {
-                "apiVersion": POLICY[0],
-                "kind": POLICY[1],
-                "metadata": {"name": namespace},
-                "spec": {
-                    "mode": "Takeover",
-                    "takeover": {"v1ControllerRemoved": True},
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-                    "runtimeRules": {
-                        "default": NO_RETRIES,
-                        "rules": [{"resource": "amd.com/*", "runtime": "rocm-distributed"}],
+    with training_operator_removed(plane):
+        install_ferryman(plane)
+        plane.apply(no_retries_runtime())
+        home = tmp_path_factory.mktemp("takeover-operator")
+        operator = OperatorProcess(
+            operator_kubeconfig(plane, home / "kubeconfig"),
+            home / "operator.log",
+            extra_env={"FERRYMAN_MIGRATION_SECONDS": "1"},  # the migration run to Ready is seen at once
+        )
+        try:
+            with fresh_namespace(plane.client(), "takeover") as namespace:
+                policy = {
+                    "apiVersion": POLICY[0],
+                    "kind": POLICY[1],
+                    "metadata": {"name": namespace},
+                    "spec": {
+                        "mode": "Takeover",
+                        "takeover": {"v1ControllerRemoved": True},
+                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                        "runtimeRules": {
+                            "default": NO_RETRIES,
+                            "rules": [{"resource": "amd.com/*", "runtime": "rocm-distributed"}],
+                        },
                     },
-                },
-            }
-            RECORDED["CutoverPolicy", "Progressing"] = plane.create(policy)  # before the operator saw it
-            operator.start()
-            try:
-                yield plane, namespace
-            finally:
-                operator.stop()
-                plane.delete(*POLICY, namespace)
-        assert not operator.forbidden(), "\n".join(operator.forbidden())
-        assert "Traceback" not in operator.output(), operator.output()[-6000:]
-    finally:
-        operator.stop()
-        plane.delete("trainer.kubeflow.org/v1alpha1", "ClusterTrainingRuntime", NO_RETRIES)
-        plane.start_component("training-operator")
-        for webhook in webhooks:
-            kept = {
-                key: webhook["metadata"][key]
-                for key in ("name", "labels", "annotations")
-                if key in webhook["metadata"]
-            }
-            plane.apply({**webhook, "metadata": kept})
+                }
+                RECORDED["CutoverPolicy", "Progressing"] = plane.create(policy)  # before the operator saw it
+                operator.start()
+                try:
+                    yield plane, namespace
+                finally:
+                    operator.stop()
+                    plane.delete(*POLICY, namespace)
+            assert not operator.forbidden(), "\n".join(operator.forbidden())
+            assert "Traceback" not in operator.output(), operator.output()[-6000:]
+        finally:
+            operator.stop()
+            plane.delete("trainer.kubeflow.org/v1alpha1", "ClusterTrainingRuntime", NO_RETRIES)
 
 
 def without_times(status: dict[str, Any]) -> dict[str, Any]:
