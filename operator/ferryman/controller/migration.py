@@ -35,7 +35,7 @@ from ferryman.kube.builders import (
     migration_children,
 )
 from ferryman.kube.children import ChildClash, as_dict, ensure_child, is_child
-from ferryman.kube.client import FIELD_MANAGER, get_or_none, patch_status
+from ferryman.kube.client import FIELD_MANAGER, get_or_none, namespace_terminating, patch_status
 from ferryman.kube.resources import ExperimentMigration
 from ferryman.trackers.registry import redact
 
@@ -148,6 +148,11 @@ async def reconcile_migration(ctx: OperatorContext, body: kopf.Body, logger: kop
         job, job_state = await _reconcile_children(ctx, body, obj, spec, status, update, at)
     except ChildClash as clash:
         update.conditions = clash_conditions(update.conditions, str(clash), generation, at)
+    except ApiError as error:
+        if not namespace_terminating(error):
+            raise
+        logger.info("the namespace is being deleted, and the migration with it: nothing to do")
+        return
     else:
         update.totals = shard_totals(update.shards, spec.parallelism)
         update.conditions = migration_conditions(update, spec, generation, job, job_state, at)

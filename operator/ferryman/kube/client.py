@@ -25,6 +25,14 @@ def tolerate_gone_or_conflict() -> Iterator[None]:
             raise
 
 
+def namespace_terminating(error: ApiError) -> bool:
+    """The apiserver refused to create in a namespace that is being deleted (NamespaceLifecycle)."""
+    details = error.status.details
+    return error.status.code == 403 and any(
+        cause.reason == "NamespaceTerminating" for cause in (details.causes or [] if details else [])
+    )
+
+
 async def get_or_none(
     client: AsyncClient, res: type[Resource], name: str, namespace: str | None = None
 ) -> Any | None:
