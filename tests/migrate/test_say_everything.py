@@ -147,8 +147,10 @@ def test_a_killed_migration_leaves_a_readable_partial_report(tmp_path: Path) -> 
     )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
-        if report_file.exists() and json.loads(report_file.read_text())["runs"]:
-            break
+        if report_file.exists():
+            seen = json.loads(report_file.read_text())
+            if seen["partial"] and seen["runs"]:  # not the final report of a process still exiting
+                break
         time.sleep(0.05)
     assert process.poll() is None, "the migration ended before it could be killed"
     process.send_signal(signal.SIGKILL)
