@@ -50,6 +50,7 @@ _CLUSTER_FIXTURES = {
 }
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark the tests that need a control plane, and group tests for pytest-xdist (``--dist loadgroup``):
     a module's tests run in one worker, so its module fixtures start once, and every test of the upstream
