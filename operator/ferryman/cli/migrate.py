@@ -101,14 +101,18 @@ def progress_lines(interval: float = PROGRESS_LINE_SECONDS) -> ProgressCallback:
 
 def report_writer(path: Path, interval: float = REPORT_WRITE_SECONDS) -> ReportCallback:
     """Rewrite the JSON report at `path` as the migration goes (atomically: a reader or a kill never finds
-    half a document); the final report is always written."""
+    half a document): at most once per `interval`, and at once for the first finished run; the final
+    report is always written."""
     last = [0.0]
+    runs_written = [False]
 
     def write(report: MigrationReport) -> None:
         now = time.monotonic()
-        if report.partial and now - last[0] < interval:
+        first_run = bool(report.runs) and not runs_written[0]
+        if report.partial and now - last[0] < interval and not first_run:
             return
         last[0] = now
+        runs_written[0] = runs_written[0] or bool(report.runs)
         write_report(path, report)
 
     return write
