@@ -21,10 +21,8 @@ lint: install
 unit: install db-packages
 	$(BIN)/pytest -m "not cluster"
 
-# Two workers (pytest-xdist): most tests wait on servers and controllers, so two share the two cores well;
-# a module's tests stay in one worker (ferryman_dev.pytest_cluster groups them).
 test: install lint cluster-bins db-packages
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest
 
 bench: install db-packages
 	$(BIN)/python tests/bench/run.py

@@ -50,18 +50,10 @@ _CLUSTER_FIXTURES = {
 }
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the tests that need a control plane, and group tests for pytest-xdist (``--dist loadgroup``):
-    a module's tests run in one worker, so its module fixtures start once, and every test of the upstream
-    controllers' cluster runs in the same worker, since mpi-operator takes a fixed port (one such cluster
-    per host)."""
     for item in items:
-        fixtures = set(getattr(item, "fixturenames", ()))
-        if _CLUSTER_FIXTURES & fixtures:
+        if _CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.cluster)
-        group = "upstream-controllers" if "upstream_cluster" in fixtures else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
