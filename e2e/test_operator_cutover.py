@@ -42,6 +42,15 @@ def example_jobs(namespace: str) -> list[dict[str, Any]]:
     return jobs
 
 
+def create_resnet_copies(kube: Client, namespace: str, count: int) -> None:
+    """``count`` copies of the resnet50-finetune example, named resnet-0, resnet-1, ..."""
+    base = next(j for j in example_jobs(namespace) if j["metadata"]["name"] == "resnet50-finetune")
+    for index in range(count):
+        job = copy.deepcopy(base)
+        job["metadata"]["name"] = f"resnet-{index}"
+        kube.create(codecs.from_dict(job))
+
+
 @pytest.fixture(scope="module")
 def ferryman_installed(cluster: ControlPlane) -> ControlPlane:
     install_ferryman(cluster)
@@ -348,11 +357,7 @@ def test_leader_failover_mid_mirror_resumes_without_duplicates(
         standby.start()
         wait_for(lambda: "waiting for Lease" in standby.output(), "the second replica to wait", timeout=60)
         assert standby.readiness() == 200, "a standby is ready: a rolling update must not wait for it to lead"
-        base = next(j for j in example_jobs(namespace) if j["metadata"]["name"] == "resnet50-finetune")
-        for index in range(12):
-            job = copy.deepcopy(base)
-            job["metadata"]["name"] = f"resnet-{index}"
-            kube.create(codecs.from_dict(job))
+        create_resnet_copies(kube, namespace, 12)
         policy = make_policy(name, namespace, mode="Mirror", rateLimit={"creationsPerMinute": 60, "burst": 3})
         kube.create(codecs.from_dict(policy))
         wait_for(lambda: len(trainjobs(kube, namespace)) >= 3 or None, "the Mirror under way")
@@ -422,11 +427,7 @@ def created_by_events(kube: Client, policy: str) -> int:
 
 
 def test_creation_is_rate_limited(operator: OperatorProcess, kube: Client, namespace: str) -> None:
-    base = next(j for j in example_jobs(namespace) if j["metadata"]["name"] == "resnet50-finetune")
-    for index in range(6):
-        job = copy.deepcopy(base)
-        job["metadata"]["name"] = f"resnet-{index}"
-        kube.create(codecs.from_dict(job))
+    create_resnet_copies(kube, namespace, 6)
     name = f"rate-{namespace}"
     policy = make_policy(name, namespace, mode="Mirror", rateLimit={"creationsPerMinute": 60, "burst": 2})
     kube.create(codecs.from_dict(policy))
@@ -467,11 +468,7 @@ def test_creation_is_rate_limited(operator: OperatorProcess, kube: Client, names
 def test_a_restart_after_lowering_the_rate_grants_no_fresh_burst(
     namespace: str, operator: OperatorProcess, kube: Client
 ) -> None:
-    base = next(j for j in example_jobs(namespace) if j["metadata"]["name"] == "resnet50-finetune")
-    for index in range(12):
-        job = copy.deepcopy(base)
-        job["metadata"]["name"] = f"resnet-{index}"
-        kube.create(codecs.from_dict(job))
+    create_resnet_copies(kube, namespace, 12)
     name = "restart-rate"
     policy = make_policy(name, namespace, mode="Mirror", rateLimit={"creationsPerMinute": 60, "burst": 5})
     kube.create(codecs.from_dict(policy))
@@ -502,11 +499,7 @@ def test_a_rate_lowered_mid_mirror_holds_from_the_next_batch(
 ) -> None:
     """Each batch of creations reads the live policy: lowering the rate while a pass creates 100 TrainJobs
     (burst 100) stops it within one batch, with no burst above the new limit."""
-    base = next(j for j in example_jobs(namespace) if j["metadata"]["name"] == "resnet50-finetune")
-    for index in range(100):
-        job = copy.deepcopy(base)
-        job["metadata"]["name"] = f"resnet-{index}"
-        kube.create(codecs.from_dict(job))
+    create_resnet_copies(kube, namespace, 100)
     name = "live-rate"
     policy = make_policy(name, namespace, mode="Mirror", rateLimit={"creationsPerMinute": 6000, "burst": 100})
     kube.create(codecs.from_dict(policy))
