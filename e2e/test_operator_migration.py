@@ -27,7 +27,7 @@ from lightkube.types import PatchType
 from ferryman.kube.resources import ExperimentMigration
 from ferryman_dev.cluster import ControlPlane
 from ferryman_dev.mlflow import MlflowServer
-from ferryman_dev.operator import OperatorProcess, install_ferryman, operator_kubeconfig, run_pod_worker
+from ferryman_dev.operator import OperatorProcess, install_ferryman, run_pod_worker, running_operator
 from ferryman_dev.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.mlflow]
@@ -37,18 +37,9 @@ RUNS, STEPS = 6, 150
 
 @pytest.fixture
 def operator(cluster: ControlPlane, tmp_path: Path) -> Iterator[OperatorProcess]:
-    install_ferryman(cluster)
-    kubeconfig = operator_kubeconfig(cluster, tmp_path / "operator.kubeconfig")
-    process = OperatorProcess(
-        kubeconfig, tmp_path / "operator.log", extra_env={"FERRYMAN_MIGRATION_SECONDS": "1"}
-    )
-    process.start()
-    try:
+    with running_operator(cluster, tmp_path, FERRYMAN_MIGRATION_SECONDS="1") as process:
         yield process
-    finally:
-        process.stop()
-        assert not process.forbidden(), "\n".join(process.forbidden())
-        assert PASSWORD not in process.output()
+    assert PASSWORD not in process.output()
 
 
 def populate(server: MlflowServer, experiment: str) -> None:

@@ -23,7 +23,7 @@ from ferryman.kube.builders import WORKER_UID
 from ferryman.kube.resources import ExperimentMigration
 from ferryman_dev.image import LOCAL_IMAGE
 from ferryman_dev.mlflow import MlflowServer
-from ferryman_dev.operator import OperatorProcess, install_ferryman, operator_kubeconfig
+from ferryman_dev.operator import OperatorProcess, running_operator
 from ferryman_dev.realnode import RealNode
 from ferryman_dev.waiting import wait_for
 from ferryman_dev.wandb_runs import LoggedRun, write_sdk_run
@@ -43,18 +43,9 @@ def node_operator(
 ) -> Iterator[OperatorProcess]:
     """The operator on this host, as its ServiceAccount; its workers run the image imported into the node."""
     assert ferryman_image == LOCAL_IMAGE  # the image the operator names for its workers
-    install_ferryman(real_node.plane)
     directory = tmp_path_factory.mktemp("node-operator")
-    kubeconfig = operator_kubeconfig(real_node.plane, directory / "operator.kubeconfig")
-    process = OperatorProcess(
-        kubeconfig, directory / "operator.log", extra_env={"FERRYMAN_MIGRATION_SECONDS": "1"}
-    )
-    process.start()
-    try:
+    with running_operator(real_node.plane, directory, FERRYMAN_MIGRATION_SECONDS="1") as process:
         yield process
-    finally:
-        process.stop()
-        assert not process.forbidden(), "\n".join(process.forbidden())
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,13 @@ restarted, and its memory measured). Shared by the e2e tests, the benchmark and 
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,6 +196,21 @@ class OperatorProcess:
             if "forbidden" in line.lower()
             and not any(f"namespaces/{ns}/" in line or f"namespace {ns} " in line for ns in terminating)
         ]
+
+
+@contextlib.contextmanager
+def running_operator(plane: ControlPlane, directory: Path, **extra_env: str) -> Iterator[OperatorProcess]:
+    """ferryman installed in `plane` and its operator running as its ServiceAccount; once the block ends,
+    stopped, with no request of it refused by RBAC."""
+    install_ferryman(plane)
+    kubeconfig = operator_kubeconfig(plane, directory / "operator.kubeconfig")
+    process = OperatorProcess(kubeconfig, directory / "operator.log", extra_env=extra_env)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        assert not process.forbidden(), "\n".join(process.forbidden())
 
 
 def run_pod_worker(plane: ControlPlane, pod: dict[str, Any], scratch: Path) -> int:
