@@ -16,8 +16,11 @@ from ferryman.api.trainer import LauncherStrategy, TrainerAPI
 from ferryman.convert.options import ConvertOptions
 from ferryman.convert.registry import convert_job
 from ferryman_dev.realnode import RealNode
+from ferryman_dev.waiting import wait_for
 
 pytestmark = [pytest.mark.realnode, pytest.mark.timeout(600)]
+
+TERMINAL = {"Succeeded", "Failed"}
 
 # Rank 0 listens on MASTER_PORT; every other rank connects to MASTER_ADDR (retrying while rank 0 starts)
 # and sends its rank; rank 0 answers each with the world it saw once all WORLD_SIZE - 1 have arrived.
@@ -74,6 +77,11 @@ def pytorchjob(image: str) -> dict[str, Any]:
     }
 
 
+def exited(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pods once every one has a terminal phase; empty until then."""
+    return pods if pods and all(p["status"].get("phase") in TERMINAL for p in pods) else []
+
+
 def status(obj: dict[str, Any], type_: str) -> str | None:
     return next(
         (c["status"] for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), None
@@ -111,7 +119,9 @@ def test_a_rendezvous_job_and_its_conversion_both_succeed_on_the_real_node(
         "trainer.kubeflow.org/v1alpha1", "TrainJob", name, "Complete", namespace, timeout=300
     )
     assert status(done, "Failed") != "True"
-    for pod in plane.list("v1", "Pod", namespace):
+    # a job's status can turn Succeeded (its Master done) before the kubelet has reported every pod's exit
+    pods = wait_for(lambda: exited(plane.list("v1", "Pod", namespace)), "every pod to exit", timeout=120)
+    for pod in pods:
         assert pod["status"]["phase"] == "Succeeded", pod["metadata"]["name"]
         log = "".join(realnode_kube.log(pod["metadata"]["name"], namespace=namespace))
         assert " of 3" in log, (pod["metadata"]["name"], log)
