@@ -9,7 +9,9 @@ cache directory; MLflow then adds its default experiment when it opens the copy,
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -35,12 +37,30 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ferryman"
 
 
+_REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=]*)?=\s*(.+)$", re.MULTILINE)
+_REVISION_ID = re.compile(r"[\"']([0-9a-zA-Z_]+)[\"']")
+
+
 @functools.cache
 def head_revision() -> str:
-    """The Alembic revision the installed MLflow's stores require (Alembic reads every migration to know)."""
-    from mlflow.store.db.utils import _get_latest_schema_revision
-
-    return str(_get_latest_schema_revision())
+    """The Alembic revision the installed MLflow's stores require: the one migration script in MLflow's
+    `db_migrations/versions` that no other names as its `down_revision`, read from those lines without
+    importing MLflow or Alembic (which imports every script to know)."""
+    spec = importlib.util.find_spec("mlflow")
+    if spec is None or not spec.submodule_search_locations:
+        raise MlflowError("MLflow is not installed: `pip install mlflow`")
+    versions = Path(next(iter(spec.submodule_search_locations))) / "store" / "db_migrations" / "versions"
+    revisions: set[str] = set()
+    replaced: set[str] = set()
+    for script in versions.glob("*.py"):
+        lines = dict(_REVISION_LINE.findall(script.read_text(encoding="utf-8")))
+        if "revision" in lines:
+            revisions.update(_REVISION_ID.findall(lines["revision"])[:1])
+            replaced.update(_REVISION_ID.findall(lines.get("down_revision", "")))
+    heads = revisions - replaced
+    if len(heads) != 1:
+        raise MlflowError(f"MLflow's migrations in {versions} have {len(heads)} heads, not one: {heads}")
+    return heads.pop()
 
 
 def upgrade_error(uri: str, found: str | None, head: str) -> MlflowError:
