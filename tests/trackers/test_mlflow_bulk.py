@@ -5,7 +5,7 @@ The same points written by the bulk writer and by MLflow's `SqlAlchemyStore.log_
 store as one MLflow wrote; the series digests the database computes equal those computed point by point,
 and a point changed in the database fails verification, named; a killed write leaves exact marks (the
 tracker contract's crash and resume runs on these databases in test_contract.py); a database at another
-schema revision is refused; a new SQLite file gets exactly the schema MLflow makes.
+schema revision is refused (that a new database gets exactly MLflow's schema: test_mlflow_schema.py).
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from __future__ import annotations
 import gc
 import math
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,6 @@ import sqlalchemy
 from ferryman.migrate.validate import RunDigest, differing_points
 from ferryman.trackers.mlflow.bulk import BulkWriter
 from ferryman.trackers.mlflow.fields import MlflowError
-from ferryman.trackers.mlflow.schema import MLFLOW_CREATES
 from ferryman.trackers.mlflow.writer import MlflowWriter
 from ferryman.trackers.model import MetricBatch, Run
 from ferryman.trackers.registry import Credentials, open_writer
@@ -189,36 +186,6 @@ def test_a_server_database_at_another_schema_revision_is_refused(postgres_databa
     engine.dispose()
     with pytest.raises(MlflowError, match=r"revision 0a8213491aaa.*`mlflow db upgrade postgresql://"):
         open_writer(postgres_database, Credentials())
-
-
-def schema(path: Path) -> list[tuple[object, ...]]:
-    """Every table (its clauses), column, index, foreign key and the stamped revision of an SQLite
-    database."""
-    connection = sqlite3.connect(path)
-    try:
-        found: list[tuple[object, ...]] = [("revision", *connection.execute("SELECT * FROM alembic_version"))]
-        for kind, name, sql in connection.execute(
-            "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_autoindex%' ORDER BY name"
-        ):
-            # MLflow's migrations order a table's CHECK constraints differently in each process
-            found.append((kind, name, sorted(sql.replace("\n", "").split(", ")) if sql else None))
-            if kind == "table":
-                found += [("column", name, *c) for c in connection.execute(f"PRAGMA table_xinfo('{name}')")]
-                found += [("fk", name, *c) for c in connection.execute(f"PRAGMA foreign_key_list('{name}')")]
-        return found
-    finally:
-        connection.close()
-
-
-def test_a_new_sqlite_file_gets_exactly_the_schema_mlflow_makes(tmp_path: Path) -> None:
-    fast, slow = tmp_path / "fast.db", tmp_path / "slow.db"
-    open_writer(f"sqlite:///{fast}", Credentials()).close()
-    subprocess.run([sys.executable, "-c", MLFLOW_CREATES, f"sqlite:///{slow}", str(tmp_path)], check=True)
-    assert schema(fast) == schema(slow)
-    with sqlite3.connect(fast) as connection:  # MLflow's default experiment, at this store's location
-        (location,) = connection.execute("SELECT artifact_location FROM experiments WHERE experiment_id = 0")
-    connection.close()
-    assert location == (str(tmp_path / "fast-artifacts" / "0"),)
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgres"], indirect=True)

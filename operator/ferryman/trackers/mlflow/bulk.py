@@ -43,7 +43,8 @@ from ferryman.migrate.validate import (
 from ferryman.trackers.mlflow.backend import Backend
 from ferryman.trackers.mlflow.fields import MAX_TAG_LENGTH, RUN_NAME_TAG, USER_TAG
 from ferryman.trackers.mlflow.reader import MlflowReader
-from ferryman.trackers.mlflow.schema import check_server, prepare_sqlite
+from ferryman.trackers.mlflow.schema import prepare_sqlite
+from ferryman.trackers.mlflow.server_schema import prepare_server
 from ferryman.trackers.mlflow.writer import MlflowWriter
 from ferryman.trackers.model import COMPLETE_TAG, SOURCE_TAG, MetricBatch, Run, source_state
 from ferryman.trackers.registry import Credentials, Endpoint, Store
@@ -402,12 +403,12 @@ def open_reader(endpoint: Endpoint, credentials: Credentials) -> BulkReader:
 
 def open_writer(endpoint: Endpoint, credentials: Credentials) -> BulkWriter:
     """The writer for MLflow database destinations (the URI registry's factory): the schema is checked (or
-    made, for a new SQLite file) before MLflow's store opens the database."""
+    given, to a new database) before MLflow's store opens the database."""
     uri, new_file = endpoint.uri, None
     if endpoint.tracker.store is Store.SQLITE:
         location = uri.split(":///", 1)[-1] if ":///" in uri else ""
         if location not in ("", ":memory:") and prepare_sqlite(uri, Path(location)):
             new_file = Path(location)
     else:
-        check_server(uri)
+        prepare_server(uri)
     return BulkWriter(Backend.connect(endpoint, credentials, "destination"), new_file)

@@ -4,6 +4,7 @@ MLflow creates a new database by replaying every Alembic migration (20 s and mor
 SQLite destination instead gets a copy of a template made once per schema revision by MLflow itself (the same
 replay, so the tables, indexes, constraints and the stamped revision are exactly MLflow's), kept in ferryman's
 cache directory; MLflow then adds its default experiment when it opens the copy, as it does for any new store.
+A new server database gets its schema from trackers/mlflow/server_schema.py.
 """
 
 from __future__ import annotations
@@ -132,21 +133,3 @@ def _sqlite_template(head: str) -> Path:
         made.replace(template)  # atomic: a concurrent maker's identical file may win
     return template
 
-
-def check_server(uri: str) -> None:
-    """A database server destination holding MLflow tables must be at MLflow's head (an empty one is created
-    by MLflow itself)."""
-    import sqlalchemy
-    from mlflow.store.db.utils import _get_schema_version
-
-    engine = sqlalchemy.create_engine(uri)
-    try:
-        tables = [t for t in sqlalchemy.inspect(engine).get_table_names() if t != "alembic_version"]
-        if tables:
-            head, found = head_revision(), _get_schema_version(engine)
-            if found != head:
-                raise upgrade_error(uri, found, head)
-    except sqlalchemy.exc.SQLAlchemyError as error:
-        raise MlflowError(f"cannot open destination MLflow database {redact(uri)}: {error}") from None
-    finally:
-        engine.dispose()
