@@ -497,8 +497,8 @@ def test_a_restart_after_lowering_the_rate_grants_no_fresh_burst(
 def test_a_rate_lowered_mid_mirror_holds_from_the_next_batch(
     namespace: str, operator: OperatorProcess, kube: Client
 ) -> None:
-    """Each batch of creations reads the live policy: lowering the rate while a pass creates 100 TrainJobs
-    (burst 100) stops it within one batch, with no burst above the new limit."""
+    """A pass follows the live policy: lowering the rate while it creates 100 TrainJobs (burst 100) stops it
+    once the creations under way end, with no burst above the new limit."""
     create_resnet_copies(kube, namespace, 100)
     name = "live-rate"
     policy = make_policy(name, namespace, mode="Mirror", rateLimit={"creationsPerMinute": 6000, "burst": 100})
@@ -516,7 +516,7 @@ def test_a_rate_lowered_mid_mirror_holds_from_the_next_batch(
 
         status = wait_for(reconciled, "a pass under the lowered rate", timeout=60)
         after = len(trainjobs(kube, namespace))
-        # the batch under way (at most BATCH_SIZE, 10) ends, then the new bucket grants at most its burst
+        # the creations under way (at most batches.IN_FLIGHT, 10) end, then the new bucket grants its burst
         assert after - before <= 10 + 1, (before, after)
         assert status["trainJobs"]["pending"] == 100 - after
     finally:

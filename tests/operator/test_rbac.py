@@ -55,7 +55,7 @@ CALLS: tuple[tuple[str, str, tuple[str, ...], str, str], ...] = (
     ("trainer.kubeflow.org", "trainjobs", ("create", "patch", "delete"), "controller/policy.py", "TrainJob"),
     ("trainer.kubeflow.org", "trainjobs", ("list", "watch"), "controller/main.py", "TrainJob, _trimmed_"),
     ("trainer.kubeflow.org", "trainingruntimes", ("create",), "controller/policy.py", "TrainingRuntime"),
-    ("ferryman.dev", "cutoverpolicies", ("get",), "controller/batches.py", "client.get(CutoverPolicy"),
+    ("ferryman.dev", "cutoverpolicies", ("list", "watch"), "controller/batches.py", "CutoverPolicy, fields="),
     ("ferryman.dev", "cutoverpolicies/status", ("patch",), "controller/policy.py", "patch_status"),
     ("ferryman.dev", "experimentmigrations/status", ("get", "patch"), "controller/migration.py", "status"),
     ("batch", "jobs", ("get", "create", "patch", "delete"), "controller/migration.py", "Job"),

@@ -7,7 +7,6 @@ re-plans from a complete picture, and nothing is stored on the v1 jobs themselve
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
 import gzip
@@ -26,7 +25,7 @@ from ferryman.api.cutoverpolicy import CutoverMode, CutoverPolicySpec, CutoverPo
 from ferryman.api.kinds import CUTOVER_POLICY, POLICY_LABEL
 from ferryman.api.trainer import TrainerAPI
 from ferryman.controller import metrics
-from ferryman.controller.batches import CreationBatches
+from ferryman.controller.batches import CreationWindow
 from ferryman.controller.context import OperatorContext, values
 from ferryman.controller.cutover import (
     Action,
@@ -164,21 +163,26 @@ async def _serve(
     decisions = _decisions(spec, policy, state, plans, v1jobs, trainjobs, clashes)
     counts, unserved = TrainJobCounts(), list[str]()
     creations = [(plan, d) for plan, d in decisions if d.action is Action.CREATE]
-    batches = CreationBatches(ctx, state, policy, creations)
+    window = CreationWindow(ctx, state, policy, creations)
     present = set(runtimes.namespaced)
     for plan, decision in decisions:
         if plan.runtime is not None and decision.action in (Action.KEEP, Action.UPDATE, Action.REPLACE):
             await _ensure_runtime(ctx, plan.runtime, policy, present)  # a kept or updated TrainJob's
-    created: list[str] = []
     kept = sum(d.action in (Action.UPDATE, Action.REPLACE, Action.KEEP) for _, d in decisions)
-    async for batch in batches:  # the live policy's rate limit, batch by batch, each created all at once
-        creating = (_create(ctx, policy, plan, decision, present) for plan, decision in batch)
-        created += [name for name in await asyncio.gather(*creating) if name is not None]
-        await writes.progress(kept + batches.granted, len(creations) - batches.granted, state.bucket)
+
+    async def create(plan: JobPlan, decision: Decision) -> str | None:
+        return await _create(ctx, policy, plan, decision, present)
+
+    async def progress() -> None:
+        assert state.bucket is not None
+        await writes.progress(kept + window.granted, len(creations) - window.granted, state.bucket)
+
+    created = await window.run(create, progress)  # as the live policy's rate limit grants them
     if created:  # one event per pass, not per TrainJob: each job's TrainJob is in the report and status
         kopf.info(_as_body(policy), reason="TrainJobsCreated", message=_created_message(spec, created))
-    counts.present += batches.granted
-    counts.pending = len(creations) - batches.granted
+    window.raise_if_changed()
+    counts.present += window.granted
+    counts.pending = len(creations) - window.granted
     conflicts: set[tuple[JobKey, str]] = set()
     for plan, decision in decisions:
         if decision.action is Action.UPDATE:
@@ -215,8 +219,8 @@ async def _serve(
     metrics.CONFLICTS.labels(policy["metadata"]["name"]).inc(len(conflicts - state.conflicts))
     state.conflicts = conflicts
     counts.not_served = len(unserved)
-    if batches.granted:
-        logger.info(f"created {batches.granted} TrainJobs, {counts.pending} wait for the rate limit")
+    if window.granted:
+        logger.info(f"created {window.granted} TrainJobs, {counts.pending} wait for the rate limit")
     return counts, unserved
 
 
