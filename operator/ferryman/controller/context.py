@@ -52,8 +52,13 @@ class OperatorContext:
         return [informer for informers in self.informers.values() for informer in informers]
 
     def listed(self) -> bool:
-        """Every informer has listed its kind once."""
+        """Every informer's records are complete: listed, and not listing again after a watch error."""
         return bool(self.informers) and all(informer.listed.is_set() for informer in self.every_informer())
+
+    def ready(self) -> bool:
+        """What the readiness probe answers: a standby at once (a rollout must not wait for it to lead), the
+        leader while every index is complete (kopf's filled, the informers' listed)."""
+        return self.standby or (self.indexed.is_set() and self.listed())
 
     async def wait_listed(self) -> None:
         await asyncio.gather(*(informer.listed.wait() for informer in self.every_informer()))

@@ -79,10 +79,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     lease = lease_config(ctx.namespace)
     ctx.standby = lease is not None
     if memo.get("readiness_url"):
-        # Ready: a standby at once (a rollout must not wait for it to lead), the leader once indexed.
-        ctx.readiness = await serve_readiness(
-            memo.readiness_url, lambda: ctx.standby or (ctx.indexed.is_set() and ctx.listed())
-        )
+        ctx.readiness = await serve_readiness(memo.readiness_url, ctx.ready)
     if memo.get("metrics_url"):  # a standby's too: it has no ferryman series, only the process's
         memo.metrics_runner = await metrics.serve_metrics(memo.metrics_url)
     if lease is not None:  # a standby waits here: kopf watches nothing before startup ends

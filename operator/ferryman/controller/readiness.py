@@ -1,6 +1,7 @@
-"""The readiness endpoint, distinct from kopf's liveness: 503 until the operator's indexes are complete,
-then 200. kopf runs no resource handler before every index is filled, so the first one to run (an event
-handler on namespaces, which always exist) marks the operator ready."""
+"""The readiness endpoint, distinct from kopf's liveness: 200 while the operator's indexes are complete, 503
+otherwise (OperatorContext.ready): until kopf has filled its indexes (it runs no resource handler before, so
+the first one to run, an event handler on namespaces, marks them filled) and every informer has listed, and
+again while an informer lists anew after a watch error."""
 
 from __future__ import annotations
 

@@ -2,9 +2,11 @@
 
 For the kinds a cluster holds thousands of (v1 jobs, TrainJobs), in place of kopf's per-object machinery
 (a worker task, memory and readiness toggle per object, which made a start over 10,000 objects take
-minutes): one task per kind, each object kept as the record `keep` makes of it. Any watch error, 410 Gone
-included, is answered by a fresh list, so no deletion is ever missed. A kind the cluster does not serve
-(its CRD not installed) counts as listed and empty, and is looked for again every MISSING_SECONDS.
+minutes): one task per kind, each object kept as the record `keep` makes of it. Any watch error (410 Gone
+for a resourceVersion the apiserver no longer holds, a dropped connection) is answered by a fresh list, so no
+change is ever missed; from the error until that list has replaced every record, `listed` is clear, so
+nothing takes the records for complete meanwhile. A kind the cluster does not serve (its CRD not installed)
+counts as listed and empty, and is looked for again every MISSING_SECONDS.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ def namespaced_key(obj: dict[str, Any]) -> Hashable:
 
 @dataclass
 class Informer:
-    """`records` holds `keep(object)` for every object of `resource` by `key(object)`, once `listed` is set;
+    """`records` holds `keep(object)` for every object of `resource` by `key(object)` while `listed` is set;
     `changed`, when given, is called with the event type ("ADDED", "MODIFIED", "DELETED", or "LISTED" for
-    each object of a list) and the record, after `records` holds it."""
+    each object of a list) and the record, after `records` holds it; a record a list no longer holds (deleted
+    while the watch was down) is "DELETED" too."""
 
     client: AsyncClient
     resource: type[Any]
@@ -49,15 +52,15 @@ class Informer:
         while True:
             try:
                 version = await self._list()
-                self.listed.set()
                 async for event, obj in self.client.watch(
                     self.resource, namespace="*", resource_version=version, server_timeout=WATCH_SECONDS
                 ):
                     self._apply(event, obj.to_dict())
             except Exception as error:  # API or network: the copy must never stop following
+                self.listed.clear()  # changes are being missed from here until the next list
                 response = getattr(error, "response", None)
                 if getattr(response, "status_code", None) == 404:
-                    self.records = {}
+                    self._replace({})
                     self.listed.set()  # not served: nothing to wait for
                     await asyncio.sleep(MISSING_SECONDS)
                     continue
@@ -65,16 +68,24 @@ class Informer:
                 await asyncio.sleep(RETRY_SECONDS)
 
     async def _list(self) -> str:
+        """Replace every record from a paginated list, then set `listed`; the list's resourceVersion."""
         listing = self.client.list(self.resource, namespace="*", chunk_size=CHUNK_SIZE)
         records = {}
         async for obj in listing:
             body = obj.to_dict()
             records[self.key(body)] = self.keep(body)
+        self._replace(records)
+        self.listed.set()
+        return str(listing.resourceVersion)
+
+    def _replace(self, records: dict[Hashable, Any]) -> None:
+        gone = [record for key, record in self.records.items() if key not in records]
         self.records = records
         if self.changed is not None:
+            for record in gone:
+                self.changed("DELETED", record)
             for record in records.values():
                 self.changed("LISTED", record)
-        return str(listing.resourceVersion)
 
     def _apply(self, event: str, obj: dict[str, Any]) -> None:
         key, record = self.key(obj), self.keep(obj)
