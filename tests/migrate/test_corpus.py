@@ -1,5 +1,6 @@
 """Corpus tier: every MLflow (file store and SQLite) and TensorBoard dataset of `corpus/trackers` migrates
-into one real MLflow server and verifies point by point, or reports exactly what it could not read."""
+into one real MLflow server, and through the bulk path into one new PostgreSQL database, and verifies point by
+point, or reports exactly what it could not read."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import pytest
 from ferryman.migrate.copy import migrate
 from ferryman.migrate.plan import MigrationRequest
 from ferryman.trackers.model import OutcomeKind
-from ferryman_dev.mlflow import MlflowServer
 
 pytestmark = [pytest.mark.corpus, pytest.mark.mlflow]
 
@@ -32,7 +32,7 @@ def fingerprint(root: Path) -> dict[str, str]:
 
 
 def test_every_mlflow_and_tensorboard_dataset_migrates_and_verifies(
-    corpus_dir: Path, mlflow_destination: MlflowServer
+    corpus_dir: Path, corpus_destination: str
 ) -> None:
     found = sources(corpus_dir)
     before = fingerprint(corpus_dir / "trackers")
@@ -40,7 +40,7 @@ def test_every_mlflow_and_tensorboard_dataset_migrates_and_verifies(
     summaries = []
     for source in found:
         # some real stores hold experiments but no runs (zoomcamp-2024-week02): migrated, not an error here
-        request = MigrationRequest(source, mlflow_destination.url, workers=2, allow_empty=True)
+        request = MigrationRequest(source, corpus_destination, workers=2, allow_empty=True)
         report = migrate(request)
         summaries.append(report.summary())
         assert report.ok, report.summary()

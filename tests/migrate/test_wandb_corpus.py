@@ -1,6 +1,6 @@
 """Corpus tier: every W&B dataset of `corpus/trackers/wandb` (SDK 0.8 to 0.25, online and offline run
-directories, some damaged) migrates into a real MLflow server and verifies point by point, and whatever could
-not be read is reported with its reason."""
+directories, some damaged) migrates into a real MLflow server, and through the bulk path into a new
+PostgreSQL database, and verifies point by point; whatever could not be read is reported with its reason."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from ferryman.migrate.copy import migrate
 from ferryman.migrate.plan import MigrationRequest
 from ferryman.trackers.model import OutcomeKind
 from ferryman.trackers.wandb.offline import RUN_DIR
-from ferryman_dev.mlflow import MlflowServer
 
 pytestmark = [pytest.mark.corpus, pytest.mark.mlflow]
 
@@ -24,14 +23,14 @@ def run_ids(dataset: Path) -> set[str]:
 
 
 def test_every_wandb_dataset_migrates_and_verifies(
-    corpus_dir: Path, mlflow_destination: MlflowServer
+    corpus_dir: Path, corpus_destination: str
 ) -> None:
     datasets = sorted(p for p in (corpus_dir / "trackers" / "wandb").iterdir() if p.is_dir())
     assert len(datasets) >= 5
     summaries = []
     outcomes = []
     for dataset in datasets:
-        report = migrate(MigrationRequest(f"wandb:{dataset}", mlflow_destination.url, workers=2))
+        report = migrate(MigrationRequest(f"wandb:{dataset}", corpus_destination, workers=2))
         summaries.append(report.summary())
         assert not report.errors and report.verified, report.summary()
         assert {r.source.rsplit("/", 1)[-1] for r in report.runs} == run_ids(dataset)  # every run directory
@@ -46,7 +45,7 @@ def test_every_wandb_dataset_migrates_and_verifies(
         outcomes += report.outcomes
         if not refused:
             assert report.ok and report.source_totals == report.destination_totals, report.summary()
-            request = MigrationRequest(f"wandb:{dataset}", mlflow_destination.url, workers=2, verify=False)
+            request = MigrationRequest(f"wandb:{dataset}", corpus_destination, workers=2, verify=False)
             again = migrate(request)
             assert again.ok and again.points_written == 0, again.summary()
     print("\n".join(summaries))
