@@ -1,15 +1,18 @@
 """The bulk path into MLflow databases against MLflow's own store, on SQLite, PostgreSQL and MariaDB servers.
 
 The same points written by the bulk writer and by MLflow's `SqlAlchemyStore.log_batch` leave the same
-`metrics` and `latest_metrics` rows, and a run written with the bulk connection reads back through MLflow's
-store as one MLflow wrote; the series digests the database computes equal those computed point by point,
-and a point changed in the database fails verification, named; a killed write leaves exact marks (the
-tracker contract's crash and resume runs on these databases in test_contract.py); a database at another
-schema revision is refused (that a new database gets exactly MLflow's schema: test_mlflow_schema.py).
+`metrics` and `latest_metrics` rows, and a run (and a bare experiment) written with the bulk connection reads
+back through MLflow's store as one MLflow wrote, and the bulk reader's SQL lists experiments and runs
+(params, tags, dataset inputs) as MLflow's store does; the series digests the database computes equal those
+computed point by point, and a point changed in the database fails verification, named; a killed write
+leaves exact marks (the tracker contract's crash and resume runs on these databases in test_contract.py); a
+database at another schema revision is refused (that a new database gets exactly MLflow's schema:
+test_mlflow_schema.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import math
 import sqlite3
@@ -21,8 +24,9 @@ import sqlalchemy
 from ferryman.migrate.validate import RunDigest, differing_points
 from ferryman.trackers.mlflow.bulk import BulkWriter
 from ferryman.trackers.mlflow.fields import MlflowError
+from ferryman.trackers.mlflow.reader import MlflowReader
 from ferryman.trackers.mlflow.writer import MlflowWriter
-from ferryman.trackers.model import MetricBatch, Run
+from ferryman.trackers.model import DatasetInput, Experiment, MetricBatch, Run
 from ferryman.trackers.registry import Credentials, open_writer
 from tests.trackers.contract import (
     EXPERIMENT,
@@ -100,6 +104,16 @@ def test_a_run_written_in_bulk_reads_back_as_one_mlflow_wrote(database: str) -> 
     through_store = MlflowWriter(writer.backend)
     experiment_key = writer.ensure_experiment(EXPERIMENT)
     store = writer.backend.tracking
+    bare = {"bulk": writer.ensure_experiment(Experiment("b", "b1")), "mlflow": store.create_experiment("b2")}
+    experiments = {
+        name: (found.lifecycle_stage, found.artifact_location.replace(f"/{key}", "/<id>"), found.tags,
+               found.creation_time == found.last_update_time, found.workspace)
+        for name, key in bare.items() for found in [store.get_experiment(key)]
+    }
+    assert experiments["bulk"] == experiments["mlflow"]
+    assert writer.ensure_experiment(Experiment("b", "b1")) == bare["bulk"]
+    context = (("mlflow.data.context", "train"),)
+    inputs = [DatasetInput("train", "d1", "local", '{"uri": "/data"}', tags=context)]
     found = {}
     for name, used in (("bulk", writer), ("mlflow", through_store)):
         parent = used.create_run(experiment_key, PARENT, f"{name}-parent")
@@ -108,7 +122,7 @@ def test_a_run_written_in_bulk_reads_back_as_one_mlflow_wrote(database: str) -> 
         used.write_tags(key, {"team": "vision", "mlflow.runName": "renamed"}, "some notes")
         used.write_tags(key, {"team": "audio"})  # a tag set again is replaced
         used.set_parent(key, parent)
-        used.finish_run(key, RUN)
+        used.finish_run(key, dataclasses.replace(RUN, inputs=inputs))
         nameless = used.create_run(
             experiment_key, Run("nameless", EXPERIMENT.key, start_time=T0), f"{name}-nameless"
         )
@@ -125,6 +139,12 @@ def test_a_run_written_in_bulk_reads_back_as_one_mlflow_wrote(database: str) -> 
             for label, run in ((label, store.get_run(run_id)) for label, run_id in runs.items())
         }
     assert found["bulk"] == found["mlflow"]
+    ours, theirs = writer.reader(), MlflowReader(writer.backend)
+    by_key = {"key": lambda item: item.key}
+    assert sorted(ours.experiments(), **by_key) == sorted(theirs.experiments(), **by_key)
+    (experiment,) = ours.experiments([EXPERIMENT.name])
+    assert sorted(ours.runs(experiment), **by_key) == sorted(theirs.runs(experiment), **by_key)
+    assert [run.inputs for run in ours.runs(experiment) if run.inputs] == [inputs, inputs]
     writer.close()
 
 

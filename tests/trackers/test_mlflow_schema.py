@@ -69,12 +69,16 @@ def test_a_new_sqlite_file_gets_exactly_the_schema_mlflow_makes(tmp_path: Path) 
     open_writer(f"sqlite:///{fast}", Credentials()).close()
     subprocess.run([sys.executable, "-c", MLFLOW_CREATES, f"sqlite:///{slow}", str(tmp_path)], check=True)
     assert_same(schema_of(f"sqlite:///{fast}"), schema_of(f"sqlite:///{slow}"))
-    engine = sqlalchemy.create_engine(f"sqlite:///{fast}")
-    with engine.connect() as connection:  # MLflow's default experiment, at this store's location
-        query = "SELECT artifact_location FROM experiments WHERE experiment_id = 0"
-        location = connection.execute(sqlalchemy.text(query)).scalar_one()
-    engine.dispose()
-    assert location == str(tmp_path / "fast-artifacts" / "0")
+    defaults = {}
+    for path in (fast, slow):  # MLflow's default experiment, at each store's location
+        engine = sqlalchemy.create_engine(f"sqlite:///{path}")
+        with engine.connect() as connection:
+            query = ("SELECT experiment_id, name, artifact_location, lifecycle_stage, workspace, "
+                     "creation_time = last_update_time FROM experiments")
+            defaults[path] = connection.execute(sqlalchemy.text(query)).fetchall()
+        engine.dispose()
+    assert defaults[fast] == [(0, "Default", str(tmp_path / "fast-artifacts" / "0"), "active", "default", 1)]
+    assert defaults[slow] == [(0, "Default", str(tmp_path / "0"), "active", "default", 1)]
 
 
 @pytest.mark.parametrize("server", ["postgres", "mariadb"])

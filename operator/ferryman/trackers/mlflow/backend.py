@@ -1,4 +1,8 @@
-"""One MLflow end (tracking server or database store): its stores, artifacts and the fast metric path."""
+"""One MLflow end (tracking server or database store): its stores, artifacts and the fast metric path.
+
+A database end opens MLflow's own stores (and imports MLflow, a second and more) only when something asks for
+them: the bulk reader and writer (`bulk`) do most of their work with SQL on the end's own engine.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import json
 import re
 import shutil
 import tempfile
+import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +22,7 @@ from ferryman.trackers import paths
 from ferryman.trackers.mlflow.fields import HISTORY_PAGE, MlflowError, int_or_none
 from ferryman.trackers.model import MetricBatch
 from ferryman.trackers.paths import inside, safe_relative
-from ferryman.trackers.registry import Credentials, Endpoint, Store
+from ferryman.trackers.registry import Credentials, Endpoint, Store, redact
 
 
 def artifact_root_of(database: Path) -> Path:
@@ -32,22 +37,63 @@ class Backend:
     def __init__(
         self,
         uri: str,
-        tracking: Any,
-        registry: Any,
+        tracking: Any = None,
+        registry: Any = None,
         session: Any = None,
         headers: Any = None,
         default_artifact_root: str | None = None,
         base_dir: Path | None = None,
         snapshot: Path | None = None,
+        role: str = "destination",
     ) -> None:
         self.uri = uri
+        self.role = role
         self.base_dir = base_dir  # relative local artifact locations are relative to this directory
         self.snapshot = snapshot  # private copy of a source database, removed on close
-        self.tracking = tracking
-        self.registry = registry
+        self._tracking = tracking  # a database end's MLflow stores: opened on first use (`tracking`)
+        self._registry = registry
+        self._stores_lock = threading.Lock()
         self.session = session  # requests.Session for servers, None for database stores
         self.headers = headers or {}
         self.default_artifact_root = default_artifact_root
+        # What a database end's stores and engine open: the source's private snapshot, or the URI itself.
+        self.store_uri = f"sqlite:///{snapshot}" if snapshot is not None else uri
+        self.artifact_root = default_artifact_root or str(Path("mlartifacts").resolve())
+        self._engine: Any = None
+
+    @property
+    def tracking(self) -> Any:
+        """MLflow's tracking store (a database end's is opened, importing MLflow, on first use)."""
+        return self._stores()[0]
+
+    @property
+    def registry(self) -> Any:
+        """MLflow's model registry store (opened with the tracking store)."""
+        return self._stores()[1]
+
+    def _stores(self) -> tuple[Any, Any]:
+        with self._stores_lock:
+            if self._tracking is None:
+                from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+                from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+                try:
+                    self._tracking = SqlAlchemyStore(self.store_uri, self.artifact_root)
+                    self._registry = RegistryStore(self.store_uri)
+                except Exception as error:
+                    where = f"{self.role} MLflow database {redact(self.uri)}"
+                    raise MlflowError(f"cannot open {where}: {redact(str(error))}") from None
+            return self._tracking, self._registry
+
+    @property
+    def engine(self) -> Any:
+        """A database end's own SQLAlchemy engine (its DB-API connections serve the bulk path)."""
+        with self._stores_lock:
+            if self._engine is None:
+                import sqlalchemy
+
+                self._engine = sqlalchemy.create_engine(self.store_uri)
+            return self._engine
 
     @classmethod
     def connect(cls, endpoint: Endpoint, credentials: Credentials, role: str) -> Backend:
@@ -110,11 +156,13 @@ class Backend:
 
     @classmethod
     def _connect_database(cls, uri: str, role: str, *, sqlite: bool) -> Backend:
-        from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
-        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+        """A database end; MLflow's stores open later, when asked for. A source at another schema revision
+        than the installed MLflow's opens them at once: MLflow upgrades an SQLite source's private snapshot
+        (so it reads as one at the head), and refuses a server database's with the upgrade to run; so does a
+        destination without MLflow's schema: MLflow creates it."""
+        from ferryman.trackers.mlflow.schema import head_revision
 
         artifact_root = base_dir = snapshot = None
-        store_uri = uri
         if sqlite:
             path = Path(uri.split(":///", 1)[-1]) if ":///" in uri else None
             if path is not None and str(path) not in ("", ":memory:"):
@@ -123,24 +171,34 @@ class Backend:
                 if role == "source":
                     base_dir = path.resolve().parent
                     snapshot = _snapshot(path)
-                    store_uri = f"sqlite:///{snapshot}"
                 else:
                     path.parent.mkdir(parents=True, exist_ok=True)
                 artifact_root = str(artifact_root_of(path).resolve())
-        elif role == "source":
-            _refuse_outdated_source(uri)
-        try:
-            tracking = SqlAlchemyStore(store_uri, artifact_root or str(Path("mlartifacts").resolve()))
-            registry = RegistryStore(store_uri)
-        except Exception as error:
-            raise MlflowError(f"cannot open {role} MLflow database {uri}: {error}") from None
-        return cls(
-            uri, tracking, registry, default_artifact_root=artifact_root, base_dir=base_dir, snapshot=snapshot
+        backend = cls(
+            uri, default_artifact_root=artifact_root, base_dir=base_dir, snapshot=snapshot, role=role
         )
+        revision = backend.revision()
+        if (role == "source" and revision != head_revision()) or revision is None:
+            if role == "source" and not sqlite:
+                _refuse_outdated_source(uri)
+            backend.tracking  # noqa: B018 (opens MLflow's stores: they upgrade, refuse or create the schema)
+        return backend
+
+    def revision(self) -> str | None:
+        """The Alembic revision a database end's schema is stamped with (None without one)."""
+        import sqlalchemy
+
+        try:
+            with self.engine.connect() as connection:
+                return connection.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).scalar()
+        except sqlalchemy.exc.SQLAlchemyError:
+            return None
 
     def close(self) -> None:
         if self.session is not None:
             self.session.close()
+        if self._engine is not None:
+            self._engine.dispose()
         if self.snapshot is not None:
             shutil.rmtree(self.snapshot.parent, ignore_errors=True)
 

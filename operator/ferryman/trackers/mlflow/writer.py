@@ -171,6 +171,9 @@ class MlflowWriter:
         document.setdefault(section, {}).update(values)
         self.backend.upload_artifact(uri, LONG_VALUES_ARTIFACT, io.BytesIO(json.dumps(document).encode()))
 
+    def _stored_params(self, run_key: str) -> dict[str, str]:
+        return dict(self.backend.tracking.get_run(run_key).data.params)
+
     def write_params(self, run_key: str, params: dict[str, str]) -> list[Outcome]:
         with self._lock:  # the engine's first write to a resumed run: MLflow writes active runs only
             restore = run_key in self._deleted
@@ -180,7 +183,7 @@ class MlflowWriter:
         with self._lock:  # created by this writer and no params written yet: nothing to look up
             fresh = run_key in self._fresh and run_key not in self._params_written
             self._params_written.add(run_key)
-        present = {} if fresh or not params else self.backend.tracking.get_run(run_key).data.params
+        present = {} if fresh or not params else self._stored_params(run_key)
         outcomes: list[Outcome] = []
         whole: dict[str, str] = {}
         entries: dict[str, str] = {}
