@@ -1,7 +1,8 @@
 """Every tracker destination against the same contract: round trip, resume after a crash, the ledger's
 verdicts, and bad input. Real components only: MLflow's SQL store on SQLite, W&B runs written by the wandb SDK
-offline, TensorBoard event files, neptune-exporter parquet files; the crash and resume also into MLflow
-databases on real PostgreSQL and MariaDB servers (the bulk path)."""
+offline, TensorBoard event files, neptune-exporter parquet files; the round trip, the crash and resume and the
+ledger also into an MLflow database on a real PostgreSQL server, the crash and resume on MariaDB as well (the
+bulk path)."""
 
 from __future__ import annotations
 
@@ -68,8 +69,14 @@ def start(writer: TrackerWriter) -> tuple[str, str, str]:
     return experiment_key, parent_key, key
 
 
-def test_round_trip_verifies(destination: Destination, tmp_path: Path) -> None:
-    writer = open_writer(destination.uri(tmp_path), Credentials())
+WITH_POSTGRESQL = pytest.mark.parametrize(
+    "destination_uri", [*DESTINATIONS, DATABASES[0]], indirect=True, ids=lambda destination: destination.name
+)
+
+
+@WITH_POSTGRESQL
+def test_round_trip_verifies(destination_uri: str) -> None:
+    writer = open_writer(destination_uri, Credentials())
     experiment_key, parent_key, key = start(writer)
     assert writer.ensure_experiment(EXPERIMENT) == experiment_key
     writer.write_metrics(key, batches(POINTS))
@@ -107,14 +114,15 @@ def test_resume_after_a_crash_loses_and_duplicates_nothing(destination_uri: str)
     again.close()
 
 
-def test_the_ledger_skips_a_finished_run_until_it_moves_on(destination: Destination, tmp_path: Path) -> None:
-    writer = open_writer(destination.uri(tmp_path), Credentials())
+@WITH_POSTGRESQL
+def test_the_ledger_skips_a_finished_run_until_it_moves_on(destination_uri: str) -> None:
+    writer = open_writer(destination_uri, Credentials())
     experiment_key, _, key = start(writer)
     assert decide(RUN, writer.migrated_runs(experiment_key)[identity(RUN)]) is Action.RESUME  # not finished
     writer.write_metrics(key, batches(10))
     writer.finish_run(key, RUN)
     writer.close()
-    found = open_writer(destination.uri(tmp_path), Credentials()).migrated_runs(experiment_key)
+    found = open_writer(destination_uri, Credentials()).migrated_runs(experiment_key)
     assert found[identity(RUN)].complete and found[identity(PARENT)].complete
     assert decide(RUN, found[identity(RUN)]) is Action.SKIP
     moved_on = Run(**{**{name: getattr(RUN, name) for name in RUN.__slots__}, "end_time": RUN.end_time + 1})
