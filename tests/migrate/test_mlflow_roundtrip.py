@@ -12,7 +12,10 @@ import pytest
 
 from ferryman.migrate.copy import Progress, migrate
 from ferryman.migrate.plan import MigrationRequest
+from ferryman.trackers.mlflow import backend as backend_module
+from ferryman.trackers.mlflow.backend import Backend
 from ferryman.trackers.model import OutcomeKind
+from ferryman.trackers.registry import Credentials, endpoint
 from ferryman_dev.mlflow import MlflowServer
 from tests.migrate.sources import SourceExperiment, client, populate_bulk, populate_rich
 
@@ -186,3 +189,30 @@ def test_shards_split_the_runs_and_together_cover_them(
         MigrationRequest(mlflow_source.url, mlflow_destination.url, experiments=[name], verify_only=True)
     )
     assert whole.ok and whole.destination_totals["points"] == source.points
+
+
+def test_series_read_whole_through_either_history_endpoint(
+    mlflow_source: MlflowServer, rich_source: SourceExperiment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A series comes in one get-history-bulk answer; one that may be longer than an answer, and every series
+    of a server without that route, through get-history's pages: the same points each way, NaN included."""
+    backend = Backend.connect(endpoint(mlflow_source.url), Credentials(), "source")
+    run_id = rich_source.run_ids[1]
+
+    def read() -> list[str]:
+        return [
+            repr(point)
+            for key in ("loss", "val_nan")
+            for batch in backend.metric_history(run_id, key)
+            for point in zip(batch.steps, batch.timestamps, batch.values, strict=True)
+        ]
+
+    try:
+        whole = read()
+        assert len(whole) == 302 and "nan" in whole[-2] and backend.bulk_history
+        monkeypatch.setattr(backend_module, "HISTORY_PAGE", 100)  # "loss" fills an answer: read in 3 pages
+        assert read() == whole
+        monkeypatch.setattr(backend_module, "HISTORY_BULK_PATH", "/ajax-api/2.0/mlflow/metrics/no-such-route")
+        assert read() == whole and not backend.bulk_history
+    finally:
+        backend.close()

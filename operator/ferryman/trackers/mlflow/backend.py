@@ -24,6 +24,8 @@ from ferryman.trackers.model import MetricBatch
 from ferryman.trackers.paths import inside, safe_relative
 from ferryman.trackers.registry import Credentials, Endpoint, Store, redact
 
+HISTORY_BULK_PATH = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"  # MLflow's UI route: up to 25,000 points
+
 
 def artifact_root_of(database: Path) -> Path:
     """Where a SQLite destination keeps its artifacts: beside it, named after it (`runs.db` ->
@@ -56,6 +58,7 @@ class Backend:
         self.session = session  # requests.Session for servers, None for database stores
         self.headers = headers or {}
         self.default_artifact_root = default_artifact_root
+        self.bulk_history = session is not None  # a server answering get-history-bulk (see metric_history)
         # What a database end's stores and engine open: the source's private snapshot, or the URI itself.
         self.store_uri = f"sqlite:///{snapshot}" if snapshot is not None else uri
         self.artifact_root = default_artifact_root or str(Path("mlartifacts").resolve())
@@ -253,6 +256,12 @@ class Backend:
                 token = page.token
                 if not token:
                     return
+        if self.bulk_history:
+            points = self._history_in_one(run_id, key)
+            if points is not None:
+                if points:
+                    yield _batch_of(key, points)
+                return
         url = f"{self.uri}/api/2.0/mlflow/metrics/get-history"
         token = None
         while True:
@@ -268,16 +277,31 @@ class Backend:
             data = response.json()
             points = data.get("metrics", [])
             if points:
-                yield MetricBatch(
-                    key,
-                    [int(p.get("step", 0)) for p in points],
-                    [int(p.get("timestamp", 0)) for p in points],
-                    [float(p.get("value", 0.0)) for p in points],
-                    system=key.startswith("system/"),
-                )
+                yield _batch_of(key, points)
             token = data.get("next_page_token")
             if not token:
                 return
+
+    def _history_in_one(self, run_id: str, key: str) -> list[dict[str, Any]] | None:
+        """A series of fewer than `HISTORY_PAGE` points in one `get-history-bulk` answer (the server's
+        cheapest exact read: plain JSON, no protobuf); None when the series may be longer (that endpoint has
+        no page token) or the server has no such endpoint (then `bulk_history` turns off)."""
+        response = self.session.get(
+            f"{self.uri}{HISTORY_BULK_PATH}",
+            params={"run_id": run_id, "metric_key": key, "max_results": HISTORY_PAGE},
+            headers=self.headers,
+            timeout=120,
+        )
+        if response.status_code in (404, 405, 501) and "error_code" not in response.text:  # no such route
+            self.bulk_history = False
+            return None
+        if response.status_code != 200:
+            raise MlflowError(
+                f"get-history-bulk of {key!r} in run {run_id} on {self.uri} failed with HTTP "
+                f"{response.status_code}: {response.text[:300]}"
+            )
+        points: list[dict[str, Any]] = response.json().get("metrics", [])
+        return points if len(points) < HISTORY_PAGE else None
 
     # --------------------------------------------------------------------------------------------- artifacts
 
@@ -418,6 +442,18 @@ class Backend:
             get_artifact_repository(artifact_uri).log_artifact(
                 str(local_file), None if parent == "." else parent
             )
+
+
+def _batch_of(key: str, points: list[dict[str, Any]]) -> MetricBatch:
+    """Points as a server's JSON holds them (a NaN as a NaN literal or the string "NaN") as one batch."""
+    return MetricBatch(
+        key,
+        [int(p.get("step", 0)) for p in points],
+        [int(p.get("timestamp", 0)) for p in points],
+        [float(p.get("value", 0.0)) for p in points],
+        system=key.startswith("system/"),
+    )
+
 
 def _snapshot(path: Path) -> Path:
     """A private copy of a source SQLite store (SQLite's online backup, from a read-only connection).
