@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,15 @@ def test_a_replay_that_fails_leaves_the_database_empty(
         prepare_server(database)
     assert sqlalchemy.inspect(engine).get_table_names() == []
     engine.dispose()
+
+
+def test_workers_preparing_one_new_database_at_once_all_succeed(postgres_database: str) -> None:
+    prepare_server(postgres_database)  # the recording of this server's kind exists from here on
+    engine = sqlalchemy.create_engine(postgres_database)
+    with engine.begin() as connection:  # empty again
+        connection.execute(sqlalchemy.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+    with ThreadPoolExecutor(4) as workers:
+        given = list(workers.map(prepare_server, [postgres_database] * 4))
+    assert given.count(True) >= 1
+    assert schema_of(postgres_database)["alembic_version"]["rows"] == [repr((head_revision(),))]

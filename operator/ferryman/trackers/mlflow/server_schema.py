@@ -47,7 +47,8 @@ _CREATES_TABLE = re.compile(r"\s*CREATE\s+TABLE\s+[`\"]?(\w+)", re.IGNORECASE)
 
 def prepare_server(uri: str) -> bool:
     """An empty server database gets MLflow's schema (True): replayed from the cache, or made by MLflow and
-    recorded; one holding tables must be at MLflow's head (False)."""
+    recorded; one holding tables must be at MLflow's head (False). Workers preparing one database at once
+    all succeed on PostgreSQL, whose DDL waits for the first one's transaction."""
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
@@ -56,10 +57,16 @@ def prepare_server(uri: str) -> bool:
             _check_revision(uri, engine)
             return False
         recorded = cache_dir() / f"mlflow-schema-{head_revision()}-{server_kind(engine)}.json"
-        if recorded.exists():
-            _replay(uri, engine, json.loads(recorded.read_text()))
-        else:
+        if not recorded.exists():
             _record(uri, recorded)
+            return True
+        try:
+            _replay(uri, engine, json.loads(recorded.read_text()))
+        except MlflowError:  # another worker of the migration may have given it the schema meanwhile
+            from mlflow.store.db.utils import _get_schema_version
+
+            if _get_schema_version(engine) != head_revision():
+                raise
         return True
     except sqlalchemy.exc.SQLAlchemyError as error:
         detail = redact(str(error))
