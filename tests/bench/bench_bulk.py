@@ -228,7 +228,7 @@ def main() -> None:
         ):
             theirs = mlflow_log_batch(fresh("mlflow"))
             destinations = [fresh(f"ferryman{trial}") for trial in range(TRIALS)]
-            if name == "PostgreSQL":  # MLflow's migrations, 20 s and more, are not the copy's time
+            if name == "PostgreSQL":  # the schema (replayed from a recording) is not the copy's time
                 for destination in destinations:
                     open_writer(destination, Credentials()).close()
             limits, rates = [], []
