@@ -171,7 +171,15 @@ async def _serve(
     kept = sum(d.action in (Action.UPDATE, Action.REPLACE, Action.KEEP) for _, d in decisions)
 
     async def create(plan: JobPlan, decision: Decision) -> str | None:
-        return await _create(ctx, policy, plan, decision, present)
+        version = await _create(ctx, policy, plan, decision, present)
+        if version is None:
+            return None
+        # The TrainJob as this pass created it is what the next would decide to keep (it was built from the
+        # same plan and job), so that pass reuses this decision until the TrainJob's resourceVersion moves.
+        inputs = (plan, v1jobs[plan.key]["metadata"].get("resourceVersion"), version)
+        state.decisions[plan.key] = (inputs, Decision(Action.KEEP))
+        assert decision.desired is not None
+        return f"{plan.namespace}/{decision.desired['metadata']['name']}"
 
     async def progress() -> None:
         assert state.bucket is not None
@@ -270,14 +278,14 @@ async def _create(
     decision: Decision,
     present: set[tuple[str, str]],
 ) -> str | None:
-    """Create a TrainJob, after its derived runtime; its namespace/name, or None if it was there already."""
+    """Create a TrainJob, after its derived runtime; its resourceVersion, or None if it was there already."""
     assert decision.desired is not None
     if plan.runtime is not None:
         await _ensure_runtime(ctx, plan.runtime, policy, present)
     with tolerate_gone_or_conflict():
-        await ctx.client.create(codecs.from_dict(decision.desired), field_manager=FIELD_MANAGER)
+        created = await ctx.client.create(codecs.from_dict(decision.desired), field_manager=FIELD_MANAGER)
         metrics.CREATIONS.labels(policy["metadata"]["name"]).inc()
-        return f"{plan.namespace}/{decision.desired['metadata']['name']}"
+        return str(as_dict(created)["metadata"]["resourceVersion"])
     return None
 
 
