@@ -17,7 +17,7 @@ import struct
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ferryman.trackers.model import (
     COMPLETE_TAG,
@@ -53,7 +53,7 @@ def point_hash(step: int, bits: int) -> int:
     return mixed * mixed % HASH_MODULUS * mixed % HASH_MODULUS
 
 
-def points_hash(steps: Sequence[int], bits: Sequence[int] | NDArray[int64]) -> int:
+def points_hash(steps: Sequence[int] | NDArray[Any], bits: Sequence[int] | NDArray[int64]) -> int:
     """The sum of `point_hash` over the points, vectorised (every intermediate fits a signed 64-bit
     integer); steps beyond 64 bits take the point-by-point way."""
     import numpy as np
@@ -81,26 +81,38 @@ class SeriesDigest:
     last: tuple[int, int, int] | None = field(default=None, compare=False)  # the previous point, as bits
 
     def add(self, batch: MetricBatch) -> None:
+        """Fold a batch in, a column at a time (integers beyond 64 bits as Python's own)."""
+        import numpy as np
+
         if not batch.values:
             return
-        steps, values = batch.steps, value_bits(batch.values)
-        points = list(zip(steps, batch.timestamps, values, strict=True))
-        repeats = [i for i, point in enumerate(points) if point == (points[i - 1] if i else self.last)]
-        self.last = points[-1]
-        if repeats:
-            self.duplicates += len(repeats)
-            for index in reversed(repeats):
-                del points[index]
-            steps = [p[0] for p in points]
-            values = [p[2] for p in points]
-            if not points:
+        stored = np.asarray(batch.values, dtype=np.float64)
+        values = stored.view(np.int64).copy()
+        values[stored == 0] = 0
+        values[np.isnan(stored)] = NAN_BITS
+        columns = (batch.steps, batch.timestamps)
+        try:
+            steps, timestamps = (np.asarray(column, dtype=np.int64) for column in columns)
+        except OverflowError:
+            steps, timestamps = (np.asarray(column, dtype=object) for column in columns)
+        # a point equal to the one before it (the batch's first: to the last one of the batch before)
+        repeats = np.empty(len(values), dtype=bool)
+        repeats[0] = (int(steps[0]), int(timestamps[0]), int(values[0])) == self.last
+        repeats[1:] = steps[1:] == steps[:-1]
+        repeats[1:] &= (timestamps[1:] == timestamps[:-1]) & (values[1:] == values[:-1])
+        self.last = (int(steps[-1]), int(timestamps[-1]), int(values[-1]))
+        if repeats.any():
+            self.duplicates += int(repeats.sum())
+            kept = ~repeats
+            steps, timestamps, values = steps[kept], timestamps[kept], values[kept]
+            if not len(steps):
                 return
         self.hash += points_hash(steps, values)
-        self.count += len(points)
-        low, high = min(steps), max(steps)
+        self.count += len(steps)
+        low, high = int(steps.min()), int(steps.max())
         self.step_min = low if self.step_min is None else min(self.step_min, low)
         self.step_max = high if self.step_max is None else max(self.step_max, high)
-        low, high = min(batch.timestamps), max(batch.timestamps)
+        low, high = int(timestamps.min()), int(timestamps.max())
         self.ts_min = low if self.ts_min is None else min(self.ts_min, low)
         self.ts_max = high if self.ts_max is None else max(self.ts_max, high)
 
