@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-from importlib.metadata import entry_points
 from pathlib import Path
 
 import click
@@ -24,6 +23,8 @@ class CommandsWithPlugins(click.Group):
     """ferryman's own commands, then those registered under the `ferryman.commands` entry points."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        from importlib.metadata import entry_points  # 0.1-0.2 s: only for the help and plugins
+
         plugins = {entry.name for entry in entry_points(group=COMMANDS_ENTRY_POINTS)}
         return sorted({*super().list_commands(ctx), *plugins})
 
@@ -31,6 +32,8 @@ class CommandsWithPlugins(click.Group):
         command = super().get_command(ctx, cmd_name)
         if command is not None:
             return command
+        from importlib.metadata import entry_points
+
         plugins = entry_points(group=COMMANDS_ENTRY_POINTS, name=cmd_name)
         return next((entry.load() for entry in plugins), None)
 
