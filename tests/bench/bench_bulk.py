@@ -7,10 +7,11 @@ Measured in the same run, against the same kind of destination:
   (b) MLflow's own `SqlAlchemyStore.log_batch`, in-process, 1,000 points per call;
 and ferryman's migration with its verification (every point compared: per series digests the database
 computes, against the source's). Goal: copy + verify at least 0.5x the raw limit. Then a one-run
-migration of 54 points into a new SQLite file, end to end as a `ferryman migrate` process, next to MLflow's
-own creation of an empty store; a new PostgreSQL database's schema given by ferryman (MLflow's recorded
-statements replayed) against MLflow's own migrations, each a process of its own; and the peak RSS of
-migrating 5,000,000 generated points (no source store to fill first) against 500,000 (goal: within 1.5x).
+TensorBoard log of 54 points (written by tensorboardX) into a new SQLite file, end to end as a `ferryman
+migrate` process (goal: under 2 s on an idle machine), next to MLflow's own creation of an empty store; a new
+PostgreSQL database's schema given by ferryman (MLflow's recorded statements replayed) against MLflow's own
+migrations, each a process of its own; and the peak RSS of migrating 5,000,000 generated points (no source
+store to fill first) against 500,000 (goal: within 1.5x).
 """
 
 from __future__ import annotations
@@ -180,6 +181,17 @@ def ferryman(source: str, destination: str) -> tuple[float, float]:
     return POINTS / seconds, seconds
 
 
+def tensorboard_log(directory: Path) -> str:
+    """A TensorBoard log directory of one run, 2 scalars x 27 steps, written by tensorboardX."""
+    from tensorboardX import SummaryWriter
+
+    with SummaryWriter(str(directory / "run")) as writer:
+        for step in range(27):
+            writer.add_scalar("loss", 1 / (step + 1), step)
+            writer.add_scalar("accuracy", step / 27, step)
+    return f"tensorboard:{directory}"
+
+
 def seconds_of(*argv: str, cwd: Path) -> float:
     began = time.perf_counter()
     subprocess.run(argv, check=True, capture_output=True, cwd=cwd)
@@ -221,7 +233,7 @@ def main() -> None:
         source = populate(str(root / "source.db"))
         print(f"   points: {POINTS:,} ({RUNS} runs x {KEYS} keys x {STEPS} steps), SQLite store -> new "
               f"SQLite file / new PostgreSQL database (its schema made beforehand); best of {TRIALS}, the "
-              "raw limit and ferryman alternately", flush=True)
+              f"raw limit and ferryman alternately; load average {os.getloadavg()[0]:.1f}", flush=True)
         for name, fresh in (
             ("SQLite", lambda label: f"sqlite:///{root / label}.db"),
             ("PostgreSQL", lambda label: postgres.create_database(label)),
@@ -243,14 +255,15 @@ def main() -> None:
                 f"(goal >= 0.5x), {rate / theirs:4.1f}x MLflow's log_batch",
                 flush=True,
             )
-        tiny = populate(str(root / "tiny.db"), runs=1, keys=2, steps=27)
-        ferryman_cli = [sys.executable, "-m", "ferryman", "migrate", "--from", f"sqlite:///{tiny}"]
+        ferryman_cli = [sys.executable, "-m", "ferryman", "migrate", "--from", tensorboard_log(root / "tb")]
         seconds_of(*ferryman_cli, "--to", f"sqlite:///{root / 'warm.db'}", cwd=root)  # the schema template
-        small = seconds_of(*ferryman_cli, "--to", f"sqlite:///{root / 'small.db'}", cwd=root)
+        small = min(seconds_of(*ferryman_cli, "--to", f"sqlite:///{root / f'small{trial}.db'}", cwd=root)
+                    for trial in range(TRIALS))
         schema = seconds_of(sys.executable, "-c", MLFLOW_CREATES, f"sqlite:///{root / 'empty.db'}",
                             str(root / "artifacts"), cwd=root)
-        print(f"   54 points into a new SQLite file, `ferryman migrate` end to end: {small:.2f} s "
-              f"(goal < 2 s); MLflow creating an empty store: {schema:.2f} s", flush=True)
+        print(f"   one TensorBoard run of 54 points into a new SQLite file, `ferryman migrate` end to end: "
+              f"{small:.2f} s, best of {TRIALS} (goal < 2 s on an idle machine); MLflow creating an empty "
+              f"store: {schema:.2f} s; load average {os.getloadavg()[0]:.1f}", flush=True)
         schema_start(postgres, root)
         small_rss = peak_rss(root / "rss-small", 500_000)
         large_rss = peak_rss(root / "rss-large", 5_000_000)
