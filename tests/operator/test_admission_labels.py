@@ -16,7 +16,7 @@ POLICY = {
     "metadata": {"name": "cutover", "uid": "policy-uid"},
 }
 RUNTIMES = RuntimeCatalog(frozenset({"torch-distributed"}))
-QUEUES = {"kueue.x-k8s.io/queue-name": "team-a-gpu", "kai.scheduler/queue": "default-queue"}
+QUEUES = {key: f"queue-{index}" for index, key in enumerate(ADMISSION_LABELS)}  # Kueue, KAI, Volcano...
 
 
 def pytorchjob() -> dict[str, Any]:
@@ -74,8 +74,11 @@ def test_takeover_restores_the_labels_of_an_existing_mirror() -> None:
     metadata = decision.patch["metadata"]
     assert metadata["labels"] == {"ferryman.dev/mode": "takeover", **QUEUES}
     assert metadata["annotations"] == {HELD_LABELS_ANNOTATION: None}
+    # resumed with its running PyTorchJob, but only after the labels are back: Kueue refuses a queue label
+    # added to a TrainJob that is not suspended (seen on the real Kueue, e2e/test_upstream_kueue.py)
+    assert decision.patch["spec"] == {"suspend": True} and decision.then == {"spec": {"suspend": False}}
     served = {**mirror, "metadata": {**mirror["metadata"], "labels": {**mirror["metadata"]["labels"],
-              **metadata["labels"]}, "annotations": {}}}
+              **metadata["labels"]}, "annotations": {}}, "spec": {**mirror["spec"], "suspend": False}}
     assert decide(plan, job, POLICY, spec, served).action is Action.KEEP
 
 

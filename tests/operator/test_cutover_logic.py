@@ -167,8 +167,11 @@ def test_a_takeover_suspends_and_resumes_its_trainjob_with_the_pytorchjob_even_w
     queued_plan = plan_job(job, convert_options(spec(), TrainerAPI.V2_2), RUNTIMES)
     queued = decide(queued_plan, {**job, "spec": {**job["spec"], "runPolicy": {}}}, POLICY, takeover, None)
     assert queued.desired is not None
+    # queued too: Kueue's Workload for the PyTorchJob admits the TrainJob it controls as part of it (no
+    # Workload of its own, seen on the real Kueue), so a PyTorchJob Kueue evicts suspends its TrainJob with it
     decision = decide(queued_plan, job, POLICY, takeover, queued.desired)
-    assert decision.action is Action.KEEP, "a queue that admits the TrainJob owns its suspension"
+    assert decision.action is Action.UPDATE and decision.patch is not None
+    assert decision.patch["spec"] == {"suspend": True}
 
 
 def test_a_trainjob_without_ownerreference_and_label_is_never_adopted() -> None:

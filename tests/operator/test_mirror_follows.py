@@ -85,6 +85,19 @@ def test_a_mirror_changed_by_someone_else_is_a_conflict_naming_the_field() -> No
     assert conflict.reason.split("(")[1].split(")")[0].endswith("nodeSelector.pool")
 
 
+def test_another_managers_runtime_patch_is_not_a_conflict_and_stays_when_the_mirror_follows() -> None:
+    """Kueue's TrainJob webhook adds its own runtimePatches entry to every TrainJob (seen on the real Kueue,
+    e2e/test_upstream_kueue.py); each manager owns its entries: only ferryman's are compared and patched."""
+    kueue = {"manager": "kueue.x-k8s.io/manager", "trainingRuntimeSpec": {"template": {"spec": {}}}}
+    mirror = live(decision_for(pytorchjob(nodeSelector={"pool": "a"}), None).desired)
+    mirror["spec"]["runtimePatches"].append(kueue)
+    assert decision_for(pytorchjob(nodeSelector={"pool": "a"}), mirror).action is Action.KEEP
+    changed = decision_for(pytorchjob(nodeSelector={"pool": "b"}), mirror)
+    assert changed.action is Action.UPDATE and changed.patch is not None
+    ours, theirs = changed.patch["spec"]["runtimePatches"]  # a merge patch replaces the list whole
+    assert '"pool": "b"' in json.dumps(ours) and theirs == kueue
+
+
 def test_a_source_needing_another_runtime_replaces_the_mirror() -> None:
     mirror = live(decision_for(pytorchjob(), None).desired)
     replaced = decision_for(pytorchjob(hostNetwork=True), mirror)  # now runs on a derived runtime

@@ -88,7 +88,8 @@ def preview(view: ClusterView) -> dict[str, Any]:
             elif decision.action is Action.UPDATE:
                 target = {"kind": TRAINJOB.kind, "namespace": plan.namespace, "name": name}
                 patch = {"action": "patch", "source": source, "target": target}
-                changes.append({**patch, "patch": decision.patch})
+                then = {"then": decision.then} if decision.then is not None else {}  # a second patch
+                changes.append({**patch, "patch": decision.patch, **then})
             if mode is CutoverMode.TAKEOVER:
                 served = {**(existing or decision.desired), "metadata": decision.desired["metadata"]}
                 status = v1_status(job, served, None, now=rfc3339(now()))
@@ -120,9 +121,8 @@ def render_text(result: dict[str, Any]) -> str:
                 continue
             if "reason" in change:
                 header += f": {change['reason']}"
-            body = change.get("object") or {"target": change["target"], **(
-                {"patch": change["patch"]} if "patch" in change else {"status": change["status"]}
-            )}
+            shown = {key: change[key] for key in ("patch", "then", "status") if key in change}
+            body = change.get("object") or {"target": change["target"], **shown}
             lines += ["---", header, yaml.safe_dump(body, sort_keys=False).rstrip()]
     return "\n".join(lines) + "\n"
 

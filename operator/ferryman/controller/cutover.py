@@ -46,7 +46,7 @@ from ferryman.convert.findings import Finding, Severity
 from ferryman.convert.merge import ClaimModes
 from ferryman.convert.options import ConvertOptions
 from ferryman.convert.registry import convert_job
-from ferryman.kube.builders import build_trainjob, converted_spec
+from ferryman.kube.builders import build_trainjob, converted_spec, others_runtime_patches
 from ferryman.kube.children import is_child
 
 TOP_BLOCKERS = 10
@@ -197,6 +197,7 @@ class Decision:
     desired: dict[str, Any] | None = None
     patch: dict[str, Any] | None = None
     reason: str = ""
+    then: dict[str, Any] | None = None  # a second patch, applied once `patch` is
 
 
 def decide(
@@ -244,6 +245,9 @@ def decide(
             return Decision(Action.CONFLICT, reason=reason)
         if changed is not None:
             spec_patch = merge_patch(live, wanted)
+            if "runtimePatches" in spec_patch:  # the list is replaced whole: others' entries stay in it
+                converted = spec_patch["runtimePatches"] or []
+                spec_patch["runtimePatches"] = [*converted, *others_runtime_patches(existing["spec"])] or None
         fixed = sorted(set(spec_patch) & set(TRAINJOB_IMMUTABLE_FIELDS))
         if fixed:
             fields = ", ".join(f"spec.{key}" for key in fixed)
@@ -254,9 +258,9 @@ def decide(
     wanted_mode = desired["metadata"]["labels"][MODE_LABEL]
     held_labels, held_annotations = _admission_patch(existing, desired)
     # A Takeover's TrainJob is suspended and resumed with its PyTorchJob, running or not, as v1 would
-    # suspend and resume the job; a queue that admits it owns its suspension instead.
-    queued = not ADMISSION_LABELS.keys().isdisjoint(desired["metadata"]["labels"])
-    if takeover and not queued and bool((existing.get("spec") or {}).get("suspend")) != suspend:
+    # suspend and resume the job. Under Kueue the PyTorchJob's Workload admits both: Kueue resumes a queued
+    # PyTorchJob once admitted, and takes the TrainJob it controls for part of it (no Workload of its own).
+    if takeover and bool((existing.get("spec") or {}).get("suspend")) != suspend:
         spec_patch = {**spec_patch, "suspend": suspend}
     moved = held_labels or held_annotations or spec_patch or built_from
     if labels.get(MODE_LABEL) == wanted_mode and not moved:
@@ -268,9 +272,13 @@ def decide(
         update["spec"] = spec_patch
     if held_annotations:
         update["metadata"]["annotations"] = held_annotations
-    if labels.get(MODE_LABEL) != wanted_mode:  # a queue that admitted a served TrainJob owns its suspension
+    if labels.get(MODE_LABEL) != wanted_mode:
         update["metadata"]["ownerReferences"] = desired["metadata"]["ownerReferences"]
         update["spec"] = {**update.get("spec", {}), "suspend": desired["spec"]["suspend"]}
+    # Kueue refuses a queue label that comes back on a TrainJob not suspended: the labels first, then resumed
+    if held_labels and update.get("spec", {}).get("suspend") is False:
+        update["spec"]["suspend"] = True
+        return Decision(Action.UPDATE, desired, update, then={"spec": {"suspend": False}})
     return Decision(Action.UPDATE, desired, update)
 
 

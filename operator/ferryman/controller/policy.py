@@ -196,14 +196,16 @@ async def _serve(
         if decision.action is Action.UPDATE:
             assert decision.desired is not None and decision.patch is not None
             with tolerate_gone_or_conflict():
-                await ctx.client.patch(
-                    TrainJob,
-                    decision.desired["metadata"]["name"],
-                    decision.patch,
-                    namespace=plan.namespace,
-                    patch_type=PatchType.MERGE,
-                    field_manager=FIELD_MANAGER,
-                )
+                for patch in (decision.patch, decision.then):
+                    if patch is not None:
+                        await ctx.client.patch(
+                            TrainJob,
+                            decision.desired["metadata"]["name"],
+                            patch,
+                            namespace=plan.namespace,
+                            patch_type=PatchType.MERGE,
+                            field_manager=FIELD_MANAGER,
+                        )
             if "spec" in decision.patch:
                 logger.info(f"the TrainJob of {plan.namespace}/{plan.name} follows its changed source")
         if decision.action is Action.REPLACE:

@@ -13,6 +13,7 @@ from ferryman.api.experimentmigration import WORKER_SPEC_DIR, WORKER_TMP
 from ferryman.api.kinds import (
     ADMISSION_LABELS,
     CONFIG_MAP,
+    CONVERTER_MANAGER,
     EXPERIMENT_MIGRATION,
     HELD_LABELS_ANNOTATION,
     JOB,
@@ -96,8 +97,21 @@ NOT_CONVERTED_SPEC_FIELDS = (
 
 
 def converted_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """A TrainJob spec without the fields conversion does not decide (`NOT_CONVERTED_SPEC_FIELDS`)."""
-    return {key: value for key, value in spec.items() if key not in NOT_CONVERTED_SPEC_FIELDS}
+    """A TrainJob spec as far as conversion decides it: without `NOT_CONVERTED_SPEC_FIELDS`, and of its
+    runtimePatches only ferryman's (each manager owns its entries; Kueue's webhook adds one to every
+    TrainJob)."""
+    converted = {key: value for key, value in spec.items() if key not in NOT_CONVERTED_SPEC_FIELDS}
+    ours = [patch for patch in converted.pop("runtimePatches", None) or [] if _ours(patch)]
+    return {**converted, "runtimePatches": ours} if ours else converted
+
+
+def others_runtime_patches(spec: dict[str, Any]) -> list[Any]:
+    """The runtimePatches entries of a TrainJob spec that other managers own (kept as they are)."""
+    return [patch for patch in spec.get("runtimePatches") or [] if not _ours(patch)]
+
+
+def _ours(patch: Any) -> bool:
+    return isinstance(patch, dict) and patch.get("manager") == CONVERTER_MANAGER
 
 
 def trainjob_spec_hash(spec: dict[str, Any]) -> str:
