@@ -174,6 +174,35 @@ def test_default_chart_renders_the_kustomize_base(helm_home: dict[str, str]) -> 
     assert {d["kind"] for d in chart} == {d["kind"] for d in base} - {"Namespace", "Role", "RoleBinding"}
 
 
+@pytest.mark.parametrize("source", ["chart", "base"])
+def test_two_replicas_elect_a_leader_under_a_disruption_budget_with_readiness_apart_from_liveness(
+    helm_home: dict[str, str], source: str
+) -> None:
+    """High availability as installed (issue #17): two replicas electing a leader on a Lease (each its own
+    identity, RBAC to keep the Lease), a PodDisruptionBudget keeping one of them up, and a readiness probe on
+    the operator's --readiness endpoint, apart from the liveness probe on --liveness."""
+    documents = render_chart(helm_home) if source == "chart" else rendered_base()
+    deployment = only(documents, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    template = deployment["spec"]["template"]
+    [container] = template["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["FERRYMAN_LEASE"]["value"]
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    lease_rules = [r for r in only(documents, "ClusterRole")["rules"] if "leases" in r["resources"]]
+    assert lease_rules and {"get", "create", "update"} <= set(lease_rules[0]["verbs"])
+    budget = only(documents, "PodDisruptionBudget")["spec"]
+    assert budget["minAvailable"] == 1
+    assert budget["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert budget["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    served = {arg.split("=")[0]: arg.split("=")[1] for arg in container["args"] if arg.startswith("--")}
+    for probe, flag in (("livenessProbe", "--liveness"), ("readinessProbe", "--readiness")):
+        get = container[probe]["httpGet"]
+        assert served[flag] == f"http://0.0.0.0:{ports[get['port']]}{get['path']}", probe
+    assert container["readinessProbe"]["httpGet"] != container["livenessProbe"]["httpGet"]
+
+
 def test_metrics_service_and_service_monitor(helm_home: dict[str, str]) -> None:
     """The /metrics port (a value) reaches the operator's args, its container port and the Service; the
     ServiceMonitor is rendered only when enabled, and selects that Service's port."""
