@@ -244,9 +244,11 @@ def _decisions(
     clashes: dict[tuple[str, str], str],
 ) -> list[tuple[JobPlan, Decision]]:
     """What each planned job's TrainJob needs, decided again only for a job whose plan, v1 job or TrainJob
-    changed since the last pass (or under a changed policy), so a pass over thousands of jobs costs little.
-    A job whose derived runtime `clashes` (someone else's under its name) is a conflict: never run on it."""
-    policy_key = (policy["metadata"]["name"], policy["metadata"].get("uid"), spec.model_dump_json())
+    changed since the last pass (or under a policy changed other than in its rate limit), so a pass over
+    thousands of jobs costs little. A job whose derived runtime `clashes` (someone else's under its name) is
+    a conflict: never run on it."""
+    what = spec.model_dump_json(exclude={"rate_limit"})  # the rate limit decides when, never what
+    policy_key = (policy["metadata"]["name"], policy["metadata"].get("uid"), what)
     known = state.decisions if state.decisions_key == policy_key else {}
     decisions: list[tuple[JobPlan, Decision]] = []
     kept: dict[JobKey, tuple[tuple[Any, ...], Decision]] = {}
