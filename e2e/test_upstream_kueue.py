@@ -1,8 +1,9 @@
 """No double runs under the real Kueue (``kueue_cluster``, issue #17): a queued PyTorchJob's suspended mirror
 is never admitted (its queue label waits in a ``ferryman.dev/`` annotation, so Kueue makes no Workload for
-it), and Takeover gives the label back. The TrainJob is then the PyTorchJob's (its controller owner): Kueue
-admits it as part of the PyTorchJob's Workload, never with one of its own, and it resumes with the PyTorchJob
-Kueue resumed, as v1 would.
+it), and Takeover gives the label back; a queued PyTorchJob arriving under Takeover has its TrainJob created
+with the label. Each TrainJob is then its PyTorchJob's (its controller owner): Kueue admits it as part of the
+PyTorchJob's Workload, never with one of its own, and it resumes with the PyTorchJob Kueue resumed, as v1
+would.
 
 The Training Operator is removed for the test, as a Takeover requires, and put back afterwards; Kueue still
 manages the PyTorchJob (its kubeflow.org integration).
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.cluster
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
 
-def queued_pytorchjob(queue: str) -> dict[str, Any]:
+def queued_pytorchjob(name: str, queue: str) -> dict[str, Any]:
     """A PyTorchJob (Master and one Worker, CPU only: the ClusterQueue covers cpu and memory) in `queue`."""
     container = {
         "name": "pytorch",
@@ -44,7 +45,7 @@ def queued_pytorchjob(queue: str) -> dict[str, Any]:
     return {
         "apiVersion": "kubeflow.org/v1",
         "kind": "PyTorchJob",
-        "metadata": {"name": "queued", "labels": {QUEUE_LABEL: queue}},
+        "metadata": {"name": name, "labels": {QUEUE_LABEL: queue}},
         "spec": {"pytorchReplicaSpecs": {"Master": replica, "Worker": replica}},
     }
 
@@ -58,9 +59,14 @@ def workloads_of(plane: ControlPlane, namespace: str, kind: str) -> list[dict[st
     ]
 
 
-def admitted(plane: ControlPlane, namespace: str, kind: str) -> dict[str, Any] | None:
-    found = workloads_of(plane, namespace, kind)
-    return found[0] if len(found) == 1 and condition(found[0], "Admitted") == "True" else None
+def admitted(plane: ControlPlane, namespace: str, kind: str) -> set[str]:
+    """The jobs of `kind` whose Workload Kueue admitted."""
+    return {
+        owner["name"]
+        for workload in workloads_of(plane, namespace, kind)
+        if condition(workload, "Admitted") == "True"
+        for owner in workload["metadata"]["ownerReferences"]
+    }
 
 
 def test_kueue_never_admits_a_mirror_and_runs_the_takeover_under_the_pytorchjobs_workload(
@@ -72,7 +78,7 @@ def test_kueue_never_admits_a_mirror_and_runs_the_takeover_under_the_pytorchjobs
     queue = local_queue(plane, namespace)
     name = f"queued-{namespace}"
     with training_operator_removed(plane), running_operator(plane, tmp_path) as operator:
-        plane.create(queued_pytorchjob(queue), namespace)
+        plane.create(queued_pytorchjob("queued", queue), namespace)
         wait_for(lambda: admitted(plane, namespace, "PyTorchJob"), "Kueue to admit the PyTorchJob")
         kube.create(codecs.from_dict(make_policy(name, namespace, mode="Mirror", mirror={"suspend": True})))
         try:
@@ -83,21 +89,31 @@ def test_kueue_never_admits_a_mirror_and_runs_the_takeover_under_the_pytorchjobs
             assert json.loads(metadata["annotations"][HELD_LABELS_ANNOTATION]) == {QUEUE_LABEL: queue}
             assert workloads_of(plane, namespace, "TrainJob") == [], "Kueue saw the mirror"
 
+            # Takeover of the mirror, and of a queued PyTorchJob arriving meanwhile (its TrainJob is created)
             takeover = {"mode": "Takeover", "mirror": None, "takeover": {"v1ControllerRemoved": True}}
             generation = patch_policy(kube, name, takeover)
+            plane.create(queued_pytorchjob("late", queue), namespace)
+            both = {"queued", "late"}
+            wait_for(lambda: admitted(plane, namespace, "PyTorchJob") == both, "Kueue's admissions")
             kubectl_wait_ready(plane, name)
             assert policy_status(kube, name)["observedGeneration"] == generation
-            (served,) = trainjobs(kube, namespace).values()
-            metadata = served["metadata"]
-            assert metadata["labels"][QUEUE_LABEL] == queue  # accepted by Kueue's webhook: suspended then
-            assert HELD_LABELS_ANNOTATION not in (metadata.get("annotations") or {})
-            assert metadata["ownerReferences"][0]["kind"] == "PyTorchJob"
-            assert served["spec"]["suspend"] is False, "resumed with the PyTorchJob Kueue admitted"
-            # Kueue lets it run: its pods are made, and it has no Workload of its own (no double admission)
-            wait_for(lambda: list(kube.list(Pod, namespace=namespace)), "the TrainJob's pods")
-            assert trainjobs(kube, namespace)[metadata["name"]]["spec"]["suspend"] is False
+
+            def running() -> dict[str, dict[str, Any]] | None:
+                served = trainjobs(kube, namespace)
+                return served if {t["spec"]["suspend"] for t in served.values()} == {False} else None
+
+            # resumed with their PyTorchJobs, which Kueue admitted, as v1 would
+            served = wait_for(running, "both TrainJobs to run")
+            assert served.keys() == both
+            for trainjob in served.values():
+                metadata = trainjob["metadata"]
+                assert metadata["labels"][QUEUE_LABEL] == queue  # accepted by Kueue's webhook
+                assert HELD_LABELS_ANNOTATION not in (metadata.get("annotations") or {})
+                assert metadata["ownerReferences"][0]["kind"] == "PyTorchJob"
+            # Kueue lets them run: their pods are made, and neither has a Workload of its own
+            wait_for(lambda: len(list(kube.list(Pod, namespace=namespace))) >= 4, "the TrainJobs' pods")
+            assert running() is not None
             assert workloads_of(plane, namespace, "TrainJob") == []
-            assert admitted(plane, namespace, "PyTorchJob")
         finally:
             kube.delete(CutoverPolicy, name)
             kube.delete(Namespace, namespace)
