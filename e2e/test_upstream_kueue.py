@@ -88,6 +88,8 @@ def test_kueue_never_admits_a_mirror_and_runs_the_takeover_under_the_pytorchjobs
             assert mirror["spec"]["suspend"] is True and QUEUE_LABEL not in metadata["labels"]
             assert json.loads(metadata["annotations"][HELD_LABELS_ANNOTATION]) == {QUEUE_LABEL: queue}
             assert workloads_of(plane, namespace, "TrainJob") == [], "Kueue saw the mirror"
+            # what Kueue wrote into the admitted PyTorchJob's pod templates is its Workload's, not carried
+            assert "kueue.x-k8s.io/workload" not in json.dumps(mirror["spec"])
 
             # Takeover of the mirror, and of a queued PyTorchJob arriving meanwhile (its TrainJob is created)
             takeover = {"mode": "Takeover", "mirror": None, "takeover": {"v1ControllerRemoved": True}}

@@ -177,6 +177,14 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], str, Severity, str]] = [
         f"{W}.template.metadata.name",
     ),
     (
+        "kueue admission pod metadata",
+        {"pod_metadata": {"annotations": {"kueue.x-k8s.io/workload": "pytorchjob-x-1a2b3"}}},
+        {},
+        "queue-admission-metadata",
+        INFO,
+        f"{W}.template.metadata.annotations",
+    ),
+    (
         "v1 pod label",
         {"pod_metadata": {"labels": {"training.kubeflow.org/job-role": "x"}}},
         {},

@@ -189,6 +189,19 @@ def test_kueue_queue_label_is_kept() -> None:
     assert conversion.trainjob["metadata"]["labels"] == labels
 
 
+def test_what_kueue_writes_into_an_admitted_jobs_pods_is_not_carried() -> None:
+    """A PyTorchJob Kueue admitted has its Workload's name and queues in its pod templates (seen on the real
+    Kueue, e2e/test_upstream_kueue.py); its conversion keeps only the user's own pod labels."""
+    admitted = {
+        "labels": {"app": "bert", "kueue.x-k8s.io/podset": "worker", "kueue.x-k8s.io/local-queue-name": "a"},
+        "annotations": {"kueue.x-k8s.io/workload": "pytorchjob-bert-1a2b3"},
+    }
+    conversion = convert(pytorchjob(pod_metadata=admitted))
+    assert node_pod(conversion)["metadata"] == {"labels": {"app": "bert"}}
+    assert len(codes(conversion)["queue-admission-metadata"]) == 3
+    assert conversion.trainjob == convert(pytorchjob(pod_metadata={"labels": {"app": "bert"}})).trainjob
+
+
 def test_volcano_queue_is_not_supported_by_v20() -> None:
     conversion = convert(
         pytorchjob(spec={"runPolicy": {"schedulingPolicy": {"queue": "research"}}}), trainer_api="v2.0"

@@ -291,3 +291,16 @@ def test_mpijob_names_leave_room_for_launcher_pod_names() -> None:
     name = conversion.trainjob["metadata"]["name"]  # type: ignore[index]
     assert len(f"{name}-launcher-0-0-abcde") <= 63
     assert "name-changed" in _codes(conversion, Severity.WARNING)
+
+
+def test_what_kueue_writes_into_an_admitted_mpijobs_pods_is_not_carried() -> None:
+    admitted = _mpijob()
+    for role in admitted["spec"]["mpiReplicaSpecs"].values():
+        role["template"]["metadata"] = {
+            "labels": {"app": "mpi", "kueue.x-k8s.io/podset": "worker"},
+            "annotations": {"kueue.x-k8s.io/workload": "mpijob-job-1a2b3"},
+        }
+    conversion = convert_job(admitted)
+    assert conversion.runtime is not None and "kueue.x-k8s.io" not in json.dumps(conversion.runtime)
+    assert '"app": "mpi"' in json.dumps(conversion.runtime)
+    assert {f.code for f in conversion.findings} >= {"queue-admission-metadata"}

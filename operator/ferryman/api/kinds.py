@@ -103,6 +103,16 @@ ADMISSION_LABELS = {
     "yunikorn.apache.org/queue": "YuniKorn: the queue of the application",
 }
 
+# Pod-template labels and annotations Kueue writes into a job it admits (and takes out when it suspends the
+# job again): its Workload's bookkeeping, never carried into a conversion, which would otherwise change with
+# each admission and name the v1 job's Workload on the TrainJob's pods. Seen on the real Kueue (v0.17.0).
+KUEUE_ADMISSION_POD_METADATA = {
+    "kueue.x-k8s.io/workload": "the admitted Workload's name",
+    "kueue.x-k8s.io/podset": "the Workload's pod set the pods belong to",
+    "kueue.x-k8s.io/cluster-queue-name": "the ClusterQueue that admitted the Workload",
+    "kueue.x-k8s.io/local-queue-name": "the LocalQueue the Workload was queued in",
+}
+
 # Metadata a copy never inherits from the object it was made from: server-populated or owner-specific
 # fields, and labels or annotations of the tools managing the source (GitOps tracking would make ArgoCD
 # prune the copy; kopf's and kubectl's bookkeeping belongs to the source only).

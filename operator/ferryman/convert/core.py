@@ -30,7 +30,12 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from ferryman.api import pytorchjob as v1
-from ferryman.api.kinds import CLUSTER_TRAINING_RUNTIME, TRAINING_RUNTIME, TRAINJOB
+from ferryman.api.kinds import (
+    CLUSTER_TRAINING_RUNTIME,
+    KUEUE_ADMISSION_POD_METADATA,
+    TRAINING_RUNTIME,
+    TRAINJOB,
+)
 from ferryman.api.trainer import TrainerAPI
 from ferryman.convert.findings import Finding, Severity
 from ferryman.convert.launcher import (
@@ -343,6 +348,18 @@ class JobConverter:
                 out[section] = kept
         return out
 
+    def without_queue_admission(self, values: dict[str, Any], path: str) -> dict[str, Any]:
+        """Pod template labels or annotations without those Kueue writes as it admits the v1 job."""
+        for key in values.keys() & KUEUE_ADMISSION_POD_METADATA.keys():
+            self.report(
+                Severity.INFO,
+                path,
+                "queue-admission-metadata",
+                f"{key} ({KUEUE_ADMISSION_POD_METADATA[key]}) is written by Kueue as it admits the v1 job; "
+                "not carried",
+            )
+        return {key: value for key, value in values.items() if key not in KUEUE_ADMISSION_POD_METADATA}
+
     def pod_metadata(self, template: dict[str, Any], path: str) -> dict[str, Any]:
         for key in template:
             if key not in ("metadata", "spec"):
@@ -358,8 +375,9 @@ class JobConverter:
         for key, value in meta.items():
             if key in ("labels", "annotations"):
                 if isinstance(value, dict):
-                    if value:
-                        out[key] = dict(value)
+                    kept = self.without_queue_admission(value, f"{path}.metadata.{key}")
+                    if kept:
+                        out[key] = kept
                 elif value is not None:
                     self.report(
                         Severity.BLOCKER,

@@ -245,11 +245,12 @@ class MPIJobConverter(JobConverter):
             if extra not in ("metadata", "spec"):
                 self.unknown({extra: template[extra]}, f"{base}.template")
         pod = clone(mapping(template.get("spec")))
-        meta = {
-            k: clone(v)
-            for k, v in mapping(template.get("metadata")).items()
-            if k in ("labels", "annotations") and v
-        }
+        meta = {}
+        for k, v in mapping(template.get("metadata")).items():
+            if k in ("labels", "annotations") and isinstance(v, dict):
+                v = self.without_queue_admission(v, f"{base}.template.metadata.{k}")
+            if k in ("labels", "annotations") and v:
+                meta[k] = clone(v)
         for k in mapping(template.get("metadata")):
             if k not in ("labels", "annotations"):
                 self.report(
