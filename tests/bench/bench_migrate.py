@@ -181,10 +181,14 @@ def main() -> None:
     print(f"   points: {POINTS:,} ({RUNS} runs x {KEYS} keys x {STEPS} steps), MLflow server -> server")
     print(
         f"   ingest ceiling (log-batch, {CLIENT_THREADS} threads): {ceiling_rate:9,.0f} points/s  "
-        f"(before {ceiling_before:,.0f}, after {ceiling_after:,.0f})"
+        f"(before {ceiling_before:,.0f}, after {ceiling_after:,.0f}; server busy "
+        f"{write_cpu / POINTS * ceiling_rate:.0%})"
     )
     print(f"   ferryman copy alone:               {copy_rate:9,.0f} points/s  ({report.copy_seconds:.1f} s)")
-    print(f"   ferryman copy + full verification: {total_rate:9,.0f} points/s  ({seconds:.1f} s)")
+    print(
+        f"   ferryman copy + full verification: {total_rate:9,.0f} points/s  ({seconds:.1f} s; server busy "
+        f"{migration_cpu / seconds:.0%})"
+    )
     print(
         f"   per-point log_metric copy:           {slow:9,.0f} points/s  "
         f"(timed on {SUBSET} points, extrapolated: {POINTS / slow:,.0f} s for all)"
