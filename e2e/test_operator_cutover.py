@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import secrets
 import subprocess
 import sys
 import time
@@ -529,6 +530,30 @@ def test_a_rate_lowered_mid_mirror_holds_from_the_next_batch(
         assert status["trainJobs"]["pending"] == 100 - after
     finally:
         kube.delete(CutoverPolicy, name)
+
+
+def test_a_namespace_being_deleted_is_passed_over_quietly(operator: OperatorProcess, kube: Client) -> None:
+    """A job left in a namespace that is being deleted (held there by a finalizer) is planned, but the
+    apiserver creates nothing new in that namespace (NamespaceTerminating): the pass goes on without it, no
+    traceback (the operator fixture checks its log)."""
+    from lightkube.models.meta_v1 import ObjectMeta
+    from lightkube.resources.core_v1 import Namespace
+
+    namespace = f"t-terminating-{secrets.token_hex(3)}"
+    kube.create(Namespace(metadata=ObjectMeta(name=namespace)))
+    job = next(j for j in example_jobs(namespace) if j["metadata"]["name"] == "resnet50-finetune")
+    job["metadata"]["finalizers"] = ["ferryman.dev/test-hold"]
+    kube.create(codecs.from_dict(job))
+    kube.delete(Namespace, namespace)
+    name = "terminating"
+    kube.create(codecs.from_dict(make_policy(name, namespace, mode="Mirror")))
+    try:
+        wait_for(lambda: ready(kube, name), "a pass over the namespace being deleted")
+        assert trainjobs(kube, namespace) == {}
+    finally:
+        kube.delete(CutoverPolicy, name)
+        no_hold = {"metadata": {"finalizers": None}}
+        kube.patch(PyTorchJob, "resnet50-finetune", no_hold, namespace=namespace, patch_type=PatchType.MERGE)
 
 
 def ferryman_plan(plane: ControlPlane, name: str, output: str) -> str:

@@ -49,7 +49,7 @@ from ferryman.controller.cutover import (
 )
 from ferryman.kube.builders import build_config_map
 from ferryman.kube.children import ChildClash, as_dict, ensure_child
-from ferryman.kube.client import FIELD_MANAGER, patch_status, tolerate_gone_or_conflict
+from ferryman.kube.client import FIELD_MANAGER, namespace_terminating, patch_status, tolerate_gone_or_conflict
 from ferryman.kube.resources import CutoverPolicy, TrainingRuntime, TrainJob
 
 CONFIG_MAP_LIMIT = 900_000  # ConfigMaps hold at most 1 MiB; larger reports are stored gzipped
@@ -139,7 +139,7 @@ async def reconcile_policy(
     metrics.record_policy(name, spec.mode, status)
     if counts.pending:
         message = f"{counts.pending} TrainJobs wait for the creation rate limit"
-        raise kopf.TemporaryError(message, delay=max(state.bucket.wait(), 0.5))
+        raise kopf.TemporaryError(message, delay=state.bucket.wait())  # at the next token (at once if here)
 
 
 async def _serve(
@@ -287,7 +287,12 @@ async def _create(
     if plan.runtime is not None:
         await _ensure_runtime(ctx, plan.runtime, policy, present)
     with tolerate_gone_or_conflict():
-        created = await ctx.client.create(codecs.from_dict(decision.desired), field_manager=FIELD_MANAGER)
+        try:
+            created = await ctx.client.create(codecs.from_dict(decision.desired), field_manager=FIELD_MANAGER)
+        except ApiError as error:
+            if not namespace_terminating(error):
+                raise
+            return None  # the namespace is being deleted, the job with it
         metrics.CREATIONS.labels(policy["metadata"]["name"]).inc()
         return str(as_dict(created)["metadata"]["resourceVersion"])
     return None
@@ -336,9 +341,14 @@ async def _runtime_clashes(
         if checked is None or checked[0] != version:
             body = build_derived_runtime(wanted[key], policy)
             probe = {**body, "metadata": {**body["metadata"], "name": None, "generateName": "probe-"}}
-            stored = await ctx.client.create(
-                TrainingRuntime.from_dict(probe), dry_run=True, field_manager=FIELD_MANAGER
-            )
+            try:
+                stored = await ctx.client.create(
+                    TrainingRuntime.from_dict(probe), dry_run=True, field_manager=FIELD_MANAGER
+                )
+            except ApiError as error:
+                if not namespace_terminating(error):
+                    raise
+                continue  # the namespace is being deleted, its jobs with it: nothing will run there
             checked = (version, runtime_clash(live[key], as_dict(stored)))
             state.runtime_checks[key] = checked
         if checked[1] is not None:
@@ -356,9 +366,14 @@ async def _ensure_runtime(
     if key in present:
         return
     with tolerate_gone_or_conflict():
-        await ctx.client.create(
-            TrainingRuntime.from_dict(build_derived_runtime(runtime, policy)), field_manager=FIELD_MANAGER
-        )
+        try:
+            await ctx.client.create(
+                TrainingRuntime.from_dict(build_derived_runtime(runtime, policy)), field_manager=FIELD_MANAGER
+            )
+        except ApiError as error:
+            if not namespace_terminating(error):
+                raise
+            return  # the namespace is being deleted, its jobs with it
     present.add(key)
 
 
