@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ferryman_dev.cluster import KWOK_EXIT_CODE, ControlPlane, Rejected, binary
+from ferryman_dev.cluster import KWOK_EXIT_CODE, ControlPlane, binary
 from ferryman_dev.controllers import CONTROLLERS, WEBHOOK_KINDS
 from ferryman_dev.demo import write_tensorboard_logs
 from ferryman_dev.operator import OperatorProcess, install_ferryman, operator_kubeconfig, run_pod_worker
@@ -96,7 +96,7 @@ def shape(status: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 
 def last(plane: ControlPlane, namespace: str, name: str) -> tuple[str, dict[str, int]] | None:
     """The PyTorchJob's last True condition (its printer column) and its pod counts over all replicas."""
-    status = (get(plane, PYTORCHJOB, name, namespace) or {}).get("status") or {}
+    status = (plane.find(*PYTORCHJOB, name, namespace) or {}).get("status") or {}
     conditions = status.get("conditions") or []
     if not conditions or conditions[-1]["status"] != "True":
         return None
@@ -105,15 +105,6 @@ def last(plane: ControlPlane, namespace: str, name: str) -> tuple[str, dict[str,
         for key in pods:
             pods[key] += counts.get(key, 0)
     return conditions[-1]["type"], pods
-
-
-def get(plane: ControlPlane, kind: tuple[str, str], name: str, namespace: str) -> dict[str, Any] | None:
-    try:
-        return plane.get(*kind, name, namespace)
-    except Rejected as rejected:
-        if rejected.code == 404:
-            return None
-        raise
 
 
 def wait_last(plane: ControlPlane, namespace: str, name: str, type_: str, **pods: int) -> Any:
@@ -129,12 +120,12 @@ def wait_last(plane: ControlPlane, namespace: str, name: str, type_: str, **pods
         wait_for(reached, f"{name} {type_} with pods {pods or 'any'}", 120)
     except TimeoutError as timeout:
         raise AssertionError(f"{timeout}; what serves it:\n{describe(plane, namespace, name)}") from None
-    return get(plane, PYTORCHJOB, name, namespace)
+    return plane.find(*PYTORCHJOB, name, namespace)
 
 
 def describe(plane: ControlPlane, namespace: str, name: str) -> str:
     """Job ``name``'s objects and their statuses, each serving controller's view, for a failure message."""
-    found = [(kind, get(plane, kind, name, namespace)) for kind in (PYTORCHJOB, TRAINJOB, JOBSET)]
+    found = [(kind, plane.find(*kind, name, namespace)) for kind in (PYTORCHJOB, TRAINJOB, JOBSET)]
     found += [(kind, obj) for kind in (JOB, POD) for obj in plane.list(*kind, namespace)]
     return yaml.safe_dump(
         [
@@ -418,7 +409,7 @@ def test_deleting_a_taken_over_pytorchjob_removes_what_ferryman_created(
     plane.delete(*PYTORCHJOB, "vit", namespace)
 
     def gone() -> bool:
-        left = [get(plane, kind, "vit", namespace) for kind in (TRAINJOB, JOBSET)]
+        left = [plane.find(*kind, "vit", namespace) for kind in (TRAINJOB, JOBSET)]
         jobs = [j for j in plane.list(*JOB, namespace) if j["metadata"]["name"].startswith("vit-")]
         return left == [None, None] and not jobs and not job_pods(plane, namespace, "vit")
 
@@ -462,7 +453,7 @@ def once(plane: ControlPlane, kind: tuple[str, str], name: str, namespace: str, 
     """The object once its condition ``type_`` is True (once it has a status, for an empty ``type_``)."""
 
     def reached() -> dict[str, Any] | None:
-        obj = get(plane, kind, name, namespace)
+        obj = plane.find(*kind, name, namespace)
         status = (obj or {}).get("status") or {}
         conditions = status.get("conditions") or []
         ok = any(c["type"] == type_ and c["status"] == "True" for c in conditions) if type_ else status

@@ -209,7 +209,7 @@ def test_a_suspended_conversion_stays_suspended_and_runs_to_completion_once_resu
     trainjob["spec"]["suspend"] = True
     upstream_cluster.create(trainjob, upstream_namespace)
     jobset = wait_for(
-        lambda: _maybe_get(upstream_cluster, JOBSET, name, upstream_namespace), "the JobSet", 60
+        lambda: upstream_cluster.find(*JOBSET, name, upstream_namespace), "the JobSet", 60
     )
     assert jobset["spec"]["suspend"] is True
     suspended = upstream_cluster.wait_condition(*TRAINJOB, name, "Suspended", upstream_namespace, timeout=60)
@@ -303,17 +303,6 @@ def test_an_mpijob_v1_run_by_the_training_operator_succeeds(mpijob_v1_cluster: C
     mpijob_v1_cluster.create(job)
     done = mpijob_v1_cluster.wait_condition("kubeflow.org/v1", "MPIJob", job["metadata"]["name"], "Succeeded")
     assert done["status"]["replicaStatuses"]["Launcher"]["succeeded"] == 1
-
-
-def _maybe_get(
-    plane: ControlPlane, kind: tuple[str, str], name: str, namespace: str
-) -> dict[str, Any] | None:
-    try:
-        return plane.get(*kind, name, namespace)
-    except Rejected as rejected:
-        if rejected.code == 404:
-            return None
-        raise
 
 
 def test_a_controller_stopped_alone_fails_its_webhooks_and_serves_them_again_once_started(

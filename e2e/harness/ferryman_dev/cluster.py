@@ -457,6 +457,17 @@ class ControlPlane:
         """The object ``kind/name``; :class:`Rejected` with code 404 when there is none."""
         return self._request("GET", f"{self._collection_path(api_version, kind, namespace)}/{name}")
 
+    def find(
+        self, api_version: str, kind: str, name: str, namespace: str = "default"
+    ) -> dict[str, Any] | None:
+        """The object ``kind/name``, or None when there is none."""
+        try:
+            return self.get(api_version, kind, name, namespace)
+        except Rejected as rejected:
+            if rejected.code == 404:
+                return None
+            raise
+
     def list(
         self, api_version: str, kind: str, namespace: str = "default", label_selector: str = ""
     ) -> list[dict[str, Any]]:

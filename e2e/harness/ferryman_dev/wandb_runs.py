@@ -43,6 +43,17 @@ class LoggedRun:
     group: str = ""
     job_type: str = ""
 
+    def assert_in_mlflow(self, client: Any, run_id: str) -> None:
+        """MLflow run `run_id` (through `client`, an MlflowClient) holds every logged point once, at its step
+        and timestamp, with its value (NaN as NaN)."""
+        for key, points in self.points.items():
+            history = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+            assert [(m.step, m.timestamp) for m in history] == [(s, t) for s, t, _ in points], key
+            assert all(
+                m.value == v or (math.isnan(m.value) and math.isnan(v))
+                for m, (_, _, v) in zip(history, points, strict=True)
+            ), key
+
 
 @contextmanager
 def quiet_offline_env() -> Iterator[None]:
