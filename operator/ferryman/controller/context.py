@@ -28,6 +28,7 @@ class OperatorContext:
     informers: dict[str, list[Informer]] = field(default_factory=dict)  # kinds too many for kopf, by index
     informing: list[asyncio.Task[None]] = field(default_factory=list)  # their list-and-watch tasks
     serving: set[asyncio.Task[None]] = field(default_factory=set)  # Takeover status writes under way
+    handling: set[asyncio.Task[Any]] = field(default_factory=set)  # kopf handlers under way that call the API
     readiness: Any = None  # the readiness endpoint's aiohttp runner, when one is served
     leadership: Any = None  # the task keeping the leader's Lease, under leader election
     standby: bool = False  # waiting for the Lease

@@ -22,12 +22,14 @@ from ferryman.controller.context import OperatorContext, context
 from ferryman.controller.discovery import is_v1_job_crd, served_job_kind, served_trainer_api
 from ferryman.controller.leadership import lead, lease_config, resign
 from ferryman.controller.readiness import serve_readiness
+from ferryman.controller.retrying import api_handler, retried_in_place
 from ferryman.controller.settings import configure, resync_seconds
 from ferryman.convert.registry import JOB_KINDS
 from ferryman.kube.informer import IndexView, Informer
 from ferryman.kube.resources import TrainJob, v1_job_resource
 
 logger = logging.getLogger(__name__)
+STOP_SECONDS = 5.0  # at exit, how long the work under way has to end once cancelled
 
 
 def _trimmed(body: dict[str, Any]) -> dict[str, Any]:
@@ -91,8 +93,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     ctx = context(memo)
-    for task in ctx.informing:
+    stopping = [*ctx.informing, *ctx.handling, *ctx.serving]  # before the client they use closes
+    for task in stopping:
         task.cancel()
+    if stopping:
+        await asyncio.wait(stopping, timeout=STOP_SECONDS)
     if ctx.leadership is not None:  # stopping: hand the Lease over to the standby at once
         ctx.leadership.cancel()
         await resign(ctx.client, ctx.lease)
@@ -225,9 +230,8 @@ def _indexes(ctx: OperatorContext, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 @kopf.timer(*kinds.CUTOVER_POLICY.resource, interval=resync_seconds(), id="reconcile")
-async def cutover_policy(
-    body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any
-) -> None:
+@api_handler
+async def cutover_policy(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
     ctx = context(memo)
     flavours: kopf.Index[str, Any] = kwargs["trainer_flavour"]
     ctx.trainer_api = next(iter(flavours["served"])) if "served" in flavours else None
@@ -237,6 +241,7 @@ async def cutover_policy(
 
 
 @kopf.on.update(*kinds.CUTOVER_POLICY.resource, field="spec")
+@api_handler
 async def cutover_policy_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await policy.mark_applying(context(memo), body)
 
@@ -252,6 +257,7 @@ async def forget_policy(type: str, name: str, memo: kopf.Memo, **_: Any) -> None
 
 
 @kopf.timer(*kinds.EXPERIMENT_MIGRATION.resource, interval=migration.RECONCILE_SECONDS, id="reconcile")
+@api_handler
 async def experiment_migration(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     with metrics.RECONCILE_SECONDS.labels(kinds.EXPERIMENT_MIGRATION.kind).time():
         await migration.reconcile_migration(context(memo), body, logger)
@@ -280,17 +286,28 @@ def _trainjob_changed(ctx: OperatorContext, trainjob: dict[str, Any]) -> None:
 async def _takeover_trainjob(ctx: OperatorContext, namespace: str, name: str) -> None:
     await ctx.indexed.wait()  # JobSets are in kopf's indexes
     await ctx.wait_listed()
+    what = f"mirroring the status of TrainJob {namespace}/{name}"
     try:
-        await serving.mirror_status(ctx, namespace, name, _indexes(ctx, ctx.kopf_indexes), logger)
+        indexes = _indexes(ctx, ctx.kopf_indexes)
+        await retried_in_place(
+            lambda: serving.mirror_status(ctx, namespace, name, indexes, logger),
+            what,
+            logger,
+        )
     except Exception:  # as a kopf handler's would be: logged, and tried again at the TrainJob's next change
-        logger.exception(f"mirroring the status of TrainJob {namespace}/{name}")
+        logger.exception(what)
 
 
 @kopf.on.event(*kinds.JOBSET.resource)
+@api_handler
 async def takeover_jobset(
     body: kopf.Body, namespace: str | None, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any
 ) -> None:
     owner = serving.owning_trainjob(kopf_plain(body))
     if owner is not None:
         ctx = context(memo)
-        await serving.mirror_status(ctx, namespace or "", owner, _indexes(ctx, kwargs), logger)
+        await retried_in_place(
+            lambda: serving.mirror_status(ctx, namespace or "", owner, _indexes(ctx, kwargs), logger),
+            f"mirroring the status of TrainJob {namespace}/{owner}",
+            logger,
+        )

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+import httpx2
 from lightkube import ApiError, AsyncClient
 from lightkube.core.resource import Resource
 from lightkube.resources.core_v1 import Pod
@@ -13,6 +14,23 @@ from lightkube.types import PatchType
 
 FIELD_MANAGER = "ferryman"
 OPERATOR_CONTAINER = "operator"  # the operator's container in deploy/ (kustomize base and chart)
+DISCONNECTED = (httpx2.TransportError, OSError)  # the API server unreachable, or a connection it dropped
+
+
+def transient(error: Exception) -> bool:
+    """An error that passes: no connection, a connection dropped, an answer saying "try again" (429, 5xx)."""
+    if isinstance(error, ApiError):
+        code = error.status.code or 0
+        return code == 429 or code >= 500
+    return isinstance(error, DISCONNECTED)
+
+
+def describe_api_failure(error: Exception) -> str:
+    """One line for a failed API call (an ApiError, or a connection error), with no traceback."""
+    if isinstance(error, ApiError):
+        return f"the API server answered {error.status.code}: {error.status.message}"
+    detail = str(error)
+    return f"lost the connection to the API server ({type(error).__name__}{': ' + detail if detail else ''})"
 
 
 @contextlib.contextmanager

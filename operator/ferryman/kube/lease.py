@@ -17,7 +17,7 @@ from lightkube.models.coordination_v1 import LeaseSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
 
-from ferryman.kube.client import FIELD_MANAGER
+from ferryman.kube.client import DISCONNECTED, FIELD_MANAGER, describe_api_failure
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,9 @@ class LeaseConfig:
     identity: str
     duration: int = 15  # seconds a holder keeps the Lease without renewing it
     retry: float = 2.0  # seconds between attempts to take or renew it
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
 
 
 def _now() -> datetime:
@@ -83,12 +86,18 @@ async def _try_take(client: AsyncClient, config: LeaseConfig) -> bool:
 async def acquire(client: AsyncClient, config: LeaseConfig) -> None:
     """Wait until this replica holds the Lease."""
     waiting = False
-    while not await _try_take(client, config):
-        if not waiting:
-            logger.info(f"waiting for Lease {config.namespace}/{config.name} (another replica leads)")
-            waiting = True
+    while True:
+        try:
+            if await _try_take(client, config):
+                break
+        except DISCONNECTED as error:  # the API server is unreachable: a standby keeps waiting
+            logger.warning(f"cannot read Lease {config}: {describe_api_failure(error)}")
+        else:
+            if not waiting:
+                logger.info(f"waiting for Lease {config} (another replica leads)")
+                waiting = True
         await asyncio.sleep(config.retry)
-    logger.info(f"leading: Lease {config.namespace}/{config.name} held by {config.identity}")
+    logger.info(f"leading: Lease {config} held by {config.identity}")
 
 
 async def release(client: AsyncClient, config: LeaseConfig) -> None:
@@ -99,9 +108,9 @@ async def release(client: AsyncClient, config: LeaseConfig) -> None:
             return
         lease.spec.holderIdentity = None
         await client.replace(lease, field_manager=FIELD_MANAGER)
-        logger.info(f"released Lease {config.namespace}/{config.name}")
-    except (ApiError, OSError) as error:
-        logger.warning(f"cannot release Lease {config.namespace}/{config.name}: {error}")
+        logger.info(f"released Lease {config}")
+    except (ApiError, *DISCONNECTED) as error:
+        logger.warning(f"cannot release Lease {config}: {describe_api_failure(error)}")
 
 
 async def keep(client: AsyncClient, config: LeaseConfig) -> None:
@@ -113,10 +122,10 @@ async def keep(client: AsyncClient, config: LeaseConfig) -> None:
             if await _try_take(client, config):
                 renewed = _now()
                 continue
-            logger.error(f"Lease {config.namespace}/{config.name} was taken by another replica")
+            logger.error(f"Lease {config} was taken by another replica")
             return
-        except (ApiError, OSError) as error:  # the API server is unreachable: keep trying until expiry
-            logger.warning(f"cannot renew Lease {config.namespace}/{config.name}: {error}")
+        except (ApiError, *DISCONNECTED) as error:  # the API server is unreachable: keep trying until expiry
+            logger.warning(f"cannot renew Lease {config}: {describe_api_failure(error)}")
         if _now() - renewed > timedelta(seconds=config.duration - 2 * config.retry):  # before another can
-            logger.error(f"Lease {config.namespace}/{config.name} expired without renewal")
+            logger.error(f"Lease {config} expired without renewal")
             return

@@ -1,0 +1,127 @@
+"""A moment without the API server is retried with one line, never a traceback: by kopf for the handlers kopf
+retries, in place for event handlers and the Takeover tasks. Other failures pass through unchanged."""
+
+import asyncio
+import logging
+from typing import Any
+
+import httpx2
+import kopf
+import pytest
+from lightkube import ApiError
+
+from ferryman.controller import retrying
+from ferryman.controller.context import OperatorContext
+from ferryman.controller.retrying import api_handler, retried_in_place
+from ferryman.kube import lease
+from ferryman.kube.client import describe_api_failure, transient
+
+
+def api_error(code: int, message: str = "refused") -> ApiError:
+    request = httpx2.Request("GET", "https://apiserver.example/api/v1/pods")
+    status = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "message": message}
+    return ApiError(request=request, response=httpx2.Response(code, json=status, request=request))
+
+
+def test_what_passes_and_what_does_not() -> None:
+    passing = [httpx2.ReadError(""), httpx2.ConnectError("refused"), ConnectionResetError(), api_error(503)]
+    assert all(transient(error) for error in [*passing, api_error(429), api_error(500)])
+    lasting = [api_error(404), api_error(409), api_error(422), ValueError()]
+    assert not any(transient(error) for error in lasting)
+    assert describe_api_failure(httpx2.ReadError("")) == "lost the connection to the API server (ReadError)"
+    assert describe_api_failure(api_error(503, "etcd down")) == "the API server answered 503: etcd down"
+
+
+def test_kopf_retries_a_lost_connection_as_a_temporary_error() -> None:
+    ctx = OperatorContext(client=None, namespace="ferryman-system", image=None)  # type: ignore[arg-type]
+    memo = kopf.Memo(ferryman=ctx)
+    seen: list[set[asyncio.Task[Any]]] = []
+
+    @api_handler
+    async def reconcile(body: dict[str, Any], memo: kopf.Memo, **_: Any) -> str:
+        seen.append(set(ctx.handling))
+        raise body["error"]
+
+    with pytest.raises(kopf.TemporaryError, match=r"the API server \(ReadError\); retrying"):
+        asyncio.run(reconcile(body={"error": httpx2.ReadError("")}, memo=memo, logger=None))
+    with pytest.raises(kopf.TemporaryError, match="answered 429"):
+        asyncio.run(reconcile(body={"error": api_error(429)}, memo=memo))
+    for lasting in (api_error(403), KeyError("spec")):  # not transient: kopf sees the error itself
+        with pytest.raises(type(lasting)):
+            asyncio.run(reconcile(body={"error": lasting}, memo=memo))
+    assert all(len(running) == 1 for running in seen) and ctx.handling == set()  # listed while it ran
+    assert reconcile.__name__ == "reconcile"  # kopf's handler id
+
+
+def failing(errors: list[Exception]) -> Any:
+    calls: list[int] = []
+
+    async def attempt() -> str:
+        calls.append(1)
+        if errors:
+            raise errors.pop(0)
+        return "mirrored"
+
+    attempt.calls = calls  # type: ignore[attr-defined]
+    return attempt
+
+
+def test_in_place_a_lost_connection_is_tried_again_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(retrying, "RETRY_DELAY", 0.0)
+    logger = logging.getLogger("ferryman.test")
+    attempt = failing([httpx2.ReadError(""), api_error(503)])
+    with caplog.at_level(logging.WARNING):
+        assert asyncio.run(retried_in_place(attempt, "mirroring TrainJob ml/a", logger)) == "mirrored"
+    assert len(attempt.calls) == 3
+    assert [record.getMessage() for record in caplog.records] == [
+        "mirroring TrainJob ml/a: lost the connection to the API server (ReadError); retrying in 0 s",
+        "mirroring TrainJob ml/a: the API server answered 503: refused; retrying in 0 s",
+    ]
+    assert not any(record.exc_info for record in caplog.records)
+
+
+def test_in_place_other_failures_and_an_outage_are_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(retrying, "RETRY_DELAY", 0.0)
+    logger = logging.getLogger("ferryman.test")
+    attempt = failing([api_error(404)])
+    with pytest.raises(ApiError):
+        asyncio.run(retried_in_place(attempt, "x", logger))
+    assert len(attempt.calls) == 1
+    outage = failing([httpx2.ConnectError("refused") for _ in range(retrying.ATTEMPTS_IN_PLACE)])
+    with pytest.raises(httpx2.ConnectError):
+        asyncio.run(retried_in_place(outage, "x", logger))
+    assert len(outage.calls) == retrying.ATTEMPTS_IN_PLACE
+
+
+class Unreachable:
+    """An AsyncClient whose connection drops on the first `drops` calls."""
+
+    def __init__(self, drops: int) -> None:
+        self.drops = drops
+
+    async def get(self, *_: Any, **__: Any) -> Any:
+        if self.drops:
+            self.drops -= 1
+            raise httpx2.ReadError("")
+        raise api_error(404)
+
+    async def create(self, *_: Any, **__: Any) -> None:
+        return None
+
+
+def test_the_lease_is_taken_and_kept_through_a_dropped_connection(caplog: pytest.LogCaptureFixture) -> None:
+    config = lease.LeaseConfig(namespace="ferryman-system", name="ferryman", identity="a", retry=0.01)
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(lease.acquire(Unreachable(drops=2), config))  # type: ignore[arg-type]
+    assert "cannot read Lease ferryman-system/ferryman: lost the connection to the API server" in caplog.text
+
+    async def keep_briefly() -> None:
+        keeper = asyncio.create_task(lease.keep(Unreachable(drops=3), config))  # type: ignore[arg-type]
+        await asyncio.sleep(0.2)
+        assert not keeper.done()  # renewed after the drops: still leading
+        keeper.cancel()
+
+    asyncio.run(keep_briefly())
+    assert "cannot renew Lease ferryman-system/ferryman: lost the connection to the API server" in caplog.text
