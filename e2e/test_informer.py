@@ -22,6 +22,7 @@ from ferryman.controller.readiness import serve_readiness
 from ferryman.kube.informer import IndexView, Informer
 from ferryman.kube.resources import PyTorchJob
 from ferryman_dev.cluster import ControlPlane, free_port
+from ferryman_dev.relay import Relay
 
 pytestmark = pytest.mark.cluster
 
@@ -178,47 +179,6 @@ def test_a_watch_too_old_for_the_apiserver_is_followed_by_a_full_list(
             await client.close()
 
     asyncio.run(run())
-
-
-class Relay:
-    """A TCP relay to the apiserver that can be cut: every connection through it aborted, and new ones closed
-    at once, until restored."""
-
-    def __init__(self, port: int) -> None:
-        self.port, self.cut = port, False
-        self.writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> str:
-        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
-        return f"https://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.cut:
-            writer.close()
-            return
-        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.port)
-        self.writers |= {writer, upstream_writer}
-        pipes = _pipe(reader, upstream_writer), _pipe(upstream_reader, writer)
-        await asyncio.gather(*pipes, return_exceptions=True)
-
-    def drop(self) -> None:
-        self.cut = True
-        for writer in self.writers:
-            writer.transport.abort()
-        self.writers.clear()
-
-    def close(self) -> None:
-        self.drop()
-        self.server.close()
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    finally:
-        writer.close()
 
 
 def test_a_dropped_watch_connection_is_followed_by_a_full_list_and_readiness_says_so(

@@ -27,6 +27,7 @@ from lightkube.types import PatchType
 from ferryman.kube.resources import CutoverPolicy, PyTorchJob, TrainingRuntime, TrainJob
 from ferryman_dev.cluster import ControlPlane
 from ferryman_dev.operator import OperatorProcess, install_ferryman, operator_kubeconfig
+from ferryman_dev.relay import RelayThread
 from ferryman_dev.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,10 +67,7 @@ def operator(ferryman_installed: ControlPlane, tmp_path: Path) -> Iterator[Opera
         yield process
     finally:
         process.stop()
-        assert not process.forbidden(), "the operator was refused by its RBAC:\n" + "\n".join(
-            process.forbidden()
-        )
-        assert "Traceback" not in process.output(), process.output()[-6000:]
+        process.assert_clean()
 
 
 def policy_status(kube: Client, name: str) -> dict[str, Any]:
@@ -386,8 +384,7 @@ def test_leader_failover_mid_mirror_resumes_without_duplicates(
             kube.delete(CutoverPolicy, name)
         for process in (standby, leader):
             process.stop()
-            assert not process.forbidden(), "\n".join(process.forbidden())
-            assert "Traceback" not in process.output(), process.output()[-4000:]
+            process.assert_clean()
 
 
 def test_an_existing_trainjob_is_never_adopted(
@@ -472,6 +469,60 @@ def test_creation_is_rate_limited(operator: OperatorProcess, kube: Client, names
         lambda: operator.metric("ferryman_cutover_jobs", policy=name, state="selected") is None,
         "the deleted policy's series to go",
     )
+
+
+def test_connections_cut_mid_mirror_are_retried_quietly(
+    ferryman_installed: ControlPlane, kube: Client, namespace: str, tmp_path: Path
+) -> None:
+    """The operator's connections to the apiserver (kopf's watches, the informers', creations awaiting their
+    answer, slowed by the relay so that a cut meets them) are cut several times while a Mirror creates: what
+    failed is retried, each with one line and no traceback, and the Mirror completes with every TrainJob
+    once."""
+    create_resnet_copies(kube, namespace, 20)
+    name = f"cut-{namespace}"
+    relay = RelayThread(ferryman_installed.apiserver_port, latency=0.1)
+    with relay as server:
+        kubeconfig = operator_kubeconfig(ferryman_installed, tmp_path / "operator.kubeconfig", server)
+        operator = OperatorProcess(kubeconfig, tmp_path / "operator.log").start()
+        try:
+            wait_for(lambda: operator.readiness() == 200, "the operator to be ready", timeout=60)
+            rate = {"creationsPerMinute": 120, "burst": 2}
+            kube.create(codecs.from_dict(make_policy(name, namespace, mode="Mirror", rateLimit=rate)))
+            wait_for(lambda: len(trainjobs(kube, namespace)) >= 2 or None, "the Mirror under way", 60, 0.1)
+            for _ in range(4):
+                relay.drop()
+                time.sleep(0.3)
+                relay.restore()
+                time.sleep(2.5)
+            assert relay.aborted > 4, "the cuts met no open connection"
+            wait_for(lambda: ready(kube, name), "the Mirror to complete", timeout=120)
+            served = trainjobs(kube, namespace).values()
+            sources = [t["metadata"]["labels"]["ferryman.dev/source-uid"] for t in served]
+            assert len(sources) == 20 and len(set(sources)) == 20, "a TrainJob missing or duplicated"
+        finally:
+            with contextlib.suppress(ApiError):
+                kube.delete(CutoverPolicy, name)
+            operator.stop()
+    operator.assert_clean()
+
+
+def test_a_stop_mid_pass_ends_the_pass_before_the_client_closes(
+    operator: OperatorProcess, kube: Client, namespace: str
+) -> None:
+    """SIGTERM while a pass creates (at 10 a second, one pass creates for 15 s): kopf leaves the timer
+    running, the operator's cleanup cancels it before closing its client (the operator fixture then finds no
+    traceback)."""
+    create_resnet_copies(kube, namespace, 150)
+    name = f"stop-{namespace}"
+    rate = {"creationsPerMinute": 600, "burst": 10}
+    kube.create(codecs.from_dict(make_policy(name, namespace, mode="Mirror", rateLimit=rate)))
+    try:
+        wait_for(lambda: len(trainjobs(kube, namespace)) >= 20 or None, "the Mirror under way", 60, 0.1)
+        operator.stop()
+        assert len(trainjobs(kube, namespace)) < 150, "the Mirror ended before the stop"
+        assert "Leaving it orphaned" in operator.output()  # kopf's word: the pass was under way
+    finally:
+        kube.delete(CutoverPolicy, name)
 
 
 def test_a_restart_after_lowering_the_rate_grants_no_fresh_burst(
@@ -685,7 +736,7 @@ def test_served_flavour_is_discovered(flavour_cluster: Any, tmp_path: Path) -> N
         kube.delete(CutoverPolicy, "flavour")
     finally:
         operator.stop()
-        assert not operator.forbidden() and "Traceback" not in operator.output(), operator.output()[-4000:]
+        operator.assert_clean()
 
 
 def test_a_foreign_configmap_under_the_report_name_is_left_alone(

@@ -353,8 +353,7 @@ def takeover(
                 finally:
                     operator.stop()
                     plane.delete(*POLICY, namespace)
-            assert not operator.forbidden(), "\n".join(operator.forbidden())
-            assert "Traceback" not in operator.output(), operator.output()[-6000:]
+            operator.assert_clean()
         finally:
             operator.stop()
             plane.delete("trainer.kubeflow.org/v1alpha1", "ClusterTrainingRuntime", NO_RETRIES)

@@ -58,14 +58,15 @@ def install_ferryman(plane: ControlPlane, *, deployment: bool = False) -> list[d
     return documents
 
 
-def operator_kubeconfig(plane: ControlPlane, path: Path) -> Path:
-    """A kubeconfig authenticating as the operator's ServiceAccount (token from TokenRequest)."""
+def operator_kubeconfig(plane: ControlPlane, path: Path, server: str | None = None) -> Path:
+    """A kubeconfig authenticating as the operator's ServiceAccount (token from TokenRequest), to the
+    apiserver or to `server` (a relay to it)."""
     token = plane.mint_token(OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, expiration_seconds=24 * 3600)
-    return write_token_kubeconfig(plane, token, path)
+    return write_token_kubeconfig(plane, token, path, server)
 
 
-def write_token_kubeconfig(plane: ControlPlane, token: str, path: Path) -> Path:
-    cluster = {"server": plane.server, "certificate-authority": str(plane.pki.ca_cert)}
+def write_token_kubeconfig(plane: ControlPlane, token: str, path: Path, server: str | None = None) -> Path:
+    cluster = {"server": server or plane.server, "certificate-authority": str(plane.pki.ca_cert)}
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -186,6 +187,14 @@ class OperatorProcess:
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
+    def assert_clean(self) -> None:
+        """Nothing the operator asked was refused by its RBAC, and it logged no traceback (shown from its
+        start: a failure that passes, such as a dropped connection, is one warning line)."""
+        assert not self.forbidden(), "the operator was refused by its RBAC:\n" + "\n".join(self.forbidden())
+        log = self.output()
+        start = log.find("Traceback")
+        assert start < 0, log[max(0, start - 2000) : start + 6000]
+
     def forbidden(self) -> list[str]:
         """Log lines reporting an authorization failure (the RBAC from deploy/ lacks a verb). A 403 for
         writing into a namespace the apiserver says is being deleted (an earlier test's) is not one."""
@@ -201,7 +210,7 @@ class OperatorProcess:
 @contextlib.contextmanager
 def running_operator(plane: ControlPlane, directory: Path, **extra_env: str) -> Iterator[OperatorProcess]:
     """ferryman installed in `plane` and its operator running as its ServiceAccount; once the block ends,
-    stopped, with no request of it refused by RBAC."""
+    stopped, clean (OperatorProcess.assert_clean)."""
     install_ferryman(plane)
     kubeconfig = operator_kubeconfig(plane, directory / "operator.kubeconfig")
     process = OperatorProcess(kubeconfig, directory / "operator.log", extra_env=extra_env)
@@ -210,7 +219,7 @@ def running_operator(plane: ControlPlane, directory: Path, **extra_env: str) -> 
         yield process
     finally:
         process.stop()
-        assert not process.forbidden(), "\n".join(process.forbidden())
+        process.assert_clean()
 
 
 def run_pod_worker(plane: ControlPlane, pod: dict[str, Any], scratch: Path) -> int:
