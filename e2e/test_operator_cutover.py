@@ -102,6 +102,13 @@ def trainjobs(kube: Client, namespace: str) -> dict[str, dict[str, Any]]:
     return {t.metadata.name: t.to_dict() for t in kube.list(TrainJob, namespace=namespace)}
 
 
+def assert_served_once(kube: Client, namespace: str, jobs: int) -> None:
+    """Each of the namespace's `jobs` PyTorchJobs has exactly one TrainJob."""
+    served = trainjobs(kube, namespace).values()
+    sources = [t["metadata"]["labels"]["ferryman.dev/source-uid"] for t in served]
+    assert len(sources) == jobs and len(set(sources)) == jobs, "a TrainJob missing or duplicated"
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
@@ -376,9 +383,7 @@ def test_leader_failover_mid_mirror_resumes_without_duplicates(
         resumed = time.monotonic() - killed
         wait_for(lambda: ready(kube, name), "the Mirror to complete under the new leader", timeout=90)
         assert resumed < 30, f"the Mirror resumed {resumed:.0f}s after the leader was killed"
-        served = trainjobs(kube, namespace).values()
-        sources = [t["metadata"]["labels"]["ferryman.dev/source-uid"] for t in served]
-        assert len(sources) == 12 and len(set(sources)) == 12, "a TrainJob missing or duplicated"
+        assert_served_once(kube, namespace, 12)
     finally:
         with contextlib.suppress(ApiError):
             kube.delete(CutoverPolicy, name)
@@ -496,9 +501,7 @@ def test_connections_cut_mid_mirror_are_retried_quietly(
                 time.sleep(2.5)
             assert relay.aborted > 4, "the cuts met no open connection"
             wait_for(lambda: ready(kube, name), "the Mirror to complete", timeout=120)
-            served = trainjobs(kube, namespace).values()
-            sources = [t["metadata"]["labels"]["ferryman.dev/source-uid"] for t in served]
-            assert len(sources) == 20 and len(set(sources)) == 20, "a TrainJob missing or duplicated"
+            assert_served_once(kube, namespace, 20)
         finally:
             with contextlib.suppress(ApiError):
                 kube.delete(CutoverPolicy, name)
