@@ -30,6 +30,7 @@ def test_what_passes_and_what_does_not() -> None:
     assert not any(transient(error) for error in lasting)
     assert describe_api_failure(httpx2.ReadError("")) == "lost the connection to the API server (ReadError)"
     assert describe_api_failure(api_error(503, "etcd down")) == "the API server answered 503: etcd down"
+    assert describe_api_failure(KeyError("spec")) == "KeyError: 'spec'"
 
 
 def test_kopf_retries_a_lost_connection_as_a_temporary_error() -> None:

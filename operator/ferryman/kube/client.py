@@ -26,11 +26,11 @@ def transient(error: Exception) -> bool:
 
 
 def describe_api_failure(error: Exception) -> str:
-    """One line for a failed API call (an ApiError, or a connection error), with no traceback."""
+    """One line for a failed API call (an ApiError, a connection error, or another error), no traceback."""
     if isinstance(error, ApiError):
         return f"the API server answered {error.status.code}: {error.status.message}"
-    detail = str(error)
-    return f"lost the connection to the API server ({type(error).__name__}{': ' + detail if detail else ''})"
+    detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return f"lost the connection to the API server ({detail})" if isinstance(error, DISCONNECTED) else detail
 
 
 @contextlib.contextmanager

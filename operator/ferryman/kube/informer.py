@@ -19,6 +19,8 @@ from typing import Any
 
 from lightkube import AsyncClient
 
+from ferryman.kube.client import describe_api_failure
+
 CHUNK_SIZE = 500  # objects per list page
 WATCH_SECONDS = 270  # server-side watch timeout: below typical load-balancer idle cuts
 RETRY_SECONDS = 1.0
@@ -64,7 +66,7 @@ class Informer:
                     self.listed.set()  # not served: nothing to wait for
                     await asyncio.sleep(MISSING_SECONDS)
                     continue
-                logger.warning(f"listing {kind} again after an error: {error}")
+                logger.warning(f"listing {kind} again after an error: {describe_api_failure(error)}")
                 await asyncio.sleep(RETRY_SECONDS)
 
     async def _list(self) -> str:
