@@ -3,6 +3,7 @@ the same outcome (pkg/util/status.go setCondition, pkg/controller.v1/common/job.
 PyTorchJob controller's UpdateJobStatus, read from the v1.9.3 module): condition order, reasons, messages,
 replica counts, startTime and completionTime."""
 
+import copy
 from typing import Any
 
 from ferryman.api.cutoverpolicy import V1Kind
@@ -174,10 +175,28 @@ def test_mpijobs_count_the_launcher_from_its_job_and_speak_as_their_operator() -
     ]
     job["status"] = v1_status(job, served_by({"launcher": 1, "node": 2}), None, now="t3")
     assert ("Suspended", "False", "MPIJobResumed") in summary(job["status"])
-    # The Training Operator's own MPIJob (kubeflow.org/v1) is named as its other kinds are.
-    legacy = v1_job("kubeflow.org/v1", "MPIJob", "mpiReplicaSpecs", {"Launcher": 1, "Worker": 2})
-    status = v1_status(legacy, served_by({"launcher": 1, "node": 2}), None, now="t1")
-    assert status["conditions"][0]["message"] == "MPIJob net is created."
+
+
+def test_an_mpijob_v1_names_the_job_alone_and_counts_no_worker_once_its_launcher_ends() -> None:
+    """MPIJob v1 as the Training Operator v1.9.4 words and counts it (seen in e2e/test_takeover_mpijob_v1.py):
+    its Workers are no longer listed once the Launcher pod has finished, whether it succeeded or failed."""
+    job = v1_job("kubeflow.org/v1", "MPIJob", "mpiReplicaSpecs", {"Launcher": 1, "Worker": 2})
+    failing = copy.deepcopy(job)
+    job["status"] = v1_status(job, served_by({"launcher": 1, "node": 2}), None, now="t1")
+    assert [c["message"] for c in job["status"]["conditions"]] == [
+        "MPIJob net is created.",
+        "MPIJob net is running.",
+    ]
+    assert job["status"]["replicaStatuses"] == {"Launcher": {"active": 1}, "Worker": {"active": 2}}
+    job["status"] = v1_status(job, served_by({"launcher": 1, "node": 2}, ("Complete",)), None, now="t2")
+    assert summary(job["status"])[-1] == ("Succeeded", "True", "MPIJobSucceeded")
+    assert job["status"]["conditions"][-1]["message"] == "MPIJob net is successfully completed."
+    assert job["status"]["replicaStatuses"] == {"Launcher": {"succeeded": 1}, "Worker": {}}
+    failed = served_by({"launcher": 0, "node": 2}, ("Failed",))
+    failed["status"]["jobsStatus"][0]["failed"] = 1
+    failing["status"] = v1_status(failing, failed, None, now="t1")
+    assert summary(failing["status"])[-1] == ("Failed", "True", "MPIJobMPIJobFailed")  # v1.9.4's own
+    assert failing["status"]["replicaStatuses"] == {"Launcher": {"failed": 1}, "Worker": {}}
 
 
 def test_every_kind_ferryman_converts_is_selectable_and_has_a_status_shape() -> None:

@@ -22,25 +22,35 @@ class V1StatusShape:
 
     replica_specs: str  # the spec field holding the replica specs
     leaders: tuple[str, ...] = ()  # replica types of node 0 (a job has one at most): its end ends the job
-    short_with_master: bool = False  # with a Master replica, messages name the job alone, not namespace/name
+    short_with: str | None = None  # with this replica type, messages name the job alone, not namespace/name
     mpi_operator: bool = False  # mpi-operator's own messages (created, suspended and resumed)
+    workers_end_with_launcher: bool = False  # once the Launcher has ended, no Worker is counted any more
+    failed_reason: str | None = None  # its Failed condition's reason, when not <Kind>Failed
 
 
 # Training Operator v1.9.4 pkg/controller.v1/<kind>/*_controller.go UpdateJobStatus and common/job.go;
 # mpi-operator v0.8.0 pkg/controller/mpi_job_controller.go updateMPIJobStatus.
 V1_STATUS_SHAPES: dict[tuple[str, str], V1StatusShape] = {
     (kinds.PYTORCHJOB.api_version, kinds.PYTORCHJOB.kind): V1StatusShape(
-        "pytorchReplicaSpecs", ("Master",), short_with_master=True
+        "pytorchReplicaSpecs", ("Master",), short_with="Master"
     ),
     (kinds.PADDLEJOB.api_version, kinds.PADDLEJOB.kind): V1StatusShape(
-        "paddleReplicaSpecs", ("Master",), short_with_master=True
+        "paddleReplicaSpecs", ("Master",), short_with="Master"
     ),
     (kinds.XGBOOSTJOB.api_version, kinds.XGBOOSTJOB.kind): V1StatusShape(
-        "xgbReplicaSpecs", ("Master",), short_with_master=True
+        "xgbReplicaSpecs", ("Master",), short_with="Master"
     ),
     (kinds.JAXJOB.api_version, kinds.JAXJOB.kind): V1StatusShape("jaxReplicaSpecs"),
     (kinds.TFJOB.api_version, kinds.TFJOB.kind): V1StatusShape("tfReplicaSpecs", ("Chief", "Master")),
-    (kinds.MPIJOB_V1.api_version, kinds.MPIJOB_V1.kind): V1StatusShape("mpiReplicaSpecs", ("Launcher",)),
+    # v1.9.4 mpi/mpijob_controller.go: UpdateJobStatus words it (every MPIJob v1 has a Launcher) and gives a
+    # failed replica the kind twice in its reason; updateMPIJobStatus lists no Worker once the Launcher ended
+    (kinds.MPIJOB_V1.api_version, kinds.MPIJOB_V1.kind): V1StatusShape(
+        "mpiReplicaSpecs",
+        ("Launcher",),
+        short_with="Launcher",
+        workers_end_with_launcher=True,
+        failed_reason="MPIJobMPIJobFailed",
+    ),
     (kinds.MPIJOB.api_version, kinds.MPIJOB.kind): V1StatusShape(
         "mpiReplicaSpecs", ("Launcher",), mpi_operator=True
     ),
@@ -140,7 +150,7 @@ def v1_status(
     replica_specs = (job.get("spec") or {}).get(shape.replica_specs) or {}
     per_job = _jobs_counts(trainjob, jobset)
     counts = {key: sum(c[key] for c in per_job.values()) for key in _COUNTS}
-    short = shape.short_with_master and "Master" in replica_specs
+    short = shape.short_with is not None and shape.short_with in replica_specs
     label = name if short else qualified
 
     if not any(c["type"] == "Created" for c in conditions):
@@ -157,7 +167,8 @@ def v1_status(
         )
         detail = failure.get("message") or failure.get("reason") or "failed"
         message = f"{kind} {name} is failed: {detail}"
-        conditions = _set_v1_condition(conditions, "Failed", True, f"{kind}Failed", message, now)
+        reason = shape.failed_reason or f"{kind}Failed"
+        conditions = _set_v1_condition(conditions, "Failed", True, reason, message, now)
         completion = completion or now
     elif succeeded:
         message = (
@@ -190,6 +201,8 @@ def v1_status(
             message = f"{kind} {label} is running."
             conditions = _set_v1_condition(conditions, "Running", True, f"{kind}Running", message, now)
 
+    if shape.workers_end_with_launcher and (failed or succeeded):
+        per_job = {job_name: c for job_name, c in per_job.items() if job_name == LAUNCHER_JOB}
     status: dict[str, Any] = {
         "conditions": conditions,
         "replicaStatuses": _replica_statuses(shape, replica_specs, per_job),
