@@ -14,7 +14,8 @@
 * ``kueue_cluster``: session-scoped full cluster with Trainer, JobSet, the Training Operator and Kueue (its
   batch Job, JobSet, TrainJob and v1 integrations on).
 * ``mpijob_v1_cluster``: a small session-scoped cluster (one CPU and one GPU node) whose Training Operator
-  serves MPIJob v1 as well, the one kind that cannot run beside mpi-operator.
+  serves MPIJob v1 as well, the one kind that cannot run beside mpi-operator; Trainer and JobSet run there
+  too (:data:`MPIJOB_V1_CONTROLLERS`), for its Takeover.
 
 Every test using one of these fixtures is marked ``cluster``.
 """
@@ -36,6 +37,7 @@ CURRENT_FLAVOUR = TrainerAPI.V2_2
 UPSTREAM_CONTROLLERS = ("trainer", "jobset", "training-operator", "mpi-operator")
 # not beside mpi-operator: two mpi-operators cannot run at once (v0.8.0 always takes port 8080)
 KUEUE_CONTROLLERS = ("trainer", "jobset", "training-operator", "kueue")
+MPIJOB_V1_CONTROLLERS = ("trainer", "jobset", "training-operator")  # the Training Operator serving MPIJob v1
 
 _CLUSTER_FIXTURES = {
     "cluster",
@@ -129,8 +131,8 @@ def mpijob_v1_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cont
     spec = ClusterSpec(
         gpu_nodes=1,
         cpu_nodes=1,
-        trainer_api=None,
-        upstream_controllers=("training-operator",),
+        trainer_api=CURRENT_FLAVOUR,
+        upstream_controllers=MPIJOB_V1_CONTROLLERS,
         mpijob_v1=True,
     )
     plane = ControlPlane(tmp_path_factory.mktemp("mpijob-v1-cluster"), spec)
