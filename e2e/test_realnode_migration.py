@@ -6,7 +6,6 @@ operator runs here as a process with its shipped RBAC; the workers report throug
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +17,10 @@ from lightkube import Client, codecs
 from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import PersistentVolume, Pod
 
-from ferryman.kube.builders import WORKER_UID
 from ferryman.kube.resources import ExperimentMigration
 from ferryman_dev.image import LOCAL_IMAGE
 from ferryman_dev.mlflow import MlflowServer
+from ferryman_dev.node_migrations import hand_to_workers, volume_migration
 from ferryman_dev.operator import OperatorProcess, running_operator
 from ferryman_dev.realnode import RealNode
 from ferryman_dev.waiting import wait_for
@@ -29,11 +28,6 @@ from ferryman_dev.wandb_runs import LoggedRun, write_sdk_run
 
 pytestmark = [pytest.mark.realnode, pytest.mark.mlflow, pytest.mark.timeout(900)]
 TB_RUNS, TB_STEPS = ("run-a", "run-b"), 12_000  # enough points that a worker is caught mid-copy
-SMALL_WORKER = {
-    "nodeSelector": {},
-    "tolerations": [],
-    "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
-}
 
 
 @pytest.fixture(scope="module")
@@ -61,34 +55,12 @@ def training_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, 
                 writer.add_scalar("loss", tb_value(run, step), step)
     project = f"wandb-{uuid.uuid4().hex[:8]}"
     logged = write_sdk_run(root / "wandb", "rn000001", project=project, rows=40, media=False, artifact=False)
-    for directory, _, files in os.walk(root):
-        for name in [directory, *(os.path.join(directory, f) for f in files)]:
-            os.chown(name, WORKER_UID, WORKER_UID)
-    root.chmod(0o755)
+    hand_to_workers(root)
     return root, tensorboard, logged
 
 
 def tb_value(run: str, step: int) -> float:
     return 1.0 / (step + 1) + TB_RUNS.index(run)
-
-
-def migration(namespace: str, name: str, uri: str, claim: str, destination: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "ferryman.dev/v1alpha1",
-        "kind": "ExperimentMigration",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "source": {
-                "uri": uri,
-                "volumes": [
-                    {"mountPath": "/data", "volume": {"persistentVolumeClaim": {"claimName": claim}}}
-                ],
-            },
-            "destination": {"uri": destination},
-            "placement": SMALL_WORKER,
-            "options": {"workers": 1},
-        },
-    }
 
 
 def succeeded(kube: Client, namespace: str, name: str) -> dict[str, Any] | None:
@@ -118,10 +90,12 @@ def test_tensorboard_and_wandb_from_a_volume_into_mlflow_with_a_worker_killed_mi
     try:
         kube.create(
             codecs.from_dict(
-                migration(namespace, "tb", f"tensorboard:/data/{tensorboard}", claim, destination)
+                volume_migration(namespace, "tb", f"tensorboard:/data/{tensorboard}", claim, destination)
             )
         )
-        kube.create(codecs.from_dict(migration(namespace, "wandb", "wandb:/data/wandb", claim, destination)))
+        kube.create(
+            codecs.from_dict(volume_migration(namespace, "wandb", "wandb:/data/wandb", claim, destination))
+        )
         client = MlflowClient(mlflow_destination.url)
 
         # The TensorBoard worker is killed once the destination holds some of its points, not all.

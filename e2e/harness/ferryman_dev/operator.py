@@ -188,23 +188,32 @@ class OperatorProcess:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def assert_clean(self) -> None:
-        """Nothing the operator asked was refused by its RBAC, and it logged no traceback (shown from its
-        start: a failure that passes, such as a dropped connection, is one warning line)."""
-        assert not self.forbidden(), "the operator was refused by its RBAC:\n" + "\n".join(self.forbidden())
-        log = self.output()
-        start = log.find("Traceback")
-        assert start < 0, log[max(0, start - 2000) : start + 6000]
+        assert_clean_log(self.output())
 
     def forbidden(self) -> list[str]:
-        """Log lines reporting an authorization failure (the RBAC from deploy/ lacks a verb). A 403 for
-        writing into a namespace the apiserver says is being deleted (an earlier test's) is not one."""
-        lines = self.output().splitlines()
-        terminating = {match[1] for match in map(_TERMINATING.search, lines) if match}
-        return [
-            line for line in lines
-            if "forbidden" in line.lower()
-            and not any(f"namespaces/{ns}/" in line or f"namespace {ns} " in line for ns in terminating)
-        ]
+        return refusals(self.output())
+
+
+def refusals(log: str) -> list[str]:
+    """An operator log's lines reporting a refused request (its RBAC lacks a verb, or the admission policy
+    denied a write). A 403 for writing into a namespace the apiserver says is being deleted (an earlier
+    test's) is not one."""
+    lines = log.splitlines()
+    terminating = {match[1] for match in map(_TERMINATING.search, lines) if match}
+    return [
+        line for line in lines
+        if "forbidden" in line.lower()
+        and not any(f"namespaces/{ns}/" in line or f"namespace {ns} " in line for ns in terminating)
+    ]
+
+
+def assert_clean_log(log: str) -> None:
+    """Nothing the operator asked was refused (:func:`refusals`), and it logged no traceback (shown from its
+    start: a failure that passes, such as a dropped connection, is one warning line)."""
+    refused = refusals(log)
+    assert not refused, "the operator was refused:\n" + "\n".join(refused)
+    start = log.find("Traceback")
+    assert start < 0, log[max(0, start - 2000) : start + 6000]
 
 
 @contextlib.contextmanager

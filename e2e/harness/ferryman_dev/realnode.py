@@ -321,9 +321,11 @@ class RealNode:
 
     def host_port_for_pods(self, port: int) -> str:
         """``host:port`` where pods reach a server listening on this host's loopback ``port`` (a socat relay
-        on the bridge address, stopped with the control plane)."""
-        relay = ["socat", f"TCP-LISTEN:{port},bind={GATEWAY},fork,reuseaddr", f"TCP:127.0.0.1:{port}"]
-        self.plane.spawn(f"{_RELAY}{port}", relay)
+        on the bridge address, started once for each port and stopped with the control plane)."""
+        name = f"{_RELAY}{port}"
+        if not any(p.name == name and p.alive() for p in self.plane.processes):
+            relay = ["socat", f"TCP-LISTEN:{port},bind={GATEWAY},fork,reuseaddr", f"TCP:127.0.0.1:{port}"]
+            self.plane.spawn(name, relay)
         return f"{GATEWAY}:{port}"
 
     def host_path_claim(self, namespace: str, name: str, path: Path, timeout: float = 60) -> str:
