@@ -303,7 +303,7 @@ class MPIJobConverter(JobConverter):
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         """(trainer fields, launcher pod spec, pod metadata): the main container's image, command, args and
         env go to the TrainJob, the rest stays in the runtime."""
-        path, pod, meta = self.pod(launcher, "OnFailure")
+        path, pod, meta = self.pod(launcher, "Never" if v1 else "OnFailure")  # each operator's default
         found = self.main_container(pod, path, spec if v1 else None)
         trainer: dict[str, Any] = {}
         if found is None:
