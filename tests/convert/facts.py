@@ -75,6 +75,31 @@ def _covered(path: str, prefixes: list[str]) -> bool:
     )
 
 
+_CONTAINER = re.compile(r"(\.template\.spec\.(?:initContainers|containers))\[(\d+)\]")
+
+
+def _same_container(worker_path: str, master: str, worker: str, replicas: dict[str, Any]) -> str:
+    """`worker_path` (a Master path moved under the Worker) naming the Worker's container of the same name:
+    the converter matches the roles' containers by name, not position."""
+    match = _CONTAINER.match(worker_path, len(worker))
+    if match is None:
+        return worker_path
+
+    def containers(role: str) -> list[Any]:
+        template = (replicas.get(role.rsplit(".", 1)[-1]) or {}).get("template") or {}
+        listed = (template.get("spec") or {}).get(match.group(1).rsplit(".", 1)[-1])
+        return listed if isinstance(listed, list) else []
+
+    ours, theirs = containers(master), containers(worker)
+    index = int(match.group(2))
+    name = ours[index].get("name") if index < len(ours) and isinstance(ours[index], dict) else None
+    named = [c.get("name") if isinstance(c, dict) else None for c in theirs]
+    same = named.index(name) if name is not None and name in named else None
+    if same is None:
+        return worker_path
+    return f"{worker_path[: match.start(2)]}{same}{worker_path[match.end(2) :]}"
+
+
 def uncovered_facts(source: dict[str, Any], conversion: Conversion) -> list[str]:
     """Paths of source facts that are neither in the output nor under a finding's path."""
     prefixes = [f.path for f in conversion.findings]
@@ -90,8 +115,9 @@ def uncovered_facts(source: dict[str, Any], conversion: Conversion) -> list[str]
         if value in ({}, [], None) or path in ("apiVersion", "kind") or _covered(path, prefixes):
             continue
         # a Master template (or restart policy) equal to the Worker's is converted and reported once, as
-        # the Worker's; where they differ, the converter reports the Master's own path
-        worker_path = worker + path[len(master) :]
+        # the Worker's (a container as the Worker's container of the same name); where they differ, the
+        # converter reports the Master's own path
+        worker_path = _same_container(worker + path[len(master) :], master, worker, spec.get(field) or {})
         if "worker" in replicas and path.startswith(master + ".") and _covered(worker_path, prefixes):
             continue
         if _REPLICAS.fullmatch(path) and "numNodes" in trainer:

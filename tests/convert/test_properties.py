@@ -146,3 +146,25 @@ def test_a_pod_template_spec_that_is_not_a_mapping_is_a_blocker() -> None:
     conversion = convert_job(job, ConvertOptions())
     assert conversion.blocked
     assert any(f.path == "spec.pytorchReplicaSpecs.Worker.template.spec" for f in conversion.findings)
+
+
+def test_a_sidecar_both_roles_run_in_another_order_is_reported_once() -> None:
+    """Found by the first property: a Master and Workers running the same sidecar, listed in another order,
+    share one sidecar blocker (at the Worker's container of that name) when no runtime is derived."""
+    pytorch = {"name": "pytorch", "image": "example/train:1"}
+    logger = {"name": "logger", "image": "busybox:1"}
+    job = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {"name": "a"},
+        "spec": {
+            "pytorchReplicaSpecs": {
+                "master": {"template": {"spec": {"containers": [pytorch, logger]}}},
+                "worker": {"template": {"spec": {"containers": [logger, pytorch]}}},
+            }
+        },
+    }
+    conversion = convert_job(job, ConvertOptions(derived_runtime=False, force=True))
+    sidecars = [f.path for f in conversion.findings if f.code == "sidecar"]
+    assert sidecars == ["spec.pytorchReplicaSpecs.worker.template.spec.containers[0]"]
+    assert uncovered_facts(job, conversion) == []
