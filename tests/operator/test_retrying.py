@@ -2,6 +2,7 @@
 retries, in place for event handlers and the Takeover tasks. Other failures pass through unchanged."""
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
@@ -10,8 +11,9 @@ import kopf
 import pytest
 from lightkube import ApiError
 
-from ferryman.controller import retrying
+from ferryman.controller import policy, retrying
 from ferryman.controller.context import OperatorContext
+from ferryman.controller.cutover import JobPlan
 from ferryman.controller.retrying import api_handler, retried_in_place
 from ferryman.kube import lease
 from ferryman.kube.client import describe_api_failure, transient
@@ -126,3 +128,50 @@ def test_the_lease_is_taken_and_kept_through_a_dropped_connection(caplog: pytest
 
     asyncio.run(keep_briefly())
     assert "cannot renew Lease ferryman-system/ferryman: lost the connection to the API server" in caplog.text
+
+
+class Creating:
+    """An AsyncClient whose TrainJob creation is denied with `denial`."""
+
+    def __init__(self, denial: ApiError) -> None:
+        self.denial = denial
+
+    async def create(self, *_: Any, **__: Any) -> None:
+        raise self.denial
+
+
+def test_a_trainjob_denied_while_its_new_runtime_is_unseen_is_created_at_the_next_try() -> None:
+    """Trainer's webhook reads runtimes from a cache: a derived runtime created a moment before is not found
+    there yet."""
+    plan = JobPlan(
+        kind="PyTorchJob",
+        api_version="kubeflow.org/v1",
+        namespace="ml",
+        name="bert",
+        uid="uid-bert",
+        resource_version="1",
+        findings=(),
+        trainjob={},
+        runtime={"kind": "TrainingRuntime"},
+        finished=False,
+        started_elsewhere=False,
+    )
+    desired = {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "TrainJob",
+        "metadata": {"name": "bert", "namespace": "ml"},
+        "spec": {"runtimeRef": {"name": "torch-distributed-d457d50283"}},
+    }
+    denied = api_error(
+        403,
+        'admission webhook "validator.trainjob.trainer.kubeflow.org" denied the request: spec.runtimeRef: '
+        'TrainingRuntime "torch-distributed-d457d50283" not found: specified trainingRuntime must be created '
+        "before the TrainJob is created",
+    )
+    ctx = OperatorContext(client=Creating(denied), namespace="ferryman-system", image=None)  # type: ignore[arg-type]
+    unseen = "does not see TrainingRuntime ml/torch-distributed-d457d50283 yet"
+    with pytest.raises(kopf.TemporaryError, match=unseen):
+        asyncio.run(policy._create_trainjob(ctx, plan, desired))
+    cluster_runtime = dataclasses.replace(plan, runtime=None)  # not ferryman's: its absence is the user's
+    with pytest.raises(ApiError):
+        asyncio.run(policy._create_trainjob(ctx, cluster_runtime, desired))

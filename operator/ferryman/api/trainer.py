@@ -22,6 +22,10 @@ class TrainerAPI(StrEnum):
 # TrainJob whose converted value of one changes is created anew.
 TRAINJOB_IMMUTABLE_FIELDS = ("runtimeRef", "trainer", "initializer", "activeDeadlineSeconds", "managedBy")
 
+# How Trainer's TrainJob webhook (v2.0-v2.3, pkg/runtime/core/*trainingruntime.go) denies a TrainJob whose
+# runtime it cannot find. It looks in its informer cache, so a runtime created a moment before is denied too.
+RUNTIME_NOT_FOUND_DENIAL = "must be created before the TrainJob is created"
+
 
 class LauncherStrategy(StrEnum):
     """How a job whose entrypoint is not a distributed launcher keeps v1's distributed semantics."""

@@ -23,7 +23,7 @@ from lightkube.types import PatchType
 from ferryman.api.base import now
 from ferryman.api.cutoverpolicy import CutoverMode, CutoverPolicySpec, CutoverPolicyStatus, TrainJobCounts
 from ferryman.api.kinds import CUTOVER_POLICY, POLICY_LABEL
-from ferryman.api.trainer import TrainerAPI
+from ferryman.api.trainer import RUNTIME_NOT_FOUND_DENIAL, TrainerAPI
 from ferryman.controller import metrics
 from ferryman.controller.batches import CreationWindow
 from ferryman.controller.context import OperatorContext, values
@@ -55,6 +55,7 @@ from ferryman.kube.resources import CutoverPolicy, TrainingRuntime, TrainJob
 CONFIG_MAP_LIMIT = 900_000  # ConfigMaps hold at most 1 MiB; larger reports are stored gzipped
 PROGRESS_SECONDS = 2.0  # a pass writes the TrainJobs it created so far in the status this often
 CREATED_NAMED = 10  # TrainJobs named in a pass's TrainJobsCreated event
+RUNTIME_CACHE_DELAY = 1.0  # seconds before creating again a TrainJob denied while its new runtime was unseen
 
 
 def _as_body(obj: dict[str, Any]) -> kopf.Body:
@@ -288,7 +289,7 @@ async def _create(
         await _ensure_runtime(ctx, plan.runtime, policy, present)
     with tolerate_gone_or_conflict():
         try:
-            created = await ctx.client.create(codecs.from_dict(decision.desired), field_manager=FIELD_MANAGER)
+            created = await _create_trainjob(ctx, plan, decision.desired)
         except ApiError as error:
             if not namespace_terminating(error):
                 raise
@@ -296,6 +297,22 @@ async def _create(
         metrics.CREATIONS.labels(policy["metadata"]["name"]).inc()
         return str(as_dict(created)["metadata"]["resourceVersion"])
     return None
+
+
+async def _create_trainjob(ctx: OperatorContext, plan: JobPlan, desired: dict[str, Any]) -> Any:
+    """Create a TrainJob. Trainer's webhook denies one whose derived runtime this pass has just created until
+    the runtime reaches the webhook's cache: kopf.TemporaryError, created at the next try."""
+    try:
+        return await ctx.client.create(codecs.from_dict(desired), field_manager=FIELD_MANAGER)
+    except ApiError as error:
+        if plan.runtime is None or RUNTIME_NOT_FOUND_DENIAL not in str(error.status.message or ""):
+            raise
+        runtime, name = desired["spec"]["runtimeRef"]["name"], desired["metadata"]["name"]
+        message = (
+            f"Trainer's webhook does not see TrainingRuntime {plan.namespace}/{runtime} yet (it reads a "
+            f"cache); TrainJob {plan.namespace}/{name} is created at the next try"
+        )
+        raise kopf.TemporaryError(message, delay=RUNTIME_CACHE_DELAY) from error
 
 
 def _created_message(spec: CutoverPolicySpec, created: list[str]) -> str:
@@ -314,7 +331,7 @@ async def _replace(
     with tolerate_gone_or_conflict():
         await ctx.client.delete(TrainJob, name, namespace=plan.namespace)
     with tolerate_gone_or_conflict():  # still terminating: created by a later pass
-        await ctx.client.create(codecs.from_dict(decision.desired), field_manager=FIELD_MANAGER)
+        await _create_trainjob(ctx, plan, decision.desired)
         kopf.info(
             _as_body(job),
             reason="TrainJobReplaced",
