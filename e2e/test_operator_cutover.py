@@ -468,6 +468,10 @@ def test_creation_is_rate_limited(operator: OperatorProcess, kube: Client, names
         assert passes is not None and passes >= 2
         # one TrainJobsCreated event per pass on the policy, none per TrainJob: together they count all six
         wait_for(lambda: created_by_events(kube, name) == 6, "the TrainJobsCreated events to count six")
+        # waiting for tokens is a retry, logged as a warning (kopf says ERROR for any kopf.TemporaryError)
+        lines = operator.output().splitlines()
+        waits = [line for line in lines if "wait for the creation rate limit" in line]
+        assert waits and all("[WARNING ]" in line for line in waits), waits
     finally:
         kube.delete(CutoverPolicy, name)
     wait_for(

@@ -15,6 +15,7 @@ from ferryman.controller import policy, retrying
 from ferryman.controller.context import OperatorContext
 from ferryman.controller.cutover import JobPlan
 from ferryman.controller.retrying import api_handler, retried_in_place
+from ferryman.controller.run import RetriedAsWarnings
 from ferryman.kube import lease
 from ferryman.kube.client import describe_api_failure, transient
 
@@ -175,3 +176,14 @@ def test_a_trainjob_denied_while_its_new_runtime_is_unseen_is_created_at_the_nex
     cluster_runtime = dataclasses.replace(plan, runtime=None)  # not ferryman's: its absence is the user's
     with pytest.raises(ApiError):
         asyncio.run(policy._create_trainjob(ctx, cluster_runtime, desired))
+
+
+def test_kopf_logs_a_retried_handler_as_a_warning() -> None:
+    def record(message: str, *args: str) -> logging.LogRecord:
+        return logging.LogRecord("kopf.objects", logging.ERROR, __file__, 1, message, args, None)
+
+    retried = record("Timer %r failed temporarily: %s", "reconcile", "6 TrainJobs wait")
+    failed = record("Timer 'reconcile' failed with an exception. Will retry.")
+    assert RetriedAsWarnings().filter(retried) and RetriedAsWarnings().filter(failed)
+    assert (retried.levelno, retried.levelname) == (logging.WARNING, "WARNING")
+    assert (failed.levelno, failed.levelname) == (logging.ERROR, "ERROR")

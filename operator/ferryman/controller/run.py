@@ -8,10 +8,21 @@ import logging
 import kopf
 
 
+class RetriedAsWarnings(logging.Filter):
+    """kopf logs a handler's kopf.TemporaryError (a rate-limit wait, a failure that passes) at ERROR. It is
+    retried, so it is a warning: alerts on ERROR must not fire on every paced Mirror pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and " failed temporarily: " in record.getMessage():
+            record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+        return True
+
+
 def run_operator(*, liveness: str | None, readiness: str | None, metrics: str | None, verbose: bool) -> None:
     import ferryman.controller.main  # noqa: F401  (registers the handlers)
 
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.FULL)
+    logging.getLogger("kopf.objects").addFilter(RetriedAsWarnings())
     if not verbose:
         # One line per indexed object would be thousands at startup, one per API request (the HTTP client's)
         # as many while mirroring; failures still log as warnings.
