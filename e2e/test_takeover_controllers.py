@@ -310,6 +310,21 @@ def training_operator_removed(plane: ControlPlane) -> Iterator[None]:
             plane.apply({**webhook, "metadata": kept})
 
 
+def takeover_policy(namespace: str, **spec: Any) -> dict[str, Any]:
+    """A Takeover CutoverPolicy named after `namespace`, over it (the v1 controller removed)."""
+    return {
+        "apiVersion": POLICY[0],
+        "kind": POLICY[1],
+        "metadata": {"name": namespace},
+        "spec": {
+            "mode": "Takeover",
+            "takeover": {"v1ControllerRemoved": True},
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+            **spec,
+        },
+    }
+
+
 @pytest.fixture(scope="module")
 def takeover(
     upstream_cluster: ControlPlane,
@@ -332,20 +347,9 @@ def takeover(
         )
         try:
             with fresh_namespace(plane.client(), "takeover") as namespace:
-                policy = {
-                    "apiVersion": POLICY[0],
-                    "kind": POLICY[1],
-                    "metadata": {"name": namespace},
-                    "spec": {
-                        "mode": "Takeover",
-                        "takeover": {"v1ControllerRemoved": True},
-                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-                        "runtimeRules": {
-                            "default": NO_RETRIES,
-                            "rules": [{"resource": "amd.com/*", "runtime": "rocm-distributed"}],
-                        },
-                    },
-                }
+                amd = {"resource": "amd.com/*", "runtime": "rocm-distributed"}
+                rules = {"default": NO_RETRIES, "rules": [amd]}
+                policy = takeover_policy(namespace, runtimeRules=rules)
                 RECORDED["CutoverPolicy", "Progressing"] = plane.create(policy)  # before the operator saw it
                 operator.start()
                 try:

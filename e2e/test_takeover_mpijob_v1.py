@@ -21,8 +21,10 @@ import yaml
 from e2e.test_takeover_controllers import (
     JOBSET,
     POD,
+    POLICY,
     TRAINJOB,
     shape,
+    takeover_policy,
     training_operator_removed,
     without_times,
 )
@@ -34,7 +36,6 @@ from ferryman_dev.waiting import wait_for
 pytestmark = pytest.mark.cluster
 
 MPIJOB = ("kubeflow.org/v1", "MPIJob")
-POLICY = ("ferryman.dev/v1alpha1", "CutoverPolicy")
 RUNNING = {"Launcher": {"active": 1}, "Worker": {"active": 2}}
 KWOK_NODES = ("cpu-node-", "gpu-node-")  # the fake nodes of ferryman_dev.cluster
 
@@ -127,18 +128,7 @@ def takeover(
         running_operator(plane, tmp_path_factory.mktemp("mpijob-v1-operator")),
         fresh_namespace(plane.client(), "mpijob-v1-takeover") as namespace,
     ):
-        policy = {
-            "apiVersion": POLICY[0],
-            "kind": POLICY[1],
-            "metadata": {"name": namespace},
-            "spec": {
-                "mode": "Takeover",
-                "kinds": ["MPIJob"],
-                "takeover": {"v1ControllerRemoved": True},
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-            },
-        }
-        plane.create(policy)
+        plane.create(takeover_policy(namespace, kinds=["MPIJob"]))
         try:
             yield namespace, lifecycle(plane, namespace)
         finally:
