@@ -17,12 +17,14 @@ from ferryman.controller.cutover import JobPlan
 from ferryman.controller.retrying import api_handler, retried_in_place
 from ferryman.controller.run import RetriedAsWarnings
 from ferryman.kube import lease
-from ferryman.kube.client import describe_api_failure, transient
+from ferryman.kube.client import describe_api_failure, tolerate_gone_or_conflict, transient
 
 
-def api_error(code: int, message: str = "refused") -> ApiError:
+def api_error(code: int, message: str = "refused", cause: str | None = None) -> ApiError:
     request = httpx2.Request("GET", "https://apiserver.example/api/v1/pods")
     status = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "message": message}
+    if cause is not None:
+        status["details"] = {"causes": [{"reason": cause}]}
     return ApiError(request=request, response=httpx2.Response(code, json=status, request=request))
 
 
@@ -34,6 +36,15 @@ def test_what_passes_and_what_does_not() -> None:
     assert describe_api_failure(httpx2.ReadError("")) == "lost the connection to the API server (ReadError)"
     assert describe_api_failure(api_error(503, "etcd down")) == "the API server answered 503: etcd down"
     assert describe_api_failure(KeyError("spec")) == "KeyError: 'spec'"
+
+
+def test_gone_already_there_or_in_a_namespace_being_deleted_is_passed_over() -> None:
+    terminating = api_error(403, "namespace ml is being terminated", cause="NamespaceTerminating")
+    for passed in (api_error(404), api_error(409), terminating):
+        with tolerate_gone_or_conflict():
+            raise passed
+    with pytest.raises(ApiError), tolerate_gone_or_conflict():  # RBAC's 403: the operator must hear of it
+        raise api_error(403, 'trainjobs.trainer.kubeflow.org is forbidden: User "x" cannot create')
 
 
 def test_kopf_retries_a_lost_connection_as_a_temporary_error() -> None:

@@ -283,17 +283,13 @@ async def _create(
     decision: Decision,
     present: set[tuple[str, str]],
 ) -> str | None:
-    """Create a TrainJob, after its derived runtime; its resourceVersion, or None if it was there already."""
+    """Create a TrainJob, after its derived runtime; its resourceVersion, or None if it was there already
+    (or its namespace is being deleted)."""
     assert decision.desired is not None
     if plan.runtime is not None:
         await _ensure_runtime(ctx, plan.runtime, policy, present)
     with tolerate_gone_or_conflict():
-        try:
-            created = await _create_trainjob(ctx, plan, decision.desired)
-        except ApiError as error:
-            if not namespace_terminating(error):
-                raise
-            return None  # the namespace is being deleted, the job with it
+        created = await _create_trainjob(ctx, plan, decision.desired)
         metrics.CREATIONS.labels(policy["metadata"]["name"]).inc()
         return str(as_dict(created)["metadata"]["resourceVersion"])
     return None
@@ -382,15 +378,10 @@ async def _ensure_runtime(
     key = derived_runtime_key(runtime)
     if key in present:
         return
-    with tolerate_gone_or_conflict():
-        try:
-            await ctx.client.create(
-                TrainingRuntime.from_dict(build_derived_runtime(runtime, policy)), field_manager=FIELD_MANAGER
-            )
-        except ApiError as error:
-            if not namespace_terminating(error):
-                raise
-            return  # the namespace is being deleted, its jobs with it
+    with tolerate_gone_or_conflict():  # there already, or its namespace (with its jobs) being deleted
+        await ctx.client.create(
+            TrainingRuntime.from_dict(build_derived_runtime(runtime, policy)), field_manager=FIELD_MANAGER
+        )
     present.add(key)
 
 

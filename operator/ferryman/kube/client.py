@@ -35,11 +35,12 @@ def describe_api_failure(error: Exception) -> str:
 
 @contextlib.contextmanager
 def tolerate_gone_or_conflict() -> Iterator[None]:
-    """Treat 404 (already gone) and 409 (already there, or changed meanwhile) as "continue"."""
+    """Treat 404 (already gone), 409 (already there, or changed meanwhile) and a creation refused in a
+    namespace being deleted (gone with it) as "continue"."""
     try:
         yield
     except ApiError as error:
-        if error.status.code not in (404, 409):
+        if error.status.code not in (404, 409) and not namespace_terminating(error):
             raise
 
 
