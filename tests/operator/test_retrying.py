@@ -111,16 +111,13 @@ def test_in_place_other_failures_and_an_outage_are_raised(monkeypatch: pytest.Mo
 
 
 class Unreachable:
-    """An AsyncClient whose connection drops on the first `drops` calls."""
+    """An AsyncClient whose reads fail with `failures`, one each, before the Lease is found absent."""
 
-    def __init__(self, drops: int) -> None:
-        self.drops = drops
+    def __init__(self, *failures: Exception) -> None:
+        self.failures = list(failures)
 
     async def get(self, *_: Any, **__: Any) -> Any:
-        if self.drops:
-            self.drops -= 1
-            raise httpx2.ReadError("")
-        raise api_error(404)
+        raise self.failures.pop(0) if self.failures else api_error(404)
 
     async def create(self, *_: Any, **__: Any) -> None:
         return None
@@ -129,11 +126,15 @@ class Unreachable:
 def test_the_lease_is_taken_and_kept_through_a_dropped_connection(caplog: pytest.LogCaptureFixture) -> None:
     config = lease.LeaseConfig(namespace="ferryman-system", name="ferryman", identity="a", retry=0.01)
     with caplog.at_level(logging.WARNING):
-        asyncio.run(lease.acquire(Unreachable(drops=2), config))  # type: ignore[arg-type]
+        asyncio.run(lease.acquire(Unreachable(httpx2.ReadError(""), api_error(503)), config))  # type: ignore[arg-type]
     assert "cannot read Lease ferryman-system/ferryman: lost the connection to the API server" in caplog.text
+    assert "cannot read Lease ferryman-system/ferryman: the API server answered 503" in caplog.text
+    with pytest.raises(ApiError):  # refused by RBAC: a standby that can never lead says so at once
+        asyncio.run(lease.acquire(Unreachable(api_error(403)), config))  # type: ignore[arg-type]
 
     async def keep_briefly() -> None:
-        keeper = asyncio.create_task(lease.keep(Unreachable(drops=3), config))  # type: ignore[arg-type]
+        drops = [httpx2.ReadError("") for _ in range(3)]
+        keeper = asyncio.create_task(lease.keep(Unreachable(*drops), config))  # type: ignore[arg-type]
         await asyncio.sleep(0.2)
         assert not keeper.done()  # renewed after the drops: still leading
         keeper.cancel()

@@ -17,7 +17,7 @@ from lightkube.models.coordination_v1 import LeaseSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
 
-from ferryman.kube.client import DISCONNECTED, FIELD_MANAGER, describe_api_failure
+from ferryman.kube.client import DISCONNECTED, FIELD_MANAGER, describe_api_failure, transient
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,9 @@ async def acquire(client: AsyncClient, config: LeaseConfig) -> None:
         try:
             if await _try_take(client, config):
                 break
-        except DISCONNECTED as error:  # the API server is unreachable: a standby keeps waiting
+        except Exception as error:  # the API server unreachable for a moment: a standby keeps waiting
+            if not transient(error):
+                raise
             logger.warning(f"cannot read Lease {config}: {describe_api_failure(error)}")
         else:
             if not waiting:
