@@ -22,7 +22,7 @@ from ferryman.controller.context import OperatorContext, context
 from ferryman.controller.discovery import is_v1_job_crd, served_job_kind, served_trainer_api
 from ferryman.controller.leadership import lead, lease_config, resign
 from ferryman.controller.readiness import serve_readiness
-from ferryman.controller.retrying import api_handler, retried_in_place
+from ferryman.controller.retrying import api_handler
 from ferryman.controller.settings import configure, resync_seconds
 from ferryman.convert.registry import JOB_KINDS
 from ferryman.kube.informer import IndexView, Informer
@@ -286,16 +286,10 @@ def _trainjob_changed(ctx: OperatorContext, trainjob: dict[str, Any]) -> None:
 async def _takeover_trainjob(ctx: OperatorContext, namespace: str, name: str) -> None:
     await ctx.indexed.wait()  # JobSets are in kopf's indexes
     await ctx.wait_listed()
-    what = f"mirroring the status of TrainJob {namespace}/{name}"
     try:
-        indexes = _indexes(ctx, ctx.kopf_indexes)
-        await retried_in_place(
-            lambda: serving.mirror_status(ctx, namespace, name, indexes, logger),
-            what,
-            logger,
-        )
+        await serving.mirror_status(ctx, namespace, name, _indexes(ctx, ctx.kopf_indexes), logger)
     except Exception:  # as a kopf handler's would be: logged, and tried again at the TrainJob's next change
-        logger.exception(what)
+        logger.exception(f"mirroring the status of TrainJob {namespace}/{name}")
 
 
 @kopf.on.event(*kinds.JOBSET.resource)
@@ -306,8 +300,4 @@ async def takeover_jobset(
     owner = serving.owning_trainjob(kopf_plain(body))
     if owner is not None:
         ctx = context(memo)
-        await retried_in_place(
-            lambda: serving.mirror_status(ctx, namespace or "", owner, _indexes(ctx, kwargs), logger),
-            f"mirroring the status of TrainJob {namespace}/{owner}",
-            logger,
-        )
+        await serving.mirror_status(ctx, namespace or "", owner, _indexes(ctx, kwargs), logger)

@@ -15,6 +15,7 @@ from lightkube import ApiError
 from ferryman.api.base import now, rfc3339
 from ferryman.api.kinds import MODE_LABEL, SOURCE_UID_LABEL, TRAINJOB
 from ferryman.controller.context import OperatorContext
+from ferryman.controller.retrying import retried_in_place
 from ferryman.controller.takeover import v1_status
 from ferryman.convert.registry import job_kind
 from ferryman.kube.children import is_child
@@ -53,6 +54,22 @@ def status_patch(current: dict[str, Any], status: dict[str, Any]) -> dict[str, A
 
 
 async def mirror_status(
+    ctx: OperatorContext,
+    namespace: str,
+    trainjob_name: str,
+    indexes: dict[str, kopf.Index[Any, Any]],
+    logger: logging.Logger | kopf.Logger,
+) -> None:
+    """Write TrainJob `namespace/trainjob_name`'s status into the v1 job it serves, tried again in place
+    after a failure that passes (kopf never retries its callers: an event handler and the tasks it starts)."""
+    await retried_in_place(
+        lambda: _mirror_status(ctx, namespace, trainjob_name, indexes, logger),
+        f"mirroring the status of TrainJob {namespace}/{trainjob_name}",
+        logger,
+    )
+
+
+async def _mirror_status(
     ctx: OperatorContext,
     namespace: str,
     trainjob_name: str,
