@@ -75,29 +75,29 @@ def _covered(path: str, prefixes: list[str]) -> bool:
     )
 
 
-_CONTAINER = re.compile(r"(\.template\.spec\.(?:initContainers|containers))\[(\d+)\]")
+_CONTAINER = re.compile(r"\.template\.spec\.(initContainers|containers)\[(\d+)\]")
 
 
-def _same_container(worker_path: str, master: str, worker: str, replicas: dict[str, Any]) -> str:
-    """`worker_path` (a Master path moved under the Worker) naming the Worker's container of the same name:
-    the converter matches the roles' containers by name, not position."""
-    match = _CONTAINER.match(worker_path, len(worker))
+def _same_container(path: str, lead: Any, worker: Any) -> str:
+    """`path` (relative to a replica) of a container of replica spec `lead`, as the path of `worker`'s
+    container of the same name: the converter matches the roles' containers by name, not position."""
+    match = _CONTAINER.match(path)
     if match is None:
-        return worker_path
+        return path
 
-    def containers(role: str) -> list[Any]:
-        template = (replicas.get(role.rsplit(".", 1)[-1]) or {}).get("template") or {}
-        listed = (template.get("spec") or {}).get(match.group(1).rsplit(".", 1)[-1])
-        return listed if isinstance(listed, list) else []
+    def names(replica: Any) -> list[Any]:
+        template = replica.get("template") if isinstance(replica, dict) else None
+        spec = template.get("spec") if isinstance(template, dict) else None
+        listed = spec.get(match.group(1)) if isinstance(spec, dict) else None
+        if not isinstance(listed, list):
+            return []
+        return [c.get("name") if isinstance(c, dict) else None for c in listed]
 
-    ours, theirs = containers(master), containers(worker)
-    index = int(match.group(2))
-    name = ours[index].get("name") if index < len(ours) and isinstance(ours[index], dict) else None
-    named = [c.get("name") if isinstance(c, dict) else None for c in theirs]
-    same = named.index(name) if name is not None and name in named else None
-    if same is None:
-        return worker_path
-    return f"{worker_path[: match.start(2)]}{same}{worker_path[match.end(2) :]}"
+    ours, theirs, index = names(lead), names(worker), int(match.group(2))
+    name = ours[index] if index < len(ours) else None
+    if name is None or name not in theirs:
+        return path
+    return f"{path[: match.start(2)]}{theirs.index(name)}{path[match.end(2) :]}"
 
 
 def uncovered_facts(source: dict[str, Any], conversion: Conversion) -> list[str]:
@@ -108,8 +108,9 @@ def uncovered_facts(source: dict[str, Any], conversion: Conversion) -> list[str]
     spec = source.get("spec") or {}
     field = next((key for key in spec if str(key).endswith("ReplicaSpecs")), "pytorchReplicaSpecs")
     replicas = {k.lower(): k for k in spec.get(field) or {}}
-    master = f"spec.{field}.{replicas.get('master') or replicas.get('chief')}"
-    worker = f"spec.{field}.{replicas.get('worker')}"
+    lead_key, worker_key = replicas.get("master") or replicas.get("chief"), replicas.get("worker")
+    master, worker = f"spec.{field}.{lead_key}", f"spec.{field}.{worker_key}"
+    roles = spec.get(field) if isinstance(spec.get(field), dict) else {}
     missing = []
     for path, key, value in leaves(source):
         if value in ({}, [], None) or path in ("apiVersion", "kind") or _covered(path, prefixes):
@@ -117,9 +118,10 @@ def uncovered_facts(source: dict[str, Any], conversion: Conversion) -> list[str]
         # a Master template (or restart policy) equal to the Worker's is converted and reported once, as
         # the Worker's (a container as the Worker's container of the same name); where they differ, the
         # converter reports the Master's own path
-        worker_path = _same_container(worker + path[len(master) :], master, worker, spec.get(field) or {})
-        if "worker" in replicas and path.startswith(master + ".") and _covered(worker_path, prefixes):
-            continue
+        if "worker" in replicas and path.startswith(master + "."):
+            moved = _same_container(path[len(master) :], roles.get(lead_key), roles.get(worker_key))
+            if _covered(worker + moved, prefixes):
+                continue
         if _REPLICAS.fullmatch(path) and "numNodes" in trainer:
             continue  # summed into numNodes; test_job_mapping checks the sum
         if any(pattern.fullmatch(path) and value == same for pattern, same in _EQUIVALENT):

@@ -168,3 +168,25 @@ def test_a_sidecar_both_roles_run_in_another_order_is_reported_once() -> None:
     sidecars = [f.path for f in conversion.findings if f.code == "sidecar"]
     assert sidecars == ["spec.pytorchReplicaSpecs.worker.template.spec.containers[0]"]
     assert uncovered_facts(job, conversion) == []
+
+
+def test_a_difference_in_a_container_listed_in_another_order_names_the_masters_own_container() -> None:
+    """Found by the first property: the Master's finding named the Worker's index, another container."""
+    pytorch = {"name": "pytorch", "image": "example/train:1"}
+    logger = {"name": "logger", "image": "busybox:1"}
+    limited = {**pytorch, "resources": {"limits": {"cpu": "1"}}}
+    job = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {"name": "a"},
+        "spec": {
+            "pytorchReplicaSpecs": {
+                "Master": {"template": {"spec": {"containers": [limited, logger]}}},
+                "Worker": {"template": {"spec": {"containers": [logger, pytorch]}}},
+            }
+        },
+    }
+    conversion = convert_job(job, ConvertOptions(force=True))
+    merged = {f.path for f in conversion.findings if f.code.startswith("replica-templates")}
+    assert "spec.pytorchReplicaSpecs.Master.template.spec.containers[0].resources" in merged, merged
+    assert uncovered_facts(job, conversion) == []

@@ -58,6 +58,9 @@ def _by(items: Any, key: str) -> dict[Any, Any] | None:
     return out if len(out) == len(items) else None
 
 
+_CONTAINER_INDEX = re.compile(r"template\.spec\.containers\[(\d+)\]")
+
+
 class TemplateMerge:
     """Merges ``lead`` (at ``lead_path``) into ``rest`` (at ``rest_path``), reporting each difference."""
 
@@ -75,6 +78,7 @@ class TemplateMerge:
         self.claims = claims
         self.namespace = namespace
         self.findings: list[Finding] = []
+        self.lead_index: dict[int, int] = {}  # a container's index in `rest` -> its index in `lead`
 
     def merge(self, lead: dict[str, Any], rest: dict[str, Any]) -> dict[str, Any]:
         """The template every node runs: ``rest`` with what ``lead`` adds."""
@@ -97,11 +101,20 @@ class TemplateMerge:
         self.findings.append(
             Finding(
                 severity=Severity.WARNING,
-                path=f"{self.lead_path}.{path}",
+                path=self.on_lead(path),
                 code="replica-templates-merged",
                 message=f"{message}; every TrainJob node runs one pod template, the union of both roles'",
             )
         )
+
+    def on_lead(self, path: str) -> str:
+        """``path`` (relative, indexing ``rest``'s containers) in ``lead``: the same container, by name, may
+        be listed at another index there."""
+        match = _CONTAINER_INDEX.match(path)
+        if match is None:
+            return f"{self.lead_path}.{path}"
+        index = self.lead_index[int(match.group(1))]
+        return f"{self.lead_path}.{path[: match.start(1)]}{index}{path[match.end(1) :]}"
 
     def rewritten(self, path: str, what: str) -> None:
         """The Worker's own value at ``path`` changed as well (its rank literal is the node's rank now)."""
@@ -118,7 +131,7 @@ class TemplateMerge:
         self.findings.append(
             Finding(
                 severity=Severity.BLOCKER,
-                path=f"{self.lead_path}.{path}",
+                path=self.on_lead(path),
                 code="replica-templates-differ",
                 message=f"Master and Worker differ at {path} (Master {_short(lead)}, Worker {_short(rest)})"
                 + (f": {why}" if why else "")
@@ -229,7 +242,7 @@ class TemplateMerge:
         self.findings.append(
             Finding(
                 severity=Severity.BLOCKER,
-                path=f"{self.lead_path}.{path}",
+                path=self.on_lead(path),
                 code="role-volume",
                 message=f"only the {role} mounts volume {volume.get('name')} and {known}: every TrainJob "
                 "node runs one template, and a ReadWriteOnce claim cannot be mounted by all of them. Use a "
@@ -246,6 +259,7 @@ class TemplateMerge:
             self.differ(path, lead, rest, "the roles run different containers")
             return None
         merged = []
+        self.lead_index = {index: list(ours).index(name) for index, name in enumerate(theirs)}
         for index, (name, container) in enumerate(theirs.items()):
             if container == ours[name]:
                 merged.append(container)
