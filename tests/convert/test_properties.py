@@ -148,22 +148,29 @@ def test_a_pod_template_spec_that_is_not_a_mapping_is_a_blocker() -> None:
     assert any(f.path == "spec.pytorchReplicaSpecs.Worker.template.spec" for f in conversion.findings)
 
 
-def test_a_sidecar_both_roles_run_in_another_order_is_reported_once() -> None:
-    """Found by the first property: a Master and Workers running the same sidecar, listed in another order,
-    share one sidecar blocker (at the Worker's container of that name) when no runtime is derived."""
-    pytorch = {"name": "pytorch", "image": "example/train:1"}
-    logger = {"name": "logger", "image": "busybox:1"}
-    job = {
+PYTORCH = {"name": "pytorch", "image": "example/train:1"}
+LOGGER = {"name": "logger", "image": "busybox:1"}
+
+
+def reordered(master: str, master_pytorch: dict[str, Any], worker: str) -> dict[str, Any]:
+    """A PyTorchJob whose Master lists [pytorch, logger] and whose Workers list [logger, pytorch]."""
+    return {
         "apiVersion": "kubeflow.org/v1",
         "kind": "PyTorchJob",
         "metadata": {"name": "a"},
         "spec": {
             "pytorchReplicaSpecs": {
-                "master": {"template": {"spec": {"containers": [pytorch, logger]}}},
-                "worker": {"template": {"spec": {"containers": [logger, pytorch]}}},
+                master: {"template": {"spec": {"containers": [master_pytorch, LOGGER]}}},
+                worker: {"template": {"spec": {"containers": [LOGGER, PYTORCH]}}},
             }
         },
     }
+
+
+def test_a_sidecar_both_roles_run_in_another_order_is_reported_once() -> None:
+    """Found by the first property: a Master and Workers running the same sidecar, listed in another order,
+    share one sidecar blocker (at the Worker's container of that name) when no runtime is derived."""
+    job = reordered("master", PYTORCH, "worker")
     conversion = convert_job(job, ConvertOptions(derived_runtime=False, force=True))
     sidecars = [f.path for f in conversion.findings if f.code == "sidecar"]
     assert sidecars == ["spec.pytorchReplicaSpecs.worker.template.spec.containers[0]"]
@@ -172,20 +179,7 @@ def test_a_sidecar_both_roles_run_in_another_order_is_reported_once() -> None:
 
 def test_a_difference_in_a_container_listed_in_another_order_names_the_masters_own_container() -> None:
     """Found by the first property: the Master's finding named the Worker's index, another container."""
-    pytorch = {"name": "pytorch", "image": "example/train:1"}
-    logger = {"name": "logger", "image": "busybox:1"}
-    limited = {**pytorch, "resources": {"limits": {"cpu": "1"}}}
-    job = {
-        "apiVersion": "kubeflow.org/v1",
-        "kind": "PyTorchJob",
-        "metadata": {"name": "a"},
-        "spec": {
-            "pytorchReplicaSpecs": {
-                "Master": {"template": {"spec": {"containers": [limited, logger]}}},
-                "Worker": {"template": {"spec": {"containers": [logger, pytorch]}}},
-            }
-        },
-    }
+    job = reordered("Master", {**PYTORCH, "resources": {"limits": {"cpu": "1"}}}, "Worker")
     conversion = convert_job(job, ConvertOptions(force=True))
     merged = {f.path for f in conversion.findings if f.code.startswith("replica-templates")}
     assert "spec.pytorchReplicaSpecs.Master.template.spec.containers[0].resources" in merged, merged
