@@ -23,7 +23,9 @@ pytestmark = [pytest.mark.realnode, pytest.mark.timeout(600)]
 TERMINAL = {"Succeeded", "Failed"}
 
 # Rank 0 listens on MASTER_PORT; every other rank connects to MASTER_ADDR (retrying while rank 0 starts)
-# and sends its rank; rank 0 answers each with the world it saw once all WORLD_SIZE - 1 have arrived.
+# and sends its rank; rank 0 answers each with the world it saw once all WORLD_SIZE - 1 have arrived. A rank
+# waits for that answer without a timeout: one that gave up would restart (OnFailure) after rank 0 has gone
+# and retry its connection for minutes, leaving its pod running after its job succeeded.
 RENDEZVOUS = """
 import os, socket, sys, time
 address, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
@@ -48,6 +50,7 @@ else:
             time.sleep(1)
     else:
         sys.exit(f"rank {rank}: no rank 0 at {address}:{port}")
+    connection.settimeout(None)  # rank 0 answers once the last rank has arrived, however late
     connection.sendall(str(rank).encode())
     answer = connection.recv(64).decode()
     assert answer == f"world {world}", answer
@@ -80,6 +83,19 @@ def pytorchjob(image: str) -> dict[str, Any]:
 def exited(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The pods once every one has a terminal phase; empty until then."""
     return pods if pods and all(p["status"].get("phase") in TERMINAL for p in pods) else []
+
+
+def pod_states(pods: list[dict[str, Any]]) -> str:
+    """One line per pod: its phase and each container's state, restarts and last termination."""
+    lines = []
+    for pod in pods:
+        containers = [
+            f"{c['name']} {list(c.get('state', {}))} restarts={c.get('restartCount', 0)}"
+            f" last={c.get('lastState', {}).get('terminated', {}).get('reason')}"
+            for c in pod["status"].get("containerStatuses", [])
+        ]
+        lines.append(f"{pod['metadata']['name']}: {pod['status'].get('phase')} {'; '.join(containers)}")
+    return "\n".join(lines)
 
 
 def status(obj: dict[str, Any], type_: str) -> str | None:
@@ -120,7 +136,12 @@ def test_a_rendezvous_job_and_its_conversion_both_succeed_on_the_real_node(
     )
     assert status(done, "Failed") != "True"
     # a job's status can turn Succeeded (its Master done) before the kubelet has reported every pod's exit
-    pods = wait_for(lambda: exited(plane.list("v1", "Pod", namespace)), "every pod to exit", timeout=120)
+    pods = wait_for(
+        lambda: exited(plane.list("v1", "Pod", namespace)),
+        "every pod to exit",
+        timeout=120,
+        details=lambda: pod_states(plane.list("v1", "Pod", namespace)),
+    )
     for pod in pods:
         assert pod["status"]["phase"] == "Succeeded", pod["metadata"]["name"]
         log = "".join(realnode_kube.log(pod["metadata"]["name"], namespace=namespace))

@@ -35,6 +35,7 @@ import yaml
 
 from ferryman_dev.cluster import SERVICE_CIDR, ClusterError, ControlPlane, binary, free_port
 from ferryman_dev.pki import client_certificate
+from ferryman_dev.waiting import wait_for
 
 NODE_NAME = "localhost"  # the apiserver reaches the kubelet (logs, exec) at the node's hostname: loopback
 POD_SUBNET = "10.88.0.0/16"
@@ -129,7 +130,7 @@ class RealNode:
             self._start_kube_proxy()
             self._start_coredns()
             self._start_apiserver_relay()
-            _wait(self._node_ready, f"node {NODE_NAME} Ready", timeout, self._component_logs)
+            wait_for(self._node_ready, f"node {NODE_NAME} Ready", timeout, details=self._component_logs)
         except BaseException:
             self.stop()
             raise
@@ -180,11 +181,11 @@ class RealNode:
         config = home / "config.toml"
         config.write_text(containerd_config(home, cni))
         self.plane.spawn("containerd", ["containerd", f"--config={config}"])
-        _wait(
+        wait_for(
             lambda: self.socket.exists() and self.ctr("version", check=False).returncode == 0,
             "containerd",
             30,
-            self._component_logs,
+            details=self._component_logs,
         )
 
     def _authorize_node_components(self) -> None:
@@ -399,8 +400,8 @@ class RealNode:
         with contextlib.suppress(Exception):
             for pod in client.list(Pod, namespace="*", fields={"spec.nodeName": NODE_NAME}):
                 client.delete(Pod, pod.metadata.name, namespace=pod.metadata.namespace, grace_period=0)
-        with contextlib.suppress(ClusterError):
-            _wait(
+        with contextlib.suppress(TimeoutError):
+            wait_for(
                 lambda: not self.ctr("containers", "list", "-q", check=False).stdout.strip(),
                 "pods gone",
                 timeout,
@@ -744,12 +745,3 @@ def _unmount_node_mounts() -> None:
     ours = [p for p in points if any(mark in p + "/" for mark in _MOUNT_MARKS)]
     for point in sorted(ours, key=len, reverse=True):
         _run(["umount", "--lazy", point])
-
-
-def _wait(condition: Any, what: str, timeout: float, details: Any = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            extra = f"\n{details()}" if details else ""
-            raise ClusterError(f"timed out after {timeout:g}s waiting for {what}{extra}")
-        time.sleep(0.3)

@@ -7,11 +7,19 @@ from collections.abc import Callable
 from typing import Any
 
 
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 120, interval: float = 0.3) -> Any:
-    """The first truthy result of `check`, polled every `interval` seconds; TimeoutError naming `what`."""
+def wait_for(
+    check: Callable[[], Any],
+    what: str,
+    timeout: float = 120,
+    interval: float = 0.3,
+    details: Callable[[], str] | None = None,
+) -> Any:
+    """The first truthy result of `check`, polled every `interval` seconds; TimeoutError naming `what`
+    (and, given `details`, what it says of the state at the deadline)."""
     deadline = time.monotonic() + timeout
     while not (result := check()):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+            extra = f"\n{details()}" if details else ""
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}{extra}")
         time.sleep(interval)
     return result
