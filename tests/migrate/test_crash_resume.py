@@ -23,7 +23,7 @@ from tests.migrate.sources import client, populate_bulk
 
 pytestmark = pytest.mark.mlflow
 
-TRIALS = 10
+TRIALS = 6
 
 
 def ferryman_migrate(*args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
@@ -100,7 +100,7 @@ def test_sigkill_at_random_points_then_resume(
         trial += 1
 
 
-BULK_TRIALS = 3
+BULK_TRIALS = 2
 BULK_STEPS = 15_000  # 3 runs x 2 keys: 90,000 points, a few seconds of bulk copying
 
 

@@ -391,7 +391,9 @@ class RealNode:
         )
 
     def _delete_pods(self, timeout: float = 60) -> None:
-        """Delete every pod bound to this node at once and wait for containerd to have no container left."""
+        """Delete every pod bound to this node at once and wait for containerd to run no task (containers and
+        sandboxes stopped; the kubelet removes exited containers only at its next garbage collection, up to
+        a minute later, and `sweep_host` removes what they leave)."""
         if not any(p.name == "kubelet" and p.alive() for p in self.plane.processes):
             return
         from lightkube.resources.core_v1 import Pod
@@ -402,8 +404,8 @@ class RealNode:
                 client.delete(Pod, pod.metadata.name, namespace=pod.metadata.namespace, grace_period=0)
         with contextlib.suppress(TimeoutError):
             wait_for(
-                lambda: not self.ctr("containers", "list", "-q", check=False).stdout.strip(),
-                "pods gone",
+                lambda: not self.ctr("tasks", "list", "-q", check=False).stdout.strip(),
+                "pods stopped",
                 timeout,
             )
 
