@@ -73,6 +73,20 @@ def test_the_apiserver_and_etcd_restart_alone_and_keep_the_data(small_plane: Con
     assert [p["pid"] for p in saved["processes"]] == [p.pid for p in small_plane.processes]
 
 
+def test_a_plane_started_again_trusts_its_new_ca(tmp_path: Path) -> None:
+    """`start` retries on new ports when a port was taken meanwhile, with a new PKI; the harness's own
+    requests must trust the new CA (they kept the first one's: "certificate signature failure" in CI)."""
+    plane = ControlPlane(tmp_path, SMALL)
+    try:
+        plane.start()
+        plane.apply(config_map("first"))
+        plane.stop()
+        plane.start()
+        assert plane.apply(config_map("second"))["data"] == {"kept": "yes"}
+    finally:
+        plane.stop()
+
+
 def test_a_detached_start_that_fails_leaves_nothing_running(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -325,6 +325,8 @@ class ControlPlane:
         terminate(self.processes)
         self.processes.clear()
         self.complete = False
+        self._ssl = None  # trusted this cluster's CA; a start again (new ports after a race) makes a new CA
+        self._custom_kinds.clear()
         if self.etcd_dir is not None:
             shutil.rmtree(self.etcd_dir, ignore_errors=True)
             self.etcd_dir = None
