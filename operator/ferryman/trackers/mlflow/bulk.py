@@ -453,20 +453,6 @@ class BulkWriter(MlflowWriter):
         if run.deleted:
             self.backend.tracking.delete_run(run_key)
 
-    def _write_inputs(self, run_key: str, run: Run) -> None:
-        """Through MLflow's store, again when another run of the experiment logged the same dataset at the
-        same moment: the store looks for the dataset, then inserts it, so the later insert fails (seen with
-        two workers on PostgreSQL) and rolls back; the second time the store finds the dataset."""
-        import sqlalchemy
-        from mlflow.exceptions import MlflowException
-
-        try:
-            super()._write_inputs(run_key, run)
-        except MlflowException as error:
-            if not isinstance(error.__cause__, sqlalchemy.exc.IntegrityError):
-                raise
-            super()._write_inputs(run_key, run)
-
     def write_metrics(self, run_key: str, batches: list[MetricBatch]) -> None:
         renamed = self._stored_keys(run_key, batches)
         rows: list[Row] = []

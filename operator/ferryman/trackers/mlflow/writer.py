@@ -47,6 +47,10 @@ from ferryman.trackers.model import (
 )
 from ferryman.trackers.registry import Credentials, Endpoint
 
+# how a unique-key violation reads in MLflow's error, raised by its store or relayed by a server: the class
+# names of SQLAlchemy's and of the PostgreSQL driver's exceptions, which lead the message
+DUPLICATE_KEY_ERRORS = ("IntegrityError", "UniqueViolation")
+
 
 def _json_float(value: float) -> float | str:
     if math.isfinite(value):
@@ -325,7 +329,20 @@ class MlflowWriter:
             self.backend.tracking.delete_run(run_key)
 
     def _write_inputs(self, run_key: str, run: Run) -> None:
-        """The run's dataset inputs (MLflow keeps one of each dataset and input, so this is idempotent)."""
+        """The run's dataset inputs (MLflow keeps one of each dataset and input, so this is idempotent), again
+        when another run of the experiment logged the same dataset at the same moment: MLflow's store looks
+        for the dataset, then inserts it, so the later insert fails on the unique key and rolls back (seen
+        with two workers, on PostgreSQL and behind a server on SQLite); the second time the store finds it."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self._log_inputs(run_key, run)
+        except MlflowException as error:
+            if not any(marker in error.message for marker in DUPLICATE_KEY_ERRORS):
+                raise
+            self._log_inputs(run_key, run)
+
+    def _log_inputs(self, run_key: str, run: Run) -> None:
         from mlflow.entities import Dataset, InputTag
         from mlflow.entities import DatasetInput as MlflowDatasetInput
 
