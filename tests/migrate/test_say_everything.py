@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 from tensorboardX import SummaryWriter
 
-from ferryman.migrate.copy import migrate
+from ferryman.migrate.copy import Migration, migrate
 from ferryman.migrate.plan import MigrationRequest
 from ferryman.trackers.model import Experiment, Run, RunStatus
+from ferryman.trackers.neptune.writer import NeptuneExportWriter
 from ferryman.trackers.registry import Credentials, open_writer
 from ferryman_dev.wandb_runs import quiet_offline_env
 from tests.migrate.sources import populate_rich
@@ -185,6 +186,33 @@ def test_a_sqlite_source_from_another_machine_finds_its_artifacts_beside_the_dat
     assert report.ok, report.summary()
     assert [o for o in report.outcomes if o.kind.value == "unreadable"] == []
     assert report.source_totals["artifacts"] == 1 == report.destination_totals["artifacts"]
+
+
+class FailingWriter(NeptuneExportWriter):
+    """A destination that fails to finish any run, as a full disk would after the run's files were copied."""
+
+    def finish_run(self, run_key: str, run: Run) -> None:
+        raise OSError("No space left on device")
+
+
+def test_a_failed_run_is_named_and_what_its_source_lacks_is_said_once(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    database = tmp_path / "mlflow.db"
+    mlflow = MlflowClient(f"sqlite:///{database}")
+    experiment_id = mlflow.create_experiment("elsewhere", artifact_location="file:///D:/nowhere/mlruns/3")
+    run_id = mlflow.create_run(experiment_id).info.run_id
+    mlflow.log_metric(run_id, "loss", 0.5, step=1)
+    mlflow.set_terminated(run_id)
+
+    request = MigrationRequest(f"sqlite:///{database}", f"neptune-export:{tmp_path / 'out'}")
+    report = Migration(request, writer=FailingWriter(tmp_path / "out")).run()
+    assert not report.ok
+    assert [(r.source, r.error) for r in report.failed_runs] == [
+        (f"mlflow:{experiment_id}/{run_id}", "OSError: No space left on device")
+    ]
+    # the copy read the run's artifacts, and verifying the failed run read them again: one fact, said once
+    assert [(o.kind.value, o.item) for o in report.outcomes] == [("unreadable", f"run {run_id}/artifacts")]
 
 
 def test_deleted_runs_are_skipped_and_counted_or_copied_as_deleted(tmp_path: Path) -> None:

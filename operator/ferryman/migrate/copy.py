@@ -230,14 +230,18 @@ class Migration:
             shard=self.shard,
         )
         self._outcomes = self.report.outcomes
+        self._outcomes_seen: set[Outcome] = set()
         self._lock = threading.Lock()
         self._digests: dict[str, RunDigest] = {}
 
     def _outcome(self, outcomes: list[Outcome] | Outcome | None) -> None:
         if outcomes is None:
             return
-        with self._lock:
-            self._outcomes.extend(outcomes if isinstance(outcomes, list) else [outcomes])
+        with self._lock:  # once each: a source read again (to verify a failed run) reports the same again
+            for outcome in outcomes if isinstance(outcomes, list) else [outcomes]:
+                if outcome not in self._outcomes_seen:
+                    self._outcomes_seen.add(outcome)
+                    self._outcomes.append(outcome)
 
     def run(self) -> MigrationReport:
         request = self.request
