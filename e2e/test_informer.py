@@ -21,7 +21,8 @@ from ferryman.controller.context import OperatorContext
 from ferryman.controller.readiness import serve_readiness
 from ferryman.kube.informer import IndexView, Informer
 from ferryman.kube.resources import PyTorchJob
-from ferryman_dev.cluster import ControlPlane, free_port
+from ferryman_dev.cluster import ControlPlane
+from ferryman_dev.lifetime import free_port
 from ferryman_dev.relay import Relay
 
 pytestmark = pytest.mark.cluster

@@ -14,7 +14,8 @@ from ferryman.migrate.copy import migrate
 from ferryman.migrate.plan import MigrationRequest
 from ferryman.trackers.model import OutcomeKind
 from ferryman.trackers.registry import Credentials
-from ferryman_dev.mlflow import MlflowServer, free_port
+from ferryman_dev.lifetime import free_port
+from ferryman_dev.mlflow import MlflowServer
 from tests.migrate.sources import client, populate_bulk
 
 pytestmark = pytest.mark.mlflow

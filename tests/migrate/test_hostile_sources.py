@@ -183,7 +183,7 @@ def test_symlinks_out_of_a_tensorboard_log_directory_are_not_followed(tmp_path: 
 
 
 def test_credentials_in_urls_and_variables_never_reach_output_or_reports(tmp_path: Path) -> None:
-    from ferryman_dev.mlflow import free_port
+    from ferryman_dev.lifetime import free_port
 
     source = f"https://alice:{SECRET}@127.0.0.1:{free_port()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "FERRYMAN_"))}

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import json
 import os
 import re
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -34,6 +32,7 @@ import yaml
 
 from ferryman.api.trainer import TrainerAPI
 from ferryman_dev import upstream
+from ferryman_dev.lifetime import die_with_parent, free_port
 from ferryman_dev.pki import Pki, create_pki
 
 FIELD_MANAGER = "ferryman-dev"
@@ -117,18 +116,6 @@ def pinned_module_dir(component: str) -> Path:
     """The source of the module ``component``'s wrapper pins (manifests, CRDs, examples), fetched by Go."""
     module, _ = _COMPONENTS[component]
     return upstream.module_dir(module, pinned_version(component))
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    """preexec_fn: start a new session, and get SIGKILL when the parent goes away."""
-    os.setsid()
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -617,7 +604,7 @@ class ControlPlane:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=self.state_dir,
-                preexec_fn=None if self.detach else _die_with_parent,
+                preexec_fn=None if self.detach else die_with_parent(),
                 start_new_session=self.detach,
             )
         started = Process.start_time(popen.pid)

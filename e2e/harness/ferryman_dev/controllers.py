@@ -315,7 +315,8 @@ def start_controllers(plane: ControlPlane, names: Sequence[str], *, mpijob_v1: b
 
 def _launch(plane: ControlPlane, name: str, mpijob_v1: bool) -> Callable[[], None]:
     """Set up and start controller ``name``; the function that waits for it and registers its webhooks."""
-    from ferryman_dev.cluster import ClusterError, free_port
+    from ferryman_dev.cluster import ClusterError
+    from ferryman_dev.lifetime import free_port
 
     controller = CONTROLLERS[name]
     executable = controller.executable()

@@ -1,5 +1,5 @@
 """Servers that die with the process that started them, even when it is killed (a SIGTERMed pytest runs no
-fixture teardown).
+fixture teardown), and the free ports they listen on.
 
 The kernel's parent-death signal (PR_SET_PDEATHSIG) reaches only the direct child, is cleared when that child
 changes user (PostgreSQL and MariaDB run as their system users), and never reaches the workers a server forks
@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -30,6 +31,13 @@ GRACE_SECONDS = 10  # how long a signalled command may take to stop before every
 def _prctl(option: int, value: int) -> None:
     if ctypes.CDLL(None, use_errno=True).prctl(option, value) != 0:
         raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 no one listens on now (another process may take it before the server binds it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def die_with_parent(signum: int = signal.SIGKILL) -> Callable[[], None]:

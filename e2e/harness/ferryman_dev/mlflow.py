@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ferryman_dev.lifetime import die_with_parent, supervised
+from ferryman_dev.lifetime import die_with_parent, free_port, supervised
 
 ADMIN_USER = "admin"
 
@@ -49,12 +48,6 @@ class MlflowServer:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_mlflow_server(

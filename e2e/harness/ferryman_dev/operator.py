@@ -18,8 +18,9 @@ from typing import Any
 
 import yaml
 
-from ferryman_dev.cluster import ControlPlane, free_port, repo_root
+from ferryman_dev.cluster import ControlPlane, repo_root
 from ferryman_dev.image import LOCAL_IMAGE
+from ferryman_dev.lifetime import free_port
 
 OPERATOR_NAMESPACE = "ferryman-system"
 OPERATOR_ACCOUNT = "ferryman"

@@ -18,8 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ferryman_dev.lifetime import die_with_parent, supervised
-from ferryman_dev.mlflow import free_port
+from ferryman_dev.lifetime import die_with_parent, free_port, supervised
 
 SUPERUSER = "ferryman"
 SERVICE_USER = "postgres"  # the Debian packages' system user

@@ -33,7 +33,8 @@ from typing import Any
 
 import yaml
 
-from ferryman_dev.cluster import SERVICE_CIDR, ClusterError, ControlPlane, binary, free_port
+from ferryman_dev.cluster import SERVICE_CIDR, ClusterError, ControlPlane, binary
+from ferryman_dev.lifetime import free_port
 from ferryman_dev.pki import client_certificate
 from ferryman_dev.waiting import wait_for
 
