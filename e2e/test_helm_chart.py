@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ferryman.api.admission import operator_username
 from ferryman_dev.cluster import ControlPlane, binary, repo_root
 from ferryman_dev.operator import OPERATOR_NAMESPACE, install_ferryman, rendered_base
 
@@ -290,10 +291,11 @@ def ferryman_base(cluster: ControlPlane) -> ControlPlane:
     return cluster
 
 
-@pytest.mark.parametrize("target", ["base", *(f"overlays/{name}" for name in OVERLAYS)])
-def test_kustomization_applies(target: str, ferryman_base: ControlPlane, kube: Any) -> None:
-    """`kubectl kustomize` of the base and of each overlay renders, and applies (dry-run) with no PodSecurity
-    warning in the base's `restricted` namespace; the overlay's operator pod is admitted there."""
+KUSTOMIZATIONS = ["base", *(f"overlays/{name}" for name in OVERLAYS)]
+
+
+def render_kustomization(target: str) -> list[dict[str, Any]]:
+    """`kubectl kustomize` of the base or an overlay (``target``: "base", "overlays/dev")."""
     result = subprocess.run(
         ["kubectl", "kustomize", str(ROOT / "deploy" / "kustomize" / target)],
         capture_output=True,
@@ -301,8 +303,47 @@ def test_kustomization_applies(target: str, ferryman_base: ControlPlane, kube: A
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    documents = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-    assert only(documents, "Namespace")["metadata"]["labels"].items() >= RESTRICTED.items()
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@pytest.mark.parametrize("target", KUSTOMIZATIONS)
+def test_each_kustomization_grants_and_restricts_the_account_it_deploys(target: str) -> None:
+    """Wherever an overlay puts the operator, its RBAC bindings grant the operator's own ServiceAccount and
+    the admission policy restricts that account (`namespace:` moves objects, not the names inside them)."""
+    documents = render_kustomization(target)
+    account = only(documents, "ServiceAccount")["metadata"]
+    namespace = only(documents, "Namespace")["metadata"]["name"]
+    deployment = only(documents, "Deployment")
+    assert account["namespace"] == deployment["metadata"]["namespace"] == namespace
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == account["name"]
+    (condition,) = only(documents, "ValidatingAdmissionPolicy")["spec"]["matchConditions"]
+    assert condition["expression"] == (
+        f"request.userInfo.username == '{operator_username(namespace, account['name'])}'"
+    )
+    bindings = [d for d in documents if d["kind"] in ("RoleBinding", "ClusterRoleBinding")]
+    assert bindings and all(
+        subject == {"kind": "ServiceAccount", "name": account["name"], "namespace": namespace}
+        for binding in bindings
+        for subject in binding["subjects"]
+    )
+    if target == "overlays/own-namespace":
+        assert namespace != OPERATOR_NAMESPACE
+
+
+@pytest.mark.parametrize("target", KUSTOMIZATIONS)
+def test_kustomization_applies(target: str, ferryman_base: ControlPlane, kube: Any) -> None:
+    """`kubectl kustomize` of the base and of each overlay renders, and applies (dry-run) with no PodSecurity
+    warning in its `restricted` namespace; the overlay's operator pod is admitted there. An overlay that moves
+    the operator gets its namespace and ServiceAccount created first, as a real apply creates them before the
+    operator's pod."""
+    from lightkube import codecs
+
+    documents = render_kustomization(target)
+    namespace = only(documents, "Namespace")
+    assert namespace["metadata"]["labels"].items() >= RESTRICTED.items()
+    if namespace["metadata"]["name"] != OPERATOR_NAMESPACE:
+        for document in (namespace, only(documents, "ServiceAccount")):
+            kube.apply(codecs.from_dict(document), field_manager="ferryman-test")
     warnings = dry_run_apply(ferryman_base, documents)
     assert "PodSecurity" not in warnings
-    admit_operator_pod(kube, only(documents, "Deployment"), OPERATOR_NAMESPACE)
+    admit_operator_pod(kube, only(documents, "Deployment"), namespace["metadata"]["name"])
