@@ -8,6 +8,7 @@ as the ``ferryman.dev/kwok-exit-code`` annotation says.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import time
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from ferryman.convert.manifests import convert_stream
 from ferryman.convert.options import ConvertOptions
 from ferryman.convert.registry import convert_job
 from ferryman_dev.cluster import KWOK_EXIT_CODE, ControlPlane, Rejected, wait_default_service_account
-from ferryman_dev.controllers import CONTROLLERS
+from ferryman_dev.controllers import CONTROLLERS, create_trainjob
 from ferryman_dev.upstream import (
     TRAINING_OPERATOR_MODULE,
     TRAINING_OPERATOR_VERSION,
@@ -117,7 +118,10 @@ def test_every_emitted_conversion_is_admitted_by_the_trainer_and_jobset_webhooks
         try:
             for obj in runtime:
                 create_once(upstream_cluster, obj)
-            upstream_cluster.create(trainjob, trainjob["metadata"]["namespace"])
+            create_trainjob(
+                functools.partial(upstream_cluster.create, trainjob, trainjob["metadata"]["namespace"]),
+                derived_runtime=bool(runtime),
+            )
         except Rejected as rejected:
             refused.append(f"{label}: {rejected}")
     assert refused == []

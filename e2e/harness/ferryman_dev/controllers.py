@@ -27,14 +27,15 @@ kwok ends their pods as ``cluster.KWOK_EXIT_CODE`` says.
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
-from ferryman.api.trainer import TrainerAPI
+from ferryman.api.trainer import RUNTIME_NOT_FOUND_DENIAL, TrainerAPI
 from ferryman_dev import upstream
 from ferryman_dev.pki import rotator_certificates
 
@@ -51,6 +52,8 @@ TRAINING_OPERATOR_CERT_PROBE = Path("/tmp/k8s-webhook-server/serving-certs/tls.c
 KUEUE_METRICS_CERT_DIR = Path("/etc/kueue/metrics/certs")
 # mpi-operator v0.8.0 serves its health check on this port on every interface, hard-coded.
 MPI_OPERATOR_HEALTH_PORT = 8080
+RUNTIME_CACHE_SECONDS = 10.0  # how long Trainer's webhook may take to see a runtime created a moment before
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -480,3 +483,20 @@ def _local_client_config(client_config: dict[str, Any], port: int, ca_bundle: st
     """A webhook client config calling ``https://127.0.0.1:<port>`` at the path of its Service."""
     path = client_config.get("service", {}).get("path", "/")
     return {"url": f"https://127.0.0.1:{port}{path}", "caBundle": ca_bundle}
+
+
+def create_trainjob(create: Callable[[], T], *, derived_runtime: bool) -> T:
+    """``create()`` a TrainJob. Trainer's webhook (v2.0-v2.3) looks runtimes up through its manager's cache,
+    so it can deny a TrainJob whose derived runtime was created a moment before ("must be created before
+    ..."): created again for up to 10 s, as the operator does; a missing cluster runtime is a rejection."""
+    from ferryman_dev.cluster import Rejected
+
+    deadline = time.monotonic() + RUNTIME_CACHE_SECONDS
+    while True:
+        try:
+            return create()
+        except Rejected as rejected:
+            cache_lag = derived_runtime and RUNTIME_NOT_FOUND_DENIAL in rejected.message
+            if not cache_lag or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)

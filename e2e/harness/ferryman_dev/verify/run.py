@@ -20,17 +20,16 @@ from typing import Any
 import yaml
 
 from ferryman.api.kinds import PYTORCHJOB
-from ferryman.api.trainer import RUNTIME_NOT_FOUND_DENIAL
 from ferryman.convert.findings import Finding, Severity
 from ferryman.convert.launcher import COMPLETION_INDEX_ANNOTATION
 from ferryman.convert.manifests import JobResult, ManifestError, convert_stream
 from ferryman.convert.options import ConvertOptions
 from ferryman_dev.cluster import ControlPlane, Rejected
+from ferryman_dev.controllers import create_trainjob
 from ferryman_dev.verify import sandbox
 from ferryman_dev.verify.compare import Difference, Side, compare
 
 PODS_TIMEOUT = 120.0  # seconds to wait for every pod of every job of a run
-RUNTIME_CACHE_TIMEOUT = 10.0  # seconds Trainer's webhook may take to see a runtime created a moment before
 V1_MAIN_CONTAINER = "pytorch"
 V2_MAIN_CONTAINER = "node"
 V2_NODE_JOB = "node"  # the replicated job of the torch runtimes that runs the training nodes
@@ -232,24 +231,11 @@ def _create(kube: Any, job: _Run, tamper: Callable[[dict[str, Any]], None] | Non
             runtime = copy.deepcopy(conversion.runtime)
             runtime["metadata"]["namespace"] = job.placement.v2_namespace
             sandbox.create(kube, runtime)
-        job.stored_v2 = _create_trainjob(kube, trainjob, derived_runtime=conversion.runtime is not None)
+        job.stored_v2 = create_trainjob(
+            lambda: sandbox.create(kube, trainjob) or {}, derived_runtime=conversion.runtime is not None
+        )
     except Rejected as rejected:
         job.admission = Difference(None, "admission", "admitted", f"rejected: {rejected.message}")
-
-
-def _create_trainjob(kube: Any, trainjob: dict[str, Any], derived_runtime: bool) -> dict[str, Any]:
-    """Create the TrainJob. Trainer's webhook (v2.0-v2.3) looks runtimes up through a cache, so it can deny
-    one whose derived runtime was created a moment before ("must be created before..."): retried briefly,
-    as the operator does; a missing runtime of the cluster's is a real rejection."""
-    deadline = time.monotonic() + RUNTIME_CACHE_TIMEOUT
-    while True:
-        try:
-            return sandbox.create(kube, trainjob) or {}
-        except Rejected as rejected:
-            cache_lag = derived_runtime and RUNTIME_NOT_FOUND_DENIAL in rejected.message
-            if not cache_lag or time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 @dataclass
